@@ -1,0 +1,73 @@
+# kubatch developer entry points. Two set-up commands on a fresh machine: `make demo`, `make test`.
+SHELL := bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KUBECONFIG_LOCAL := $(CURDIR)/.kubatch/kubeconfig
+PYTEST_WORKERS ?= 3
+
+.PHONY: venv test test-unit test-integration lint fmt crds crds-check cluster-build cluster-up cluster-down \
+        cluster-status operator demo kind-e2e bench bench-quick clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+fmt: venv
+	$(VENV)/bin/ruff check --fix .
+
+crds: venv
+	$(PY) -m kubatch.api.crdgen
+
+crds-check: venv
+	$(PY) -m kubatch.api.crdgen --check
+
+cluster-build:
+	@bash hack/cluster/build.sh >/dev/null
+
+cluster-up: venv
+	@$(PY) -m kubatch.devcluster up >/dev/null
+
+cluster-down: venv
+	@$(PY) -m kubatch.devcluster down
+
+cluster-status: venv
+	@$(PY) -m kubatch.devcluster status
+
+# Unit tests need no cluster; integration tests bring the local cluster up themselves (or reuse it).
+test: venv lint cluster-build
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider tests
+
+test-unit: venv
+	$(VENV)/bin/pytest -p no:cacheprovider tests/unit
+
+test-integration: venv cluster-build
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile -p no:cacheprovider tests/integration
+
+operator: venv cluster-up
+	KUBECONFIG=$(KUBECONFIG_LOCAL) $(VENV)/bin/kubatch operator
+
+demo: venv
+	$(PY) -m kubatch.devcluster up >/dev/null
+	$(VENV)/bin/kubatch dev demo --kubeconfig $(KUBECONFIG_LOCAL)
+
+# For people with Docker: the same integration tests against a kind cluster.
+kind-e2e: venv
+	bash hack/kind-e2e.sh
+
+bench: venv cluster-build
+	$(PY) -m bench.run
+
+bench-quick: venv cluster-build
+	$(PY) -m bench.run --quick
+
+clean: cluster-down
+	rm -rf $(VENV) .kubatch

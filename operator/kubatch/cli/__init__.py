@@ -1,0 +1,1 @@
+"""The `kubatch` command line."""

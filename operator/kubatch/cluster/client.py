@@ -1,0 +1,255 @@
+"""A lean asyncio Kubernetes API client over aiohttp (the HTTP stack kopf already uses).
+
+Bodies are plain dicts in and out: the operator never pays for model (de)serialisation on the hot
+path. Authentication comes from a kubeconfig (client certificates, bearer tokens, exec plugins via
+kubernetes_asyncio's loader) or the in-cluster service account. HTTP 429 and 5xx answers to
+idempotent calls are retried with backoff, honouring Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+JSON = dict[str, Any]
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server."""
+
+    def __init__(self, status: int, body: Any, method: str, path: str) -> None:
+        self.status = status
+        self.body = body
+        self.reason = body.get("reason", "") if isinstance(body, dict) else ""
+        message = body.get("message", body) if isinstance(body, dict) else body
+        super().__init__(f"{method} {path}: {status} {self.reason}: {message}")
+
+
+@dataclass
+class Credentials:
+    server: str
+    ssl_context: ssl.SSLContext | bool
+    token: str | None = None
+    token_file: str | None = None
+
+
+async def load_credentials(kubeconfig: str | None = None) -> Credentials:
+    """Credentials from `kubeconfig` (or $KUBECONFIG), else from the in-cluster service account."""
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if not path and "KUBERNETES_SERVICE_HOST" in os.environ:
+        host = os.environ["KUBERNETES_SERVICE_HOST"]
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        sa_ctx = ssl.create_default_context(cafile=f"{SA_DIR}/ca.crt")
+        return Credentials(f"https://{host}:{port}", sa_ctx, token_file=f"{SA_DIR}/token")
+    from kubernetes_asyncio import config as kconfig
+    from kubernetes_asyncio.client import Configuration
+
+    cfg = Configuration()
+    await kconfig.load_kube_config(config_file=path, client_configuration=cfg)
+    ctx: ssl.SSLContext | bool
+    if cfg.verify_ssl:
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.ssl_ca_cert else ssl.create_default_context()
+    else:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cfg.cert_file:
+        assert isinstance(ctx, ssl.SSLContext)
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    token = None
+    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    if auth:
+        token = auth.split(" ", 1)[1] if auth.lower().startswith("bearer ") else auth
+    return Credentials(str(cfg.host).rstrip("/"), ctx, token=token)
+
+
+class Kube:
+    """Async Kubernetes API client; one instance per process, one connection pool."""
+
+    def __init__(self, creds: Credentials, *, max_connections: int = 64, user_agent: str = "kubatch") -> None:
+        self.creds = creds
+        self._session: aiohttp.ClientSession | None = None
+        self._max_connections = max_connections
+        self._user_agent = user_agent
+        self.requests_total = 0
+        self.throttled_total = 0
+        self.errors_total = 0
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None, **kw: Any) -> Kube:
+        return cls(await load_credentials(kubeconfig), **kw)
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Accept": "application/json", "User-Agent": self._user_agent}
+        token = self.creds.token
+        if self.creds.token_file:
+            with open(self.creds.token_file) as f:
+                token = f.read().strip()
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        return h
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            conn = aiohttp.TCPConnector(limit=self._max_connections, ssl=self.creds.ssl_context)
+            self._session = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+        retries: int = 6,
+    ) -> Any:
+        url = self.creds.server + path
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        data = json.dumps(body) if body is not None else None
+        headers = self._headers()
+        if data is not None:
+            headers["Content-Type"] = content_type
+        delay = 0.2
+        for attempt in range(retries + 1):
+            self.requests_total += 1
+            try:
+                async with self.session.request(
+                    method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                ) as resp:
+                    text = await resp.text()
+                    if resp.status < 300:
+                        return json.loads(text) if text else None
+                    try:
+                        payload: Any = json.loads(text)
+                    except ValueError:
+                        payload = text
+                    retryable = resp.status == 429 or resp.status >= 500
+                    if resp.status == 429:
+                        self.throttled_total += 1
+                    if retryable and attempt < retries:
+                        wait = float(resp.headers.get("Retry-After", delay))
+                        log.debug("%s %s: %s, retrying in %.1fs", method, path, resp.status, wait)
+                        await asyncio.sleep(min(wait, 10.0))
+                        delay = min(delay * 2, 5.0)
+                        continue
+                    self.errors_total += 1
+                    raise ApiError(resp.status, payload, method, path)
+            except (TimeoutError, aiohttp.ClientConnectionError) as e:
+                if attempt >= retries:
+                    self.errors_total += 1
+                    raise ApiError(0, str(e), method, path) from e
+                log.debug("%s %s: %s, retrying in %.1fs", method, path, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    # ---- conveniences ---------------------------------------------------------------------------
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.request("GET", path, params=params or None)
+
+    async def create(self, path: str, body: JSON) -> JSON:
+        result: JSON = await self.request("POST", path, body=body)
+        return result
+
+    async def merge_patch(self, path: str, body: JSON) -> JSON:
+        result: JSON = await self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+        return result
+
+    async def json_patch(self, path: str, ops: list[JSON]) -> JSON:
+        result: JSON = await self.request("PATCH", path, body=ops, content_type="application/json-patch+json")
+        return result
+
+    async def apply(self, path: str, body: JSON, *, field_manager: str = "kubatch", force: bool = True) -> JSON:
+        result: JSON = await self.request(
+            "PATCH",
+            path,
+            body=body,
+            content_type="application/apply-patch+yaml",
+            params={"fieldManager": field_manager, "force": "true" if force else "false"},
+        )
+        return result
+
+    async def delete(
+        self, path: str, *, grace_seconds: int | None = None, uid: str | None = None, propagation: str | None = None
+    ) -> Any:
+        opts: JSON = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if grace_seconds is not None:
+            opts["gracePeriodSeconds"] = grace_seconds
+        if uid:
+            opts["preconditions"] = {"uid": uid}
+        if propagation:
+            opts["propagationPolicy"] = propagation
+        try:
+            return await self.request("DELETE", path, body=opts)
+        except ApiError as e:
+            if e.status in (404, 409):  # already gone, or replaced by a newer object of that name
+                return None
+            raise
+
+    async def list_all(
+        self, path: str, *, label_selector: str | None = None, limit: int = 500
+    ) -> tuple[list[JSON], str]:
+        """Every item of a collection (paginated) and the list's resourceVersion."""
+        items: list[JSON] = []
+        cont: str | None = None
+        while True:
+            page = await self.get(
+                path, labelSelector=label_selector, limit=limit, **({"continue": cont} if cont else {})
+            )
+            items.extend(page.get("items", []))
+            cont = page.get("metadata", {}).get("continue")
+            if not cont:
+                return items, str(page.get("metadata", {}).get("resourceVersion", ""))
+
+    async def watch(
+        self, path: str, *, resource_version: str, label_selector: str | None = None, timeout_seconds: int = 300
+    ) -> AsyncIterator[JSON]:
+        """Raw watch events (type, object) from `resource_version`, with bookmarks."""
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+            "labelSelector": label_selector,
+        }
+        url = self.creds.server + path + "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        async with self.session.get(
+            url,
+            headers=self._headers(),
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_read=timeout_seconds + 30),
+        ) as resp:
+            if resp.status >= 300:
+                text = await resp.text()
+                try:
+                    payload: Any = json.loads(text)
+                except ValueError:
+                    payload = text
+                raise ApiError(resp.status, payload, "WATCH", path)
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)

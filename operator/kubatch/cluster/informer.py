@@ -1,0 +1,108 @@
+"""List+watch informers: keep a local copy of one resource collection current, with a clear
+"synced" moment (the initial list is complete), bookmarks, and a relist on 410 Gone.
+
+Used for the high-cardinality kinds (BatchJobs, Pods) where kopf's per-object workers would cost
+too much (see design.md); every event is handed to a callback as (type, object).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubatch.cluster.client import ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, dict[str, Any]], None]
+
+
+class Informer:
+    """Mirror one collection into `handler` calls: ADDED/MODIFIED/DELETED, plus SYNCED once listed.
+
+    On (re)list, objects that vanished while the watch was down are reported as DELETED, so the
+    consumer never holds a stale object.
+    """
+
+    def __init__(
+        self, kube: Kube, path: str, handler: Handler, *, label_selector: str | None = None, name: str = ""
+    ) -> None:
+        self.kube = kube
+        self.path = path
+        self.handler = handler
+        self.label_selector = label_selector
+        self.name = name or path
+        self.synced = asyncio.Event()
+        self.known: dict[str, str] = {}  # uid -> key, to report deletions found by a relist
+        self.relists = 0
+
+    @staticmethod
+    def key(obj: dict[str, Any]) -> str:
+        md = obj.get("metadata", {})
+        return f"{md.get('namespace', '')}/{md.get('name', '')}"
+
+    async def _list(self) -> str:
+        items, rv = await self.kube.list_all(self.path, label_selector=self.label_selector)
+        seen: dict[str, str] = {}
+        for obj in items:
+            uid = obj["metadata"]["uid"]
+            seen[uid] = self.key(obj)
+            self.handler("ADDED" if uid not in self.known else "MODIFIED", obj)
+        for uid, key in self.known.items():
+            if uid not in seen:
+                ns, _, name = key.partition("/")
+                self.handler("DELETED", {"metadata": {"namespace": ns, "name": name, "uid": uid}})
+        self.known = seen
+        self.relists += 1
+        return rv
+
+    async def run(self) -> None:
+        """List, then watch forever; relist after 410 Gone or persistent errors."""
+        backoff = 0.5
+        rv = ""
+        while True:
+            try:
+                if not rv:
+                    rv = await self._list()
+                    if not self.synced.is_set():
+                        log.info("informer %s synced (%d objects)", self.name, len(self.known))
+                        self.synced.set()
+                async for ev in self.kube.watch(self.path, resource_version=rv, label_selector=self.label_selector):
+                    typ = ev.get("type")
+                    obj = ev.get("object", {})
+                    if typ == "BOOKMARK":
+                        rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                        continue
+                    if typ == "ERROR":
+                        code = obj.get("code")
+                        if code == 410:
+                            log.info("informer %s: watch expired (410), relisting", self.name)
+                            rv = ""
+                            break
+                        raise ApiError(int(code or 0), obj, "WATCH", self.path)
+                    md = obj.get("metadata", {})
+                    rv = md.get("resourceVersion", rv)
+                    if typ == "DELETED":
+                        self.known.pop(md.get("uid", ""), None)
+                    else:
+                        self.known[md.get("uid", "")] = self.key(obj)
+                    if typ in ("ADDED", "MODIFIED", "DELETED"):
+                        self.handler(typ, obj)
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except ApiError as e:
+                if e.status == 410:
+                    rv = ""
+                    continue
+                log.warning("informer %s: %s; retrying in %.1fs", self.name, e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                if e.status in (0, 500, 503, 504):
+                    rv = ""  # after an outage, relist to catch what the watch missed
+            except Exception as e:  # network errors and truncated streams
+                log.warning("informer %s: %r; retrying in %.1fs", self.name, e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)

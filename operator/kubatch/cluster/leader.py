@@ -1,0 +1,154 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, so that exactly one replica dispatches.
+
+kopf's peering pauses peers by priority; it is not leader election. Here the holder renews the
+Lease every `renew_seconds`; a standby takes it over once `lease_seconds` pass without a renewal
+(optimistic concurrency on resourceVersion makes the takeover atomic). Losing the Lease clears
+`is_leader` at once, so the dispatcher stops before another replica can start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from kubatch.cluster.client import ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+
+def _now_micro() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_micro(value: str | None) -> float:
+    if not value:
+        return 0.0
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.strptime(value, fmt).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    return 0.0
+
+
+class LeaderElector:
+    """Acquire and hold one Lease; `is_leader` tells whether this process holds it right now."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str = "kubatch-dispatcher",
+        *,
+        identity: str | None = None,
+        lease_seconds: int = 15,
+        renew_seconds: float = 5.0,
+    ) -> None:
+        self.kube = kube
+        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self.name = name
+        self.identity = identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = lease_seconds
+        self.renew_seconds = renew_seconds
+        self.became_leader = asyncio.Event()
+        self._leader = False
+        self._renewed_at = 0.0
+        self.transitions = 0
+
+    @property
+    def is_leader(self) -> bool:
+        # Never act on a lease we could not renew in time: another replica may hold it by now.
+        return self._leader and time.monotonic() - self._renewed_at < self.lease_seconds - self.renew_seconds
+
+    def _spec(self, acquire: bool, current: dict[str, Any] | None) -> dict[str, Any]:
+        now = _now_micro()
+        spec: dict[str, Any] = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.lease_seconds,
+            "renewTime": now,
+        }
+        if acquire:
+            spec["acquireTime"] = now
+            spec["leaseTransitions"] = int((current or {}).get("leaseTransitions", 0)) + (1 if current else 0)
+        return spec
+
+    async def try_acquire_or_renew(self) -> bool:
+        try:
+            lease = await self.kube.get(self.path)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name},
+                "spec": self._spec(True, None),
+            }
+            try:
+                await self.kube.create(self.collection, body)
+            except ApiError as ce:
+                if ce.status == 409:
+                    return False
+                raise
+            return True
+        spec = lease.get("spec", {})
+        holder = spec.get("holderIdentity")
+        if holder == self.identity:
+            new_spec = {**spec, **self._spec(False, spec)}
+        else:
+            renewed = _parse_micro(spec.get("renewTime"))
+            duration = float(spec.get("leaseDurationSeconds") or self.lease_seconds)
+            if holder and time.time() < renewed + duration:
+                return False
+            new_spec = {**spec, **self._spec(True, spec)}
+        body = {**lease, "spec": new_spec}
+        try:
+            await self.kube.request("PUT", self.path, body=body)  # resourceVersion makes this a CAS
+        except ApiError as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                held = await self.try_acquire_or_renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("leader election: %s", e)
+                held = False
+            if held:
+                self._renewed_at = started
+                if not self._leader:
+                    self.transitions += 1
+                    log.info("leader election: %s now leads (%s)", self.identity, self.name)
+                self._leader = True
+                self.became_leader.set()
+            elif self._leader and not self.is_leader:
+                log.warning("leader election: %s lost the lease", self.identity)
+                self._leader = False
+                self.became_leader.clear()
+            await asyncio.sleep(self.renew_seconds if held else 1.0)
+
+    async def release(self) -> None:
+        """Give the lease up on clean shutdown so a standby takes over at once."""
+        if not self._leader:
+            return
+        self._leader = False
+        try:
+            lease = await self.kube.get(self.path)
+            if lease.get("spec", {}).get("holderIdentity") == self.identity:
+                lease["spec"]["holderIdentity"] = None
+                lease["spec"]["renewTime"] = None
+                await self.kube.request("PUT", self.path, body=lease)
+        except ApiError as e:
+            log.warning("leader election: release failed: %s", e)

@@ -1,0 +1,105 @@
+"""Kubernetes Events for kubatch objects (the Kubernetes face of AWS Batch's state-change events).
+
+Events are posted from a bounded queue by a few workers so that a burst of state changes never
+slows dispatching; when the queue is full the oldest pending events are dropped and counted,
+as client-go's broadcaster does under pressure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from kubatch.cluster.client import ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "kubatch-operator"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _micro() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventRecorder:
+    """Queue Events about objects and post them in the background."""
+
+    def __init__(self, kube: Kube, *, max_pending: int = 5000, workers: int = 4) -> None:
+        self.kube = kube
+        self.pending: deque[tuple[str, dict[str, Any]]] = deque()
+        self.max_pending = max_pending
+        self.workers = workers
+        self.posted = 0
+        self.dropped = 0
+        self._wake = asyncio.Event()
+        self._host = socket.gethostname()
+
+    def record(self, obj: dict[str, Any], reason: str, message: str, *, type_: str = "Normal") -> None:
+        md = obj.get("metadata", {})
+        ns = md.get("namespace") or "default"
+        name = md.get("name", "")
+        ts = _now()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{name}.", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", ""),
+                "kind": obj.get("kind", ""),
+                "name": name,
+                "namespace": md.get("namespace"),
+                "uid": md.get("uid"),
+                "resourceVersion": md.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": COMPONENT, "host": self._host},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._host,
+            "action": reason,
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "eventTime": _micro(),
+            "count": 1,
+        }
+        if len(self.pending) >= self.max_pending:
+            self.pending.popleft()
+            self.dropped += 1
+        self.pending.append((ns, event))
+        self._wake.set()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+
+    async def _worker(self) -> None:
+        while True:
+            if not self.pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            ns, event = self.pending.popleft()
+            try:
+                await self.kube.create(f"/api/v1/namespaces/{ns}/events", event)
+                self.posted += 1
+            except ApiError as e:
+                if e.status != 404:  # a namespace being deleted is not worth a warning
+                    log.debug("event not posted: %s", e)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.debug("event not posted: %r", e)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until queued events are posted, e.g. before shutdown."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.pending and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)

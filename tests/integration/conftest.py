@@ -1,0 +1,126 @@
+"""Fixtures for tests against the real local control plane.
+
+The session brings the cluster up once (reusing a running one; safe under pytest-xdist through a
+file lock), installs the CRDs, and hands each test a fresh namespace. A missing binary or a
+cluster that cannot start is a loud error, never a skip.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, build_binaries, find_repo
+from kubatch.devcluster.nodes import kwok_node
+from tests.integration.helpers import Kubectl, NodeFactory
+
+REPO = find_repo(Path(__file__).parent)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> ClusterInfo:
+    external = os.environ.get("KUBATCH_KUBECONFIG")
+    if external:
+        # Any other cluster (kind, say) with kwok managing `kwok.x-k8s.io/node: fake` nodes.
+        return ClusterInfo(
+            bin_dir=str(build_binaries(REPO)),
+            state_dir="",
+            kubeconfig=external,
+            server="",
+            k8s_version="",
+            load_profile=False,
+        )
+    state = REPO / ".kubatch"
+    state.mkdir(exist_ok=True)
+    with open(state / ".up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return LocalCluster(REPO).up()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: ClusterInfo) -> Kubectl:
+    env = cluster.env()
+
+    def run(
+        *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [cluster.kubectl, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def kget(kubectl: Kubectl) -> Callable[..., Any]:
+    """kubectl get ... -o json, parsed."""
+
+    def get(*args: str) -> Any:
+        return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> None:
+    """Install the generated CRDs (server-side apply) and wait until they are Established."""
+    crd_dir = REPO / "crds"
+    files = sorted(crd_dir.glob("*.yaml"))
+    if not files:
+        raise AssertionError("crds/ is empty: run `make crds`")
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd_dir))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd_dir))
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount ready), deleted after the test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 30
+    while kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"namespace {name}: default ServiceAccount never appeared")
+        time.sleep(0.1)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def make_node(kubectl: Kubectl) -> Iterator[NodeFactory]:
+    """Create kwok nodes for one test (unique names, a per-test label); waits until Ready; deletes them after."""
+    created: list[str] = []
+    tag = uuid.uuid4().hex[:8]
+
+    def make(
+        *,
+        cpu: str | int = 4,
+        memory: str = "16Gi",
+        gpus: int = 0,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+    ) -> str:
+        name = f"kwok-{tag}-{len(created)}"
+        manifest = kwok_node(
+            name, cpu=cpu, memory=memory, gpus=gpus, labels={"kubatch.dev/test": tag, **(labels or {})}, taints=taints
+        )
+        kubectl("create", "-f", "-", input=json.dumps(manifest))
+        created.append(name)
+        kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+        return name
+
+    yield make
+    if created:
+        kubectl("delete", "node", *created, "--wait=false", check=False)
