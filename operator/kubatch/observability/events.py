@@ -12,6 +12,7 @@ import logging
 import socket
 from collections import deque
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
@@ -42,7 +43,7 @@ class EventRecorder:
         self._wake = asyncio.Event()
         self._host = socket.gethostname()
 
-    def record(self, obj: dict[str, Any], reason: str, message: str, *, type_: str = "Normal") -> None:
+    def record(self, obj: Mapping[str, Any], reason: str, message: str, *, type_: str = "Normal") -> None:
         md = obj.get("metadata", {})
         ns = md.get("namespace") or "default"
         name = md.get("name", "")

@@ -1,0 +1,192 @@
+"""The in-memory cluster view: the latest copy of every object the operator decides on.
+
+Fed by informers (watch events) and by the operator's own write responses, so a decision never
+waits for its own echo. Objects are kept whole except Pods, which are slimmed to the fields the
+lifecycle reads. Each change marks the affected jobs dirty and wakes the loops that care.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+JSON = dict[str, Any]
+
+LABEL_JOB_NAME = "kubatch.dev/job-name"
+LABEL_JOB_DEFINITION = "kubatch.dev/job-definition"
+
+
+def _rv(obj: JSON) -> int:
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def slim_pod(pod: JSON) -> JSON:
+    """The parts of a Pod that kubatch reads (saves memory with tens of thousands of pods)."""
+    md = pod.get("metadata", {})
+    spec = pod.get("spec", {})
+    st = pod.get("status", {})
+    containers = [{"name": c.get("name"), "resources": c.get("resources", {})} for c in spec.get("containers", [])]
+    return {
+        "metadata": {
+            "name": md.get("name"),
+            "namespace": md.get("namespace"),
+            "uid": md.get("uid"),
+            "labels": md.get("labels", {}),
+            "resourceVersion": md.get("resourceVersion"),
+            "deletionTimestamp": md.get("deletionTimestamp"),
+            "creationTimestamp": md.get("creationTimestamp"),
+            "ownerReferences": md.get("ownerReferences", []),
+        },
+        "spec": {"nodeName": spec.get("nodeName"), "containers": containers},
+        "status": {
+            "phase": st.get("phase"),
+            "podIP": st.get("podIP"),
+            "reason": st.get("reason"),
+            "message": st.get("message"),
+            "startTime": st.get("startTime"),
+            "containerStatuses": st.get("containerStatuses", []),
+            "initContainerStatuses": st.get("initContainerStatuses", []),
+        },
+    }
+
+
+def job_key(ns: str, name: str) -> str:
+    return f"{ns}/{name}"
+
+
+class View:
+    """Latest objects by kind, plus pods grouped by owning job."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JSON] = {}
+        self.pods: dict[str, dict[str, JSON]] = defaultdict(dict)  # job key -> pod name -> pod
+        self.definitions: dict[str, JSON] = {}  # ns/name -> JobDefinition
+        self.revisions: dict[str, dict[int, JSON]] = defaultdict(dict)  # ns/jd -> rev -> ControllerRevision
+        self.queues: dict[str, JSON] = {}
+        self.envs: dict[str, JSON] = {}
+        self.policies: dict[str, JSON] = {}
+        self.consumables: dict[str, JSON] = {}
+        self.nodes: dict[str, JSON] = {}
+        self.dependents: dict[str, set[str]] = defaultdict(set)  # job key -> keys of jobs depending on it
+        self.dirty: set[str] = set()
+        self.changed = asyncio.Event()  # something the dispatcher may care about changed
+        self.job_dirty = asyncio.Event()
+        self.listeners: list[Callable[[str, str, JSON], None]] = []
+
+    # ---- helpers ----------------------------------------------------------------------------------
+    def mark(self, key: str) -> None:
+        self.dirty.add(key)
+        self.job_dirty.set()
+
+    def mark_dependents(self, key: str) -> None:
+        for dep in self.dependents.get(key, ()):
+            self.mark(dep)
+
+    def _index_deps(self, key: str, job: JSON | None, old: JSON | None) -> None:
+        ns = key.split("/", 1)[0]
+        for source in (old, job):
+            if source is None:
+                continue
+            for entry in (source.get("spec") or {}).get("dependsOn") or []:
+                name = entry.get("jobName")
+                if not name:
+                    continue
+                target = job_key(ns, name)
+                if source is job:
+                    self.dependents[target].add(key)
+                else:
+                    self.dependents[target].discard(key)
+
+    # ---- event handlers (informers) ---------------------------------------------------------------
+    def on_job(self, typ: str, obj: JSON) -> None:
+        md = obj.get("metadata", {})
+        key = job_key(md.get("namespace", ""), md.get("name", ""))
+        old = self.jobs.get(key)
+        if typ == "DELETED":
+            if old is not None and old["metadata"].get("uid") == md.get("uid"):
+                self.jobs.pop(key, None)
+                self._index_deps(key, None, old)
+        else:
+            if old is not None and old["metadata"].get("uid") == md.get("uid") and _rv(old) > _rv(obj):
+                return  # an older copy than the one our own write already gave us
+            self.jobs[key] = obj
+            if old is None or (old.get("spec") or {}).get("dependsOn") != (obj.get("spec") or {}).get("dependsOn"):
+                self._index_deps(key, obj, old)
+        self.mark(key)
+        self.mark_dependents(key)
+        self.changed.set()
+
+    def put_job(self, obj: JSON) -> None:
+        """Our own write's response: newer than anything the informer has shown yet."""
+        self.on_job("MODIFIED", obj)
+
+    def on_pod(self, typ: str, obj: JSON) -> None:
+        md = obj.get("metadata", {})
+        labels = md.get("labels") or {}
+        job = labels.get(LABEL_JOB_NAME)
+        if not job:
+            return
+        key = job_key(md.get("namespace", ""), job)
+        pods = self.pods[key]
+        name = md.get("name", "")
+        if typ == "DELETED":
+            old = pods.get(name)
+            if old is not None and old["metadata"].get("uid") == md.get("uid"):
+                del pods[name]
+            if not pods:
+                self.pods.pop(key, None)
+        else:
+            old = pods.get(name)
+            if old is not None and old["metadata"].get("uid") == md.get("uid") and _rv(old) > _rv(obj):
+                return
+            pods[name] = slim_pod(obj)
+        self.mark(key)
+        self.changed.set()
+
+    def on_named(self, store: dict[str, JSON], typ: str, obj: JSON, *, namespaced: bool = False) -> None:
+        md = obj.get("metadata", {})
+        key = job_key(md.get("namespace", ""), md.get("name", "")) if namespaced else md.get("name", "")
+        if typ == "DELETED":
+            store.pop(key, None)
+        else:
+            store[key] = obj
+        self.changed.set()
+
+    def on_definition(self, typ: str, obj: JSON) -> None:
+        self.on_named(self.definitions, typ, obj, namespaced=True)
+        for listener in self.listeners:
+            listener("JobDefinition", typ, obj)
+
+    def on_revision(self, typ: str, obj: JSON) -> None:
+        md = obj.get("metadata", {})
+        jd = (md.get("labels") or {}).get(LABEL_JOB_DEFINITION)
+        if not jd:
+            return
+        key = job_key(md.get("namespace", ""), jd)
+        rev = int(obj.get("revision", 0))
+        if typ == "DELETED":
+            self.revisions[key].pop(rev, None)
+        else:
+            self.revisions[key][rev] = obj
+        for listener in self.listeners:
+            listener("ControllerRevision", typ, obj)
+        self.changed.set()
+
+    def on_node(self, typ: str, obj: JSON) -> None:
+        name = obj.get("metadata", {}).get("name", "")
+        if typ == "DELETED":
+            self.nodes.pop(name, None)
+            # Pods on a vanished node fail their attempt: look at their jobs again.
+            for key, pods in self.pods.items():
+                if any(p["spec"].get("nodeName") == name for p in pods.values()):
+                    self.mark(key)
+        else:
+            self.nodes[name] = obj
+        for listener in self.listeners:
+            listener("Node", typ, obj)
+        self.changed.set()

@@ -1,0 +1,1 @@
+"""kopf handlers: the operator process (start-up, clean-up, probes) and admission."""

@@ -1,0 +1,54 @@
+"""The kopf operator: settings, login, start-up and clean-up of the runtime, health probes.
+
+BatchJobs and Pods are watched by the runtime's own informers (one list+watch each, no per-object
+kopf workers, annotations or finalizers: see design.md); kopf runs the process, serves admission
+webhooks and health probes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kubatch.cluster.client import Kube
+from kubatch.runtime.app import Options, Runtime
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.posting.level = logging.WARNING
+    settings.posting.loggers = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.persistence.finalizer = "kubatch.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubatch.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kubatch.dev")
+    options = Options.from_env()
+    kube = await Kube.connect(options.kubeconfig)
+    runtime = Runtime(kube, options)
+    memo.runtime = runtime
+    await runtime.start()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.events.drain()
+        await runtime.stop()
+
+
+@kopf.on.probe(id="synced")
+async def synced(memo: kopf.Memo, **_: Any) -> bool:
+    runtime: Runtime | None = memo.get("runtime")
+    return bool(runtime and runtime.synced.is_set())
+
+
+@kopf.on.probe(id="leader")
+async def leader(memo: kopf.Memo, **_: Any) -> bool:
+    runtime: Runtime | None = memo.get("runtime")
+    return bool(runtime and runtime.is_leader)

@@ -1,0 +1,601 @@
+"""One reconcile step of one BatchJob: from (job, its pods, context) to (new status, actions).
+
+The job's status is a function of what it recorded and what its pods show, so the same step
+serves normal progress, crash recovery (a pod created just before a restart is adopted) and
+late watch events. The dispatcher only creates the first pod of an attempt; this step notices it
+(RUNNABLE -> STARTING), follows the pod (RUNNING, finished), applies retryStrategy, timeouts,
+cancel/terminate and dependencies, starts the other nodes of a multi-node job once the main node
+runs, and keeps array children as compact per-state index sets in the parent's status.
+
+Pure: no kopf, no I/O. The runtime executes the returned actions and writes the status.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubatch.core.arrays import ArrayChildren, IndexSet
+from kubatch.core.deps import DependencyStatus, GateState, array_child_gates, dependency_gate
+from kubatch.core.podspec import (
+    DEFAULT_GRACE_PERIOD_SECONDS,
+    PodSettings,
+    PodSpecError,
+    build_pod,
+    main_node_of,
+    num_nodes_of,
+    pod_name,
+)
+from kubatch.core.retry import after_attempt, effective_strategy, effective_timeout
+from kubatch.core.states import (
+    ACTIVE,
+    CANCELLABLE,
+    DEFAULT_CANCEL_REASON,
+    DEFAULT_TERMINATE_REASON,
+    REASON_DEPENDENT_JOB_FAILED,
+    REASON_MAIN_NODE_EXITED,
+    TERMINAL,
+    AttemptOutcome,
+    JobStatus,
+    PodObservation,
+    attempt_outcome,
+    forward_path,
+    observe_pod,
+    observed_status,
+)
+
+S = JobStatus
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A resolved JobDefinition revision: ``name:rev`` and its spec."""
+
+    resolved: str
+    spec: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything outside the job that one step may look at."""
+
+    now: float
+    definition: Definition | None = None
+    definition_error: str | None = None  # why the reference cannot be resolved (a new job fails)
+    deps: Mapping[str, DependencyStatus] = field(default_factory=dict)
+    nodes: frozenset[str] | None = None  # names of existing nodes; None = unknown (no node checks)
+    queue_missing: str | None = None  # why the job's queue cannot take it (a new job fails)
+    delete_finished_pods: bool = True
+    settings: PodSettings = field(default_factory=PodSettings)
+    blocked_reason: str | None = None  # the scheduler's reason why this RUNNABLE job (queue head) waits
+    forced_cancel: Mapping[int | None, str] = field(default_factory=dict)  # index (None: the job) -> reason
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+    grace_seconds: int
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    """What the runtime should do: write ``status`` (None = unchanged), create objects, delete pods,
+    post events, and look at the job again at ``requeue_at`` (epoch seconds) at the latest."""
+
+    status: dict[str, Any] | None = None
+    create: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[DeletePod] = field(default_factory=list)
+    events: list[JobEvent] = field(default_factory=list)
+    requeue_at: float | None = None
+
+    def wake_at(self, t: float) -> None:
+        self.requeue_at = t if self.requeue_at is None else min(self.requeue_at, t)
+
+
+def event_reason(state: JobStatus) -> str:
+    return "Job" + state.value.capitalize()
+
+
+def _is_array(job: Mapping[str, Any]) -> bool:
+    return int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0) >= 2
+
+
+def _array_size(job: Mapping[str, Any]) -> int:
+    return int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)
+
+
+def _finished(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _deleting(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _uid(pod: Mapping[str, Any]) -> str | None:
+    uid = (pod.get("metadata") or {}).get("uid")
+    return str(uid) if uid else None
+
+
+class _Step:
+    """Mutable working state of one reconcile step."""
+
+    def __init__(self, job: Mapping[str, Any], pods: Mapping[str, Mapping[str, Any]], ctx: Context) -> None:
+        self.job = job
+        self.name = str(job["metadata"]["name"])
+        self.spec: Mapping[str, Any] = job.get("spec") or {}
+        self.old: dict[str, Any] = dict(job.get("status") or {})
+        self.status: dict[str, Any] = copy.deepcopy(self.old)
+        self.pods = pods
+        self.ctx = ctx
+        self.d = Decision()
+        self.now_iso = iso(ctx.now)
+
+    # ---- status helpers -----------------------------------------------------------------------
+    @property
+    def state(self) -> JobStatus:
+        return S(self.status.get("status") or S.SUBMITTED)
+
+    def move(self, target: JobStatus, reason: str = "") -> None:
+        """Walk to ``target`` recording one event per intermediate state."""
+        cur = self.state
+        path = forward_path(cur, target) if cur != target else []
+        if not path and cur == target:
+            self.status["statusReason"] = reason
+            return
+        if not path:
+            path = [target]
+        for st in path:
+            msg = reason if st == target and reason else f"{self.name} is {st.value}"
+            self.d.events.append(JobEvent("Warning" if st == S.FAILED else "Normal", event_reason(st), msg))
+        self.status["status"] = target.value
+        self.status["statusReason"] = reason
+        if target == S.RUNNING and not self.status.get("startedAt"):
+            self.status["startedAt"] = self.now_iso
+        if target in TERMINAL:
+            self.status["stoppedAt"] = self.now_iso
+        if target == S.RUNNABLE:
+            self.status["runnableAt"] = self.now_iso
+
+    def delete_pod(self, pod: Mapping[str, Any], grace: int) -> None:
+        name = str(pod["metadata"]["name"])
+        if _deleting(pod) and grace > 0:
+            return
+        if any(x.name == name for x in self.d.delete):
+            return
+        self.d.delete.append(DeletePod(name, grace, _uid(pod)))
+
+    def finish(self) -> Decision:
+        if self.status != self.old:
+            self.d.status = self.status
+        return self.d
+
+
+def _strategy(step: _Step) -> Mapping[str, Any] | None:
+    return effective_strategy(step.ctx.definition.spec if step.ctx.definition else None, step.spec)
+
+
+def _timeout(step: _Step) -> int | None:
+    return effective_timeout(step.ctx.definition.spec if step.ctx.definition else None, step.spec)
+
+
+def _multinode(step: _Step) -> bool:
+    return bool(step.ctx.definition and step.ctx.definition.spec.get("nodeProperties"))
+
+
+def _node_exists(step: _Step, pod: Mapping[str, Any]) -> bool:
+    node = (pod.get("spec") or {}).get("nodeName")
+    return step.ctx.nodes is None or not node or node in step.ctx.nodes
+
+
+def _vanished(pod_name_: str) -> PodObservation:
+    return PodObservation(pod_name=pod_name_, deleted=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# one attempt of one unit (a single job, or one array child)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _AttemptView:
+    state: JobStatus  # STARTING | RUNNING while it goes on
+    outcome: AttemptOutcome | None = None
+    started_at: str | None = None
+
+
+def _follow_attempt(
+    step: _Step,
+    pod: Mapping[str, Any] | None,
+    name: str,
+    *,
+    terminate_reason: str | None,
+) -> _AttemptView:
+    """Observe the attempt's pod: still STARTING/RUNNING, or finished with an outcome."""
+    now = step.now_iso
+    if pod is None:
+        if terminate_reason is not None:
+            obs = PodObservation(pod_name=name)
+            return _AttemptView(S.FAILED, attempt_outcome(obs, terminate_reason=terminate_reason, now=now))
+        return _AttemptView(S.FAILED, attempt_outcome(_vanished(name), now=now))
+    obs = observe_pod(pod, node_exists=_node_exists(step, pod))
+    if terminate_reason is not None:
+        step.delete_pod(pod, 0 if _finished(pod) else step.ctx.settings.termination_grace_period_seconds)
+        return _AttemptView(S.FAILED, attempt_outcome(obs, terminate_reason=terminate_reason, now=now))
+    outcome = attempt_outcome(obs, now=now)
+    if outcome is not None:
+        if obs.node_vanished or not _finished(pod) or step.ctx.delete_finished_pods:
+            step.delete_pod(pod, 0)
+        return _AttemptView(S.FAILED, outcome)
+    seen = observed_status(obs)
+    started = next((c.started_at for c in obs.containers if c.started_at), None) or obs.started_at
+    if seen == S.RUNNING:
+        timeout = _timeout(step)
+        begun = parse_iso(started) or step.ctx.now
+        if timeout:
+            deadline = begun + timeout
+            if step.ctx.now >= deadline:
+                step.delete_pod(pod, step.ctx.settings.termination_grace_period_seconds)
+                return _AttemptView(S.FAILED, attempt_outcome(obs, timed_out=True, now=now))
+            step.d.wake_at(deadline)
+        return _AttemptView(S.RUNNING, None, started)
+    return _AttemptView(S.STARTING, None, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# single jobs (container and multi-node)
+# ------------------------------------------------------------------------------------------------
+def _attempts(step: _Step) -> list[dict[str, Any]]:
+    return list(step.status.get("attempts") or [])
+
+
+def _single(step: _Step) -> None:
+    st = step.state
+    cancel = step.spec.get("cancel")
+    terminate = step.spec.get("terminate")
+    if terminate is not None and st in CANCELLABLE:
+        step.move(S.FAILED, str(terminate.get("reason") or DEFAULT_TERMINATE_REASON))
+        return
+    if cancel is not None and st in CANCELLABLE:
+        step.move(S.FAILED, str(cancel.get("reason") or DEFAULT_CANCEL_REASON))
+        return
+    if st == S.SUBMITTED:
+        step.move(S.PENDING if step.spec.get("dependsOn") else S.RUNNABLE)
+        st = step.state
+    if st == S.PENDING:
+        gate = dependency_gate(step.job, step.ctx.deps)
+        if gate.state == GateState.FAILED:
+            step.move(S.FAILED, f"{REASON_DEPENDENT_JOB_FAILED}: {gate.dependency}")
+            return
+        if gate.state == GateState.WAIT:
+            return
+        step.move(S.RUNNABLE)
+        st = step.state
+    attempt = len(_attempts(step)) + 1
+    if _multinode(step):
+        _multinode_attempt(step, attempt, terminate)
+        return
+    name = pod_name(step.name, attempt)
+    pod = step.pods.get(name)
+    if st == S.RUNNABLE:
+        if pod is None:
+            forced = step.ctx.forced_cancel.get(None)
+            if forced:
+                step.move(S.FAILED, forced)
+            elif (step.status.get("statusReason") or "") != (step.ctx.blocked_reason or ""):
+                step.status["statusReason"] = step.ctx.blocked_reason or ""
+            return  # waiting for the dispatcher
+        step.status["computeEnvironment"] = (pod["metadata"].get("labels") or {}).get(
+            "kubatch.dev/compute-environment", step.status.get("computeEnvironment", "")
+        )
+        step.move(S.STARTING)
+        st = S.STARTING
+    if st not in ACTIVE:
+        return
+    term_reason = str(terminate.get("reason") or DEFAULT_TERMINATE_REASON) if terminate is not None else None
+    view = _follow_attempt(step, pod, name, terminate_reason=term_reason)
+    if view.outcome is None:
+        if view.state == S.RUNNING and st != S.RUNNING:
+            step.move(S.RUNNING)
+            if view.started_at:
+                step.status["startedAt"] = step.status.get("startedAt") or view.started_at
+        return
+    _record_outcome(step, view.outcome, attempt)
+
+
+def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
+    attempts = _attempts(step)
+    attempts.append(outcome.record())
+    step.status["attempts"] = attempts
+    if outcome.started_at and step.state == S.STARTING and outcome.succeeded:
+        step.status["startedAt"] = step.status.get("startedAt") or outcome.started_at
+    transition, _ = after_attempt(step.state, outcome, _strategy(step), attempt)
+    if transition.status == S.RUNNABLE:
+        # A retried job goes back to RUNNABLE (and to the front of its queue): record the walk.
+        if step.state == S.STARTING:
+            step.move(S.RUNNING)
+        step.d.events.append(JobEvent("Normal", "JobRetry", f"attempt {attempt} failed: {outcome.status_reason}"))
+        step.status["status"] = S.RUNNABLE.value
+        step.status["statusReason"] = ""
+        step.status["runnableAt"] = step.now_iso
+        step.status.pop("computeEnvironment", None)
+        step.d.events.append(JobEvent("Normal", event_reason(S.RUNNABLE), f"{step.name} is RUNNABLE (retry)"))
+        return
+    step.move(transition.status, transition.status_reason)
+
+
+def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] | None) -> None:
+    """Main node first; the others once it runs (with its IP); the job follows the main node."""
+    assert step.ctx.definition is not None
+    dspec = step.ctx.definition.spec
+    n = num_nodes_of(dspec, step.spec)
+    main = main_node_of(dspec)
+    names = {k: pod_name(step.name, attempt, node_index=k) for k in range(n)}
+    main_pod = step.pods.get(names[main])
+    st = step.state
+    if st == S.RUNNABLE:
+        if main_pod is None:
+            forced = step.ctx.forced_cancel.get(None)
+            if forced:
+                step.move(S.FAILED, forced)
+            elif (step.status.get("statusReason") or "") != (step.ctx.blocked_reason or ""):
+                step.status["statusReason"] = step.ctx.blocked_reason or ""
+            return
+        step.status["computeEnvironment"] = (main_pod["metadata"].get("labels") or {}).get(
+            "kubatch.dev/compute-environment", ""
+        )
+        step.move(S.STARTING)
+        st = S.STARTING
+    if st not in ACTIVE:
+        return
+    term_reason = str(terminate.get("reason") or DEFAULT_TERMINATE_REASON) if terminate is not None else None
+    view = _follow_attempt(step, main_pod, names[main], terminate_reason=term_reason)
+    nodes_status: list[dict[str, Any]] = []
+    for k in range(n):
+        pod = step.pods.get(names[k])
+        entry: dict[str, Any] = {"nodeIndex": k, "podName": names[k]}
+        if pod is not None:
+            obs = observe_pod(pod)
+            entry["status"] = observed_status(obs).value
+            if obs.node_name:
+                entry["nodeName"] = obs.node_name
+            code = next((c.exit_code for c in obs.containers if c.exit_code is not None), None)
+            if code is not None:
+                entry["exitCode"] = code
+        else:
+            entry["status"] = S.RUNNABLE.value if view.outcome is None else S.FAILED.value
+        nodes_status.append(entry)
+    step.status["nodeProperties"] = {"numNodes": n, "mainNode": main, "nodes": nodes_status}
+    if view.outcome is not None:
+        # The main node exited (or the job stopped): stop every other node; the job takes its result.
+        for k, nm in names.items():
+            pod = step.pods.get(nm)
+            if k != main and pod is not None:
+                step.delete_pod(pod, 0 if _finished(pod) else step.ctx.settings.termination_grace_period_seconds)
+        outcome = view.outcome
+        if outcome.succeeded or outcome.status_reason == REASON_MAIN_NODE_EXITED:
+            pass
+        _record_outcome(step, outcome, attempt)
+        return
+    if view.state == S.RUNNING:
+        main_ip = ((main_pod or {}).get("status") or {}).get("podIP")
+        if st != S.RUNNING:
+            step.move(S.RUNNING)
+        if main_ip:
+            for k, nm in names.items():
+                if k == main or nm in step.pods:
+                    continue
+                try:
+                    step.d.create.append(
+                        build_pod(
+                            step.job,
+                            dspec,
+                            step.ctx.definition.resolved,
+                            job_id=str(step.status.get("jobId") or step.job["metadata"].get("uid", "")),
+                            queue=str(step.spec.get("jobQueue", "")),
+                            compute_environment=str(step.status.get("computeEnvironment", "")),
+                            attempt=attempt,
+                            node_index=k,
+                            num_nodes=n,
+                            main_node_index=main,
+                            main_node_ip=str(main_ip),
+                            settings=step.ctx.settings,
+                        )
+                    )
+                except PodSpecError as e:
+                    step.delete_pod(main_pod or {"metadata": {"name": names[main]}}, 0)
+                    step.move(S.FAILED, str(e))
+                    return
+    # Other nodes stopping on their own do not fail the job: only the main node decides.
+
+
+# ------------------------------------------------------------------------------------------------
+# array parents
+# ------------------------------------------------------------------------------------------------
+def _counter_map(data: Mapping[str, Any] | None) -> dict[str, IndexSet]:
+    return {str(k): IndexSet.parse(str(v)) for k, v in (data or {}).items() if v}
+
+
+def _counter_get(counter: Mapping[str, IndexSet], index: int) -> str | None:
+    for k, s in counter.items():
+        if index in s:
+            return k
+    return None
+
+
+def _counter_set(counter: dict[str, IndexSet], index: int, value: str | None) -> None:
+    for k in list(counter):
+        if index in counter[k]:
+            counter[k] = counter[k].remove(index)
+            if not counter[k]:
+                del counter[k]
+    if value is not None:
+        counter[value] = counter.get(value, IndexSet()).add(index)
+
+
+def _counter_dump(counter: Mapping[str, IndexSet]) -> dict[str, str]:
+    return {k: str(v) for k, v in sorted(counter.items()) if v}
+
+
+def child_attempts(status: Mapping[str, Any], index: int) -> int:
+    """Finished attempts of array child ``index`` (from the parent's compact status)."""
+    value = _counter_get(_counter_map((status.get("arrayProperties") or {}).get("attempts")), index)
+    return int(value) if value else 0
+
+
+def _array(step: _Step) -> None:
+    size = _array_size(step.job)
+    props = dict(step.status.get("arrayProperties") or {})
+    children = ArrayChildren.from_status(size, props.get("indexes"))
+    attempts = _counter_map(props.get("attempts"))
+    exit_codes = _counter_map(props.get("exitCodes"))
+    reasons = _counter_map(props.get("statusReasons"))
+    cancel = step.spec.get("cancel")
+    terminate = step.spec.get("terminate")
+    waiting = children.get(S.SUBMITTED) | children.get(S.PENDING) | children.get(S.RUNNABLE)
+
+    def fail(indexes: IndexSet, reason: str) -> None:
+        nonlocal children
+        if not indexes:
+            return
+        children = children.move(indexes, S.FAILED)
+        reasons[reason] = reasons.get(reason, IndexSet()) | indexes
+        for other in list(reasons):
+            if other != reason:
+                reasons[other] = reasons[other] - indexes
+                if not reasons[other]:
+                    del reasons[other]
+
+    if terminate is not None:
+        fail(waiting, str(terminate.get("reason") or DEFAULT_TERMINATE_REASON))
+    elif cancel is not None:
+        fail(waiting, str(cancel.get("reason") or DEFAULT_CANCEL_REASON))
+    else:
+        gates = array_child_gates(step.job, step.ctx.deps, children)
+        fail(gates.failed, gates.status_reason)
+        children = children.move(gates.ready, S.RUNNABLE)
+        rest = (children.get(S.SUBMITTED)) - gates.ready - gates.failed
+        children = children.move(rest, S.PENDING)
+    term_reason = str(terminate.get("reason") or DEFAULT_TERMINATE_REASON) if terminate is not None else None
+    strategy = _strategy(step)
+
+    # RUNNABLE children whose pod exists were dispatched: they are STARTING.
+    by_index: dict[int, Mapping[str, Any]] = {}
+    for pod in step.pods.values():
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        idx = labels.get("kubatch.dev/array-index")
+        att = labels.get("kubatch.dev/attempt")
+        if idx is None or att is None:
+            continue
+        i, a = int(idx), int(att)
+        current = (int(_counter_get(attempts, i) or 0)) + 1
+        if a == current:
+            by_index[i] = pod
+        elif _finished(pod) or step.ctx.delete_finished_pods:
+            step.delete_pod(pod, 0 if _finished(pod) else step.ctx.settings.termination_grace_period_seconds)
+    started = IndexSet.of(i for i in by_index if i in children.get(S.RUNNABLE))
+    children = children.move(started, S.STARTING)
+    for forced_index, why in step.ctx.forced_cancel.items():
+        if forced_index is not None and forced_index in children.get(S.RUNNABLE):
+            fail(IndexSet.of([forced_index]), why)
+
+    for i in list(children.get(S.STARTING) | children.get(S.RUNNING)):
+        current = int(_counter_get(attempts, i) or 0) + 1
+        name = pod_name(step.name, current, array_index=i)
+        view = _follow_attempt(step, by_index.get(i), name, terminate_reason=term_reason)
+        if view.outcome is None:
+            if view.state == S.RUNNING:
+                children = children.move(i, S.RUNNING)
+            continue
+        outcome = view.outcome
+        _counter_set(attempts, i, str(current))
+        _counter_set(exit_codes, i, None if outcome.exit_code is None else str(outcome.exit_code))
+        cur_state = children.state_of(i)
+        transition, _ = after_attempt(cur_state, outcome, strategy, current)
+        children = children.move(i, transition.status)
+        _counter_set(reasons, i, transition.status_reason if transition.status == S.FAILED else None)
+    new_state, reason = children.status(step.state)
+    props.update(
+        {
+            "size": size,
+            "statusSummary": children.summary(),
+            "indexes": {k: v for k, v in children.to_status().items() if v},
+            "attempts": _counter_dump(attempts),
+            "exitCodes": _counter_dump(exit_codes),
+            "statusReasons": _counter_dump(reasons),
+        }
+    )
+    step.status["arrayProperties"] = props
+    if new_state != step.state:
+        step.move(new_state, reason)
+    if new_state == S.PENDING and children.get(S.RUNNABLE) and not step.status.get("runnableAt"):
+        step.status["runnableAt"] = step.now_iso
+    if new_state == S.PENDING and (step.status.get("statusReason") or "") != (step.ctx.blocked_reason or ""):
+        step.status["statusReason"] = step.ctx.blocked_reason or ""
+
+
+# ------------------------------------------------------------------------------------------------
+# entry point
+# ------------------------------------------------------------------------------------------------
+def reconcile(job: Mapping[str, Any], pods: Mapping[str, Mapping[str, Any]], ctx: Context) -> Decision:
+    """One step for ``job`` given its pods (by name) and the context; see the module docstring."""
+    step = _Step(job, pods, ctx)
+    if not step.status.get("status"):
+        meta = job.get("metadata") or {}
+        step.status.update(
+            {
+                "status": S.SUBMITTED.value,
+                "statusReason": "",
+                "jobId": str(meta.get("uid", "")),
+                "createdAt": str(meta.get("creationTimestamp") or step.now_iso),
+                "jobQueue": str(step.spec.get("jobQueue", "")),
+            }
+        )
+        if _is_array(job):
+            step.status["arrayProperties"] = {"size": _array_size(job)}
+        if ctx.definition_error or ctx.queue_missing:
+            step.move(S.FAILED, str(ctx.definition_error or ctx.queue_missing))
+            return step.finish()
+        if ctx.definition is not None:
+            step.status["jobDefinition"] = ctx.definition.resolved
+    if step.state in TERMINAL:
+        for pod in pods.values():
+            if not _finished(pod):
+                step.delete_pod(pod, ctx.settings.termination_grace_period_seconds)
+            elif ctx.delete_finished_pods:
+                step.delete_pod(pod, 0)
+        return step.finish()
+    if ctx.definition is None:
+        step.move(S.FAILED, str(ctx.definition_error or "Job definition not found"))
+        return step.finish()
+    if _is_array(job):
+        _array(step)
+    else:
+        _single(step)
+    return step.finish()
+
+
+def grace_seconds_default() -> int:
+    return DEFAULT_GRACE_PERIOD_SECONDS

@@ -1,0 +1,112 @@
+"""Prometheus metrics of the operator, served on their own port.
+
+Counters and histograms are updated as things happen; gauges (jobs per queue and state, capacity,
+share usage, consumables) are computed at scrape time from the in-memory view by a collector, so
+they cost nothing between scrapes. No label ever carries a per-job value.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PCounter
+from prometheus_client import Histogram as PHistogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kubatch.core.lifecycle import parse_iso
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+CYCLE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    """All of kubatch's metrics, in one registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.transitions = PCounter(
+            "kubatch_job_state_transitions",
+            "Job state changes, by queue and new state.",
+            ["queue", "state"],
+            registry=r,
+        )
+        self.retries = PCounter("kubatch_job_retries", "Attempts that failed and were retried.", ["queue"], registry=r)
+        self.attempts = PCounter("kubatch_job_attempts", "Attempts started (pods created).", ["queue"], registry=r)
+        self.runnable_seconds = PHistogram(
+            "kubatch_job_runnable_seconds",
+            "Time jobs spent RUNNABLE before starting.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.submit_to_start = PHistogram(
+            "kubatch_job_submit_to_start_seconds",
+            "Time from submission to the first RUNNING.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cycle_seconds = PHistogram(
+            "kubatch_scheduling_cycle_seconds",
+            "Duration of one scheduling cycle (plan only).",
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
+        self.pods_created = PCounter("kubatch_pods_created", "Pods created by the operator.", registry=r)
+        self.api_errors = PCounter("kubatch_api_errors", "Failed API calls.", ["code"], registry=r)
+        self.queue_blocked_events = PCounter(
+            "kubatch_queue_blocked", "Times a queue became blocked, by reason code.", ["queue", "reason"], registry=r
+        )
+
+    def observe_transition(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        before, after = old.get("status"), new.get("status")
+        if before == after or not after:
+            return
+        queue = str(new.get("jobQueue") or "")
+        self.transitions.labels(queue, after).inc()
+        if after == "RUNNING" and before in ("STARTING", "RUNNABLE"):
+            created = parse_iso(new.get("createdAt"))
+            started = parse_iso(new.get("startedAt"))
+            if created is not None and started is not None:
+                self.submit_to_start.labels(queue).observe(max(0.0, started - created))
+        if after == "STARTING":
+            runnable = parse_iso(old.get("runnableAt"))
+            stamp = parse_iso(new.get("runnableAt"))
+            if runnable is not None and stamp is not None:
+                self.runnable_seconds.labels(queue).observe(max(0.0, stamp - runnable))
+        if before in ("STARTING", "RUNNING") and after == "RUNNABLE":
+            self.retries.labels(queue).inc()
+
+    def add_collector(self, collect: Callable[[], Iterator[Metric]]) -> None:
+        class _C(Collector):
+            def collect(self) -> Iterator[Metric]:
+                return collect()
+
+        self.registry.register(_C())
+
+
+def gauge(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...], float]) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc, labels=labels)
+    for key, value in values.items():
+        g.add_metric(list(key), value)
+    return g
+
+
+def count_jobs(jobs: Mapping[str, Mapping[str, Any]]) -> Counter[tuple[str, str]]:
+    """Jobs (array children counted one by one) per (queue, state)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for job in jobs.values():
+        st = job.get("status") or {}
+        queue = str((job.get("spec") or {}).get("jobQueue", ""))
+        summary = (st.get("arrayProperties") or {}).get("statusSummary")
+        if summary:
+            for state, n in summary.items():
+                counts[(queue, state)] += int(n)
+        else:
+            counts[(queue, str(st.get("status") or "SUBMITTED"))] += 1
+    return counts

@@ -1,0 +1,221 @@
+"""The operator's runtime: informers feeding one view, and the loops that act on it.
+
+Start-up order matters for "a restart loses nothing and duplicates nothing": every informer must
+have listed its collection (so the view holds every job and every pod) before any loop decides
+anything, and only the Lease holder writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kubatch.cluster.client import Kube
+from kubatch.cluster.informer import Informer
+from kubatch.cluster.leader import LeaderElector
+from kubatch.cluster.view import LABEL_JOB_DEFINITION, LABEL_JOB_NAME, View
+from kubatch.core.podspec import PodSettings
+from kubatch.observability.events import EventRecorder
+from kubatch.observability.metrics import Metrics
+from kubatch.observability.views import register_view_metrics
+from kubatch.runtime.compute import ComputeController
+from kubatch.runtime.definitions import DefinitionController
+from kubatch.runtime.dispatcher import Dispatcher
+from kubatch.runtime.jobs import JobReconciler
+from kubatch.runtime.queues import StatusWriter
+
+log = logging.getLogger(__name__)
+
+GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+
+
+@dataclass
+class Options:
+    kubeconfig: str | None = None
+    lease_namespace: str = "default"
+    lease_name: str = "kubatch-dispatcher"
+    metrics_port: int = 8080
+    metrics_host: str = "127.0.0.1"
+    delete_finished_pods: bool = True
+    reconcile_workers: int = 32
+    max_parallel_creates: int = 64
+    leader_election: bool = True
+
+    @classmethod
+    def from_env(cls) -> Options:
+        env = os.environ
+        return cls(
+            kubeconfig=env.get("KUBECONFIG") or None,
+            lease_namespace=env.get("KUBATCH_LEASE_NAMESPACE", env.get("KUBATCH_NAMESPACE", "default")),
+            metrics_port=int(env.get("KUBATCH_METRICS_PORT", "8080")),
+            metrics_host=env.get(
+                "KUBATCH_METRICS_HOST", "0.0.0.0" if "KUBERNETES_SERVICE_HOST" in env else "127.0.0.1"
+            ),
+            delete_finished_pods=env.get("KUBATCH_DELETE_FINISHED_PODS", "true").lower() != "false",
+            leader_election=env.get("KUBATCH_LEADER_ELECTION", "true").lower() != "false",
+        )
+
+
+class Runtime:
+    """All long-running parts of one operator process."""
+
+    def __init__(self, kube: Kube, options: Options) -> None:
+        self.kube = kube
+        self.options = options
+        self.view = View()
+        self.metrics = Metrics()
+        self.events = EventRecorder(kube)
+        self.leader = LeaderElector(kube, options.lease_namespace, options.lease_name)
+        settings = PodSettings()
+        leading = self.leader.is_leader if options.leader_election else (lambda: True)
+        self.jobs = JobReconciler(
+            kube,
+            self.view,
+            self.events,
+            self.metrics,
+            workers=options.reconcile_workers,
+            delete_finished_pods=options.delete_finished_pods,
+            settings=settings,
+        )
+        self.dispatcher = Dispatcher(
+            kube,
+            self.view,
+            self.events,
+            self.metrics,
+            is_leader=leading,
+            max_parallel_creates=options.max_parallel_creates,
+            settings=settings,
+        )
+        self.jobs.scheduler = self.dispatcher
+        self.definitions = DefinitionController(kube, self.view)
+        self.compute = ComputeController(kube, self.view, is_leader=leading)
+        self.status = StatusWriter(
+            kube,
+            self.view,
+            lambda: self.dispatcher.front,
+            lambda: self.dispatcher.blocked,
+            self.dispatcher.consumables_in_use,
+            is_leader=leading,
+        )
+        v = self.view
+        self.informers = [
+            Informer(kube, f"{GROUP_PATH}/batchjobs", v.on_job, name="batchjobs"),
+            Informer(kube, "/api/v1/pods", v.on_pod, label_selector=LABEL_JOB_NAME, name="pods"),
+            Informer(kube, "/api/v1/nodes", v.on_node, name="nodes"),
+            Informer(kube, f"{GROUP_PATH}/jobdefinitions", v.on_definition, name="jobdefinitions"),
+            Informer(
+                kube,
+                "/apis/apps/v1/controllerrevisions",
+                v.on_revision,
+                label_selector=LABEL_JOB_DEFINITION,
+                name="controllerrevisions",
+            ),
+            Informer(kube, f"{GROUP_PATH}/jobqueues", lambda t, o: v.on_named(v.queues, t, o), name="jobqueues"),
+            Informer(
+                kube,
+                f"{GROUP_PATH}/computeenvironments",
+                lambda t, o: v.on_named(v.envs, t, o),
+                name="computeenvironments",
+            ),
+            Informer(
+                kube,
+                f"{GROUP_PATH}/schedulingpolicies",
+                lambda t, o: v.on_named(v.policies, t, o),
+                name="schedulingpolicies",
+            ),
+            Informer(
+                kube,
+                f"{GROUP_PATH}/consumableresources",
+                lambda t, o: v.on_named(v.consumables, t, o),
+                name="consumableresources",
+            ),
+        ]
+        register_view_metrics(self.metrics, self.view, self)
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.synced = asyncio.Event()
+        self._site: web.TCPSite | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader.is_leader if self.options.leader_election else True
+
+    async def start(self) -> None:
+        await self._serve_metrics()
+        self.tasks.append(asyncio.create_task(self.events.run(), name="events"))
+        for inf in self.informers:
+            self.tasks.append(asyncio.create_task(inf.run(), name=f"informer-{inf.name}"))
+        await asyncio.gather(*(inf.synced.wait() for inf in self.informers))
+        log.info(
+            "view synced: %d jobs, %d job pods, %d nodes",
+            len(self.view.jobs),
+            sum(len(p) for p in self.view.pods.values()),
+            len(self.view.nodes),
+        )
+        self.synced.set()
+        if self.options.leader_election:
+            self.tasks.append(asyncio.create_task(self.leader.run(), name="leader"))
+            await self.leader.became_leader.wait()
+            self.tasks.append(asyncio.create_task(self._watch_leadership(), name="leadership"))
+        for loop in (self.jobs, self.dispatcher, self.definitions, self.compute, self.status):
+            loop.ready.set()
+        for name, coro in (
+            ("jobs", self.jobs.run()),
+            ("dispatcher", self.dispatcher.run()),
+            ("definitions", self.definitions.run()),
+            ("compute", self.compute.run()),
+            ("status", self.status.run()),
+        ):
+            self.tasks.append(asyncio.create_task(coro, name=name))
+        for key in list(self.view.jobs):
+            self.view.mark(key)
+        log.info("kubatch runtime started (leader: %s)", self.is_leader)
+
+    async def _watch_leadership(self) -> None:
+        """A replica that lost the Lease stops at once: its loops may hold decisions made as leader."""
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.leader.is_leader:
+                log.error("lost leadership; exiting so that a fresh process rejoins as standby")
+                os._exit(3)
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        with contextlib.suppress(Exception):
+            await self.leader.release()
+        if self._site is not None:
+            await self._site.stop()
+        await self.kube.close()
+
+    async def _serve_metrics(self) -> None:
+        async def metrics(_: web.Request) -> web.Response:
+            body = generate_latest(self.metrics.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def readyz(_: web.Request) -> web.Response:
+            return web.Response(
+                text="ok" if self.synced.is_set() else "syncing", status=200 if self.synced.is_set() else 503
+            )
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._site = web.TCPSite(runner, self.options.metrics_host, self.options.metrics_port)
+        await self._site.start()
+        log.info("metrics on http://%s:%d/metrics", self.options.metrics_host, self.options.metrics_port)

@@ -1,0 +1,450 @@
+"""The dispatcher: one scheduling loop (leader only) from the cluster view to started pods.
+
+Each cycle builds an immutable ``Snapshot`` (RUNNABLE jobs and array children without a pod for
+their current attempt; compute environment capacity and what STARTING/RUNNING pods use; queues,
+policies, share usage, consumables), asks the pure planner for a ``Plan`` and applies it: the
+first pod of each placed attempt is created (bounded parallelism, never waiting on one slow call),
+the pod goes straight into the view, and the job is marked dirty so the lifecycle step records
+STARTING. Blocked reasons and time-limit cancellations are handed to the lifecycle step through
+the view, so every status write of a job has one author.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubatch.cluster.client import ApiError, Kube
+from kubatch.cluster.view import View
+from kubatch.core.arrays import IndexSet
+from kubatch.core.lifecycle import Definition, child_attempts, parse_iso
+from kubatch.core.podspec import (
+    LABEL_COMPUTE_ENVIRONMENT,
+    Needs,
+    PodSettings,
+    PodSpecError,
+    build_headless_service,
+    build_pod,
+    main_node_of,
+    num_nodes_of,
+    parse_quantity,
+    pod_name,
+    resource_needs,
+    scheduling_priority,
+)
+from kubatch.observability.events import EventRecorder
+from kubatch.observability.metrics import Metrics
+from kubatch.runtime.capacity import env_view
+from kubatch.runtime.jobs import resolve_definition
+from kubatch.scheduler import Consumable, Job, Plan, Policy, Queue, Resources, ShareUsage, Snapshot, TimeLimitAction
+from kubatch.scheduler import plan as make_plan
+from kubatch.scheduler.plan import reason_code
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One dispatchable thing: a job, or one child of an array job."""
+
+    key: str  # ns/name or ns/name:index
+    job_key: str
+    index: int | None
+    attempt: int  # the attempt this dispatch starts (1-based)
+
+
+def _pod_finished(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def pod_requests(pod: Mapping[str, Any]) -> Resources:
+    cpu = 0.0
+    mem = 0
+    gpus = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        req = (c.get("resources") or {}).get("requests") or {}
+        lim = (c.get("resources") or {}).get("limits") or {}
+        if "cpu" in req:
+            cpu += float(parse_quantity(req["cpu"]))
+        if "memory" in req:
+            mem += int(parse_quantity(req["memory"]) / (1024 * 1024))
+        g = req.get("nvidia.com/gpu", lim.get("nvidia.com/gpu"))
+        if g is not None:
+            gpus += int(parse_quantity(g))
+    return Resources(cpu, mem, gpus)
+
+
+class Dispatcher:
+    """Runs scheduling cycles while this replica leads."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        view: View,
+        events: EventRecorder,
+        metrics: Metrics,
+        *,
+        is_leader: Any = None,
+        max_parallel_creates: int = 64,
+        tick_seconds: float = 1.0,
+        settings: PodSettings | None = None,
+    ) -> None:
+        self.kube = kube
+        self.view = view
+        self.events = events
+        self.metrics = metrics
+        self.is_leader = is_leader or (lambda: True)
+        self.create_slots = asyncio.Semaphore(max_parallel_creates)
+        self.tick = tick_seconds
+        self.settings = settings or PodSettings()
+        self.ready = asyncio.Event()
+        self.needs_cache: dict[tuple[str, str], Needs] = {}
+        self.blocked: dict[str, str] = {}  # job key -> reason for the lifecycle step
+        self.blocked_since: dict[str, tuple[str, float]] = {}
+        self.forced_cancel: dict[str, dict[int | None, str]] = defaultdict(dict)
+        self.front: dict[str, tuple[str, ...]] = {}
+        self.blocked_queues: frozenset[str] = frozenset()
+        self.in_flight: set[str] = set()
+        self.cycles = 0
+        self.last_plan: Plan | None = None
+        self.now = time.time  # injectable clock (tests of jobStateTimeLimitActions)
+
+    # ---- loop ---------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.ready.wait()
+        while True:
+            self.view.changed.clear()
+            if self.is_leader():
+                try:
+                    await self.cycle()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("scheduling cycle failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.view.changed.wait(), timeout=self.tick)
+            await asyncio.sleep(0.02)  # coalesce bursts of events into one cycle
+
+    # ---- snapshot ---------------------------------------------------------------------------------
+    def _needs(self, key: str, definition: Definition, job: Mapping[str, Any]) -> Needs:
+        cache_key = (key, definition.resolved)
+        needs = self.needs_cache.get(cache_key)
+        if needs is None:
+            needs = resource_needs(definition.spec, job.get("spec") or {})
+            self.needs_cache[cache_key] = needs
+        return needs
+
+    def units(self) -> tuple[list[Job], dict[str, tuple[Unit, Definition]]]:
+        """RUNNABLE jobs and array children that have no pod for their next attempt yet."""
+        jobs: list[Job] = []
+        units: dict[str, tuple[Unit, Definition]] = {}
+        for key, job in self.view.jobs.items():
+            st = job.get("status") or {}
+            state = st.get("status")
+            size = int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)
+            if state not in ("RUNNABLE", "PENDING"):
+                continue
+            if state == "PENDING" and size < 2:
+                continue
+            definition, _ = resolve_definition(self.view, job)
+            if definition is None:
+                continue
+            spec = job.get("spec") or {}
+            try:
+                needs = self._needs(key, definition, job)
+            except (PodSpecError, ValueError, KeyError) as e:
+                log.warning("job %s: cannot size it: %s", key, e)
+                continue
+            per_node = needs.per_node[0] if needs.num_nodes == 1 and needs.per_node else None
+            if needs.num_nodes > 1:
+                per_node = Resources(
+                    max(p.vcpus for p in needs.per_node),
+                    max(p.memory_mib for p in needs.per_node),
+                    max(p.gpus for p in needs.per_node),
+                )  # type: ignore[assignment]
+            node_needs = (
+                Resources(per_node.vcpus, per_node.memory_mib, per_node.gpus)
+                if per_node is not None
+                else Resources(needs.vcpus, needs.memory_mib, needs.gpus)
+            )
+            created = parse_iso(job["metadata"].get("creationTimestamp")) or 0.0
+            runnable_since = parse_iso(st.get("runnableAt")) or created
+            common = {
+                "queue": str(spec.get("jobQueue", "")),
+                "needs": node_needs,
+                "num_nodes": needs.num_nodes,
+                "multinode": bool(definition.spec.get("nodeProperties")),
+                "consumables": tuple(sorted(needs.consumables.items())),
+                "share": spec.get("shareIdentifier"),
+                "priority": scheduling_priority(definition.spec, spec),
+                "runnable_since": runnable_since,
+            }
+            pods = self.view.pods.get(key, {})
+            _ns, name = key.split("/", 1)
+            if size >= 2:
+                runnable = IndexSet.parse(((st.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE"))
+                for i in runnable:
+                    attempt = child_attempts(st, i) + 1
+                    pname = pod_name(name, attempt, array_index=i)
+                    ukey = f"{key}:{i}"
+                    if pname in pods or ukey in self.in_flight:
+                        continue
+                    units[ukey] = (Unit(ukey, key, i, attempt), definition)
+                    jobs.append(self._job(ukey, common, (created, name, i), attempt > 1))
+                continue
+            attempt = len(st.get("attempts") or []) + 1
+            first = pod_name(name, attempt, node_index=main_node_of(definition.spec) if common["multinode"] else None)
+            if first in pods or key in self.in_flight:
+                continue
+            units[key] = (Unit(key, key, None, attempt), definition)
+            jobs.append(self._job(key, common, (created, name, -1), attempt > 1))
+        return jobs, units
+
+    def _job(self, key: str, common: Mapping[str, Any], order: tuple[Any, ...], retried: bool) -> Job:
+        since = self.blocked_since.get(key)
+        return Job(
+            key=key,
+            order=order,
+            retried=retried,
+            blocked_reason=since[0] if since else None,
+            blocked_since=since[1] if since else None,
+            **common,
+        )
+
+    def usage(self) -> dict[str, Resources]:
+        used: dict[str, Resources] = defaultdict(Resources)
+        for pods in self.view.pods.values():
+            for pod in pods.values():
+                if _pod_finished(pod):
+                    continue
+                ce = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPUTE_ENVIRONMENT)
+                if ce:
+                    used[ce] = used[ce] + pod_requests(pod)
+        return used
+
+    def consumables_in_use(self) -> dict[str, int]:
+        """Units held by STARTING/RUNNING jobs (REPLENISHABLE) or ever taken (NON_REPLENISHABLE)."""
+        in_use: dict[str, int] = defaultdict(int)
+        for name, res in self.view.consumables.items():
+            in_use[name] = int((res.get("status") or {}).get("consumedQuantity") or 0)
+        for key, pods in self.view.pods.items():
+            job = self.view.jobs.get(key)
+            if job is None:
+                continue
+            definition, _ = resolve_definition(self.view, job)
+            if definition is None:
+                continue
+            needs = self._needs(key, definition, job)
+            if not needs.consumables:
+                continue
+            attempts_live = {
+                (
+                    p["metadata"]["labels"].get("kubatch.dev/array-index"),
+                    p["metadata"]["labels"].get("kubatch.dev/attempt"),
+                )
+                for p in pods.values()
+                if not _pod_finished(p)
+            }
+            for cname, qty in needs.consumables.items():
+                resource = self.view.consumables.get(cname)
+                if resource is not None and (resource.get("spec") or {}).get("resourceType") == "NON_REPLENISHABLE":
+                    continue  # counted through consumedQuantity
+                in_use[cname] += qty * len(attempts_live)
+        return in_use
+
+    def snapshot(self) -> tuple[Snapshot, dict[str, tuple[Unit, Definition]]]:
+        now = self.now()
+        jobs, units = self.units()
+        used = self.usage()
+        envs = tuple(
+            env_view(name, ce, self.view.nodes, used.get(name, Resources())) for name, ce in self.view.envs.items()
+        )
+        queues = []
+        for name, q in self.view.queues.items():
+            spec = q.get("spec") or {}
+            order = sorted(spec.get("computeEnvironmentOrder") or [], key=lambda e: int(e.get("order", 0)))
+            queues.append(
+                Queue(
+                    name=name,
+                    priority=int(spec.get("priority", 0)),
+                    ce_order=tuple(str(e.get("computeEnvironment")) for e in order),
+                    state="DISABLED" if spec.get("state") == "DISABLED" else "ENABLED",
+                    policy=spec.get("schedulingPolicy") or None,
+                    time_limit_actions=tuple(
+                        TimeLimitAction(
+                            reason=str(a.get("reason")),
+                            max_time_seconds=float(a.get("maxTimeSeconds", 600)),
+                            state=str(a.get("state", "RUNNABLE")),
+                            action=str(a.get("action", "CANCEL")),
+                        )
+                        for a in spec.get("jobStateTimeLimitActions") or []
+                    ),
+                )
+            )
+        policies = []
+        for name, p in self.view.policies.items():
+            fs = (p.get("spec") or {}).get("fairsharePolicy") or {}
+            policies.append(
+                Policy(
+                    name=name,
+                    share_decay_seconds=float(fs.get("shareDecaySeconds") or 0),
+                    compute_reservation=int(fs.get("computeReservation") or 0),
+                    weights=tuple(
+                        (str(s.get("shareIdentifier")), float(s.get("weightFactor") or 1.0))
+                        for s in fs.get("shareDistribution") or []
+                    ),
+                )
+            )
+        in_use = self.consumables_in_use()
+        consumables = tuple(
+            Consumable(
+                name=name,
+                total=int((c.get("spec") or {}).get("totalQuantity") or 0),
+                in_use=in_use.get(name, 0),
+                replenishable=(c.get("spec") or {}).get("resourceType", "REPLENISHABLE") != "NON_REPLENISHABLE",
+            )
+            for name, c in self.view.consumables.items()
+        )
+        snap = Snapshot(
+            now=now,
+            envs=envs,
+            queues=tuple(queues),
+            jobs=tuple(jobs),
+            policies=tuple(policies),
+            share_usage=self.share_usage(),
+            consumables=consumables,
+        )
+        return snap, units
+
+    def share_usage(self) -> tuple[ShareUsage, ...]:
+        running: dict[tuple[str, str], float] = defaultdict(float)
+        for key, pods in self.view.pods.items():
+            job = self.view.jobs.get(key)
+            if job is None:
+                continue
+            share = (job.get("spec") or {}).get("shareIdentifier")
+            if not share:
+                continue
+            queue = str((job.get("spec") or {}).get("jobQueue", ""))
+            for pod in pods.values():
+                if not _pod_finished(pod):
+                    running[(queue, str(share))] += pod_requests(pod).vcpus
+        return tuple(ShareUsage(q, s, usage=0.0, running_vcpus=v) for (q, s), v in running.items())
+
+    # ---- one cycle ----------------------------------------------------------------------------------
+    async def cycle(self) -> Plan:
+        snap, units = self.snapshot()
+        started = time.perf_counter()
+        plan = make_plan(snap)
+        self.metrics.cycle_seconds.observe(time.perf_counter() - started)
+        self.cycles += 1
+        self.last_plan = plan
+        self._record_blocking(plan, units)
+        for key, reason in plan.cancellations.items():
+            unit, _ = units[key]
+            self.forced_cancel[unit.job_key][unit.index] = reason
+            self.view.mark(unit.job_key)
+        tasks = []
+        for key, env in plan.placements:
+            unit, definition = units[key]
+            self.in_flight.add(key)
+            tasks.append(asyncio.create_task(self._start(unit, definition, env)))
+        if tasks:
+            await asyncio.gather(*tasks)
+        return plan
+
+    def _record_blocking(self, plan: Plan, units: Mapping[str, tuple[Unit, Definition]]) -> None:
+        now = self.now()
+        new_blocked: dict[str, str] = {}
+        for key, reason in plan.blocked.items():
+            unit, _ = units[key]
+            new_blocked[unit.job_key] = reason
+            code = reason_code(reason)
+            prev = self.blocked_since.get(key)
+            if prev is None or prev[0] != code:
+                self.blocked_since[key] = (code, now)
+        for key in list(self.blocked_since):
+            if key not in plan.blocked:
+                del self.blocked_since[key]
+        for job in set(self.blocked) | set(new_blocked):
+            if self.blocked.get(job) != new_blocked.get(job):
+                self.view.mark(job)
+        self.blocked = new_blocked
+        for queue in plan.blocked_queues - self.blocked_queues:
+            q = self.view.queues.get(queue)
+            head = next(
+                (
+                    k
+                    for k, r in plan.blocked.items()
+                    if units[k][0].job_key.split("/")[0]
+                    and self.view.jobs.get(units[k][0].job_key, {}).get("spec", {}).get("jobQueue") == queue
+                ),
+                None,
+            )
+            reason = plan.blocked.get(head, "") if head else ""
+            self.metrics.queue_blocked_events.labels(queue, reason_code(reason)).inc()
+            if q is not None:
+                self.events.record(
+                    q, "QueueBlocked", f"job queue {queue} is blocked by {head}: {reason}", type_="Warning"
+                )
+        self.blocked_queues = plan.blocked_queues
+        self.front = dict(plan.queue_front)
+
+    async def _start(self, unit: Unit, definition: Definition, env: str) -> None:
+        job = self.view.jobs.get(unit.job_key)
+        try:
+            if job is None:
+                return
+            ns, _name = unit.job_key.split("/", 1)
+            spec = job.get("spec") or {}
+            st = job.get("status") or {}
+            multinode = bool(definition.spec.get("nodeProperties"))
+            size = int((spec.get("arrayProperties") or {}).get("size") or 0)
+            try:
+                pod = build_pod(
+                    job,
+                    definition.spec,
+                    definition.resolved,
+                    job_id=str(st.get("jobId") or job["metadata"]["uid"]),
+                    queue=str(spec.get("jobQueue", "")),
+                    compute_environment=env,
+                    attempt=unit.attempt,
+                    array_index=unit.index,
+                    array_size=size if unit.index is not None else None,
+                    node_index=main_node_of(definition.spec) if multinode else None,
+                    num_nodes=num_nodes_of(definition.spec, spec) if multinode else None,
+                    settings=self.settings,
+                )
+            except PodSpecError as e:
+                self.forced_cancel[unit.job_key][unit.index] = str(e)
+                self.view.mark(unit.job_key)
+                return
+            async with self.create_slots:
+                if multinode:
+                    svc = build_headless_service(job, str(st.get("jobId") or job["metadata"]["uid"]))
+                    try:
+                        await self.kube.create(f"/api/v1/namespaces/{ns}/services", svc)
+                    except ApiError as e:
+                        if e.status != 409:
+                            raise
+                try:
+                    created = await self.kube.create(f"/api/v1/namespaces/{ns}/pods", pod)
+                except ApiError as e:
+                    if e.status != 409:
+                        raise
+                    return
+            self.view.on_pod("ADDED", created)
+            self.metrics.pods_created.inc()
+            self.metrics.attempts.labels(str(spec.get("jobQueue", ""))).inc()
+        except ApiError as e:
+            self.metrics.api_errors.labels(str(e.status)).inc()
+            log.warning("dispatch %s: %s", unit.key, e)
+        finally:
+            self.in_flight.discard(unit.key)
+            self.view.mark(unit.job_key)

@@ -1,0 +1,254 @@
+"""The job reconciler: runs the pure lifecycle step for every dirty BatchJob and applies its result.
+
+Work arrives as job keys marked dirty by the view (watch events, our own writes, dependency
+changes) and by timers (attempt timeouts). Each key is handled by one task at a time; writes run
+with bounded concurrency so one slow call never holds the others back. Status is written with a
+JSON merge patch computed against the last copy we saw, and the response goes straight back into
+the view so the next step never acts on stale status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kubatch.cluster.client import ApiError, Kube
+from kubatch.cluster.view import View, job_key
+from kubatch.core.deps import DependencyStatus
+from kubatch.core.lifecycle import Context, Decision, Definition, reconcile
+from kubatch.core.podspec import PodSettings
+from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve
+from kubatch.core.states import TERMINAL
+from kubatch.observability.events import EventRecorder
+from kubatch.observability.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+
+
+def merge_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning ``old`` into ``new`` (null removes a key; lists are replaced)."""
+    patch: dict[str, Any] = {}
+    for k, v in new.items():
+        if k not in old:
+            patch[k] = v
+        elif isinstance(v, dict) and isinstance(old[k], dict):
+            sub = merge_diff(old[k], v)
+            if sub:
+                patch[k] = sub
+        elif old[k] != v:
+            patch[k] = v
+    for k in old:
+        if k not in new:
+            patch[k] = None
+    return patch
+
+
+def revision_records(view: View, ns: str, name: str) -> list[RevisionRecord]:
+    jd = view.definitions.get(f"{ns}/{name}")
+    inactive_all = bool(jd and (jd.get("spec") or {}).get("deregistered"))
+    records = []
+    for rev, cr in view.revisions.get(f"{ns}/{name}", {}).items():
+        labels = cr.get("metadata", {}).get("labels") or {}
+        active = not inactive_all and labels.get("kubatch.dev/revision-status", "ACTIVE") == "ACTIVE"
+        records.append(RevisionRecord(rev, active, (cr.get("data") or {}).get("spec") or {}))
+    return records
+
+
+def resolve_definition(view: View, job: Mapping[str, Any]) -> tuple[Definition | None, str | None]:
+    """The job's pinned revision (status.jobDefinition) or, for a new job, the one its spec names."""
+    ns = job["metadata"]["namespace"]
+    pinned = (job.get("status") or {}).get("jobDefinition")
+    reference = pinned or (job.get("spec") or {}).get("jobDefinition", "")
+    try:
+        ref = parse_reference(str(reference))
+    except ValueError as e:
+        return None, f"Invalid job definition reference: {e}"
+    records = revision_records(view, ns, ref.name)
+    if pinned and ref.revision is not None:
+        match = next((r for r in records if r.revision == ref.revision), None)
+        if match is None:
+            return None, f"Job definition {pinned} not found"
+        return Definition(pinned, match.spec), None
+    try:
+        rec = resolve(ref, records)
+    except ResolutionError as e:
+        if not records and f"{ns}/{ref.name}" in view.definitions:
+            return None, None  # the revision is being recorded right now: look again shortly
+        return None, str(e)
+    return Definition(f"{ref.name}:{rec.revision}", rec.spec), None
+
+
+class JobReconciler:
+    """Drains the view's dirty set through ``core.lifecycle.reconcile``."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        view: View,
+        events: EventRecorder,
+        metrics: Metrics,
+        *,
+        workers: int = 32,
+        delete_finished_pods: bool = True,
+        settings: PodSettings | None = None,
+    ) -> None:
+        self.kube = kube
+        self.view = view
+        self.events = events
+        self.metrics = metrics
+        self.workers = workers
+        self.delete_finished_pods = delete_finished_pods
+        self.settings = settings or PodSettings()
+        self.in_flight: set[str] = set()
+        self.timers: list[tuple[float, str]] = []
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queued: set[str] = set()
+        self.ready = asyncio.Event()
+        self.scheduler: Any = None  # the Dispatcher: blocked reasons and time-limit cancellations
+
+    # ---- scheduling of work -------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.ready.wait()
+        await asyncio.gather(self._feeder(), *(self._worker() for _ in range(self.workers)))
+
+    async def _feeder(self) -> None:
+        while True:
+            now = time.time()
+            while self.timers and self.timers[0][0] <= now:
+                _, key = heapq.heappop(self.timers)
+                self.view.mark(key)
+            if self.view.dirty:
+                keys = list(self.view.dirty)
+                self.view.dirty.clear()
+                for key in keys:
+                    if key not in self.queued and key not in self.in_flight:
+                        self.queued.add(key)
+                        self.queue.put_nowait(key)
+                    elif key in self.in_flight:
+                        self.view.dirty.add(key)  # handled again once the current step ends
+                if self.view.dirty:
+                    await asyncio.sleep(0.01)
+                    continue
+            self.view.job_dirty.clear()
+            wait = (self.timers[0][0] - time.time()) if self.timers else 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.view.job_dirty.wait(), timeout=max(0.01, min(wait, 1.0)))
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.queued.discard(key)
+            self.in_flight.add(key)
+            try:
+                await self.step(key)
+            except asyncio.CancelledError:
+                raise
+            except ApiError as e:
+                log.warning("job %s: %s", key, e)
+                heapq.heappush(self.timers, (time.time() + 1.0, key))
+            except Exception:
+                log.exception("job %s: reconcile failed", key)
+                heapq.heappush(self.timers, (time.time() + 2.0, key))
+            finally:
+                self.in_flight.discard(key)
+
+    # ---- one step -------------------------------------------------------------------------------
+    def context(self, job: Mapping[str, Any]) -> Context:
+        ns = job["metadata"]["namespace"]
+        spec = job.get("spec") or {}
+        definition, error = resolve_definition(self.view, job)
+        deps: dict[str, DependencyStatus] = {}
+        for entry in spec.get("dependsOn") or []:
+            name = entry.get("jobName")
+            dep = self.view.jobs.get(job_key(ns, name)) if name else None
+            if dep is not None and (dep.get("status") or {}).get("status"):
+                deps[name] = DependencyStatus.from_job(dep)
+        queue_missing = None
+        if not (job.get("status") or {}).get("status"):
+            queue = self.view.queues.get(str(spec.get("jobQueue", "")))
+            if queue is None:
+                queue_missing = f"Job queue {spec.get('jobQueue')} not found"
+        key = job_key(ns, job["metadata"]["name"])
+        blocked = self.scheduler.blocked.get(key) if self.scheduler is not None else None
+        forced = dict(self.scheduler.forced_cancel.get(key, {})) if self.scheduler is not None else {}
+        return Context(
+            blocked_reason=blocked,
+            forced_cancel=forced,
+            now=time.time(),
+            definition=definition,
+            definition_error=error,
+            deps=deps,
+            nodes=frozenset(self.view.nodes),
+            queue_missing=queue_missing,
+            delete_finished_pods=self.delete_finished_pods,
+            settings=self.settings,
+        )
+
+    async def step(self, key: str) -> None:
+        job = self.view.jobs.get(key)
+        if job is None:
+            return
+        ctx = self.context(job)
+        if ctx.definition is None and ctx.definition_error is None:
+            heapq.heappush(self.timers, (time.time() + 0.5, key))
+            return
+        pods = self.view.pods.get(key, {})
+        decision = reconcile(job, pods, ctx)
+        await self.apply(job, decision)
+
+    async def apply(self, job: Mapping[str, Any], decision: Decision) -> None:
+        ns = job["metadata"]["namespace"]
+        name = job["metadata"]["name"]
+        key = job_key(ns, name)
+        for manifest in decision.create:
+            await self.create(ns, manifest)
+        for d in decision.delete:
+            await self.kube.delete(f"/api/v1/namespaces/{ns}/pods/{d.name}", grace_seconds=d.grace_seconds, uid=d.uid)
+            if d.grace_seconds == 0:
+                self.view.on_pod(
+                    "DELETED",
+                    {
+                        "metadata": {
+                            "namespace": ns,
+                            "name": d.name,
+                            "uid": d.uid,
+                            "labels": {"kubatch.dev/job-name": name},
+                        }
+                    },
+                )
+        if decision.status is not None:
+            old = job.get("status") or {}
+            patch = merge_diff(old, decision.status)
+            if patch:
+                updated = await self.kube.merge_patch(
+                    f"{GROUP_PATH}/namespaces/{ns}/batchjobs/{name}/status", {"status": patch}
+                )
+                self.view.put_job(updated)
+                self.metrics.observe_transition(old, decision.status)
+                new_state = decision.status.get("status")
+                if new_state in TERMINAL and old.get("status") not in TERMINAL:
+                    self.view.mark_dependents(key)
+        for ev in decision.events:
+            self.events.record(job, ev.reason, ev.message, type_=ev.type)
+        if decision.requeue_at is not None:
+            heapq.heappush(self.timers, (decision.requeue_at, key))
+
+    async def create(self, ns: str, manifest: dict[str, Any]) -> None:
+        kind = manifest.get("kind")
+        path = f"/api/v1/namespaces/{ns}/pods" if kind == "Pod" else f"/api/v1/namespaces/{ns}/services"
+        try:
+            created = await self.kube.create(path, manifest)
+        except ApiError as e:
+            if e.status == 409:
+                return  # already there: created before a restart, or by a concurrent step
+            raise
+        if kind == "Pod":
+            self.view.on_pod("ADDED", created)
+            self.metrics.pods_created.inc()

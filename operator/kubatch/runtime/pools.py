@@ -1,0 +1,81 @@
+"""Node pools of compute environments: labels and taints on nodes, and the environment's status.
+
+Every node of a compute environment carries the label `kubatch.dev/compute-environment=<name>`
+and the taint `kubatch.dev/compute-environment=<name>:NoSchedule`, so only kubatch's pods (which
+carry the matching nodeSelector and toleration) land there. For UNMANAGED environments the
+operator adds both to the nodes selected by `spec.nodeSelector` and removes them from nodes that
+leave the selection; it never creates or deletes nodes. MANAGED environments get their nodes from
+a provisioner (see `kubatch.runtime.compute`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kubatch.cluster.client import ApiError, Kube
+from kubatch.cluster.view import View
+from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
+
+log = logging.getLogger(__name__)
+
+TAINT_EFFECT = "NoSchedule"
+
+
+def selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def desired_pool(envs: Mapping[str, Mapping[str, Any]], node: Mapping[str, Any]) -> str | None:
+    """The UNMANAGED environment a node belongs to (first by name when several select it)."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    for name in sorted(envs):
+        spec = envs[name].get("spec") or {}
+        if spec.get("type") != "UNMANAGED" or (envs[name].get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        if selects(spec.get("nodeSelector"), labels):
+            return name
+    return None
+
+
+def pool_patch(node: Mapping[str, Any], pool: str | None, managed_envs: set[str]) -> dict[str, Any] | None:
+    """The node patch (labels + taints) that puts it into ``pool`` (or out of any UNMANAGED pool)."""
+    md = node.get("metadata") or {}
+    labels = md.get("labels") or {}
+    current = labels.get(LABEL_COMPUTE_ENVIRONMENT)
+    if current in managed_envs:
+        return None  # a provisioner's node: not ours to relabel
+    taints = list((node.get("spec") or {}).get("taints") or [])
+    ours = [t for t in taints if t.get("key") == LABEL_COMPUTE_ENVIRONMENT]
+    others = [t for t in taints if t.get("key") != LABEL_COMPUTE_ENVIRONMENT]
+    want_taints = others + ([{"key": LABEL_COMPUTE_ENVIRONMENT, "value": pool, "effect": TAINT_EFFECT}] if pool else [])
+    if current == pool and ours == want_taints[len(others) :]:
+        return None
+    return {
+        "metadata": {"labels": {LABEL_COMPUTE_ENVIRONMENT: pool}},
+        "spec": {"taints": want_taints},
+    }
+
+
+class PoolController:
+    """Applies pool membership to nodes for UNMANAGED compute environments."""
+
+    def __init__(self, kube: Kube, view: View) -> None:
+        self.kube = kube
+        self.view = view
+
+    async def sync(self) -> None:
+        managed = {n for n, ce in self.view.envs.items() if (ce.get("spec") or {}).get("type") != "UNMANAGED"}
+        for name, node in list(self.view.nodes.items()):
+            pool = desired_pool(self.view.envs, node)
+            patch = pool_patch(node, pool, managed)
+            if patch is None:
+                continue
+            try:
+                updated = await self.kube.merge_patch(f"/api/v1/nodes/{name}", patch)
+                self.view.on_node("MODIFIED", updated)
+                log.info("node %s: pool %s", name, pool or "(none)")
+            except ApiError as e:
+                if e.status != 404:
+                    raise

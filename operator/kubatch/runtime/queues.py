@@ -1,0 +1,152 @@
+"""Status of JobQueues and ConsumableResources, computed from the view and written when it changes.
+
+A queue shows VALID/INVALID (INVALID when an environment it names is missing or INVALID), job
+counts per state, and its front: the first (up to 100) RUNNABLE jobs in dispatch order, with the
+time each became RUNNABLE and why the head waits (like GetJobQueueSnapshot). A consumable
+resource shows its in-use and available quantities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubatch.cluster.client import ApiError, Kube
+from kubatch.cluster.view import View
+
+log = logging.getLogger(__name__)
+
+GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+
+
+def queue_validity(queue: Mapping[str, Any], envs: Mapping[str, Mapping[str, Any]]) -> tuple[str, str]:
+    missing = []
+    invalid = []
+    for entry in (queue.get("spec") or {}).get("computeEnvironmentOrder") or []:
+        name = str(entry.get("computeEnvironment"))
+        ce = envs.get(name)
+        if ce is None:
+            missing.append(name)
+        elif (ce.get("status") or {}).get("status") == "INVALID":
+            invalid.append(name)
+    if missing:
+        return "INVALID", f"CLIENT_ERROR - compute environment(s) not found: {', '.join(missing)}"
+    if invalid:
+        return "INVALID", f"CLIENT_ERROR - compute environment(s) INVALID: {', '.join(invalid)}"
+    return "VALID", ""
+
+
+def queue_counts(view: View) -> dict[str, Counter[str]]:
+    counts: dict[str, Counter[str]] = {}
+    for job in view.jobs.values():
+        queue = str((job.get("spec") or {}).get("jobQueue", ""))
+        st = job.get("status") or {}
+        c = counts.setdefault(queue, Counter())
+        summary = (st.get("arrayProperties") or {}).get("statusSummary")
+        if summary:
+            for state, n in summary.items():
+                c[state] += int(n)
+        else:
+            c[str(st.get("status") or "SUBMITTED")] += 1
+    return counts
+
+
+class StatusWriter:
+    """Periodically writes JobQueue and ConsumableResource status (leader only)."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        view: View,
+        front: Callable[[], Mapping[str, tuple[str, ...]]],
+        blocked: Callable[[], Mapping[str, str]],
+        in_use: Callable[[], Mapping[str, int]],
+        *,
+        period: float = 2.0,
+        is_leader: Any = None,
+    ) -> None:
+        self.kube = kube
+        self.view = view
+        self.front = front
+        self.blocked = blocked
+        self.in_use = in_use
+        self.period = period
+        self.is_leader = is_leader or (lambda: True)
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        await self.ready.wait()
+        while True:
+            if self.is_leader():
+                try:
+                    await self.sync()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("queue status sync failed")
+            await asyncio.sleep(self.period)
+
+    def front_entries(self, queue: str) -> list[dict[str, Any]]:
+        out = []
+        blocked = self.blocked()
+        for pos, key in enumerate(self.front().get(queue, ())[:100], start=1):
+            job_key, _, index = key.partition(":")
+            ns, name = job_key.split("/", 1)
+            job = self.view.jobs.get(job_key) or {}
+            st = job.get("status") or {}
+            entry: dict[str, Any] = {
+                "position": pos,
+                "jobName": name,
+                "namespace": ns,
+                "status": "RUNNABLE",
+                "runnableAt": st.get("runnableAt") or st.get("createdAt"),
+            }
+            if index:
+                entry["arrayIndex"] = int(index)
+            if (job.get("spec") or {}).get("shareIdentifier"):
+                entry["shareIdentifier"] = job["spec"]["shareIdentifier"]
+            if pos == 1 and job_key in blocked:
+                entry["statusReason"] = blocked[job_key]
+            out.append(entry)
+        return out
+
+    async def sync(self) -> None:
+        counts = queue_counts(self.view)
+        for name, queue in list(self.view.queues.items()):
+            status, reason = queue_validity(queue, self.view.envs)
+            c = counts.get(name, Counter())
+            want: dict[str, Any] = {
+                "status": status,
+                "statusReason": reason,
+                "jobCounts": {s: int(c.get(s, 0)) for s in STATES},
+                "front": self.front_entries(name),
+            }
+            await self._write(self.view.queues, "jobqueues", name, queue, want)
+        in_use = self.in_use()
+        for name, res in list(self.view.consumables.items()):
+            spec = res.get("spec") or {}
+            total = int(spec.get("totalQuantity") or 0)
+            used = int(in_use.get(name, 0))
+            amounts: dict[str, Any] = {
+                "totalQuantity": total,
+                "inUseQuantity": used,
+                "availableQuantity": max(0, total - used),
+            }
+            await self._write(self.view.consumables, "consumableresources", name, res, amounts)
+
+    async def _write(
+        self, store: dict[str, Any], plural: str, name: str, obj: Mapping[str, Any], want: dict[str, Any]
+    ) -> None:
+        have = obj.get("status") or {}
+        if all(have.get(k) == v for k, v in want.items()):
+            return
+        try:
+            updated = await self.kube.merge_patch(f"{GROUP_PATH}/{plural}/{name}/status", {"status": want})
+            self.view.on_named(store, "MODIFIED", updated)
+        except ApiError as e:
+            if e.status != 404:
+                raise
