@@ -124,3 +124,27 @@ def make_node(kubectl: Kubectl) -> Iterator[NodeFactory]:
     yield make
     if created:
         kubectl("delete", "node", *created, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: ClusterInfo, crds: None) -> Any:
+    """The operator under test (current code), shared by every test and xdist worker of the session."""
+    from kubatch.devcluster import operatorproc
+
+    if not cluster.state_dir:
+        raise AssertionError("operator tests need the local cluster (or run an operator yourself)")
+    state = Path(cluster.state_dir)
+    with open(state / ".operator.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return operatorproc.ensure(cluster, state)
+
+
+@pytest.fixture
+def batch(operator: Any, kubectl: Kubectl, kget: Callable[..., Any], namespace: str,
+          make_node: NodeFactory) -> Iterator[Any]:
+    """Helpers to build compute environments, queues, definitions and jobs for one test."""
+    from tests.integration.batch import Batch
+
+    b = Batch(kubectl, kget, namespace, make_node)
+    yield b
+    b.cleanup()

@@ -369,6 +369,9 @@ class LocalCluster:
     # ---- down ---------------------------------------------------------------------------------
     def down(self, *, keep_state: bool = False) -> None:
         """Stop every process this cluster started (by pid) and remove its state."""
+        from kubatch.devcluster import operatorproc
+
+        operatorproc.stop(self.state)
         info = self.read_info()
         if info is not None:
             for name in reversed(COMPONENTS):

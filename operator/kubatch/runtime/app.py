@@ -54,6 +54,7 @@ class Options:
         return cls(
             kubeconfig=env.get("KUBECONFIG") or None,
             lease_namespace=env.get("KUBATCH_LEASE_NAMESPACE", env.get("KUBATCH_NAMESPACE", "default")),
+            lease_name=env.get("KUBATCH_LEASE_NAME", "kubatch-dispatcher"),
             metrics_port=int(env.get("KUBATCH_METRICS_PORT", "8080")),
             metrics_host=env.get(
                 "KUBATCH_METRICS_HOST", "0.0.0.0" if "KUBERNETES_SERVICE_HOST" in env else "127.0.0.1"

@@ -1,48 +1,199 @@
-"""Compute environment controller: pools, provisioning and status, in one periodic loop.
+"""Compute environment controller: pools, provisioning, finalizers and status, in one periodic loop.
 
-UNMANAGED environments are VALID once they exist (their capacity is whatever nodes their
-nodeSelector picks; see `pools`). MANAGED environments need a provisioner; their status follows it.
+Reads from the view: `envs` (ComputeEnvironments), `nodes` (all Nodes) and `pods` (job pods: the
+label `kubatch.dev/compute-environment`, `spec.nodeName`, `status.phase`, container requests).
+Per environment and sync:
+
+- adds the finalizer `kubatch.dev/compute-environment`;
+- UNMANAGED: VALID; `PoolController` labels and taints the nodes its nodeSelector picks;
+- MANAGED: the demand is the requests of its pods that no node holds yet; `core.scaling.decide`
+  turns demand, nodes and time into nodes to add/remove/cordon, which the environment's
+  provisioner (`cluster.provisioners`: kwok nodes or a Karpenter NodePool) carries out;
+- deleted (deletionTimestamp): DELETING, then its nodes or NodePool are removed (UNMANAGED: our
+  label and taint come off its nodes), then the finalizer goes;
+- writes status: status (CREATING, VALID, UPDATING, INVALID, DELETING), statusReason,
+  desiredvCpus, nodes (Ready ones), capacity {vcpus, memory, gpus} of the Ready nodes and
+  observedGeneration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
+from kubatch.cluster.provisioners import (
+    LABEL_CAPACITY_TYPE,
+    LABEL_INSTANCE_TYPE,
+    KarpenterProvisioner,
+    KwokProvisioner,
+    Provisioner,
+    ProvisionerError,
+    capacity_type,
+)
 from kubatch.cluster.view import View
-from kubatch.core.instances import UnknownInstanceType, expand_or_default
-from kubatch.runtime.pools import PoolController
+from kubatch.core.instances import CATALOG, UnknownInstanceType
+from kubatch.core.podspec import GPU_RESOURCE, LABEL_COMPUTE_ENVIRONMENT, PodSpecError, parse_quantity
+from kubatch.core.scaling import Decision, NodeInfo, Request, ScalingSpec, decide
+from kubatch.runtime.capacity import node_allocatable, node_ready, pool_nodes
+from kubatch.runtime.pools import PoolController, pool_patch
 
 log = logging.getLogger(__name__)
 
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+FINALIZER = "kubatch.dev/compute-environment"
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+JOIN_FAILURE = (
+    "CLIENT_ERROR - Your compute environment has been INVALIDATED and scaled down because none of the "
+    "nodes joined the cluster"
+)
+JSON = dict[str, Any]
 
 
-def desired_status(ce: Mapping[str, Any]) -> dict[str, Any]:
-    spec = ce.get("spec") or {}
-    if spec.get("type") == "UNMANAGED":
-        return {"status": "VALID", "statusReason": ""}
-    cr = spec.get("computeResources") or {}
+# ---- pure helpers --------------------------------------------------------------------------------
+def pod_request(pod: Mapping[str, Any]) -> Request:
+    """The summed container requests of a pod (a missing request falls back to the limit)."""
+    vcpus = 0.0
+    mem = 0.0
+    gpus = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        req = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+        try:
+            vcpus += float(parse_quantity(req.get("cpu", 0)))
+            mem += float(parse_quantity(req.get("memory", 0))) / (1024 * 1024)
+            gpus += int(parse_quantity(req.get(GPU_RESOURCE, 0)))
+        except PodSpecError:
+            continue
+    return Request(gpus=gpus, vcpus=vcpus, memory_mib=mem)
+
+
+def demand(pods: Iterable[Mapping[str, Any]]) -> tuple[dict[str, list[Request]], dict[str, tuple[Request, int]]]:
+    """(pending requests per environment, (requests, count) of unfinished pods per node)."""
+    pending: dict[str, list[Request]] = defaultdict(list)
+    used: dict[str, tuple[Request, int]] = {}
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in FINISHED_PHASES:
+            continue
+        md = pod.get("metadata") or {}
+        node = (pod.get("spec") or {}).get("nodeName")
+        req = pod_request(pod)
+        if node:
+            have, n = used.get(node, (Request(), 0))
+            used[node] = (have + req, n + 1)
+            continue
+        ce = (md.get("labels") or {}).get(LABEL_COMPUTE_ENVIRONMENT)
+        if ce and not md.get("deletionTimestamp"):
+            pending[ce].append(req)
+    return pending, used
+
+
+def timestamp(value: str | None, default: float) -> float:
+    if not value:
+        return default
     try:
-        expand_or_default(cr.get("instanceTypes"))
-    except UnknownInstanceType as e:
-        return {"status": "INVALID", "statusReason": f"CLIENT_ERROR - {e}"}
-    return {"status": "VALID", "statusReason": ""}
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
 
 
+def is_outdated(node: Mapping[str, Any], allowed: set[str], cap_type: str) -> bool:
+    """The node's instance or capacity type is no longer what the environment's spec asks for."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    return labels.get(LABEL_INSTANCE_TYPE) not in allowed or labels.get(LABEL_CAPACITY_TYPE, cap_type) != cap_type
+
+
+def node_info(
+    node: Mapping[str, Any],
+    used: Mapping[str, tuple[Request, int]],
+    idle_since: float | None,
+    *,
+    outdated: bool,
+    now: float,
+) -> NodeInfo:
+    md = node.get("metadata") or {}
+    name = str(md.get("name", ""))
+    alloc = node_allocatable(node)
+    pods_alloc = ((node.get("status") or {}).get("allocatable") or {}).get("pods", "110")
+    req, count = used.get(name, (Request(), 0))
+    return NodeInfo(
+        name=name,
+        instance_type=str((md.get("labels") or {}).get(LABEL_INSTANCE_TYPE, "")),
+        vcpus=alloc.vcpus,
+        memory_mib=alloc.memory_mib,
+        gpus=alloc.gpus,
+        max_pods=int(parse_quantity(pods_alloc)),
+        ready=node_ready(node),
+        created=timestamp(md.get("creationTimestamp"), now),
+        used=req,
+        pods=count,
+        idle_since=idle_since,
+        outdated=outdated,
+    )
+
+
+def pool_stats(nodes: Iterable[Mapping[str, Any]]) -> JSON:
+    """status.nodes and status.capacity from the Ready nodes of a pool."""
+    ready = [n for n in nodes if node_ready(n)]
+    vcpus = 0.0
+    mem = gpus = 0
+    for n in ready:
+        a = node_allocatable(n)
+        vcpus += a.vcpus
+        mem += a.memory_mib
+        gpus += a.gpus
+    return {"nodes": len(ready), "capacity": {"vcpus": round(vcpus, 3), "memory": mem, "gpus": gpus}}
+
+
+# ---- controller ----------------------------------------------------------------------------------
 class ComputeController:
-    """Keeps node pools and compute environment status current."""
+    """Keeps node pools, managed capacity and compute environment status current.
 
-    def __init__(self, kube: Kube, view: View, *, period: float = 2.0, is_leader: Any = None) -> None:
+    `idle_seconds`: how long an idle node is kept when the environment sets no
+    minScaleDownDelayMinutes. `node_ready_timeout`: a new node not Ready by then makes the environment
+    INVALID. `env_filter`: only environments whose name it accepts are handled (sharding, tests).
+    `manage_pools`: run the UNMANAGED pool labelling (`PoolController`) as part of each sync.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        view: View,
+        *,
+        period: float = 2.0,
+        is_leader: Any = None,
+        idle_seconds: float = 30.0,
+        node_ready_timeout: float = 60.0,
+        provisioners: Mapping[str, Provisioner] | None = None,
+        env_filter: Callable[[str], bool] | None = None,
+        manage_pools: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.kube = kube
         self.view = view
         self.pools = PoolController(kube, view)
         self.period = period
         self.is_leader = is_leader or (lambda: True)
         self.ready = asyncio.Event()
+        self.idle_seconds = idle_seconds
+        self.node_ready_timeout = node_ready_timeout
+        self.provisioners: dict[str, Provisioner] = dict(
+            provisioners
+            or {
+                "kwok": KwokProvisioner(kube),
+                "karpenter": KarpenterProvisioner(kube, default_idle_seconds=idle_seconds),
+            }
+        )
+        self.env_filter = env_filter or (lambda _name: True)
+        self.manage_pools = manage_pools
+        self.clock = clock
+        self.idle_since: dict[str, float] = {}  # node -> since when it has run no pod
+        self.decisions: dict[str, Decision] = {}  # environment -> last decision
 
     async def run(self) -> None:
         await self.ready.wait()
@@ -57,17 +208,201 @@ class ComputeController:
             await asyncio.sleep(self.period)
 
     async def sync(self) -> None:
-        await self.pools.sync()
-        for name, ce in list(self.view.envs.items()):
-            want = desired_status(ce)
-            have = ce.get("status") or {}
-            if all(have.get(k) == v for k, v in want.items()):
+        if self.manage_pools:
+            await self.pools.sync()
+        now = self.clock()
+        pods = [p for by_name in list(self.view.pods.values()) for p in list(by_name.values())]
+        pending, used = demand(pods)
+        self._track_idle(used, now)
+        for name, ce in sorted(self.view.envs.items()):
+            if not self.env_filter(name):
                 continue
             try:
-                updated = await self.kube.merge_patch(
-                    f"{GROUP_PATH}/computeenvironments/{name}/status", {"status": want}
-                )
-                self.view.on_named(self.view.envs, "MODIFIED", updated)
+                await self.sync_env(name, ce, pending.get(name, []), used, now)
             except ApiError as e:
-                if e.status != 404:
-                    raise
+                log.warning("compute environment %s: %s", name, e)
+
+    def _track_idle(self, used: Mapping[str, tuple[Request, int]], now: float) -> None:
+        for name in list(self.idle_since):
+            if name not in self.view.nodes or name in used:
+                del self.idle_since[name]
+        for name in self.view.nodes:
+            if name not in used:
+                self.idle_since.setdefault(name, now)
+
+    # ---- one environment -------------------------------------------------------------------------
+    async def sync_env(
+        self, name: str, ce: JSON, pending: list[Request], used: Mapping[str, tuple[Request, int]], now: float
+    ) -> None:
+        md = ce.get("metadata") or {}
+        if md.get("deletionTimestamp"):
+            await self._delete(name, ce)
+            return
+        if FINALIZER not in (md.get("finalizers") or []):
+            updated = await self._set_finalizers(ce, [*(md.get("finalizers") or []), FINALIZER])
+            if updated is None:
+                return
+            ce = updated
+        spec = ce.get("spec") or {}
+        members = pool_nodes(name, self.view.nodes)
+        if spec.get("type") == "UNMANAGED":
+            want: JSON = {"status": "VALID", "statusReason": "", **pool_stats(members)}
+        else:
+            want = await self._sync_managed(name, ce, members, pending, used, now)
+        want["observedGeneration"] = md.get("generation")
+        await self._write_status(name, ce, want)
+
+    async def _sync_managed(
+        self,
+        name: str,
+        ce: JSON,
+        members: list[Mapping[str, Any]],
+        pending: list[Request],
+        used: Mapping[str, tuple[Request, int]],
+        now: float,
+    ) -> JSON:
+        spec = ce.get("spec") or {}
+        cr = spec.get("computeResources") or {}
+        prev = ce.get("status") or {}
+        generation = (ce.get("metadata") or {}).get("generation")
+        stats = pool_stats(members)
+        min_vcpus = int(cr.get("minvCpus") or 0)
+
+        def invalid(reason: str) -> JSON:
+            return {"status": "INVALID", "statusReason": reason, "desiredvCpus": min_vcpus, **stats}
+
+        provisioner = self.provisioners.get(str(cr.get("provisioner") or "kwok"))
+        if provisioner is None:
+            return invalid(f"CLIENT_ERROR - unknown provisioner {cr.get('provisioner')!r}")
+        sticky = (
+            prev.get("status") == "INVALID"
+            and str(prev.get("statusReason") or "").startswith(JOIN_FAILURE)
+            and prev.get("observedGeneration") == generation
+        )
+        try:
+            sizing = ScalingSpec.from_resources(
+                cr,
+                enabled=spec.get("state") != "DISABLED",
+                default_idle_seconds=self.idle_seconds,
+                ready_timeout=self.node_ready_timeout if provisioner.manages_nodes else float("inf"),
+                scale_out=not sticky and provisioner.manages_nodes,
+            )
+            await provisioner.ensure(ce)
+        except (UnknownInstanceType, ProvisionerError) as e:
+            return invalid(f"CLIENT_ERROR - {e}")
+        allowed = {t.name for t in sizing.instance_types}
+        cap_type = capacity_type(ce)
+        infos = [
+            node_info(
+                n, used, self.idle_since.get(str(n["metadata"]["name"])),
+                outdated=provisioner.manages_nodes and is_outdated(n, allowed, cap_type), now=now,
+            )
+            for n in members
+        ]
+        decision = decide(sizing, infos, pending, now)
+        self.decisions[name] = decision
+        outdated = {i.name for i in infos if i.outdated} - set(decision.remove)
+        if provisioner.manages_nodes:
+            try:
+                await self._apply(ce, provisioner, decision, members)
+            except ProvisionerError as e:
+                return invalid(f"CLIENT_ERROR - {e}")
+        want: JSON = {"desiredvCpus": decision.desired_vcpus, **stats}
+        if decision.failed:
+            reason = (
+                f"{JOIN_FAILURE} within {self.node_ready_timeout:g}s "
+                f"(not Ready: {', '.join(decision.failed)})"
+            )
+            log.warning("compute environment %s: %s", name, reason)
+            return {**want, "status": "INVALID", "statusReason": reason}
+        if sticky:
+            return {**want, "status": "INVALID", "statusReason": prev.get("statusReason")}
+        if outdated:
+            return {
+                **want,
+                "status": "UPDATING",
+                "statusReason": f"infrastructure update: {len(outdated)} node(s) of the earlier spec draining",
+            }
+        creating = prev.get("status") in (None, "", "CREATING")
+        if creating and provisioner.manages_nodes and stats["capacity"]["vcpus"] < min_vcpus:
+            return {**want, "status": "CREATING", "statusReason": f"waiting for {min_vcpus} vCPUs of Ready nodes"}
+        return {**want, "status": "VALID", "statusReason": ""}
+
+    async def _apply(
+        self, ce: JSON, provisioner: Provisioner, decision: Decision, members: list[Mapping[str, Any]]
+    ) -> None:
+        name = str(ce["metadata"]["name"])
+        cordoned = {str(n["metadata"]["name"]) for n in members if (n.get("spec") or {}).get("unschedulable")}
+        to_cordon = [n for n in decision.cordon if n not in cordoned]
+        if to_cordon:
+            for node in await provisioner.cordon(ce, to_cordon):
+                self.view.on_node("MODIFIED", node)
+        if decision.remove:
+            log.info("compute environment %s: removing nodes %s", name, ", ".join(decision.remove))
+            await provisioner.remove_nodes(ce, decision.remove)
+            for node_name in decision.remove:
+                self.view.on_node("DELETED", {"metadata": {"name": node_name}})
+                self.idle_since.pop(node_name, None)
+        if decision.add:
+            log.info("compute environment %s: adding nodes %s", name, decision.add_counts)
+            for node in await provisioner.add_nodes(ce, [CATALOG[t] for t in decision.add]):
+                self.view.on_node("ADDED", node)
+
+    # ---- deletion --------------------------------------------------------------------------------
+    async def _delete(self, name: str, ce: JSON) -> None:
+        md = ce.get("metadata") or {}
+        if FINALIZER not in (md.get("finalizers") or []):
+            return
+        if (ce.get("status") or {}).get("status") != "DELETING":
+            await self._write_status(name, ce, {"status": "DELETING", "statusReason": "removing the nodes"})
+        spec = ce.get("spec") or {}
+        if spec.get("type") == "UNMANAGED":
+            done = True
+            for node in pool_nodes(name, self.view.nodes):
+                done = False
+                patch = pool_patch(node, None, set())
+                if patch is None:
+                    continue
+                try:
+                    self.view.on_node("MODIFIED", await self.kube.merge_patch(
+                        f"/api/v1/nodes/{node['metadata']['name']}", patch))
+                except ApiError as e:
+                    if e.status != 404:
+                        raise
+        else:
+            cr = spec.get("computeResources") or {}
+            provisioner = self.provisioners.get(str(cr.get("provisioner") or "kwok"))
+            done = provisioner is None or await provisioner.cleanup(ce)
+        if done:
+            current = self.view.envs.get(name, ce)
+            await self._set_finalizers(current, [f for f in (md.get("finalizers") or []) if f != FINALIZER])
+            self.decisions.pop(name, None)
+            log.info("compute environment %s: deleted", name)
+
+    # ---- writes ----------------------------------------------------------------------------------
+    async def _set_finalizers(self, ce: JSON, finalizers: list[str]) -> JSON | None:
+        md = ce.get("metadata") or {}
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": md.get("resourceVersion")}}
+        try:
+            updated = await self.kube.merge_patch(f"{GROUP_PATH}/computeenvironments/{md.get('name')}", body)
+        except ApiError as e:
+            if e.status in (404, 409):
+                return None  # gone, or changed since we read it: next sync
+            raise
+        gone = (updated.get("metadata") or {}).get("deletionTimestamp") and not updated["metadata"].get("finalizers")
+        self.view.on_named(self.view.envs, "DELETED" if gone else "MODIFIED", updated)
+        return updated
+
+    async def _write_status(self, name: str, ce: JSON, want: JSON) -> None:
+        have = ce.get("status") or {}
+        if all(have.get(k) == v for k, v in want.items()):
+            return
+        try:
+            updated = await self.kube.merge_patch(f"{GROUP_PATH}/computeenvironments/{name}/status", {"status": want})
+        except ApiError as e:
+            if e.status == 404:
+                return
+            raise
+        if (have.get("status"), have.get("statusReason")) != (want.get("status"), want.get("statusReason")):
+            log.info("compute environment %s: %s %s", name, want.get("status"), want.get("statusReason") or "")
+        self.view.on_named(self.view.envs, "MODIFIED", updated)

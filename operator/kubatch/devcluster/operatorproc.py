@@ -1,0 +1,127 @@
+"""Run the operator as a background process against the local cluster (tests, demo).
+
+One shared operator per cluster: its pid, metrics port and a hash of the code it runs are
+recorded in `<state>/operator.json`, so later callers reuse it while the code is unchanged and
+replace it when the code changed. `stop` kills it by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kubatch.devcluster.cluster import ClusterInfo, free_port, pid_alive
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def code_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        h.update(str(path.relative_to(PACKAGE)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class OperatorProcess:
+    pid: int
+    metrics_port: int
+    code: str
+    log: str
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+
+def _record(state: Path) -> Path:
+    return state / "operator.json"
+
+
+def read(state: Path) -> OperatorProcess | None:
+    try:
+        return OperatorProcess(**json.loads(_record(state).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def start(info: ClusterInfo, state: Path, *, extra_env: dict[str, str] | None = None, name: str = "operator",
+          lease_name: str | None = None, wait: bool = True, timeout: float = 60) -> OperatorProcess:
+    """Start one operator process (not recorded as the shared one)."""
+    port = free_port()
+    log = state / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = info.env()
+    env.update(
+        {
+            "KUBATCH_METRICS_PORT": str(port),
+            "KUBATCH_LEASE_NAMESPACE": "default",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+    )
+    if lease_name:
+        env["KUBATCH_LEASE_NAME"] = lease_name
+    with open(log, "ab") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubatch"], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True,
+        )
+    op = OperatorProcess(proc.pid, port, code_hash(), str(log))
+    if wait:
+        deadline = time.monotonic() + timeout
+        while not _ready(port):
+            if not pid_alive(proc.pid):
+                raise RuntimeError(f"operator exited during start-up; see {log}:\n{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"operator not ready after {timeout:.0f}s; see {log}")
+            time.sleep(0.1)
+    return op
+
+
+def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
+    """The shared operator for this cluster: reuse a live one running the current code, else (re)start it."""
+    current = read(state)
+    if current is not None and pid_alive(current.pid) and current.code == code_hash() and _ready(current.metrics_port):
+        return current
+    if current is not None:
+        stop_pid(current.pid)
+    op = start(info, state)
+    _record(state).write_text(json.dumps(asdict(op)))
+    return op
+
+
+def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def stop(state: Path) -> None:
+    current = read(state)
+    if current is not None:
+        stop_pid(current.pid)
+        _record(state).unlink(missing_ok=True)

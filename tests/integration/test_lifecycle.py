@@ -1,0 +1,188 @@
+"""Job lifecycle against the real control plane with kwok pods: states, env, retries, timeouts,
+parameters, cancel/terminate, revisions, events. The operator runs as a real process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.integration.batch import Batch
+
+pytestmark = pytest.mark.integration
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0].get("env", [])}
+
+
+def test_hello_world_runs_with_every_aws_batch_variable(batch: Batch) -> None:
+    ce = batch.environment()
+    q = batch.queue([ce])
+    batch.container_definition("hello", command=["echo", "hello Ref::who"], parameters={"who": "world"})
+    batch.job("hello-1", q, "hello", duration="4s", parameters={"who": "kubatch"})
+    st = batch.wait_status("hello-1", "RUNNING")
+    pods = batch.pods("hello-1")
+    assert len(pods) == 1
+    pod = pods[0]
+    assert pod["metadata"]["name"] == "hello-1-a1"
+    env = env_of(pod)
+    assert env["AWS_BATCH_JOB_ID"] == st["jobId"]
+    assert env["AWS_BATCH_JOB_ATTEMPT"] == "1"
+    assert env["AWS_BATCH_JQ_NAME"] == q
+    assert env["AWS_BATCH_CE_NAME"] == ce
+    assert "AWS_BATCH_JOB_ARRAY_INDEX" not in env
+    assert pod["spec"]["containers"][0]["args"] == ["echo", "hello kubatch"]
+    labels = pod["metadata"]["labels"]
+    assert labels["kubatch.dev/job-name"] == "hello-1"
+    assert labels["kubatch.dev/job-queue"] == q
+    assert labels["kubatch.dev/compute-environment"] == ce
+    assert labels["kubatch.dev/attempt"] == "1"
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("BatchJob", "hello-1", True)
+    assert pod["spec"]["nodeSelector"] == {"kubatch.dev/compute-environment": ce}
+    assert {"key": "kubatch.dev/compute-environment", "operator": "Equal", "value": ce, "effect": "NoSchedule"} in [
+        {k: t.get(k) for k in ("key", "operator", "value", "effect")} for t in pod["spec"]["tolerations"]
+    ]
+    res = pod["spec"]["containers"][0]["resources"]
+    assert res["requests"]["cpu"] in ("1", "1000m")
+    assert res["requests"]["memory"] == res["limits"]["memory"] == "256Mi"
+    done = batch.wait_done("hello-1")
+    assert done["status"] == "SUCCEEDED"
+    assert done["jobDefinition"] == "hello:1"
+    assert done["computeEnvironment"] == ce
+    assert done["startedAt"] and done["stoppedAt"] and done["createdAt"]
+    (attempt,) = done["attempts"]
+    assert attempt["container"]["exitCode"] == 0
+    assert attempt["container"]["podName"] == "hello-1-a1"
+    assert attempt["container"]["nodeName"]
+    reasons = [e["reason"] for e in batch.events("hello-1")]
+    for expected in ("JobRunnable", "JobStarting", "JobRunning", "JobSucceeded"):
+        assert expected in reasons
+    # Finished pods are deleted while the job keeps its record.
+    batch.wait_for(lambda: not batch.pods("hello-1"), "finished pod deleted")
+
+
+def test_retries_exhausted_records_every_attempt(batch: Batch) -> None:
+    q = batch.queue([batch.environment()])
+    batch.container_definition("flaky", retryStrategy={"attempts": 3})
+    batch.job("fails", q, "flaky", duration="200ms", exit_code=2)
+    st = batch.wait_done("fails")
+    assert st["status"] == "FAILED"
+    assert [a["container"]["exitCode"] for a in st["attempts"]] == [2, 2, 2]
+    assert [a["container"]["podName"] for a in st["attempts"]] == ["fails-a1", "fails-a2", "fails-a3"]
+    assert st["statusReason"] == "Essential container in task exited"
+
+
+def test_retry_then_success(batch: Batch) -> None:
+    q = batch.queue([batch.environment()])
+    batch.container_definition("flaky", retryStrategy={"attempts": 3})
+    batch.job("second-time", q, "flaky", duration="200ms",
+              annotations={"sim.kubatch.dev/exit-code-attempt-1": "1"})
+    st = batch.wait_done("second-time")
+    assert st["status"] == "SUCCEEDED"
+    assert [a["container"]["exitCode"] for a in st["attempts"]] == [1, 0]
+    retried = [e for e in batch.events("second-time") if e["reason"] == "JobRetry"]
+    assert len(retried) == 1
+
+
+def test_evaluate_on_exit_exit_rule_stops_retries(batch: Batch) -> None:
+    q = batch.queue([batch.environment()])
+    batch.container_definition(
+        "rules",
+        retryStrategy={
+            "attempts": 5,
+            "evaluateOnExit": [{"onExitCode": "13*", "action": "EXIT"}, {"onExitCode": "1", "action": "RETRY"}],
+        },
+    )
+    batch.job("exit-rule", q, "rules", duration="200ms",
+              annotations={"sim.kubatch.dev/exit-code-attempt-1": "1", "sim.kubatch.dev/exit-code": "137"})
+    st = batch.wait_done("exit-rule")
+    assert st["status"] == "FAILED"
+    assert [a["container"]["exitCode"] for a in st["attempts"]] == [1, 137]
+
+
+def test_no_matching_rule_retries_while_attempts_remain(batch: Batch) -> None:
+    q = batch.queue([batch.environment()])
+    batch.container_definition(
+        "nomatch",
+        retryStrategy={"attempts": 2, "evaluateOnExit": [{"onExitCode": "99", "action": "EXIT"}]},
+    )
+    batch.job("no-match", q, "nomatch", duration="200ms", exit_code=3)
+    st = batch.wait_done("no-match")
+    assert st["status"] == "FAILED"
+    assert len(st["attempts"]) == 2
+
+
+def test_cancel_runnable_job(batch: Batch) -> None:
+    q = batch.queue([batch.environment(cpu=1)])
+    batch.container_definition("one-cpu")
+    batch.job("hog", q, "one-cpu", duration="1h")
+    batch.wait_status("hog", "RUNNING")
+    batch.job("waiter", q, "one-cpu")
+    batch.wait_status("waiter", "RUNNABLE")
+    batch.kubectl("patch", "batchjob", "waiter", "-n", batch.ns, "--type=merge",
+                  "-p", json.dumps({"spec": {"cancel": {"reason": "no longer needed"}}}))
+    st = batch.wait_done("waiter")
+    assert st["status"] == "FAILED"
+    assert st["statusReason"] == "no longer needed"
+    assert not batch.pods("waiter")
+    # Cancel has no effect once a job runs (CancelJob semantics); terminate stops it.
+    batch.kubectl("patch", "batchjob", "hog", "-n", batch.ns, "--type=merge",
+                  "-p", json.dumps({"spec": {"cancel": {"reason": "too late"}}}))
+    batch.kubectl("patch", "batchjob", "hog", "-n", batch.ns, "--type=merge",
+                  "-p", json.dumps({"spec": {"terminate": {"reason": "stop it"}}}))
+    st = batch.wait_done("hog")
+    assert st["status"] == "FAILED"
+    assert st["statusReason"] == "stop it"
+    assert st["attempts"][-1]["statusReason"] == "stop it"
+    batch.wait_for(lambda: not batch.pods("hog"), "terminated pod gone")
+
+
+def test_timeout_fails_the_attempt_without_retry(batch: Batch) -> None:
+    q = batch.queue([batch.environment()])
+    batch.container_definition("slow", retryStrategy={"attempts": 3}, timeout={"attemptDurationSeconds": 60})
+    batch.job("slow-1", q, "slow", duration="1h")
+    batch.wait_status("slow-1", "RUNNING")
+    st = batch.wait_done("slow-1", timeout=120)
+    assert st["status"] == "FAILED"
+    assert st["statusReason"] == "Job attempt duration exceeded timeout"
+    assert len(st["attempts"]) == 1
+
+
+def test_revisions_are_pinned_at_submission(batch: Batch) -> None:
+    q = batch.queue([batch.environment(cpu=1)])
+    batch.container_definition("pinned", command=["echo", "v1"])
+    batch.job("hold", q, "pinned", duration="1h")
+    batch.wait_status("hold", "RUNNING")
+    batch.job("first", q, "pinned")
+    batch.wait_status("first", "RUNNABLE")
+    assert batch.status("first")["jobDefinition"] == "pinned:1"
+    batch.container_definition("pinned", command=["echo", "v2"])
+    batch.wait_for(
+        lambda: batch.kget("jobdefinition", "pinned", "-n", batch.ns)["status"].get("revision") == 2, "revision 2"
+    )
+    batch.job("second", q, "pinned")
+    batch.wait_for(lambda: batch.status("second").get("jobDefinition") == "pinned:2", "second pinned to :2")
+    batch.job("explicit", q, "pinned:1")
+    batch.wait_for(lambda: batch.status("explicit").get("jobDefinition") == "pinned:1", "explicit pinned to :1")
+    revs = batch.kget("controllerrevisions", "-n", batch.ns, "-l", "kubatch.dev/job-definition=pinned")["items"]
+    assert sorted(r["revision"] for r in revs) == [1, 2]
+    batch.kubectl("patch", "batchjob", "hold", "-n", batch.ns, "--type=merge",
+                  "-p", json.dumps({"spec": {"terminate": {"reason": "done"}}}))
+    batch.wait_status("first", "RUNNING")
+    pod = next(p for p in batch.pods("first"))
+    assert pod["spec"]["containers"][0]["args"] == ["echo", "v1"]
+    for name in ("first", "second", "explicit"):
+        batch.wait_done(name)
+    assert batch.status("second")["jobDefinition"] == "pinned:2"
+
+
+def test_unknown_definition_fails_the_job_clearly(batch: Batch) -> None:
+    q = batch.queue([batch.environment()])
+    batch.container_definition("exists")
+    batch.job("bad-rev", q, "exists:7")
+    st = batch.wait_done("bad-rev")
+    assert st["status"] == "FAILED"
+    assert "exists:7" in st["statusReason"]
