@@ -37,8 +37,15 @@ class Batch:
 
     # ---- infrastructure --------------------------------------------------------------------------
     def environment(
-        self, *, nodes: int = 1, cpu: int = 4, memory: str = "16Gi", gpus: int = 0, name: str | None = None,
-        unmanaged_vcpus: int | None = None, state: str = "ENABLED",
+        self,
+        *,
+        nodes: int = 1,
+        cpu: int = 4,
+        memory: str = "16Gi",
+        gpus: int = 0,
+        name: str | None = None,
+        unmanaged_vcpus: int | None = None,
+        state: str = "ENABLED",
     ) -> str:
         ce = name or self.name("ce")
         selector = {"kubatch.dev/test-pool": ce}
@@ -59,8 +66,16 @@ class Batch:
         labelled = self.kget("nodes", "-l", f"kubatch.dev/compute-environment={ce}")
         return len(labelled["items"]) >= nodes
 
-    def queue(self, envs: list[str], *, priority: int = 1, name: str | None = None, policy: str | None = None,
-              time_limits: list[dict[str, Any]] | None = None, state: str = "ENABLED") -> str:
+    def queue(
+        self,
+        envs: list[str],
+        *,
+        priority: int = 1,
+        name: str | None = None,
+        policy: str | None = None,
+        time_limits: list[dict[str, Any]] | None = None,
+        state: str = "ENABLED",
+    ) -> str:
         q = name or self.name("q")
         spec: dict[str, Any] = {
             "priority": priority,
@@ -81,14 +96,23 @@ class Batch:
         return name
 
     def definition(self, name: str, spec: dict[str, Any]) -> str:
-        self.apply({"apiVersion": GROUP, "kind": "JobDefinition", "metadata": {"name": name, "namespace": self.ns},
-                    "spec": spec})
-        self.wait_for(lambda: (self.kget("jobdefinition", name, "-n", self.ns).get("status") or {}).get("revision"),
-                      f"job definition {name} registered")
+        self.apply(
+            {
+                "apiVersion": GROUP,
+                "kind": "JobDefinition",
+                "metadata": {"name": name, "namespace": self.ns},
+                "spec": spec,
+            }
+        )
+        self.wait_for(
+            lambda: (self.kget("jobdefinition", name, "-n", self.ns).get("status") or {}).get("revision"),
+            f"job definition {name} registered",
+        )
         return name
 
-    def container_definition(self, name: str, *, vcpus: str = "1", memory: str = "256", command: list[str] | None = None,
-                             **extra: Any) -> str:
+    def container_definition(
+        self, name: str, *, vcpus: str = "1", memory: str = "256", command: list[str] | None = None, **extra: Any
+    ) -> str:
         spec: dict[str, Any] = {
             "type": "container",
             "containerProperties": {
@@ -100,14 +124,24 @@ class Batch:
         }
         return self.definition(name, spec)
 
-    def job(self, name: str, queue: str, definition: str, *, duration: str = "1s", exit_code: int | None = None,
-            annotations: dict[str, str] | None = None, **spec: Any) -> str:
+    def job(
+        self,
+        name: str,
+        queue: str,
+        definition: str,
+        *,
+        duration: str = "1s",
+        exit_code: int | None = None,
+        annotations: dict[str, str] | None = None,
+        **spec: Any,
+    ) -> str:
         ann = {"sim.kubatch.dev/duration": duration, **(annotations or {})}
         if exit_code is not None:
             ann["sim.kubatch.dev/exit-code"] = str(exit_code)
         body = {"jobQueue": queue, "jobDefinition": definition, "podMetadata": {"annotations": ann}, **spec}
-        self.apply({"apiVersion": GROUP, "kind": "BatchJob", "metadata": {"name": name, "namespace": self.ns},
-                    "spec": body})
+        self.apply(
+            {"apiVersion": GROUP, "kind": "BatchJob", "metadata": {"name": name, "namespace": self.ns}, "spec": body}
+        )
         return name
 
     # ---- observation ------------------------------------------------------------------------------

@@ -78,8 +78,7 @@ def test_retries_exhausted_records_every_attempt(batch: Batch) -> None:
 def test_retry_then_success(batch: Batch) -> None:
     q = batch.queue([batch.environment()])
     batch.container_definition("flaky", retryStrategy={"attempts": 3})
-    batch.job("second-time", q, "flaky", duration="200ms",
-              annotations={"sim.kubatch.dev/exit-code-attempt-1": "1"})
+    batch.job("second-time", q, "flaky", duration="200ms", annotations={"sim.kubatch.dev/exit-code-attempt-1": "1"})
     st = batch.wait_done("second-time")
     assert st["status"] == "SUCCEEDED"
     assert [a["container"]["exitCode"] for a in st["attempts"]] == [1, 0]
@@ -96,8 +95,13 @@ def test_evaluate_on_exit_exit_rule_stops_retries(batch: Batch) -> None:
             "evaluateOnExit": [{"onExitCode": "13*", "action": "EXIT"}, {"onExitCode": "1", "action": "RETRY"}],
         },
     )
-    batch.job("exit-rule", q, "rules", duration="200ms",
-              annotations={"sim.kubatch.dev/exit-code-attempt-1": "1", "sim.kubatch.dev/exit-code": "137"})
+    batch.job(
+        "exit-rule",
+        q,
+        "rules",
+        duration="200ms",
+        annotations={"sim.kubatch.dev/exit-code-attempt-1": "1", "sim.kubatch.dev/exit-code": "137"},
+    )
     st = batch.wait_done("exit-rule")
     assert st["status"] == "FAILED"
     assert [a["container"]["exitCode"] for a in st["attempts"]] == [1, 137]
@@ -122,17 +126,41 @@ def test_cancel_runnable_job(batch: Batch) -> None:
     batch.wait_status("hog", "RUNNING")
     batch.job("waiter", q, "one-cpu")
     batch.wait_status("waiter", "RUNNABLE")
-    batch.kubectl("patch", "batchjob", "waiter", "-n", batch.ns, "--type=merge",
-                  "-p", json.dumps({"spec": {"cancel": {"reason": "no longer needed"}}}))
+    batch.kubectl(
+        "patch",
+        "batchjob",
+        "waiter",
+        "-n",
+        batch.ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"cancel": {"reason": "no longer needed"}}}),
+    )
     st = batch.wait_done("waiter")
     assert st["status"] == "FAILED"
     assert st["statusReason"] == "no longer needed"
     assert not batch.pods("waiter")
     # Cancel has no effect once a job runs (CancelJob semantics); terminate stops it.
-    batch.kubectl("patch", "batchjob", "hog", "-n", batch.ns, "--type=merge",
-                  "-p", json.dumps({"spec": {"cancel": {"reason": "too late"}}}))
-    batch.kubectl("patch", "batchjob", "hog", "-n", batch.ns, "--type=merge",
-                  "-p", json.dumps({"spec": {"terminate": {"reason": "stop it"}}}))
+    batch.kubectl(
+        "patch",
+        "batchjob",
+        "hog",
+        "-n",
+        batch.ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"cancel": {"reason": "too late"}}}),
+    )
+    batch.kubectl(
+        "patch",
+        "batchjob",
+        "hog",
+        "-n",
+        batch.ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"terminate": {"reason": "stop it"}}}),
+    )
     st = batch.wait_done("hog")
     assert st["status"] == "FAILED"
     assert st["statusReason"] == "stop it"
@@ -169,8 +197,16 @@ def test_revisions_are_pinned_at_submission(batch: Batch) -> None:
     batch.wait_for(lambda: batch.status("explicit").get("jobDefinition") == "pinned:1", "explicit pinned to :1")
     revs = batch.kget("controllerrevisions", "-n", batch.ns, "-l", "kubatch.dev/job-definition=pinned")["items"]
     assert sorted(r["revision"] for r in revs) == [1, 2]
-    batch.kubectl("patch", "batchjob", "hold", "-n", batch.ns, "--type=merge",
-                  "-p", json.dumps({"spec": {"terminate": {"reason": "done"}}}))
+    batch.kubectl(
+        "patch",
+        "batchjob",
+        "hold",
+        "-n",
+        batch.ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"terminate": {"reason": "done"}}}),
+    )
     batch.wait_status("first", "RUNNING")
     pod = next(p for p in batch.pods("first"))
     assert pod["spec"]["containers"][0]["args"] == ["echo", "v1"]

@@ -179,7 +179,7 @@ class _Step:
         if target in TERMINAL:
             self.status["stoppedAt"] = self.now_iso
         if target == S.RUNNABLE:
-            self.status["runnableAt"] = self.now_iso
+            self.status["queuedAt"] = self.now_iso
 
     def delete_pod(self, pod: Mapping[str, Any], grace: int) -> None:
         name = str(pod["metadata"]["name"])
@@ -329,6 +329,7 @@ def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
     attempts = _attempts(step)
     attempts.append(outcome.record())
     step.status["attempts"] = attempts
+    step.status["attemptCount"] = len(attempts)
     if outcome.started_at and step.state == S.STARTING and outcome.succeeded:
         step.status["startedAt"] = step.status.get("startedAt") or outcome.started_at
     transition, _ = after_attempt(step.state, outcome, _strategy(step), attempt)
@@ -339,7 +340,7 @@ def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
         step.d.events.append(JobEvent("Normal", "JobRetry", f"attempt {attempt} failed: {outcome.status_reason}"))
         step.status["status"] = S.RUNNABLE.value
         step.status["statusReason"] = ""
-        step.status["runnableAt"] = step.now_iso
+        step.status["queuedAt"] = step.now_iso
         step.status.pop("computeEnvironment", None)
         step.d.events.append(JobEvent("Normal", event_reason(S.RUNNABLE), f"{step.name} is RUNNABLE (retry)"))
         return
@@ -550,8 +551,8 @@ def _array(step: _Step) -> None:
     step.status["arrayProperties"] = props
     if new_state != step.state:
         step.move(new_state, reason)
-    if new_state == S.PENDING and children.get(S.RUNNABLE) and not step.status.get("runnableAt"):
-        step.status["runnableAt"] = step.now_iso
+    if new_state == S.PENDING and children.get(S.RUNNABLE) and not step.status.get("queuedAt"):
+        step.status["queuedAt"] = step.now_iso
     if new_state == S.PENDING and (step.status.get("statusReason") or "") != (step.ctx.blocked_reason or ""):
         step.status["statusReason"] = step.ctx.blocked_reason or ""
 
@@ -570,7 +571,6 @@ def reconcile(job: Mapping[str, Any], pods: Mapping[str, Mapping[str, Any]], ctx
                 "statusReason": "",
                 "jobId": str(meta.get("uid", "")),
                 "createdAt": str(meta.get("creationTimestamp") or step.now_iso),
-                "jobQueue": str(step.spec.get("jobQueue", "")),
             }
         )
         if _is_array(job):

@@ -63,8 +63,16 @@ def _ready(port: int) -> bool:
         return False
 
 
-def start(info: ClusterInfo, state: Path, *, extra_env: dict[str, str] | None = None, name: str = "operator",
-          lease_name: str | None = None, wait: bool = True, timeout: float = 60) -> OperatorProcess:
+def start(
+    info: ClusterInfo,
+    state: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    name: str = "operator",
+    lease_name: str | None = None,
+    wait: bool = True,
+    timeout: float = 60,
+) -> OperatorProcess:
     """Start one operator process (not recorded as the shared one)."""
     port = free_port()
     log = state / "logs" / f"{name}.log"
@@ -82,8 +90,12 @@ def start(info: ClusterInfo, state: Path, *, extra_env: dict[str, str] | None = 
         env["KUBATCH_LEASE_NAME"] = lease_name
     with open(log, "ab") as f:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kubatch"], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
+            [sys.executable, "-m", "kubatch"],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     op = OperatorProcess(proc.pid, port, code_hash(), str(log))
     if wait:

@@ -63,11 +63,10 @@ class Metrics:
             "kubatch_queue_blocked", "Times a queue became blocked, by reason code.", ["queue", "reason"], registry=r
         )
 
-    def observe_transition(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    def observe_transition(self, queue: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         before, after = old.get("status"), new.get("status")
         if before == after or not after:
             return
-        queue = str(new.get("jobQueue") or "")
         self.transitions.labels(queue, after).inc()
         if after == "RUNNING" and before in ("STARTING", "RUNNABLE"):
             created = parse_iso(new.get("createdAt"))
@@ -75,8 +74,8 @@ class Metrics:
             if created is not None and started is not None:
                 self.submit_to_start.labels(queue).observe(max(0.0, started - created))
         if after == "STARTING":
-            runnable = parse_iso(old.get("runnableAt"))
-            stamp = parse_iso(new.get("runnableAt"))
+            runnable = parse_iso(old.get("queuedAt"))
+            stamp = parse_iso(new.get("queuedAt"))
             if runnable is not None and stamp is not None:
                 self.runnable_seconds.labels(queue).observe(max(0.0, stamp - runnable))
         if before in ("STARTING", "RUNNING") and after == "RUNNABLE":

@@ -174,7 +174,7 @@ class Dispatcher:
                 else Resources(needs.vcpus, needs.memory_mib, needs.gpus)
             )
             created = parse_iso(job["metadata"].get("creationTimestamp")) or 0.0
-            runnable_since = parse_iso(st.get("runnableAt")) or created
+            runnable_since = parse_iso(st.get("queuedAt")) or created
             common = {
                 "queue": str(spec.get("jobQueue", "")),
                 "needs": node_needs,

@@ -231,7 +231,7 @@ class JobReconciler:
                     f"{GROUP_PATH}/namespaces/{ns}/batchjobs/{name}/status", {"status": patch}
                 )
                 self.view.put_job(updated)
-                self.metrics.observe_transition(old, decision.status)
+                self.metrics.observe_transition(str((job.get("spec") or {}).get("jobQueue", "")), old, decision.status)
                 new_state = decision.status.get("status")
                 if new_state in TERMINAL and old.get("status") not in TERMINAL:
                     self.view.mark_dependents(key)

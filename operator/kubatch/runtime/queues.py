@@ -100,13 +100,11 @@ class StatusWriter:
             st = job.get("status") or {}
             entry: dict[str, Any] = {
                 "position": pos,
-                "jobName": name,
+                "name": f"{name}:{index}" if index else name,
                 "namespace": ns,
-                "status": "RUNNABLE",
-                "runnableAt": st.get("runnableAt") or st.get("createdAt"),
+                "jobId": f"{st.get('jobId')}:{index}" if index else st.get("jobId"),
+                "queuedAt": st.get("queuedAt") or st.get("createdAt"),
             }
-            if index:
-                entry["arrayIndex"] = int(index)
             if (job.get("spec") or {}).get("shareIdentifier"):
                 entry["shareIdentifier"] = job["spec"]["shareIdentifier"]
             if pos == 1 and job_key in blocked:

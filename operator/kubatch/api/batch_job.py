@@ -1,0 +1,450 @@
+"""BatchJob (namespaced, short name `bj`): one submitted job, as AWS Batch SubmitJob. The spec is
+the submission and is immutable, except `cancel` and `terminate`, which can be set (once) to stop the
+job. The status holds the job's state machine, attempts, and compact array/multi-node summaries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic.config import JsonDict
+
+from kubatch.api.common import (
+    SHARE_IDENTIFIER_PATTERN,
+    ConsumableResourceProperties,
+    ContainerResources,
+    DnsLabel,
+    EnvironmentVariable,
+    EnvVar,
+    JobTimeout,
+    KubatchModel,
+    Parameters,
+    PodMetadata,
+    ResourceRequirement,
+    RetryStrategy,
+    Tags,
+    TargetNodes,
+    cel,
+    list_map,
+    validations,
+)
+from kubatch.api.common import Arg as _Arg
+from kubatch.api.constants import API_VERSION, BATCH_JOB
+
+JobStatusValue = Literal["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatusValue)
+TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})
+DependencyType = Literal["N_TO_N", "SEQUENTIAL"]
+
+# "name" (latest ACTIVE revision) or "name:revision".
+JOB_DEFINITION_REF_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[1-9][0-9]{0,8})?$"
+OverrideArg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class ArrayProperties(KubatchModel):
+    """Run the job as an array of `size` children, indexes 0 to size-1. Each child gets
+    AWS_BATCH_JOB_ARRAY_INDEX and AWS_BATCH_JOB_ARRAY_SIZE."""
+
+    size: Annotated[int, Field(ge=2, le=10000)]
+    """Number of children, 2 to 10000."""
+
+
+class JobDependency(KubatchModel):
+    """A job this job waits for. Without type, this job waits until the named job (all of it, for an
+    array) SUCCEEDED. N_TO_N: child i waits for child i of the named array job (same size).
+    SEQUENTIAL (without jobName): child i waits for child i-1 of this array job. A failed dependency
+    fails this job."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.jobName) || (has(self.type) && self.type == 'SEQUENTIAL')",
+                "dependsOn[]: jobName is required unless type is SEQUENTIAL",
+                field_path=".jobName",
+            ),
+            cel(
+                "!(has(self.jobName) && has(self.type) && self.type == 'SEQUENTIAL')",
+                "dependsOn[]: a SEQUENTIAL dependency is between this job's own array children and takes no jobName",
+                field_path=".jobName",
+            ),
+        )
+    )
+
+    jobName: DnsLabel | None = None
+    """Name of a BatchJob in the same namespace."""
+    type: DependencyType | None = None
+    """N_TO_N or SEQUENTIAL (array jobs only); unset = wait for the whole job."""
+
+
+class ContainerOverrides(KubatchModel):
+    """Changes to the definition's container for this job (AWS Batch containerOverrides)."""
+
+    command: Annotated[list[OverrideArg], Field(max_length=64)] | None = None
+    """Replaces the command (no empty strings)."""
+    environment: (
+        Annotated[list[EnvironmentVariable], Field(max_length=64, json_schema_extra=list_map("name"))] | None
+    ) = None
+    """Added to the definition's environment; a variable of the same name is replaced."""
+    resourceRequirements: (
+        Annotated[list[ResourceRequirement], Field(max_length=3, json_schema_extra=list_map("type"))] | None
+    ) = None
+    """Replaces the definition's VCPU, MEMORY or GPU."""
+    instanceType: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Informational: the instance type requested (multi-node jobs)."""
+
+
+class PodContainerOverride(KubatchModel):
+    """Changes to one container of a pod-based definition, matched by name."""
+
+    name: DnsLabel = "default"
+    """The container to change."""
+    image: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    """Replaces the image."""
+    command: Annotated[list[_Arg], Field(max_length=64)] | None = None
+    """Replaces the entrypoint."""
+    args: Annotated[list[_Arg], Field(max_length=64)] | None = None
+    """Replaces the arguments."""
+    env: Annotated[list[EnvVar], Field(max_length=64, json_schema_extra=list_map("name"))] | None = None
+    """Added to the container's env; a variable of the same name is replaced."""
+    resources: ContainerResources | None = None
+    """Replaces the given requests and limits."""
+
+
+class PodOverrides(KubatchModel):
+    """Changes to a pod-based definition for this job (AWS Batch eksPropertiesOverride.podProperties)."""
+
+    containers: (
+        Annotated[list[PodContainerOverride], Field(max_length=10, json_schema_extra=list_map("name"))] | None
+    ) = None
+    """Per-container changes, matched by name."""
+    initContainers: (
+        Annotated[list[PodContainerOverride], Field(max_length=10, json_schema_extra=list_map("name"))] | None
+    ) = None
+    """Per-init-container changes, matched by name."""
+    metadata: PodMetadata | None = None
+    """Labels and annotations merged over the definition's."""
+
+
+class NodePropertyOverride(KubatchModel):
+    """Changes for the nodes of one index range of a multi-node job."""
+
+    targetNodes: TargetNodes
+    """Node indexes: `n`, `n:m`, `:m` or `n:`."""
+    containerOverrides: ContainerOverrides | None = None
+    """Changes to the range's container."""
+    podOverrides: PodOverrides | None = None
+    """Changes to the range's pod."""
+
+
+class NodeOverrides(KubatchModel):
+    """Changes to a multi-node definition for this job."""
+
+    numNodes: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Replaces the number of nodes; the ranges must still cover every node."""
+    nodePropertyOverrides: Annotated[list[NodePropertyOverride], Field(max_length=5)] | None = None
+    """Per-range changes."""
+
+
+class StopRequest(KubatchModel):
+    """A request to stop the job, with the reason that becomes its statusReason."""
+
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    """Why the job is stopped."""
+
+
+_STOP_FIELDS = ("cancel", "terminate")
+
+_SPEC_RULES: list[JsonDict] = [
+    cel(
+        "!has(self.dependsOn) || has(self.arrayProperties) || self.dependsOn.all(d, !has(d.type))",
+        "spec.dependsOn: N_TO_N and SEQUENTIAL dependencies need spec.arrayProperties",
+        field_path=".dependsOn",
+    ),
+    cel(
+        "!has(self.dependsOn) || self.dependsOn.all(d, !has(d.jobName) || "
+        "self.dependsOn.exists_one(e, has(e.jobName) && e.jobName == d.jobName))",
+        "spec.dependsOn: each jobName may appear only once",
+        field_path=".dependsOn",
+    ),
+    cel(
+        "!has(self.dependsOn) || self.dependsOn.exists_one(d, has(d.type) && d.type == 'SEQUENTIAL') || "
+        "self.dependsOn.all(d, !has(d.type) || d.type != 'SEQUENTIAL')",
+        "spec.dependsOn: at most one SEQUENTIAL dependency",
+        field_path=".dependsOn",
+    ),
+    cel(
+        "!(has(self.containerOverrides) && has(self.podOverrides))",
+        "spec: set spec.containerOverrides (container definitions) or spec.podOverrides (pod definitions), not both",
+        field_path=".podOverrides",
+    ),
+    cel(
+        "!has(self.nodeOverrides) || !(has(self.containerOverrides) || has(self.podOverrides))",
+        "spec: multi-node jobs take spec.nodeOverrides, not spec.containerOverrides or spec.podOverrides",
+        field_path=".nodeOverrides",
+    ),
+    cel(
+        "!(has(self.nodeOverrides) && has(self.arrayProperties))",
+        "spec: a multi-node job (spec.nodeOverrides) cannot be an array job (spec.arrayProperties)",
+        field_path=".arrayProperties",
+    ),
+]
+
+
+def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
+    """The spec's CEL rules: the static ones, then one transition rule per field except cancel and
+    terminate (a submission is final; those two can be set once)."""
+    rules: list[JsonValue] = [*_SPEC_RULES]
+    for name in cls.model_fields:
+        if name in _STOP_FIELDS:
+            rule = f"!has(oldSelf.{name}) || (has(self.{name}) && self.{name} == oldSelf.{name})"
+            message = f"spec.{name} cannot be changed or removed once set"
+        else:
+            rule = f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})"
+            message = f"spec.{name} is immutable: only spec.cancel and spec.terminate can be set after submission"
+        rules.append(cel(rule, message, field_path=f".{name}"))
+    schema["x-kubernetes-validations"] = rules
+
+
+class BatchJobSpec(KubatchModel):
+    """A job submission (AWS Batch SubmitJob). Immutable once created, except cancel and terminate."""
+
+    model_config = ConfigDict(json_schema_extra=_spec_schema_extra)
+
+    jobQueue: DnsLabel
+    """The JobQueue the job is submitted to."""
+    jobDefinition: Annotated[str, StringConstraints(min_length=1, max_length=263, pattern=JOB_DEFINITION_REF_PATTERN)]
+    """A JobDefinition in the job's namespace: `name` (its latest ACTIVE revision) or `name:revision`."""
+    parameters: Parameters | None = None
+    """Values for `Ref::<name>` tokens; they take precedence over the definition's parameters."""
+    arrayProperties: ArrayProperties | None = None
+    """Makes this an array job."""
+    dependsOn: Annotated[list[JobDependency], Field(max_length=20)] | None = None
+    """Up to 20 jobs this job waits for."""
+    containerOverrides: ContainerOverrides | None = None
+    """Changes to the definition's container (container definitions)."""
+    podOverrides: PodOverrides | None = None
+    """Changes to the definition's pod (pod definitions)."""
+    nodeOverrides: NodeOverrides | None = None
+    """Changes to a multi-node definition."""
+    retryStrategy: RetryStrategy | None = None
+    """Replaces the definition's retry strategy."""
+    timeout: JobTimeout | None = None
+    """Replaces the definition's timeout."""
+    shareIdentifier: Annotated[str, StringConstraints(pattern=SHARE_IDENTIFIER_PATTERN, max_length=255)] | None = None
+    """The fair-share identifier; required on queues with a scheduling policy, forbidden on FIFO queues."""
+    schedulingPriorityOverride: Annotated[int, Field(ge=0, le=9999)] | None = None
+    """Replaces the definition's schedulingPriority (0 to 9999; fair-share queues only)."""
+    propagateTags: bool | None = None
+    """Copy tags onto the job's pods; replaces the definition's propagateTags."""
+    tags: Tags | None = None
+    """Tags of the job."""
+    podMetadata: PodMetadata | None = None
+    """Labels and annotations merged over the definition's, onto every pod of the job."""
+    consumableResourcePropertiesOverride: ConsumableResourceProperties | None = None
+    """Changes the quantities of the definition's consumable resources for this job."""
+    cancel: StopRequest | None = None
+    """Set to cancel the job (AWS Batch CancelJob): a job not yet STARTING fails with this reason; a
+    STARTING or RUNNING job is not affected. Cannot be changed or removed once set."""
+    terminate: StopRequest | None = None
+    """Set to terminate the job (AWS Batch TerminateJob): like cancel, and a STARTING or RUNNING job's
+    pods are stopped and it fails. Cannot be changed or removed once set."""
+
+
+class StatusSummary(KubatchModel):
+    """Number of array children (or nodes) in each state."""
+
+    SUBMITTED: Annotated[int, Field(ge=0)] = 0
+    PENDING: Annotated[int, Field(ge=0)] = 0
+    RUNNABLE: Annotated[int, Field(ge=0)] = 0
+    STARTING: Annotated[int, Field(ge=0)] = 0
+    RUNNING: Annotated[int, Field(ge=0)] = 0
+    SUCCEEDED: Annotated[int, Field(ge=0)] = 0
+    FAILED: Annotated[int, Field(ge=0)] = 0
+
+
+IndexRanges = Annotated[str, StringConstraints(pattern=r"^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$")]
+
+
+class StateIndexes(KubatchModel):
+    """Indexes of the children (or nodes) in each state, as compact ranges such as `3-5,9`."""
+
+    SUBMITTED: IndexRanges | None = None
+    PENDING: IndexRanges | None = None
+    RUNNABLE: IndexRanges | None = None
+    STARTING: IndexRanges | None = None
+    RUNNING: IndexRanges | None = None
+    SUCCEEDED: IndexRanges | None = None
+    FAILED: IndexRanges | None = None
+
+
+class ArrayPropertiesStatus(KubatchModel):
+    """State of an array job's children."""
+
+    size: int
+    """Number of children."""
+    index: int | None = None
+    """Set only in the view of a single child (`name:index` in the CLI): its index."""
+    statusSummary: StatusSummary | None = None
+    """Children per state."""
+    indexes: StateIndexes | None = None
+    """Which children are in each state."""
+    attempts: Annotated[dict[str, IndexRanges], Field(max_length=11)] | None = None
+    """Finished attempts per child: attempt count -> the children with that many (none listed: 0)."""
+    exitCodes: Annotated[dict[str, IndexRanges], Field(max_length=256)] | None = None
+    """Exit code of each child's last finished attempt: exit code -> children."""
+    statusReasons: Annotated[dict[str, IndexRanges], Field(max_length=64)] | None = None
+    """Why FAILED children failed: statusReason -> children."""
+
+
+class NodeStatus(KubatchModel):
+    """One node of a multi-node job's current attempt (`name#index` in the CLI)."""
+
+    nodeIndex: Annotated[int, Field(ge=0)]
+    """The node index (AWS_BATCH_JOB_NODE_INDEX)."""
+    podName: str | None = None
+    """The node's pod for the current attempt."""
+    status: JobStatusValue | None = None
+    """The node's state, from its pod."""
+    nodeName: str | None = None
+    """The Kubernetes node it runs on."""
+    exitCode: int | None = None
+    """Its container's exit code, once it stopped."""
+
+
+class NodePropertiesStatus(KubatchModel):
+    """State of a multi-node job's nodes."""
+
+    numNodes: int
+    """Number of nodes of this job."""
+    mainNode: int
+    """Index of the main node."""
+    mainNodeAddress: str | None = None
+    """Pod IP of the main node (AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS of the other nodes)."""
+    statusSummary: StatusSummary | None = None
+    """Nodes per state."""
+    indexes: StateIndexes | None = None
+    """Which nodes are in each state."""
+    nodes: Annotated[list[NodeStatus], Field(max_length=1000)] | None = None
+    """Each node of the current attempt."""
+
+
+class AttemptContainer(KubatchModel):
+    """How the attempt's container (the main node's, for multi-node jobs) ended."""
+
+    exitCode: int | None = None
+    """The exit code, when the container ran."""
+    reason: str | None = None
+    """The container's reason (e.g. OOMKilled, Error, ImagePullBackOff)."""
+    podName: str | None = None
+    """The attempt's pod."""
+    nodeName: str | None = None
+    """The node it ran on."""
+    logStreamName: str | None = None
+    """Where the logs are, when a log shipper is configured."""
+
+
+class Attempt(KubatchModel):
+    """One finished attempt."""
+
+    container: AttemptContainer | None = None
+    """The container's outcome."""
+    startedAt: datetime | None = None
+    """When the attempt started RUNNING."""
+    stoppedAt: datetime | None = None
+    """When it stopped."""
+    statusReason: str | None = None
+    """Why it stopped."""
+
+
+class DependencyStatus(KubatchModel):
+    """A dependency as resolved by kubatch."""
+
+    jobName: str | None = None
+    """The BatchJob's name (unset for SEQUENTIAL)."""
+    jobId: str | None = None
+    """Its jobId."""
+    type: DependencyType | None = None
+    """N_TO_N, SEQUENTIAL or unset."""
+    status: JobStatusValue | None = None
+    """The dependency's last known status."""
+
+
+class BatchJobStatus(KubatchModel):
+    """The job's state, written by kubatch (AWS Batch DescribeJobs)."""
+
+    observedGeneration: int | None = None
+    """The metadata.generation this status describes."""
+    jobId: str | None = None
+    """The job's id (the BatchJob's uid)."""
+    status: JobStatusValue | None = None
+    """SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED."""
+    statusReason: str | None = None
+    """Why the job is in its status."""
+    jobDefinition: str | None = None
+    """The resolved definition revision, `name:revision`."""
+    computeEnvironment: str | None = None
+    """The compute environment the job (its current attempt) was placed on."""
+    shareIdentifier: str | None = None
+    """The fair-share identifier used for scheduling."""
+    schedulingPriority: int | None = None
+    """The effective scheduling priority."""
+    createdAt: datetime | None = None
+    """When the job was submitted."""
+    queuedAt: datetime | None = None
+    """When the job last became RUNNABLE."""
+    position: int | None = None
+    """Position in its queue's dispatch order at the last scheduling cycle (0 = next)."""
+    startedAt: datetime | None = None
+    """When the first attempt started RUNNING."""
+    stoppedAt: datetime | None = None
+    """When the job reached SUCCEEDED or FAILED."""
+    attemptCount: int | None = None
+    """Number of attempts started so far (AWS_BATCH_JOB_ATTEMPT of the latest)."""
+    attempts: list[Attempt] | None = None
+    """Finished attempts, oldest first."""
+    arrayProperties: ArrayPropertiesStatus | None = None
+    """Children of an array job."""
+    nodeProperties: NodePropertiesStatus | None = None
+    """Nodes of a multi-node job."""
+    dependsOn: list[DependencyStatus] | None = None
+    """Dependencies, resolved."""
+    consumableResources: list[str] | None = None
+    """ConsumableResources the job holds (locked from STARTING until it ends)."""
+
+
+class BatchJob(KubatchModel):
+    """A job submitted to a JobQueue, as AWS Batch SubmitJob: it runs a JobDefinition revision with
+    this spec's parameters and overrides, as one pod per attempt, an array of children, or a group of
+    nodes. The spec is immutable except `cancel` and `terminate`; the status follows the AWS Batch
+    states SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED and FAILED."""
+
+    apiVersion: str = API_VERSION
+    kind: str = BATCH_JOB.kind
+    metadata: dict[str, Any] = {}
+    spec: BatchJobSpec
+    status: BatchJobStatus | None = None
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Queue", "type": "string", "jsonPath": ".spec.jobQueue"},
+    {"name": "Status", "type": "string", "jsonPath": ".status.status"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.statusReason"},
+    {"name": "Attempts", "type": "integer", "jsonPath": ".status.attemptCount"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Definition", "type": "string", "jsonPath": ".status.jobDefinition", "priority": 1},
+    {"name": "CE", "type": "string", "jsonPath": ".status.computeEnvironment", "priority": 1},
+    {"name": "Array-Size", "type": "integer", "jsonPath": ".spec.arrayProperties.size", "priority": 1},
+    {"name": "Share", "type": "string", "jsonPath": ".spec.shareIdentifier", "priority": 1},
+]
+ROOT_VALIDATIONS: list[dict[str, Any]] = [
+    cel(
+        "self.metadata.name.size() <= 63",
+        "metadata.name must be at most 63 characters (it is the value of the pods' kubatch.dev/job-name label)",
+    ),
+    cel(
+        "!has(self.spec.dependsOn) || self.spec.dependsOn.all(d, !has(d.jobName) || d.jobName != self.metadata.name)",
+        "spec.dependsOn: a job cannot depend on itself",
+    ),
+]
+SELECTABLE_FIELDS: list[str] = [".spec.jobQueue", ".spec.shareIdentifier"]

@@ -1,0 +1,233 @@
+"""ComputeEnvironment (cluster-scoped, short name `ce`): a pool of nodes jobs run on, as an AWS Batch
+compute environment. MANAGED pools are scaled by kubatch through a provisioner (kwok nodes or a
+Karpenter NodePool); UNMANAGED pools are existing nodes picked by a node selector."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
+
+from kubatch.api.common import (
+    DnsSubdomain,
+    KubatchModel,
+    LabelValue,
+    Tags,
+    cel,
+    model_rules,
+)
+from kubatch.api.constants import API_VERSION, COMPUTE_ENVIRONMENT
+
+ComputeEnvironmentType = Literal["MANAGED", "UNMANAGED"]
+State = Literal["ENABLED", "DISABLED"]
+ResourceStatus = Literal["CREATING", "UPDATING", "DELETING", "DELETED", "VALID", "INVALID"]
+AllocationStrategy = Literal[
+    "BEST_FIT", "BEST_FIT_PROGRESSIVE", "SPOT_CAPACITY_OPTIMIZED", "SPOT_PRICE_CAPACITY_OPTIMIZED"
+]
+Provisioner = Literal["kwok", "karpenter"]
+
+SCALE_DOWN_MESSAGE = (
+    "Manually scaling down compute environment is not supported. Disconnecting job queues from compute "
+    "environment will cause it to scale-down to minvCpus."
+)
+
+
+class NodeClassRef(KubatchModel):
+    """The Karpenter node class the NodePool of this environment uses (e.g. an EC2NodeClass)."""
+
+    group: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    """API group of the node class, e.g. karpenter.k8s.aws."""
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    """Kind of the node class, e.g. EC2NodeClass."""
+    name: DnsSubdomain
+    """Name of the node class."""
+
+
+class ComputeResources(KubatchModel):
+    """How a MANAGED environment's capacity is sized and made."""
+
+    model_config = model_rules(
+        cel(
+            "self.minvCpus <= self.maxvCpus",
+            "computeResources.minvCpus must not exceed computeResources.maxvCpus",
+            field_path=".minvCpus",
+        ),
+        cel(
+            "!has(self.desiredvCpus) || (self.minvCpus <= self.desiredvCpus && self.desiredvCpus <= self.maxvCpus)",
+            "computeResources.desiredvCpus must lie between computeResources.minvCpus and computeResources.maxvCpus",
+            field_path=".desiredvCpus",
+        ),
+        cel(
+            "!self.allocationStrategy.startsWith('SPOT_') || self.type == 'SPOT'",
+            "computeResources.allocationStrategy SPOT_CAPACITY_OPTIMIZED and "
+            "SPOT_PRICE_CAPACITY_OPTIMIZED need "
+            "computeResources.type SPOT",
+            field_path=".allocationStrategy",
+        ),
+        cel(
+            "self.provisioner != 'karpenter' || has(self.nodeClassRef)",
+            "computeResources.nodeClassRef is required with provisioner karpenter",
+            field_path=".nodeClassRef",
+        ),
+        cel(
+            "self.provisioner == 'karpenter' || !has(self.nodeClassRef)",
+            "computeResources.nodeClassRef applies only to provisioner karpenter",
+            field_path=".nodeClassRef",
+        ),
+        cel(
+            "!has(oldSelf.desiredvCpus) || !has(self.desiredvCpus) || self.desiredvCpus >= oldSelf.desiredvCpus",
+            f"computeResources.desiredvCpus cannot be lowered: {SCALE_DOWN_MESSAGE}",
+            field_path=".desiredvCpus",
+        ),
+        cel(
+            "self.provisioner == oldSelf.provisioner",
+            "computeResources.provisioner is immutable: create a new compute environment instead (blue/green)",
+            field_path=".provisioner",
+        ),
+    )
+
+    type: Literal["EC2", "SPOT"] = "EC2"
+    """EC2 (on-demand) or SPOT. With SPOT, pods tolerate interruption and the nodes may be Spot
+    capacity where the provisioner supports it."""
+    minvCpus: Annotated[int, Field(ge=0)] = 0
+    """vCPUs kept even when no job needs them (also while DISABLED)."""
+    maxvCpus: Annotated[int, Field(ge=0)]
+    """Most vCPUs the environment scales to (it may exceed this by at most one node)."""
+    desiredvCpus: Annotated[int, Field(ge=0)] | None = None
+    """Starting size, between minvCpus and maxvCpus; kubatch then sets it from queue demand. It can
+    be raised but not lowered (lower minvCpus instead)."""
+    instanceTypes: (
+        Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=32)] | None
+    ) = None
+    """Instance types (e.g. m5.large), families (m5) or `optimal`. kwok uses them to size nodes;
+    Karpenter gets them as a node.kubernetes.io/instance-type requirement."""
+    allocationStrategy: AllocationStrategy = "BEST_FIT"
+    """How instance types are chosen: BEST_FIT, BEST_FIT_PROGRESSIVE, SPOT_CAPACITY_OPTIMIZED or
+    SPOT_PRICE_CAPACITY_OPTIMIZED (the SPOT_ ones need type SPOT)."""
+    provisioner: Provisioner
+    """How nodes are made: kwok (simulated nodes, for tests and demos) or karpenter (a NodePool)."""
+    nodeClassRef: NodeClassRef | None = None
+    """The Karpenter node class (provisioner karpenter only)."""
+    minScaleDownDelayMinutes: Annotated[int, Field(ge=0, le=10080)] | None = None
+    """Minutes an idle node is kept after its last job ended before it is removed."""
+    tags: Tags | None = None
+    """Tags for the nodes of this environment, as AWS Batch computeResources.tags (Karpenter passes
+    them on to the cloud instances)."""
+
+
+class ComputeEnvironmentSpec(KubatchModel):
+    """A pool of nodes. MANAGED needs computeResources; UNMANAGED needs nodeSelector. kubatch labels
+    the nodes `kubatch.dev/compute-environment=<name>` and taints them `...:NoSchedule` so that only
+    its jobs run there."""
+
+    model_config = model_rules(
+        cel(
+            "self.type != 'MANAGED' || has(self.computeResources)",
+            "spec.computeResources is required for a MANAGED compute environment",
+            field_path=".computeResources",
+        ),
+        cel(
+            "self.type != 'UNMANAGED' || !has(self.computeResources)",
+            "spec.computeResources must not be set for an UNMANAGED compute environment",
+            field_path=".computeResources",
+        ),
+        cel(
+            "self.type != 'UNMANAGED' || (has(self.nodeSelector) && self.nodeSelector.size() > 0)",
+            "spec.nodeSelector is required for an UNMANAGED compute environment (it picks the nodes)",
+            field_path=".nodeSelector",
+        ),
+        cel(
+            "self.type != 'MANAGED' || (!has(self.nodeSelector) && !has(self.unmanagedvCpus))",
+            "spec.nodeSelector and spec.unmanagedvCpus apply only to UNMANAGED compute environments",
+            field_path=".nodeSelector",
+        ),
+        cel("self.type == oldSelf.type", "spec.type is immutable", field_path=".type"),
+    )
+
+    type: ComputeEnvironmentType
+    """MANAGED (kubatch scales the nodes) or UNMANAGED (existing nodes picked by nodeSelector)."""
+    state: State = "ENABLED"
+    """ENABLED: jobs are placed here. DISABLED: no new jobs are placed; running ones finish."""
+    computeResources: ComputeResources | None = None
+    """Sizing of a MANAGED environment."""
+    nodeSelector: Annotated[dict[str, LabelValue], Field(max_length=16)] | None = None
+    """UNMANAGED: the labels of the existing nodes that form the pool."""
+    unmanagedvCpus: Annotated[int, Field(ge=0)] | None = None
+    """UNMANAGED: vCPUs to assume for fair-share reservation before the nodes are counted."""
+    allowPrivileged: bool = False
+    """Allow privileged containers on these nodes."""
+    allowHostNetwork: bool = False
+    """Allow pods using the node's network (hostNetwork) on these nodes."""
+    allowHostPath: bool = False
+    """Allow host path volumes and devices on these nodes."""
+    tags: Tags | None = None
+    """Tags of the compute environment."""
+
+
+class ResourceAmounts(KubatchModel):
+    """An amount of compute."""
+
+    vcpus: Annotated[float, Field(ge=0)] = 0
+    """vCPUs."""
+    memory: Annotated[int, Field(ge=0)] = 0
+    """Memory in MiB."""
+    gpus: Annotated[int, Field(ge=0)] = 0
+    """GPUs."""
+
+
+class ComputeEnvironmentStatus(KubatchModel):
+    """State of the environment, written by kubatch."""
+
+    observedGeneration: int | None = None
+    """The metadata.generation this status describes."""
+    status: ResourceStatus | None = None
+    """CREATING, UPDATING, DELETING, DELETED, VALID or INVALID."""
+    statusReason: str | None = None
+    """Why the environment has its status."""
+    desiredvCpus: Annotated[int, Field(ge=0)] | None = None
+    """vCPUs kubatch currently wants in the pool."""
+    nodes: Annotated[int, Field(ge=0)] | None = None
+    """Ready nodes in the pool."""
+    capacity: ResourceAmounts | None = None
+    """Allocatable compute of the ready nodes."""
+    usage: ResourceAmounts | None = None
+    """Compute requested by the STARTING and RUNNING jobs' pods."""
+    jobQueues: list[str] | None = None
+    """Queues that use this environment."""
+
+
+class ComputeEnvironment(KubatchModel):
+    """A pool of nodes that jobs run on, as an AWS Batch compute environment. MANAGED pools are
+    scaled by kubatch between minvCpus and maxvCpus (kwok nodes or a Karpenter NodePool); UNMANAGED
+    pools are existing nodes picked by nodeSelector."""
+
+    apiVersion: str = API_VERSION
+    kind: str = COMPUTE_ENVIRONMENT.kind
+    metadata: dict[str, Any] = {}
+    spec: ComputeEnvironmentSpec
+    status: ComputeEnvironmentStatus | None = None
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+    {"name": "State", "type": "string", "jsonPath": ".spec.state"},
+    {"name": "Status", "type": "string", "jsonPath": ".status.status"},
+    {"name": "Desired-vCPUs", "type": "integer", "jsonPath": ".status.desiredvCpus"},
+    {"name": "Max-vCPUs", "type": "integer", "jsonPath": ".spec.computeResources.maxvCpus"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Provisioner",
+        "type": "string",
+        "jsonPath": ".spec.computeResources.provisioner",
+        "priority": 1,
+    },
+    {"name": "Min-vCPUs", "type": "integer", "jsonPath": ".spec.computeResources.minvCpus", "priority": 1},
+    {"name": "Nodes", "type": "integer", "jsonPath": ".status.nodes", "priority": 1},
+]
+ROOT_VALIDATIONS: list[dict[str, Any]] = [
+    cel(
+        "self.metadata.name.size() <= 63",
+        "metadata.name must be at most 63 characters (it is the value of the nodes' "
+        "kubatch.dev/compute-environment label)",
+    ),
+]

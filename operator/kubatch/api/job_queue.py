@@ -1,0 +1,196 @@
+"""JobQueue (cluster-scoped, short name `jq`): where jobs wait, as an AWS Batch job queue. A queue
+feeds 1 to 3 compute environments in order; queues sharing an environment are served by priority.
+With a schedulingPolicy the queue is fair-share, otherwise FIFO."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from kubatch.api.common import (
+    DnsLabel,
+    DnsSubdomain,
+    KubatchModel,
+    LabelSelector,
+    Tags,
+    cel,
+    list_map,
+    model_rules,
+)
+from kubatch.api.constants import API_VERSION, JOB_QUEUE
+
+State = Literal["ENABLED", "DISABLED"]
+ResourceStatus = Literal["CREATING", "UPDATING", "DELETING", "DELETED", "VALID", "INVALID"]
+JobStateTimeLimitReason = Literal[
+    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+]
+
+
+class ComputeEnvironmentOrder(KubatchModel):
+    """A compute environment of the queue. Environments are tried in ascending order."""
+
+    order: Annotated[int, Field(ge=0)]
+    """Position; lower is tried first. Orders are unique within a queue."""
+    computeEnvironment: DnsLabel
+    """The ComputeEnvironment's name."""
+
+
+class JobStateTimeLimitAction(KubatchModel):
+    """Cancel the job at the head of the queue when it has been RUNNABLE with the given blocking
+    reason for longer than maxTimeSeconds. Its statusReason becomes
+    `Canceled by JobStateTimeLimit action due to reason: <reason>`."""
+
+    reason: JobStateTimeLimitReason
+    """The blocking reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY,
+    MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE or MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT."""
+    state: Literal["RUNNABLE"] = "RUNNABLE"
+    """The state watched; only RUNNABLE."""
+    maxTimeSeconds: Annotated[int, Field(ge=600, le=86400)]
+    """Seconds in that state before the action (600 to 86400)."""
+    action: Literal["CANCEL"] = "CANCEL"
+    """What is done; only CANCEL."""
+
+
+class JobQueueSpec(KubatchModel):
+    """A job queue."""
+
+    model_config = model_rules(
+        cel(
+            "self.computeEnvironmentOrder.all(a, self.computeEnvironmentOrder.exists_one(b, "
+            "b.computeEnvironment == a.computeEnvironment))",
+            "spec.computeEnvironmentOrder: each compute environment may appear only once",
+            field_path=".computeEnvironmentOrder",
+        ),
+        cel(
+            "has(self.schedulingPolicy) == has(oldSelf.schedulingPolicy)",
+            "spec.schedulingPolicy cannot be added to or removed from an existing queue (a FIFO queue stays "
+            "FIFO; a fair-share queue's policy can only be replaced)",
+            field_path=".schedulingPolicy",
+        ),
+    )
+
+    priority: Annotated[int, Field(ge=0, le=2147483647)]
+    """Queues sharing a compute environment are served by priority, higher first."""
+    state: State = "ENABLED"
+    """ENABLED: accepts and runs jobs. DISABLED: rejects new jobs; queued ones still run."""
+    computeEnvironmentOrder: Annotated[
+        list[ComputeEnvironmentOrder], Field(min_length=1, max_length=3, json_schema_extra=list_map("order"))
+    ]
+    """1 to 3 compute environments, tried in ascending order."""
+    schedulingPolicy: DnsSubdomain | None = None
+    """A SchedulingPolicy: makes the queue fair-share (jobs then need a shareIdentifier). Without it the
+    queue is FIFO. It can be replaced later but not added or removed."""
+    jobStateTimeLimitActions: (
+        Annotated[list[JobStateTimeLimitAction], Field(max_length=3, json_schema_extra=list_map("reason"))] | None
+    ) = None
+    """Cancel blocked jobs at the head of the queue after a time; one action per reason."""
+    namespaceSelector: LabelSelector | None = None
+    """Namespaces whose BatchJobs may use this queue; unset = all namespaces."""
+    allowPrivileged: bool = False
+    """Allow jobs with privileged containers (the compute environment must allow them too)."""
+    allowHostNetwork: bool = False
+    """Allow jobs using the node's network (the compute environment must allow it too)."""
+    allowHostPath: bool = False
+    """Allow jobs with host path volumes or devices (the compute environment must allow them too)."""
+    tags: Tags | None = None
+    """Tags of the queue."""
+
+
+class JobCounts(KubatchModel):
+    """Jobs of the queue per state (array children counted one by one)."""
+
+    SUBMITTED: Annotated[int, Field(ge=0)] = 0
+    PENDING: Annotated[int, Field(ge=0)] = 0
+    RUNNABLE: Annotated[int, Field(ge=0)] = 0
+    STARTING: Annotated[int, Field(ge=0)] = 0
+    RUNNING: Annotated[int, Field(ge=0)] = 0
+    SUCCEEDED: Annotated[int, Field(ge=0)] = 0
+    FAILED: Annotated[int, Field(ge=0)] = 0
+
+
+class FrontOfQueueJob(KubatchModel):
+    """A RUNNABLE job near the head of the queue."""
+
+    namespace: str
+    """The BatchJob's namespace."""
+    name: str
+    """The BatchJob's name, with `:index` for an array child."""
+    jobId: str | None = None
+    """Its jobId."""
+    shareIdentifier: str | None = None
+    """Its share (fair-share queues)."""
+    earliestTimeAtPosition: datetime | None = None
+    """Since when it has been at this position."""
+    position: Annotated[int, Field(ge=1)] | None = None
+    """1 for the head of the queue."""
+    queuedAt: datetime | None = None
+    """When the job became RUNNABLE."""
+    statusReason: str | None = None
+    """Why the head of the queue waits (only on the head)."""
+
+
+class ShareUsage(KubatchModel):
+    """Usage of one share of a fair-share queue."""
+
+    shareIdentifier: str
+    """The share."""
+    usage: Annotated[float, Field(ge=0)] = 0
+    """Decayed vCPU-seconds times the weight factor; the lowest usage is served first."""
+    weightFactor: float | None = None
+    """The effective weight factor."""
+    runningvCpus: Annotated[float, Field(ge=0)] | None = None
+    """vCPUs of the share's STARTING and RUNNING jobs."""
+    activeJobs: Annotated[int, Field(ge=0)] | None = None
+    """The share's jobs that are not finished."""
+
+
+class JobQueueStatus(KubatchModel):
+    """State of the queue, written by kubatch."""
+
+    observedGeneration: int | None = None
+    """The metadata.generation this status describes."""
+    status: ResourceStatus | None = None
+    """CREATING, UPDATING, DELETING, DELETED, VALID or INVALID."""
+    statusReason: str | None = None
+    """Why the queue has its status."""
+    jobCounts: JobCounts | None = None
+    """Jobs per state."""
+    front: list[FrontOfQueueJob] | None = None
+    """The first RUNNABLE jobs in dispatch order (at most 100), as of lastUpdatedAt."""
+    shareUsage: list[ShareUsage] | None = None
+    """Usage of the active shares (fair-share queues; at most 20, highest usage first)."""
+    lastUpdatedAt: datetime | None = None
+    """When front and shareUsage were computed."""
+
+
+class JobQueue(KubatchModel):
+    """A queue that BatchJobs are submitted to, as an AWS Batch job queue. It places jobs on 1 to 3
+    compute environments in order; queues sharing an environment are served by priority. Without a
+    schedulingPolicy the queue is FIFO, with one it is fair-share."""
+
+    apiVersion: str = API_VERSION
+    kind: str = JOB_QUEUE.kind
+    metadata: dict[str, Any] = {}
+    spec: JobQueueSpec
+    status: JobQueueStatus | None = None
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Priority", "type": "integer", "jsonPath": ".spec.priority"},
+    {"name": "State", "type": "string", "jsonPath": ".spec.state"},
+    {"name": "Status", "type": "string", "jsonPath": ".status.status"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Policy", "type": "string", "jsonPath": ".spec.schedulingPolicy", "priority": 1},
+    {"name": "Runnable", "type": "integer", "jsonPath": ".status.jobCounts.RUNNABLE", "priority": 1},
+    {"name": "Running", "type": "integer", "jsonPath": ".status.jobCounts.RUNNING", "priority": 1},
+]
+ROOT_VALIDATIONS: list[dict[str, Any]] = [
+    cel(
+        "self.metadata.name.size() <= 63",
+        "metadata.name must be at most 63 characters (it is the value of the pods' kubatch.dev/job-queue label)",
+    ),
+]

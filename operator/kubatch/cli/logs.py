@@ -1,0 +1,93 @@
+"""`kubatch logs NAME[:INDEX|#NODE]`: the logs of an attempt's pod."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import click
+
+from kubatch.cli.children import attempt_pod, parse_address
+from kubatch.cli.client import CliError, Target, connection_options, get_object, get_pod, pod_path
+from kubatch.cluster.client import Kube
+
+MAIN_CONTAINER = "main"
+
+
+def pick_container(pod: Mapping[str, Any], wanted: str | None) -> str:
+    """``wanted``, else ``main`` when the pod has it, else its first container."""
+    names = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+    if wanted:
+        if wanted not in names:
+            raise CliError(f"pod has no container {wanted!r} (containers: {', '.join(names)})")
+        return wanted
+    return MAIN_CONTAINER if MAIN_CONTAINER in names or not names else names[0]
+
+
+async def stream_log(kube: Kube, path: str, params: Mapping[str, str]) -> None:
+    """Copy the log (followed or not) to stdout as it arrives."""
+    async with kube.session.get(
+        kube.creds.server + path,
+        params=dict(params),
+        headers={**kube._headers(), "Accept": "*/*"},
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+    ) as resp:
+        if resp.status >= 300:
+            text = await resp.text()
+            try:
+                message = json.loads(text).get("message", text)
+            except (ValueError, AttributeError):
+                message = text
+            raise CliError(f"cannot read logs: {message}")
+        async for chunk in resp.content.iter_any():
+            click.echo(chunk, nl=False)
+
+
+@click.command("logs")
+@connection_options
+@click.argument("address", metavar="NAME|NAME:INDEX|NAME#NODE")
+@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
+@click.option("-f", "--follow", is_flag=True, help="Stream new log lines until the container stops.")
+@click.option("--tail", type=click.IntRange(min=0), help="Only the last N lines.")
+@click.option("-c", "--container", help="Container of the pod (default: main).")
+def logs(
+    kubeconfig: str | None,
+    namespace: str | None,
+    address: str,
+    attempt: int | None,
+    follow: bool,
+    tail: int | None,
+    container: str | None,
+) -> None:
+    """Print the logs of a job's attempt (pods of finished jobs may have been deleted)."""
+    try:
+        addr = parse_address(address)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="ADDRESS") from e
+    target = Target.resolve(kubeconfig, namespace)
+
+    async def run(kube: Kube) -> None:
+        job = await get_object(kube, "batchjobs", addr.name, target.namespace)
+        try:
+            pod_name, n = attempt_pod(job, addr, attempt)
+        except ValueError as e:
+            raise CliError(str(e)) from e
+        pod = await get_pod(kube, target.namespace, pod_name)
+        if pod is None:
+            raise CliError(
+                f'pod "{pod_name}" of {addr} (attempt {n}) does not exist: it was deleted '
+                "(finished pods may be cleaned up) or not created yet"
+            )
+        params = {"container": pick_container(pod, container)}
+        if follow:
+            params["follow"] = "true"
+        if tail is not None:
+            params["tailLines"] = str(tail)
+        await stream_log(kube, pod_path(target.namespace, pod_name, "log"), params)
+
+    try:
+        target.run(run)
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(130) from None

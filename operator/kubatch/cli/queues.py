@@ -1,0 +1,166 @@
+"""`kubatch queue NAME`: a JobQueue's state, the front of the queue and why its head waits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from kubatch.cli.children import STATES
+from kubatch.cli.client import JSON, Target, connection_options, get_object, output_option, resource_path
+from kubatch.cli.render import age, counts, dump, key_values, table, terminal_width
+from kubatch.cluster.client import ApiError, Kube
+from kubatch.core.arrays import IndexSet
+
+
+def normalize_front(entries: Sequence[Mapping[str, Any]]) -> list[JSON]:
+    """Front entries as {position, namespace, job, status, statusReason, since}, accepting both
+    ``jobName``/``arrayIndex``/``runnableAt`` and ``name``/``earliestTimeAtPosition`` spellings."""
+    out: list[JSON] = []
+    for i, e in enumerate(entries):
+        name = str(e.get("jobName") or e.get("name") or "")
+        index = e.get("arrayIndex")
+        if index is not None and ":" not in name:
+            name = f"{name}:{index}"
+        out.append({
+            "position": e.get("position", i),
+            "namespace": e.get("namespace") or "",
+            "job": name,
+            "status": e.get("status") or "RUNNABLE",
+            "statusReason": e.get("statusReason") or "",
+            "since": e.get("runnableAt") or e.get("earliestTimeAtPosition"),
+        })
+    return out
+
+
+def runnable_front(jobs: Iterable[Mapping[str, Any]], queue: str, limit: int) -> list[JSON]:
+    """The queue's RUNNABLE jobs and array children, oldest runnableAt first (when the operator
+    publishes no ``front``)."""
+    found: list[tuple[str, str, str, int, JSON]] = []
+    for job in jobs:
+        meta, spec, status = job.get("metadata") or {}, job.get("spec") or {}, job.get("status") or {}
+        if spec.get("jobQueue") != queue:
+            continue
+        since = str(status.get("runnableAt") or status.get("queuedAt") or status.get("createdAt")
+                    or meta.get("creationTimestamp") or "")
+        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        base = {"namespace": ns, "status": "RUNNABLE", "statusReason": status.get("statusReason") or "",
+                "since": since or None}
+        if status.get("status") == "RUNNABLE":
+            found.append((since, ns, name, -1, {**base, "job": name}))
+        runnable = ((status.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE")
+        try:
+            children = IndexSet.parse(runnable).first(limit) if runnable else IndexSet()
+        except ValueError:
+            children = IndexSet()
+        for i in children:
+            found.append((since, ns, name, i, {**base, "job": f"{name}:{i}", "statusReason": ""}))
+    found.sort(key=lambda t: t[:4])
+    return [{"position": p, **entry} for p, (*_, entry) in enumerate(found[:limit])]
+
+
+def front_table(front: Sequence[Mapping[str, Any]], width: int | None, now: datetime | None = None) -> str:
+    rows = [
+        [f.get("position"), f"{f['namespace']}/{f['job']}" if f.get("namespace") else f.get("job"),
+         f.get("status"), age(f.get("since"), now) if f.get("since") else "", f.get("statusReason")]
+        for f in front
+    ]
+    return table(["POS", "JOB", "STATUS", "WAITING", "REASON"], rows, max_width=width, flex=("JOB", "REASON"))
+
+
+def share_table(shares: Sequence[Mapping[str, Any]], width: int | None) -> str:
+    rows = [
+        [s.get("shareIdentifier"), _num(s.get("usage")), _num(s.get("weightFactor")),
+         _num(s.get("runningVcpus", s.get("runningvCpus"))), s.get("activeJobs", "")]
+        for s in shares
+    ]
+    headers = ["SHARE", "USAGE", "WEIGHT", "RUNNING-VCPUS", "ACTIVE-JOBS"]
+    return table(headers, rows, max_width=width, flex=("SHARE",))
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def queue_text(
+    queue: Mapping[str, Any], front: Sequence[Mapping[str, Any]], *, head_reason: str | None = None,
+    width: int | None = 80, now: datetime | None = None, fallback: bool = False,
+) -> str:
+    """The text of `kubatch queue NAME`."""
+    meta, spec, status = queue.get("metadata") or {}, queue.get("spec") or {}, queue.get("status") or {}
+    ces = ", ".join(
+        f"{c.get('computeEnvironment')}"
+        for c in sorted(spec.get("computeEnvironmentOrder") or [], key=lambda c: c.get("order", 0))
+    )
+    parts = [key_values([
+        ("Name", meta.get("name")),
+        ("Status", status.get("status") or "-"),
+        ("Reason", status.get("statusReason")),
+        ("State", spec.get("state") or "ENABLED"),
+        ("Priority", spec.get("priority")),
+        ("Compute envs", ces),
+        ("Scheduling", f"fair share ({spec['schedulingPolicy']})" if spec.get("schedulingPolicy") else "FIFO"),
+        ("Jobs", counts(status.get("jobCounts"), STATES) or "none"),
+        ("Updated", age(status["lastUpdatedAt"], now) + " ago" if status.get("lastUpdatedAt") else None),
+    ])]
+    if front:
+        head = front[0]
+        reason = head.get("statusReason") or head_reason
+        label = f"{head['namespace']}/{head['job']}" if head.get("namespace") else head.get("job")
+        parts.append(f"Head: {label} waits: {reason or 'no reason recorded (next to be placed)'}")
+        title = "RUNNABLE jobs (no front published by the operator):" if fallback else "Front of the queue:"
+        parts.append(title + "\n" + front_table(front, width, now))
+    else:
+        parts.append("No RUNNABLE jobs.")
+    if status.get("shareUsage"):
+        parts.append("Share usage:\n" + share_table(status["shareUsage"], width))
+    return "\n".join(parts)
+
+
+@click.command("queue")
+@connection_options
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Front entries to show.")
+@output_option("table", "wide", "json", "yaml")
+def queue(kubeconfig: str | None, namespace: str | None, name: str, limit: int, output: str) -> None:
+    """Show a job queue, its front and why the head job waits."""
+    target = Target.resolve(kubeconfig, namespace)
+
+    async def fetch(kube: Kube) -> tuple[JSON, list[JSON], str | None, bool]:
+        jq = await get_object(kube, "jobqueues", name)
+        published = (jq.get("status") or {}).get("front")
+        if published is not None:
+            front = normalize_front(published)[:limit]
+            head_reason = await _head_reason(kube, front[0]) if front and not front[0]["statusReason"] else None
+            return jq, front, head_reason, False
+        try:
+            jobs, _ = await kube.list_all(resource_path("batchjobs"))
+        except ApiError as e:
+            if e.status != 403:
+                raise
+            jobs, _ = await kube.list_all(resource_path("batchjobs", target.namespace))
+        return jq, runnable_front(jobs, name, limit), None, True
+
+    jq, front, head_reason, fallback = target.run(fetch)
+    if output in ("json", "yaml"):
+        click.echo(dump({"name": name, "status": jq.get("status") or {}, "front": front}, output))
+        return
+    width = None if output == "wide" else terminal_width()
+    click.echo(queue_text(jq, front, head_reason=head_reason, width=width, fallback=fallback))
+
+
+async def _head_reason(kube: Kube, head: Mapping[str, Any]) -> str | None:
+    """The head job's statusReason, read from its BatchJob (front entries may not carry it)."""
+    if not head.get("namespace"):
+        return None
+    name = str(head["job"]).split(":")[0]
+    try:
+        job = await kube.get(resource_path("batchjobs", head["namespace"], name))
+    except ApiError:
+        return None
+    reason = (job.get("status") or {}).get("statusReason")
+    return str(reason) if reason else None
