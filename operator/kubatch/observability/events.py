@@ -11,8 +11,8 @@ import asyncio
 import logging
 import socket
 from collections import deque
-from datetime import UTC, datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube

@@ -50,7 +50,7 @@ def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
         yield gauge("kubatch_compute_environment_used_gpus", "GPUs requested.", ["compute_environment"], gpus_used)
         yield gauge("kubatch_compute_environment_max_gpus", "Capacity in GPUs.", ["compute_environment"], gpus_max)
         shares: dict[tuple[str, ...], float] = defaultdict(float)
-        for su in dispatcher.share_usage():
+        for su in dispatcher.usage_rows:
             shares[(su.queue, su.share)] += su.running_vcpus
         yield gauge(
             "kubatch_share_running_vcpus", "vCPUs held by each fair-share identifier.", ["queue", "share"], shares

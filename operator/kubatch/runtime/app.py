@@ -103,6 +103,7 @@ class Runtime:
             lambda: self.dispatcher.front,
             lambda: self.dispatcher.blocked,
             self.dispatcher.consumables_in_use,
+            lambda: self.dispatcher.usage_rows,
             is_leader=leading,
         )
         v = self.view

@@ -42,11 +42,13 @@ from kubatch.core.podspec import GPU_RESOURCE, LABEL_COMPUTE_ENVIRONMENT, PodSpe
 from kubatch.core.scaling import Decision, NodeInfo, Request, ScalingSpec, decide
 from kubatch.runtime.capacity import node_allocatable, node_ready, pool_nodes
 from kubatch.runtime.pools import PoolController, pool_patch
+from kubatch.scheduler import Resources
 
 log = logging.getLogger(__name__)
 
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
 FINALIZER = "kubatch.dev/compute-environment"
+ANNOTATION_CONTROLLER = "kubatch.dev/compute-controller"
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 JOIN_FAILURE = (
     "CLIENT_ERROR - Your compute environment has been INVALIDATED and scaled down because none of the "
@@ -118,12 +120,16 @@ def node_info(
 ) -> NodeInfo:
     md = node.get("metadata") or {}
     name = str(md.get("name", ""))
+    itype = str((md.get("labels") or {}).get(LABEL_INSTANCE_TYPE, ""))
     alloc = node_allocatable(node)
+    if alloc.vcpus <= 0 and itype in CATALOG:  # not registered yet: it will have its type's size
+        t = CATALOG[itype]
+        alloc = Resources(t.vcpus, t.memory_mib, t.gpus)
     pods_alloc = ((node.get("status") or {}).get("allocatable") or {}).get("pods", "110")
     req, count = used.get(name, (Request(), 0))
     return NodeInfo(
         name=name,
-        instance_type=str((md.get("labels") or {}).get(LABEL_INSTANCE_TYPE, "")),
+        instance_type=itype,
         vcpus=alloc.vcpus,
         memory_mib=alloc.memory_mib,
         gpus=alloc.gpus,
@@ -158,6 +164,9 @@ class ComputeController:
     minScaleDownDelayMinutes. `node_ready_timeout`: a new node not Ready by then makes the environment
     INVALID. `env_filter`: only environments whose name it accepts are handled (sharding, tests).
     `manage_pools`: run the UNMANAGED pool labelling (`PoolController`) as part of each sync.
+    `controller_name`: handle only environments whose annotation `kubatch.dev/compute-controller`
+    equals it (default "": the environments without that annotation), so that several controllers
+    (a test's and an operator's) can share one cluster without fighting over an environment.
     """
 
     def __init__(
@@ -173,6 +182,7 @@ class ComputeController:
         env_filter: Callable[[str], bool] | None = None,
         manage_pools: bool = True,
         clock: Callable[[], float] = time.time,
+        controller_name: str = "",
     ) -> None:
         self.kube = kube
         self.view = view
@@ -192,6 +202,7 @@ class ComputeController:
         self.env_filter = env_filter or (lambda _name: True)
         self.manage_pools = manage_pools
         self.clock = clock
+        self.controller_name = controller_name
         self.idle_since: dict[str, float] = {}  # node -> since when it has run no pod
         self.decisions: dict[str, Decision] = {}  # environment -> last decision
 
@@ -215,7 +226,8 @@ class ComputeController:
         pending, used = demand(pods)
         self._track_idle(used, now)
         for name, ce in sorted(self.view.envs.items()):
-            if not self.env_filter(name):
+            annotations = (ce.get("metadata") or {}).get("annotations") or {}
+            if not self.env_filter(name) or annotations.get(ANNOTATION_CONTROLLER, "") != self.controller_name:
                 continue
             try:
                 await self.sync_env(name, ce, pending.get(name, []), used, now)
@@ -294,8 +306,11 @@ class ComputeController:
         cap_type = capacity_type(ce)
         infos = [
             node_info(
-                n, used, self.idle_since.get(str(n["metadata"]["name"])),
-                outdated=provisioner.manages_nodes and is_outdated(n, allowed, cap_type), now=now,
+                n,
+                used,
+                self.idle_since.get(str(n["metadata"]["name"])),
+                outdated=provisioner.manages_nodes and is_outdated(n, allowed, cap_type),
+                now=now,
             )
             for n in members
         ]
@@ -309,10 +324,7 @@ class ComputeController:
                 return invalid(f"CLIENT_ERROR - {e}")
         want: JSON = {"desiredvCpus": decision.desired_vcpus, **stats}
         if decision.failed:
-            reason = (
-                f"{JOIN_FAILURE} within {self.node_ready_timeout:g}s "
-                f"(not Ready: {', '.join(decision.failed)})"
-            )
+            reason = f"{JOIN_FAILURE} within {self.node_ready_timeout:g}s (not Ready: {', '.join(decision.failed)})"
             log.warning("compute environment %s: %s", name, reason)
             return {**want, "status": "INVALID", "statusReason": reason}
         if sticky:
@@ -364,8 +376,9 @@ class ComputeController:
                 if patch is None:
                     continue
                 try:
-                    self.view.on_node("MODIFIED", await self.kube.merge_patch(
-                        f"/api/v1/nodes/{node['metadata']['name']}", patch))
+                    self.view.on_node(
+                        "MODIFIED", await self.kube.merge_patch(f"/api/v1/nodes/{node['metadata']['name']}", patch)
+                    )
                 except ApiError as e:
                     if e.status != 404:
                         raise

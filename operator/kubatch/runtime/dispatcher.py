@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -42,7 +43,18 @@ from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.capacity import env_view
 from kubatch.runtime.jobs import resolve_definition
-from kubatch.scheduler import Consumable, Job, Plan, Policy, Queue, Resources, ShareUsage, Snapshot, TimeLimitAction
+from kubatch.scheduler import (
+    Consumable,
+    Job,
+    Plan,
+    Policy,
+    Queue,
+    Resources,
+    ShareUsage,
+    Snapshot,
+    TimeLimitAction,
+    UsageTracker,
+)
 from kubatch.scheduler import plan as make_plan
 from kubatch.scheduler.plan import reason_code
 
@@ -114,6 +126,10 @@ class Dispatcher:
         self.cycles = 0
         self.last_plan: Plan | None = None
         self.now = time.time  # injectable clock (tests of jobStateTimeLimitActions)
+        self.tracker = UsageTracker()
+        # A testing knob: scales jobStateTimeLimitActions' maxTimeSeconds (1 in production).
+        self.time_limit_scale = float(os.environ.get("KUBATCH_TIME_LIMIT_SCALE", "1") or 1)
+        self.usage_rows: tuple[ShareUsage, ...] = ()
 
     # ---- loop ---------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -279,7 +295,7 @@ class Dispatcher:
                     time_limit_actions=tuple(
                         TimeLimitAction(
                             reason=str(a.get("reason")),
-                            max_time_seconds=float(a.get("maxTimeSeconds", 600)),
+                            max_time_seconds=float(a.get("maxTimeSeconds", 600)) * self.time_limit_scale,
                             state=str(a.get("state", "RUNNABLE")),
                             action=str(a.get("action", "CANCEL")),
                         )
@@ -319,10 +335,12 @@ class Dispatcher:
             policies=tuple(policies),
             share_usage=self.share_usage(),
             consumables=consumables,
+            active_shares=self.tracker.active_shares(now) | self.active_job_shares(),
         )
         return snap, units
 
-    def share_usage(self) -> tuple[ShareUsage, ...]:
+    def running_by_share(self) -> dict[tuple[str, str], float]:
+        """vCPUs held right now by STARTING/RUNNING pods, per (queue, share identifier)."""
         running: dict[tuple[str, str], float] = defaultdict(float)
         for key, pods in self.view.pods.items():
             job = self.view.jobs.get(key)
@@ -335,7 +353,47 @@ class Dispatcher:
             for pod in pods.values():
                 if not _pod_finished(pod):
                     running[(queue, str(share))] += pod_requests(pod).vcpus
-        return tuple(ShareUsage(q, s, usage=0.0, running_vcpus=v) for (q, s), v in running.items())
+        return running
+
+    def active_job_shares(self) -> frozenset[tuple[str, str]]:
+        """(queue, share) pairs with a job that is not finished (fair share's "active" shares)."""
+        active = set()
+        for job in self.view.jobs.values():
+            spec = job.get("spec") or {}
+            share = spec.get("shareIdentifier")
+            if share and (job.get("status") or {}).get("status") not in ("SUCCEEDED", "FAILED"):
+                active.add((str(spec.get("jobQueue", "")), str(share)))
+        return frozenset(active)
+
+    def share_usage(self) -> tuple[ShareUsage, ...]:
+        """Advance the decayed usage by the vCPUs held since the last cycle; rows for the snapshot."""
+        now = self.now()
+        running = self.running_by_share()
+        decay: dict[str, float] = {}
+        for name, q in self.view.queues.items():
+            policy = self.view.policies.get(str((q.get("spec") or {}).get("schedulingPolicy") or ""))
+            if policy is not None:
+                fs = (policy.get("spec") or {}).get("fairsharePolicy") or {}
+                decay[name] = float(fs.get("shareDecaySeconds") or 0)
+        if self.tracker.at is None:
+            self.tracker = self.restored_tracker(now, decay)
+        self.tracker = self.tracker.advance(now, running, decay)
+        self.usage_rows = self.tracker.share_usage(running)
+        return self.usage_rows
+
+    def restored_tracker(self, now: float, decay: Mapping[str, float]) -> UsageTracker:
+        """Usage survives restarts: seed it from what the queues' status last recorded."""
+        from types import MappingProxyType
+
+        from kubatch.scheduler.fairshare import UsageEntry
+
+        entries = {}
+        for name, q in self.view.queues.items():
+            for row in (q.get("status") or {}).get("shareUsage") or []:
+                usage = float(row.get("usage") or 0)
+                if usage > 0 and name in decay:
+                    entries[(name, str(row.get("shareIdentifier")))] = UsageEntry(usage, now, decay[name])
+        return UsageTracker(now, MappingProxyType(entries))
 
     # ---- one cycle ----------------------------------------------------------------------------------
     async def cycle(self) -> Plan:

@@ -204,25 +204,11 @@ class JobReconciler:
         await self.apply(job, decision)
 
     async def apply(self, job: Mapping[str, Any], decision: Decision) -> None:
+        """Write status first: a pod is deleted only once the job's record of its attempt is stored,
+        so a crash between the two can never make a finished attempt look vanished (and run again)."""
         ns = job["metadata"]["namespace"]
         name = job["metadata"]["name"]
         key = job_key(ns, name)
-        for manifest in decision.create:
-            await self.create(ns, manifest)
-        for d in decision.delete:
-            await self.kube.delete(f"/api/v1/namespaces/{ns}/pods/{d.name}", grace_seconds=d.grace_seconds, uid=d.uid)
-            if d.grace_seconds == 0:
-                self.view.on_pod(
-                    "DELETED",
-                    {
-                        "metadata": {
-                            "namespace": ns,
-                            "name": d.name,
-                            "uid": d.uid,
-                            "labels": {"kubatch.dev/job-name": name},
-                        }
-                    },
-                )
         if decision.status is not None:
             old = job.get("status") or {}
             patch = merge_diff(old, decision.status)
@@ -235,6 +221,15 @@ class JobReconciler:
                 new_state = decision.status.get("status")
                 if new_state in TERMINAL and old.get("status") not in TERMINAL:
                     self.view.mark_dependents(key)
+                    if self.scheduler is not None:
+                        self.scheduler.forced_cancel.pop(key, None)
+        for manifest in decision.create:
+            await self.create(ns, manifest)
+        for d in decision.delete:
+            await self.kube.delete(f"/api/v1/namespaces/{ns}/pods/{d.name}", grace_seconds=d.grace_seconds, uid=d.uid)
+            if d.grace_seconds == 0:
+                gone = {"namespace": ns, "name": d.name, "uid": d.uid, "labels": {"kubatch.dev/job-name": name}}
+                self.view.on_pod("DELETED", {"metadata": gone})
         for ev in decision.events:
             self.events.record(job, ev.reason, ev.message, type_=ev.type)
         if decision.requeue_at is not None:

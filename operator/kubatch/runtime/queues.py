@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
+from kubatch.scheduler import ShareUsage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class StatusWriter:
         front: Callable[[], Mapping[str, tuple[str, ...]]],
         blocked: Callable[[], Mapping[str, str]],
         in_use: Callable[[], Mapping[str, int]],
+        shares: Callable[[], Iterable[ShareUsage]] = tuple,
         *,
         period: float = 2.0,
         is_leader: Any = None,
@@ -74,6 +76,7 @@ class StatusWriter:
         self.front = front
         self.blocked = blocked
         self.in_use = in_use
+        self.shares = shares
         self.period = period
         self.is_leader = is_leader or (lambda: True)
         self.ready = asyncio.Event()
@@ -112,8 +115,20 @@ class StatusWriter:
             out.append(entry)
         return out
 
+    def share_rows(self) -> dict[str, list[dict[str, Any]]]:
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for su in self.shares():
+            rows.setdefault(su.queue, []).append(
+                {"shareIdentifier": su.share, "usage": round(su.usage, 3), "runningvCpus": round(su.running_vcpus, 3)}
+            )
+        for queue, items in rows.items():
+            items.sort(key=lambda r: (-r["usage"], -r["runningvCpus"], r["shareIdentifier"]))
+            rows[queue] = items[:20]
+        return rows
+
     async def sync(self) -> None:
         counts = queue_counts(self.view)
+        shares = self.share_rows()
         for name, queue in list(self.view.queues.items()):
             status, reason = queue_validity(queue, self.view.envs)
             c = counts.get(name, Counter())
@@ -123,6 +138,8 @@ class StatusWriter:
                 "jobCounts": {s: int(c.get(s, 0)) for s in STATES},
                 "front": self.front_entries(name),
             }
+            if (queue.get("spec") or {}).get("schedulingPolicy"):
+                want["shareUsage"] = shares.get(name, [])
             await self._write(self.view.queues, "jobqueues", name, queue, want)
         in_use = self.in_use()
         for name, res in list(self.view.consumables.items()):
