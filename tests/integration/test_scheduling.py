@@ -88,16 +88,21 @@ def test_capacity_is_never_over_committed(batch: Batch) -> None:
     assert all(batch.status(n)["status"] == "SUCCEEDED" for n in names)
 
 
-def fair_share_wave(batch: Batch, weights: dict[str, float], capacity: int, per_share: int,
-                    reservation: int = 0) -> Counter[str]:
+def fair_share_wave(
+    batch: Batch, weights: dict[str, float], capacity: int, per_share: int, reservation: int = 0
+) -> Counter[str]:
     ce = batch.environment(cpu=capacity, state="DISABLED")
-    policy = batch.cluster_object("SchedulingPolicy", batch.name("fs"), {
-        "fairsharePolicy": {
-            "shareDecaySeconds": 0,
-            "computeReservation": reservation,
-            "shareDistribution": [{"shareIdentifier": s, "weightFactor": w} for s, w in weights.items()],
-        }
-    })
+    policy = batch.cluster_object(
+        "SchedulingPolicy",
+        batch.name("fs"),
+        {
+            "fairsharePolicy": {
+                "shareDecaySeconds": 0,
+                "computeReservation": reservation,
+                "shareDistribution": [{"shareIdentifier": s, "weightFactor": w} for s, w in weights.items()],
+            }
+        },
+    )
     q = batch.queue([ce], policy=policy)
     batch.container_definition("work")
     names: dict[str, str] = {}
@@ -139,8 +144,9 @@ def test_compute_reservation_leaves_room_for_inactive_shares(batch: Batch) -> No
 
 def test_consumable_resource_limits_concurrency_and_is_returned(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=8)])
-    licenses = batch.cluster_object("ConsumableResource", batch.name("lic"),
-                                    {"resourceType": "REPLENISHABLE", "totalQuantity": 2})
+    licenses = batch.cluster_object(
+        "ConsumableResource", batch.name("lic"), {"resourceType": "REPLENISHABLE", "totalQuantity": 2}
+    )
     batch.container_definition(
         "licensed",
         consumableResourceProperties={"consumableResourceList": [{"consumableResource": licenses, "quantity": 1}]},
@@ -166,10 +172,17 @@ def test_consumable_resource_limits_concurrency_and_is_returned(batch: Batch) ->
 
 def test_oversized_job_blocks_fifo_queue_until_time_limit_cancels_it(batch: Batch) -> None:
     ce = batch.environment(cpu=4)
-    q = batch.queue([ce], time_limits=[{
-        "reason": "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE", "state": "RUNNABLE",
-        "maxTimeSeconds": 600, "action": "CANCEL",
-    }])
+    q = batch.queue(
+        [ce],
+        time_limits=[
+            {
+                "reason": "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+                "state": "RUNNABLE",
+                "maxTimeSeconds": 600,
+                "action": "CANCEL",
+            }
+        ],
+    )
     batch.container_definition("big", vcpus="8")
     batch.container_definition("small")
     batch.job("huge", q, "big")
@@ -178,7 +191,9 @@ def test_oversized_job_blocks_fifo_queue_until_time_limit_cancels_it(batch: Batc
 
     def blocked() -> dict[str, Any] | None:
         st = batch.status("huge")
-        return st if st.get("statusReason", "").startswith("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE") else None
+        return (
+            st if st.get("statusReason", "").startswith("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE") else None
+        )
 
     batch.wait_for(blocked, "huge blocked with MISCONFIGURATION reason", timeout=30)
     assert batch.status("behind")["status"] == "RUNNABLE", "the FIFO queue is blocked behind its head"
@@ -192,8 +207,7 @@ def test_oversized_job_blocks_fifo_queue_until_time_limit_cancels_it(batch: Batc
         "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
     )
     assert batch.wait_done("behind")["status"] == "SUCCEEDED"
-    warnings = batch.kget("events", "--field-selector", f"involvedObject.name={q},reason=QueueBlocked",
-                          "-A")["items"]
+    warnings = batch.kget("events", "--field-selector", f"involvedObject.name={q},reason=QueueBlocked", "-A")["items"]
     assert warnings, "a QueueBlocked event is posted on the queue"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 import uuid
@@ -36,6 +37,15 @@ def _parse_micro(value: str | None) -> float:
     return 0.0
 
 
+def default_identity() -> str:
+    """Who holds the Lease: $KUBATCH_LEADER_IDENTITY, else the pod name (a restarted container of the
+    same pod takes its Lease back at once), else host and process id."""
+    explicit = os.environ.get("KUBATCH_LEADER_IDENTITY") or os.environ.get("POD_NAME")
+    if explicit:
+        return explicit
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
 class LeaderElector:
     """Acquire and hold one Lease; `is_leader` tells whether this process holds it right now."""
 
@@ -53,7 +63,7 @@ class LeaderElector:
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self.name = name
-        self.identity = identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.identity = identity or default_identity()
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
         self.became_leader = asyncio.Event()

@@ -118,7 +118,9 @@ def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
         stop_pid(current.pid)
     # Tests of jobStateTimeLimitActions must not wait 10 real minutes: the shared test operator
     # runs the time limits 100 times faster.
-    op = start(info, state, extra_env={"KUBATCH_TIME_LIMIT_SCALE": "0.01"})
+    # A fixed identity lets a restarted shared operator take its Lease back without waiting for it
+    # to expire.
+    op = start(info, state, extra_env={"KUBATCH_TIME_LIMIT_SCALE": "0.01", "KUBATCH_LEADER_IDENTITY": "kubatch-test"})
     _record(state).write_text(json.dumps(asdict(op)))
     return op
 

@@ -1,0 +1,64 @@
+"""High availability: two replicas, exactly one dispatching (a coordination.k8s.io Lease); the
+standby takes over after the leader is killed, every job finishes and no pod is created twice."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubatch.devcluster import operatorproc
+from tests.integration.batch import Batch
+from tests.integration.test_restart import PodRecorder
+
+pytestmark = pytest.mark.integration
+
+
+def lease_holder(batch: Batch) -> str:
+    lease = batch.kget("lease", "kubatch-dispatcher", "-n", "default")
+    return str(lease["spec"].get("holderIdentity") or "")
+
+
+def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, operator: Any) -> None:
+    state = Path(cluster.state_dir)
+    q = batch.queue([batch.environment(cpu=4)])
+    batch.container_definition("work")
+    # The shared test operator leads; a second replica joins as standby on the same Lease.
+    standby = operatorproc.start(
+        cluster,
+        state,
+        name="standby",
+        extra_env={"KUBATCH_LEADER_IDENTITY": f"standby-{batch.tag}", "KUBATCH_TIME_LIMIT_SCALE": "0.01"},
+    )
+    recorder = PodRecorder(cluster, batch.ns)
+    try:
+        assert lease_holder(batch) == "kubatch-test"
+        names = [batch.job(f"ha-{i}", q, "work", duration="2s") for i in range(12)]
+        batch.wait_for(lambda: len(recorder.uids) >= 4, "the leader started work")
+        leader = operatorproc.read(state)
+        assert leader is not None
+        operatorproc.stop_pid(leader.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        batch.wait_for(lambda: lease_holder(batch) == f"standby-{batch.tag}", "standby holds the lease", timeout=40)
+        takeover = time.monotonic() - killed_at
+        assert takeover < 25, f"takeover took {takeover:.1f}s"
+        for n in names:
+            st = batch.wait_done(n, timeout=120)
+            assert st["status"] == "SUCCEEDED", json.dumps(st)
+            assert len(st["attempts"]) == 1
+    finally:
+        time.sleep(1)
+        recorder.stop()
+        # Hand the Lease back: a clean stop releases it, so the shared operator leads again at once.
+        operatorproc.stop_pid(standby.pid, signal.SIGTERM)
+        with open(state / ".operator.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            operatorproc.ensure(cluster, state)
+    duplicated = {pod: uids for pod, uids in recorder.uids.items() if len(uids) > 1}
+    assert not duplicated, f"a pod was created twice: {duplicated}"
+    assert set(recorder.uids) == {f"ha-{i}-a1" for i in range(12)}

@@ -1,0 +1,101 @@
+"""Crash safety: the operator killed with SIGKILL mid-run and started again loses no job,
+duplicates no attempt and leaves nothing stuck (state lives only in the API server)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubatch.devcluster import operatorproc
+from tests.integration.batch import Batch
+
+pytestmark = pytest.mark.integration
+
+
+class PodRecorder:
+    """Records every pod the API server ever shows in a namespace: name -> set of uids."""
+
+    def __init__(self, cluster: Any, namespace: str) -> None:
+        self.uids: dict[str, set[str]] = defaultdict(set)
+        template = '{.type} {.object.metadata.name} {.object.metadata.uid}{"\\n"}'
+        self.proc = subprocess.Popen(
+            [
+                cluster.kubectl,
+                "get",
+                "pods",
+                "-n",
+                namespace,
+                "--watch",
+                "--output-watch-events",
+                "-o",
+                f"jsonpath={template}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=cluster.env(),
+        )
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] in ("ADDED", "MODIFIED"):
+                self.uids[parts[1]].add(parts[2])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def test_sigkill_mid_run_loses_and_duplicates_nothing(batch: Batch, cluster: Any, operator: Any) -> None:
+    state = Path(cluster.state_dir)
+    q = batch.queue([batch.environment(cpu=4)])
+    batch.container_definition("work", retryStrategy={"attempts": 2})
+    recorder = PodRecorder(cluster, batch.ns)
+    try:
+        names = [
+            batch.job(
+                f"r-{i}",
+                q,
+                "work",
+                duration="2s",
+                annotations={"sim.kubatch.dev/exit-code-attempt-1": "1"} if i % 5 == 0 else None,
+            )
+            for i in range(20)
+        ]
+        for round_ in range(3):
+            want = 4 * (round_ + 1)
+            batch.wait_for(lambda want=want: len(recorder.uids) >= want, "some pods created", timeout=60)
+            current = operatorproc.read(state)
+            assert current is not None
+            operatorproc.stop_pid(current.pid, signal.SIGKILL)
+            time.sleep(1.0)  # the world moves on while the operator is down
+            with open(state / ".operator.lock", "w") as lock:
+                import fcntl
+
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                operatorproc.ensure(cluster, state)
+        done = {n: batch.wait_done(n, timeout=120) for n in names}
+    finally:
+        time.sleep(1)
+        recorder.stop()
+    for name, st in done.items():
+        assert st["status"] == "SUCCEEDED", (name, json.dumps(st))
+        expected = 2 if int(name.split("-")[1]) % 5 == 0 else 1
+        assert len(st["attempts"]) == expected, (name, st["attempts"])
+    duplicated = {pod: uids for pod, uids in recorder.uids.items() if len(uids) > 1}
+    assert not duplicated, f"an attempt ran twice: {duplicated}"
+    # Every attempt had exactly one pod, named after the job and attempt.
+    expected_pods = {f"r-{i}-a1" for i in range(20)} | {f"r-{i}-a2" for i in range(0, 20, 5)}
+    assert set(recorder.uids) == expected_pods
