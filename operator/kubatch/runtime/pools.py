@@ -39,13 +39,15 @@ def desired_pool(envs: Mapping[str, Mapping[str, Any]], node: Mapping[str, Any])
     return None
 
 
-def pool_patch(node: Mapping[str, Any], pool: str | None, managed_envs: set[str]) -> dict[str, Any] | None:
-    """The node patch (labels + taints) that puts it into ``pool`` (or out of any UNMANAGED pool)."""
+def pool_patch(node: Mapping[str, Any], pool: str | None, unmanaged_envs: set[str]) -> dict[str, Any] | None:
+    """The node patch (labels + taints) that puts it into ``pool``, or takes it out of the UNMANAGED
+    pool it was in. Nodes labelled for anything else (a managed environment's provisioned nodes,
+    an environment being deleted, someone else's) are left alone."""
     md = node.get("metadata") or {}
     labels = md.get("labels") or {}
     current = labels.get(LABEL_COMPUTE_ENVIRONMENT)
-    if current in managed_envs:
-        return None  # a provisioner's node: not ours to relabel
+    if pool is None and current not in unmanaged_envs:
+        return None
     taints = list((node.get("spec") or {}).get("taints") or [])
     ours = [t for t in taints if t.get("key") == LABEL_COMPUTE_ENVIRONMENT]
     others = [t for t in taints if t.get("key") != LABEL_COMPUTE_ENVIRONMENT]
@@ -66,10 +68,15 @@ class PoolController:
         self.view = view
 
     async def sync(self) -> None:
-        managed = {n for n, ce in self.view.envs.items() if (ce.get("spec") or {}).get("type") != "UNMANAGED"}
+        unmanaged = {
+            n
+            for n, ce in self.view.envs.items()
+            if (ce.get("spec") or {}).get("type") == "UNMANAGED"
+            and not (ce.get("metadata") or {}).get("deletionTimestamp")
+        }
         for name, node in list(self.view.nodes.items()):
             pool = desired_pool(self.view.envs, node)
-            patch = pool_patch(node, pool, managed)
+            patch = pool_patch(node, pool, unmanaged)
             if patch is None:
                 continue
             try:
