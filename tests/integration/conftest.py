@@ -140,11 +140,45 @@ def operator(cluster: ClusterInfo, crds: None) -> Any:
 
 
 @pytest.fixture
-def batch(operator: Any, kubectl: Kubectl, kget: Callable[..., Any], namespace: str,
-          make_node: NodeFactory) -> Iterator[Any]:
+def batch(
+    operator: Any, kubectl: Kubectl, kget: Callable[..., Any], namespace: str, make_node: NodeFactory
+) -> Iterator[Any]:
     """Helpers to build compute environments, queues, definitions and jobs for one test."""
     from tests.integration.batch import Batch
 
     b = Batch(kubectl, kget, namespace, make_node)
     yield b
     b.cleanup()
+
+
+@pytest.fixture(scope="session")
+def opt_in_admission(operator: Any, kubectl: Kubectl) -> Callable[[str], None]:
+    """Label a namespace so that the shared operator's validating webhook (whose configuration only
+    applies to labelled namespaces) checks it; returns once the webhook answers for it."""
+    from kubatch.devcluster.operatorproc import WEBHOOK_LABEL
+
+    def opt_in(namespace: str) -> None:
+        kubectl("label", "namespace", namespace, f"{WEBHOOK_LABEL}=enabled", "--overwrite")
+        probe = {
+            "apiVersion": "kubatch.dev/v1alpha1",
+            "kind": "BatchJob",
+            "metadata": {"name": "webhook-probe", "namespace": namespace},
+            "spec": {"jobQueue": "webhook-probe-absent", "jobDefinition": "webhook-probe-absent"},
+        }
+        deadline = time.monotonic() + 30
+        while True:
+            out = kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
+            if out.returncode != 0 and "denied the request" in out.stderr:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the validating webhook never answered for namespace {namespace}: {out.stderr}")
+            time.sleep(0.2)
+
+    return opt_in
+
+
+@pytest.fixture
+def admission_namespace(opt_in_admission: Callable[[str], None], namespace: str) -> str:
+    """A fresh namespace checked by the validating webhook."""
+    opt_in_admission(namespace)
+    return namespace

@@ -2,7 +2,8 @@
 
 BatchJobs and Pods are watched by the runtime's own informers (one list+watch each, no per-object
 kopf workers, annotations or finalizers: see design.md); kopf runs the process, serves admission
-webhooks and health probes.
+webhooks and health probes. The validating webhook is served when KUBATCH_WEBHOOK_PORT is set (the
+environment variables are described in `kubatch.controllers.admission`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,14 @@ from typing import Any
 import kopf
 
 from kubatch.cluster.client import Kube
+from kubatch.controllers import admission
 from kubatch.runtime.app import Options, Runtime
 
 log = logging.getLogger(__name__)
+
+WEBHOOK = admission.WebhookOptions.from_env()
+if WEBHOOK is not None:
+    admission.register()
 
 
 @kopf.on.startup()
@@ -32,6 +38,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     runtime = Runtime(kube, options)
     memo.runtime = runtime
     await runtime.start()
+    if WEBHOOK is not None:
+        await admission.setup(settings, memo, kube, runtime.view, runtime.synced, WEBHOOK)
 
 
 @kopf.on.cleanup()

@@ -126,3 +126,17 @@ def sign_serving_cert(pki: Path, name: str, hosts: list[str]) -> tuple[Path, Pat
         cwd=pki,
     )
     return pki / f"{name}.crt", pki / f"{name}.key"
+
+
+def serving_cert_dir(pki: Path, name: str, hosts: list[str], dest: Path) -> Path:
+    """A directory holding `tls.crt`, `tls.key` (issued by `sign_serving_cert` unless present) and the
+    local CA as `ca.crt`, the layout of a Kubernetes TLS Secret mounted as files."""
+    dest.mkdir(parents=True, exist_ok=True)
+    crt, key = dest / "tls.crt", dest / "tls.key"
+    if not (crt.exists() and key.exists()):
+        issued_crt, issued_key = sign_serving_cert(pki, name, hosts)
+        key.write_bytes(issued_key.read_bytes())
+        key.chmod(0o600)
+        crt.write_bytes(issued_crt.read_bytes())
+    (dest / "ca.crt").write_bytes((pki / "ca.crt").read_bytes())
+    return dest

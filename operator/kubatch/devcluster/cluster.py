@@ -309,11 +309,25 @@ class LocalCluster:
                 str(b / "kwok"),
                 f"--kubeconfig={kc}",
                 f"--config={stages}",
+                *([f"--config={self._kwok_load_config()}"] if info.load_profile else []),
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--cidr=10.0.0.0/16",
                 "--node-ip=127.0.0.1",
             ]
         raise ValueError(name)
+
+    def _kwok_load_config(self) -> Path:
+        """kwok options for load tests: its default of 4 parallel pod stage plays caps pod transitions."""
+        path = self.state / "kwok-load.yaml"
+        path.write_text(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
+            "kind: KwokConfiguration\n"
+            "options:\n"
+            "  podPlayStageParallelism: 32\n"
+            "  nodePlayStageParallelism: 8\n"
+            "  nodeLeaseParallelism: 8\n"
+        )
+        return path
 
     def _start(self, name: str, info: ClusterInfo) -> int:
         env = dict(os.environ)

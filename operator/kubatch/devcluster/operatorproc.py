@@ -3,6 +3,12 @@
 One shared operator per cluster: its pid, metrics port and a hash of the code it runs are
 recorded in `<state>/operator.json`, so later callers reuse it while the code is unchanged and
 replace it when the code changed. `stop` kills it by pid.
+
+The shared operator also serves the validating admission webhook (`webhook_env`): a serving
+certificate from the cluster CA, and a ValidatingWebhookConfiguration `kubatch-test` that the operator
+points at itself. That configuration only applies to namespaces (namespaced kinds) and objects
+(cluster-scoped kinds) labelled `WEBHOOK_LABEL=enabled`, so tests that deliberately create objects
+naming absent queues or definitions are not affected.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,9 +26,12 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kubatch.devcluster.certs import serving_cert_dir
 from kubatch.devcluster.cluster import ClusterInfo, free_port, pid_alive
 
 PACKAGE = Path(__file__).resolve().parents[1]
+WEBHOOK_CONFIGURATION = "kubatch-test"
+WEBHOOK_LABEL = "admission.kubatch.dev/test"
 
 
 def code_hash() -> str:
@@ -38,6 +48,7 @@ class OperatorProcess:
     metrics_port: int
     code: str
     log: str
+    webhook_port: int | None = None
 
     @property
     def metrics_url(self) -> str:
@@ -61,6 +72,27 @@ def _ready(port: int) -> bool:
             return bool(r.status == 200)
     except OSError:
         return False
+
+
+def webhook_env(state: Path) -> dict[str, str]:
+    """Environment for an operator serving the validating webhook on a free local port, with a
+    serving certificate signed by the cluster CA (`<state>/pki`)."""
+    pki = state / "pki"
+    cert_dir = serving_cert_dir(pki, "webhook", ["127.0.0.1", "localhost"], state / "webhook")
+    return {
+        "KUBATCH_WEBHOOK_PORT": str(free_port()),
+        "KUBATCH_WEBHOOK_ADDR": "127.0.0.1",
+        "KUBATCH_WEBHOOK_CERT_DIR": str(cert_dir),
+        "KUBATCH_WEBHOOK_CA_FILE": str(pki / "ca.crt"),
+        "KUBATCH_WEBHOOK_CONFIGURE": WEBHOOK_CONFIGURATION,
+        "KUBATCH_WEBHOOK_SELECTOR": f"{WEBHOOK_LABEL}=enabled",
+    }
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 def start(
@@ -97,10 +129,11 @@ def start(
             env=env,
             start_new_session=True,
         )
-    op = OperatorProcess(proc.pid, port, code_hash(), str(log))
+    webhook = env.get("KUBATCH_WEBHOOK_PORT")
+    op = OperatorProcess(proc.pid, port, code_hash(), str(log), int(webhook) if webhook else None)
     if wait:
         deadline = time.monotonic() + timeout
-        while not _ready(port):
+        while not _ready(port) or (op.webhook_port is not None and not _listening(op.webhook_port)):
             if not pid_alive(proc.pid):
                 raise RuntimeError(f"operator exited during start-up; see {log}:\n{log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
@@ -110,9 +143,16 @@ def start(
 
 
 def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
-    """The shared operator for this cluster: reuse a live one running the current code, else (re)start it."""
+    """The shared operator for this cluster: reuse a live one running the current code and serving the
+    webhook, else (re)start it."""
     current = read(state)
-    if current is not None and pid_alive(current.pid) and current.code == code_hash() and _ready(current.metrics_port):
+    if (
+        current is not None
+        and pid_alive(current.pid)
+        and current.code == code_hash()
+        and current.webhook_port is not None
+        and _ready(current.metrics_port)
+    ):
         return current
     if current is not None:
         stop_pid(current.pid)
@@ -120,7 +160,15 @@ def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
     # runs the time limits 100 times faster.
     # A fixed identity lets a restarted shared operator take its Lease back without waiting for it
     # to expire.
-    op = start(info, state, extra_env={"KUBATCH_TIME_LIMIT_SCALE": "0.01", "KUBATCH_LEADER_IDENTITY": "kubatch-test"})
+    op = start(
+        info,
+        state,
+        extra_env={
+            "KUBATCH_TIME_LIMIT_SCALE": "0.01",
+            "KUBATCH_LEADER_IDENTITY": "kubatch-test",
+            **webhook_env(state),
+        },
+    )
     _record(state).write_text(json.dumps(asdict(op)))
     return op
 

@@ -72,7 +72,26 @@ def pod_request(pod: Mapping[str, Any]) -> Request:
             gpus += int(parse_quantity(req.get(GPU_RESOURCE, 0)))
         except PodSpecError:
             continue
-    return Request(gpus=gpus, vcpus=vcpus, memory_mib=mem)
+    return Request(gpus=gpus, vcpus=vcpus, memory_mib=mem, spread=gang_key(pod))
+
+
+def gang_key(pod: Mapping[str, Any]) -> str:
+    """A multi-node job's pods must land on distinct nodes (required pod anti-affinity)."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    if "kubatch.dev/node-index" in labels:
+        return str(labels.get("kubatch.dev/job-id", ""))
+    return ""
+
+
+def gangs_by_node(pods: Iterable[Mapping[str, Any]]) -> dict[str, frozenset[str]]:
+    """Gang keys of the unfinished pods bound to each node."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        key = gang_key(pod)
+        if node and key and (pod.get("status") or {}).get("phase") not in FINISHED_PHASES:
+            out[node].add(key)
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def demand(pods: Iterable[Mapping[str, Any]]) -> tuple[dict[str, list[Request]], dict[str, tuple[Request, int]]]:
@@ -117,6 +136,7 @@ def node_info(
     *,
     outdated: bool,
     now: float,
+    spread_keys: frozenset[str] = frozenset(),
 ) -> NodeInfo:
     md = node.get("metadata") or {}
     name = str(md.get("name", ""))
@@ -140,6 +160,7 @@ def node_info(
         pods=count,
         idle_since=idle_since,
         outdated=outdated,
+        spread_keys=spread_keys,
     )
 
 
@@ -202,6 +223,7 @@ class ComputeController:
         self.env_filter = env_filter or (lambda _name: True)
         self.manage_pools = manage_pools
         self.clock = clock
+        self.gangs: dict[str, frozenset[str]] = {}
         self.controller_name = controller_name
         self.idle_since: dict[str, float] = {}  # node -> since when it has run no pod
         self.decisions: dict[str, Decision] = {}  # environment -> last decision
@@ -224,6 +246,7 @@ class ComputeController:
         now = self.clock()
         pods = [p for by_name in list(self.view.pods.values()) for p in list(by_name.values())]
         pending, used = demand(pods)
+        self.gangs = gangs_by_node(pods)
         self._track_idle(used, now)
         for name, ce in sorted(self.view.envs.items()):
             annotations = (ce.get("metadata") or {}).get("annotations") or {}
@@ -311,6 +334,7 @@ class ComputeController:
                 self.idle_since.get(str(n["metadata"]["name"])),
                 outdated=provisioner.manages_nodes and is_outdated(n, allowed, cap_type),
                 now=now,
+                spread_keys=self.gangs.get(str(n["metadata"]["name"]), frozenset()),
             )
             for n in members
         ]
@@ -372,7 +396,7 @@ class ComputeController:
             done = True
             for node in pool_nodes(name, self.view.nodes):
                 done = False
-                patch = pool_patch(node, None, set())
+                patch = pool_patch(node, None, {name})
                 if patch is None:
                     continue
                 try:

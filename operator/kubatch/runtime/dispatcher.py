@@ -234,15 +234,43 @@ class Dispatcher:
         )
 
     def usage(self) -> dict[str, Resources]:
+        """What STARTING/RUNNING work holds per environment: the requests of live pods, plus, for a
+        multi-node job whose main node runs, the nodes not created yet (the gang was admitted whole)."""
         used: dict[str, Resources] = defaultdict(Resources)
-        for pods in self.view.pods.values():
+        for key, pods in self.view.pods.items():
+            live_nodes: set[str] = set()
+            gang_env = None
             for pod in pods.values():
                 if _pod_finished(pod):
                     continue
-                ce = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPUTE_ENVIRONMENT)
+                labels = (pod.get("metadata") or {}).get("labels") or {}
+                ce = labels.get(LABEL_COMPUTE_ENVIRONMENT)
                 if ce:
                     used[ce] = used[ce] + pod_requests(pod)
+                node = labels.get("kubatch.dev/node-index")
+                if node is not None:
+                    live_nodes.add(node)
+                    gang_env = ce
+            if gang_env:
+                used[gang_env] = used[gang_env] + self._pending_gang(key, live_nodes)
         return used
+
+    def _pending_gang(self, key: str, live_nodes: set[str]) -> Resources:
+        job = self.view.jobs.get(key)
+        if job is None:
+            return Resources()
+        definition, _ = resolve_definition(self.view, job)
+        if definition is None:
+            return Resources()
+        try:
+            needs = self._needs(key, definition, job)
+        except (PodSpecError, ValueError, KeyError):
+            return Resources()
+        missing = Resources()
+        for index, node_needs in enumerate(needs.per_node):
+            if str(index) not in live_nodes:
+                missing = missing + Resources(node_needs.vcpus, node_needs.memory_mib, node_needs.gpus)
+        return missing
 
     def consumables_in_use(self) -> dict[str, int]:
         """Units held by STARTING/RUNNING jobs (REPLENISHABLE) or ever taken (NON_REPLENISHABLE)."""

@@ -1,0 +1,171 @@
+"""Karpenter provisioner: one `karpenter.sh/v1` NodePool per MANAGED compute environment.
+
+The NodePool (server-side applied, field manager `kubatch`) carries the environment's label and
+taint in its template, its instance types as requirements (exact types as
+`node.kubernetes.io/instance-type`, families and `optimal` as `karpenter.k8s.aws/instance-family`),
+the capacity type (EC2 -> on-demand, SPOT -> spot), `limits.cpu = maxvCpus`, the node class from
+`computeResources.nodeClassRef`, and empty-node consolidation after minScaleDownDelayMinutes (or
+the operator's idle time). Karpenter then launches and removes the nodes itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubatch.cluster.client import ApiError, Kube
+from kubatch.cluster.provisioners.base import (
+    GPU_TAINT,
+    JSON,
+    LABEL_CAPACITY_TYPE,
+    LABEL_INSTANCE_TYPE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    Provisioner,
+    ProvisionerError,
+    capacity_type,
+    ce_taint,
+    owner_reference,
+)
+from kubatch.core.instances import CATALOG, KEYWORDS, InstanceType, expand_or_default
+from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
+
+API = "/apis/karpenter.sh/v1"
+LABEL_INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
+MISSING_CRD = "Karpenter NodePool CRD (karpenter.sh/v1) is not installed"
+
+
+def nodepool_name(ce_name: str) -> str:
+    """`kubatch-<ce>`, shortened with a hash to stay a valid label value (Karpenter labels nodes with it)."""
+    name = f"kubatch-{ce_name}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha256(ce_name.encode()).hexdigest()[:8]
+    return f"kubatch-{ce_name[:45].rstrip('-.')}-{digest}"
+
+
+def instance_requirements(names: Sequence[str] | None) -> list[JSON]:
+    """Requirements for the allowed instance types (raises UnknownInstanceType)."""
+    listed = [n.strip() for n in (names or [])] or ["optimal"]
+    types = expand_or_default(listed)  # validates every entry
+    exact = [n for n in listed if n in CATALOG]
+    families: list[str] = []
+    for n in listed:
+        if n in CATALOG:
+            continue
+        for fam in KEYWORDS.get(n, (n,)):
+            if fam not in families:
+                families.append(fam)
+    if exact and families:  # requirements are ANDed: mixed lists become exact types
+        return [{"key": LABEL_INSTANCE_TYPE, "operator": "In", "values": sorted(t.name for t in types)}]
+    if exact:
+        return [{"key": LABEL_INSTANCE_TYPE, "operator": "In", "values": sorted(set(exact))}]
+    return [{"key": LABEL_INSTANCE_FAMILY, "operator": "In", "values": sorted(families)}]
+
+
+def _types(ce: Mapping[str, Any]) -> list[InstanceType]:
+    cr = (ce.get("spec") or {}).get("computeResources") or {}
+    return expand_or_default(cr.get("instanceTypes"))
+
+
+def nodepool_manifest(ce: Mapping[str, Any], *, default_idle_seconds: float = 30.0) -> JSON:
+    """The NodePool for a MANAGED environment with provisioner karpenter."""
+    md = ce.get("metadata") or {}
+    ce_name = str(md.get("name", ""))
+    cr = (ce.get("spec") or {}).get("computeResources") or {}
+    ref = cr.get("nodeClassRef")
+    if not ref:
+        raise ProvisionerError("computeResources.nodeClassRef is required with provisioner karpenter")
+    requirements = [
+        *instance_requirements(cr.get("instanceTypes")),
+        {"key": LABEL_CAPACITY_TYPE, "operator": "In", "values": [capacity_type(ce)]},
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+    ]
+    taints = [ce_taint(ce_name)]
+    if all(t.gpus for t in _types(ce)):
+        taints.append(dict(GPU_TAINT))
+    delay = cr.get("minScaleDownDelayMinutes")
+    consolidate_after = f"{int(delay)}m" if delay is not None else f"{max(0, int(default_idle_seconds))}s"
+    metadata: JSON = {
+        "name": nodepool_name(ce_name),
+        "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPUTE_ENVIRONMENT: ce_name},
+    }
+    if md.get("uid"):
+        metadata["ownerReferences"] = [owner_reference(ce)]
+    template_labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPUTE_ENVIRONMENT: ce_name}
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": metadata,
+        "spec": {
+            "template": {
+                "metadata": {"labels": template_labels},
+                "spec": {
+                    "nodeClassRef": {"group": ref["group"], "kind": ref["kind"], "name": ref["name"]},
+                    "requirements": requirements,
+                    "taints": taints,
+                },
+            },
+            "limits": {"cpu": str(int(cr.get("maxvCpus") or 0))},
+            "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": consolidate_after},
+        },
+    }
+
+
+class KarpenterProvisioner(Provisioner):
+    """Applies a NodePool per environment; Karpenter makes and consolidates the nodes."""
+
+    name = "karpenter"
+    manages_nodes = False
+
+    def __init__(self, kube: Kube, *, api: str = API, default_idle_seconds: float = 30.0) -> None:
+        self.kube = kube
+        self.api = api
+        self.default_idle_seconds = default_idle_seconds
+        self._applied: dict[str, JSON] = {}  # ce name -> last manifest applied
+
+    def path(self, ce_name: str) -> str:
+        return f"{self.api}/nodepools/{nodepool_name(ce_name)}"
+
+    async def ensure(self, ce: Mapping[str, Any]) -> None:
+        ce_name = str((ce.get("metadata") or {}).get("name", ""))
+        manifest = nodepool_manifest(ce, default_idle_seconds=self.default_idle_seconds)
+        if self._applied.get(ce_name) == manifest:
+            return
+        try:
+            await self.kube.apply(self.path(ce_name), manifest)
+        except ApiError as e:
+            self._applied.pop(ce_name, None)
+            if e.status == 404:
+                raise ProvisionerError(MISSING_CRD) from e
+            if e.status in (400, 403, 422):
+                raise ProvisionerError(f"NodePool {manifest['metadata']['name']} rejected: {e}") from e
+            raise
+        self._applied[ce_name] = manifest
+
+    def forget(self, ce_name: str) -> None:
+        """Re-apply on the next `ensure` (e.g. after someone else changed the NodePool)."""
+        self._applied.pop(ce_name, None)
+
+    async def add_nodes(self, ce: Mapping[str, Any], types: Sequence[InstanceType]) -> list[JSON]:
+        return []  # Karpenter launches nodes for the pending pods itself
+
+    async def remove_nodes(self, ce: Mapping[str, Any], names: Sequence[str]) -> None:
+        return None  # Karpenter consolidates empty nodes itself
+
+    async def cordon(self, ce: Mapping[str, Any], names: Sequence[str]) -> list[JSON]:
+        return []  # Karpenter replaces drifted nodes itself
+
+    async def cleanup(self, ce: Mapping[str, Any]) -> bool:
+        ce_name = str((ce.get("metadata") or {}).get("name", ""))
+        self._applied.pop(ce_name, None)
+        try:
+            await self.kube.get(self.path(ce_name))
+        except ApiError as e:
+            if e.status == 404:
+                return True
+            raise
+        await self.kube.delete(self.path(ce_name))
+        return False
