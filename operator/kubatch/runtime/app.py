@@ -163,6 +163,11 @@ class Runtime:
         self.synced.set()
         if self.options.leader_election:
             self.tasks.append(asyncio.create_task(self.leader.run(), name="leader"))
+        # Start-up returns now (a standby serves the webhook too); the loops start once we lead.
+        self.tasks.append(asyncio.create_task(self._lead(), name="lead"))
+
+    async def _lead(self) -> None:
+        if self.options.leader_election:
             await self.leader.became_leader.wait()
             self.tasks.append(asyncio.create_task(self._watch_leadership(), name="leadership"))
         for loop in (self.jobs, self.dispatcher, self.definitions, self.compute, self.status):

@@ -19,8 +19,9 @@ from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View, job_key
+from kubatch.core.admission import World, validate_batch_job
 from kubatch.core.deps import DependencyStatus
-from kubatch.core.lifecycle import Context, Decision, Definition, reconcile
+from kubatch.core.lifecycle import Context, Decision, Definition, parse_iso, reconcile
 from kubatch.core.podspec import PodSettings
 from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve
 from kubatch.core.states import TERMINAL
@@ -175,6 +176,8 @@ class JobReconciler:
             queue = self.view.queues.get(str(spec.get("jobQueue", "")))
             if queue is None:
                 queue_missing = f"Job queue {spec.get('jobQueue')} not found"
+            elif error is None:
+                queue_missing = self.admission_problems(job)
         key = job_key(ns, job["metadata"]["name"])
         blocked = self.scheduler.blocked.get(key) if self.scheduler is not None else None
         forced = dict(self.scheduler.forced_cancel.get(key, {})) if self.scheduler is not None else {}
@@ -191,9 +194,61 @@ class JobReconciler:
             settings=self.settings,
         )
 
+    def admission_problems(self, job: Mapping[str, Any]) -> str | None:
+        """The webhook's rules, checked again when a job is first seen: with the webhook down (or
+        bypassed) a job is accepted and then checked here, never silently wrong. The namespace
+        selector of the queue is the webhook's alone (the view does not hold namespaces)."""
+        ns = job["metadata"]["namespace"]
+        spec = job.get("spec") or {}
+        jobs: dict[str, Any] = {}
+        frontier = [str(e.get("jobName")) for e in spec.get("dependsOn") or [] if e.get("jobName")]
+        while frontier and len(jobs) < 1000:
+            name = frontier.pop()
+            dep = self.view.jobs.get(job_key(ns, name))
+            if dep is None or name in jobs:
+                continue
+            jobs[name] = dep
+            frontier += [
+                str(e.get("jobName")) for e in (dep.get("spec") or {}).get("dependsOn") or [] if e.get("jobName")
+            ]
+        try:
+            ref = parse_reference(str(spec.get("jobDefinition", "")))
+        except ValueError:
+            return None  # reported by the definition resolution
+        world = World(
+            namespace=ns,
+            queues=dict(self.view.queues),
+            envs=dict(self.view.envs),
+            policies=dict(self.view.policies),
+            consumables=dict(self.view.consumables),
+            definitions={ref.name: d} if (d := self.view.definitions.get(job_key(ns, ref.name))) else {},
+            revisions={ref.name: revision_records(self.view, ns, ref.name)},
+            jobs=jobs,
+        )
+        problems = validate_batch_job(dict(job), world)
+        return "; ".join(str(p) for p in problems) or None
+
+    def awaiting_dependencies(self, job: Mapping[str, Any], grace: float = 30.0) -> bool:
+        """A new job whose dependency is not in the view yet: submitted together (one `kubectl apply`
+        of several documents), the dependency's watch event may simply not have arrived. Wait a
+        little before judging it missing."""
+        if (job.get("status") or {}).get("status"):
+            return False
+        created = parse_iso(job["metadata"].get("creationTimestamp")) or time.time()
+        if time.time() - created > grace:
+            return False
+        ns = job["metadata"]["namespace"]
+        return any(
+            e.get("jobName") and job_key(ns, str(e["jobName"])) not in self.view.jobs
+            for e in (job.get("spec") or {}).get("dependsOn") or []
+        )
+
     async def step(self, key: str) -> None:
         job = self.view.jobs.get(key)
         if job is None:
+            return
+        if self.awaiting_dependencies(job):
+            heapq.heappush(self.timers, (time.time() + 0.5, key))
             return
         ctx = self.context(job)
         if ctx.definition is None and ctx.definition_error is None:
