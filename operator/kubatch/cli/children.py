@@ -120,9 +120,7 @@ def node_view(job: Mapping[str, Any], node: int) -> JSON:
         raise ValueError(f'batchjob "{name}" is not a multi-node job (or kubatch has not started it yet)')
     if num and node >= int(num):
         raise ValueError(f'batchjob "{name}" has nodes 0-{int(num) - 1}; {node} is out of range')
-    entry: Mapping[str, Any] = next(
-        (n for n in np.get("nodes") or [] if _int(n.get("nodeIndex")) == node), {}
-    )
+    entry: Mapping[str, Any] = next((n for n in np.get("nodes") or [] if _int(n.get("nodeIndex")) == node), {})
     attempt = current_attempt(status)
     pod = entry.get("podName") or (pod_name(name, attempt, node_index=node) if attempt else None)
     job_id = status.get("jobId") or meta.get("uid")
@@ -133,8 +131,12 @@ def node_view(job: Mapping[str, Any], node: int) -> JSON:
         "status": entry.get("status") or range_lookup(np.get("indexes"), node),
         "jobQueue": spec.get("jobQueue"),
         "jobDefinition": status.get("jobDefinition") or spec.get("jobDefinition"),
-        "nodeProperties": {"nodeIndex": node, "numNodes": num, "mainNode": np.get("mainNode"),
-                           "isMainNode": np.get("mainNode") == node},
+        "nodeProperties": {
+            "nodeIndex": node,
+            "numNodes": num,
+            "mainNode": np.get("mainNode"),
+            "isMainNode": np.get("mainNode") == node,
+        },
         "attempt": attempt or None,
         "exitCode": _int(entry.get("exitCode")),
         "podName": pod,

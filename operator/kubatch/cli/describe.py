@@ -40,15 +40,17 @@ def attempts_table(status: Mapping[str, Any], width: int, now: datetime) -> str:
         c = a.get("container") or {}
         reason = "; ".join(r for r in (a.get("statusReason"), c.get("reason")) if r)
         exit_code = c.get("exitCode")
-        rows.append([
-            i,
-            "" if exit_code is None else exit_code,
-            c.get("podName") or "",
-            c.get("nodeName") or "",
-            local_time(a.get("startedAt")),
-            _duration(a.get("startedAt"), a.get("stoppedAt"), now),
-            reason,
-        ])
+        rows.append(
+            [
+                i,
+                "" if exit_code is None else exit_code,
+                c.get("podName") or "",
+                c.get("nodeName") or "",
+                local_time(a.get("startedAt")),
+                _duration(a.get("startedAt"), a.get("stoppedAt"), now),
+                reason,
+            ]
+        )
     headers = ["#", "EXIT", "POD", "NODE", "STARTED", "RAN", "REASON"]
     return table(headers, rows, max_width=width, flex=("POD", "NODE", "REASON"))
 
@@ -100,25 +102,27 @@ def describe_job(job: Mapping[str, Any], *, width: int = 80, now: datetime | Non
         definition = f"{status['jobDefinition']} (submitted as {spec.get('jobDefinition')})"
     runnable = status.get("runnableAt") or status.get("queuedAt")
     sections = [
-        key_values([
-            ("Name", meta.get("name")),
-            ("Namespace", meta.get("namespace")),
-            ("JobId", status.get("jobId") or meta.get("uid")),
-            ("Queue", spec.get("jobQueue")),
-            ("Definition", definition),
-            ("Status", status.get("status") or "SUBMITTED"),
-            ("Reason", status.get("statusReason")),
-            ("Compute env", status.get("computeEnvironment")),
-            ("Share", status.get("shareIdentifier") or spec.get("shareIdentifier")),
-            ("Priority", status.get("schedulingPriority")),
-            ("Position", status.get("position")),
-            ("Created", local_time(status.get("createdAt") or meta.get("creationTimestamp"))),
-            ("Runnable since", local_time(runnable) if runnable else None),
-            ("Started", local_time(status.get("startedAt")) if status.get("startedAt") else None),
-            ("Stopped", local_time(status.get("stoppedAt")) if status.get("stoppedAt") else None),
-            ("Cancel", (spec.get("cancel") or {}).get("reason")),
-            ("Terminate", (spec.get("terminate") or {}).get("reason")),
-        ])
+        key_values(
+            [
+                ("Name", meta.get("name")),
+                ("Namespace", meta.get("namespace")),
+                ("JobId", status.get("jobId") or meta.get("uid")),
+                ("Queue", spec.get("jobQueue")),
+                ("Definition", definition),
+                ("Status", status.get("status") or "SUBMITTED"),
+                ("Reason", status.get("statusReason")),
+                ("Compute env", status.get("computeEnvironment")),
+                ("Share", status.get("shareIdentifier") or spec.get("shareIdentifier")),
+                ("Priority", status.get("schedulingPriority")),
+                ("Position", status.get("position")),
+                ("Created", local_time(status.get("createdAt") or meta.get("creationTimestamp"))),
+                ("Runnable since", local_time(runnable) if runnable else None),
+                ("Started", local_time(status.get("startedAt")) if status.get("startedAt") else None),
+                ("Stopped", local_time(status.get("stoppedAt")) if status.get("stoppedAt") else None),
+                ("Cancel", (spec.get("cancel") or {}).get("reason")),
+                ("Terminate", (spec.get("terminate") or {}).get("reason")),
+            ]
+        )
     ]
     if status.get("attempts"):
         sections.append("Attempts:\n" + _indent(attempts_table(status, width - 2, now)))
@@ -140,22 +144,24 @@ def describe_part(view: Mapping[str, Any], pod: Mapping[str, Any] | None) -> str
     """The text of `describe NAME:INDEX` or `describe NAME#NODE` from a child or node view."""
     array, nodes = view.get("arrayProperties") or {}, view.get("nodeProperties") or {}
     exit_code = view.get("exitCode")
-    return key_values([
-        ("Name", view.get("jobName")),
-        ("Namespace", view.get("namespace")),
-        ("JobId", view.get("jobId")),
-        ("Queue", view.get("jobQueue")),
-        ("Definition", view.get("jobDefinition")),
-        ("Status", view.get("status") or "unknown"),
-        ("Reason", view.get("statusReason")),
-        ("Compute env", view.get("computeEnvironment")),
-        ("Array index", f"{array['index']} of 0-{array['size'] - 1}" if array else None),
-        ("Node", f"{nodes['nodeIndex']}{' (main node)' if nodes.get('isMainNode') else ''}" if nodes else None),
-        ("Attempt", view.get("attempt") or "none started"),
-        ("Exit code", None if exit_code is None else exit_code),
-        ("Host", view.get("nodeName") or ((pod or {}).get("spec") or {}).get("nodeName")),
-        ("Pod", pod_line(view.get("podName"), pod)),
-    ])
+    return key_values(
+        [
+            ("Name", view.get("jobName")),
+            ("Namespace", view.get("namespace")),
+            ("JobId", view.get("jobId")),
+            ("Queue", view.get("jobQueue")),
+            ("Definition", view.get("jobDefinition")),
+            ("Status", view.get("status") or "unknown"),
+            ("Reason", view.get("statusReason")),
+            ("Compute env", view.get("computeEnvironment")),
+            ("Array index", f"{array['index']} of 0-{array['size'] - 1}" if array else None),
+            ("Node", f"{nodes['nodeIndex']}{' (main node)' if nodes.get('isMainNode') else ''}" if nodes else None),
+            ("Attempt", view.get("attempt") or "none started"),
+            ("Exit code", None if exit_code is None else exit_code),
+            ("Host", view.get("nodeName") or ((pod or {}).get("spec") or {}).get("nodeName")),
+            ("Pod", pod_line(view.get("podName"), pod)),
+        ]
+    )
 
 
 def _indent(text: str, by: int = 2) -> str:

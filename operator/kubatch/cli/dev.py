@@ -42,12 +42,18 @@ def demo(kubeconfig: str | None) -> None:
     for name, cpu, memory, gpus in DEMO_NODES:
         manifest = kwok_node(name, cpu=cpu, memory=memory, gpus=gpus, labels={"kubatch.dev/demo": "true"})
         subprocess.run(
-            [info.kubectl, "apply", "-f", "-"], input=json.dumps(manifest), text=True, check=True,
-            env=info.env(), capture_output=True,
+            [info.kubectl, "apply", "-f", "-"],
+            input=json.dumps(manifest),
+            text=True,
+            check=True,
+            env=info.env(),
+            capture_output=True,
         )
     subprocess.run(
         [info.kubectl, "wait", "--for=condition=Ready", "node", "-l", "kubatch.dev/demo=true", "--timeout=60s"],
-        check=True, env=info.env(), capture_output=True,
+        check=True,
+        env=info.env(),
+        capture_output=True,
     )
     click.echo(f"Local cluster {info.server} (Kubernetes {info.k8s_version}); kubeconfig {info.kubeconfig}\n")
     subprocess.run([info.kubectl, "get", "nodes", "-o", "wide"], check=True, env=info.env())

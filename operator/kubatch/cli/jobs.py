@@ -146,7 +146,7 @@ def list_jobs(
     if output in ("json", "yaml"):
         click.echo(dump({"apiVersion": "v1", "kind": "List", "items": jobs}, output))
     elif not jobs:
-        click.echo(f'No batchjobs found{"" if ns is None else f" in namespace {ns!r}"}.', err=True)
+        click.echo(f"No batchjobs found{'' if ns is None else f' in namespace {ns!r}'}.", err=True)
     else:
         click.echo(jobs_table(jobs, wide=output == "wide", namespaced=ns is not None, width=terminal_width()))
 

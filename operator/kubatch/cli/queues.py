@@ -24,14 +24,16 @@ def normalize_front(entries: Sequence[Mapping[str, Any]]) -> list[JSON]:
         index = e.get("arrayIndex")
         if index is not None and ":" not in name:
             name = f"{name}:{index}"
-        out.append({
-            "position": e.get("position", i),
-            "namespace": e.get("namespace") or "",
-            "job": name,
-            "status": e.get("status") or "RUNNABLE",
-            "statusReason": e.get("statusReason") or "",
-            "since": e.get("runnableAt") or e.get("earliestTimeAtPosition"),
-        })
+        out.append(
+            {
+                "position": e.get("position", i),
+                "namespace": e.get("namespace") or "",
+                "job": name,
+                "status": e.get("status") or "RUNNABLE",
+                "statusReason": e.get("statusReason") or "",
+                "since": e.get("runnableAt") or e.get("earliestTimeAtPosition"),
+            }
+        )
     return out
 
 
@@ -43,11 +45,20 @@ def runnable_front(jobs: Iterable[Mapping[str, Any]], queue: str, limit: int) ->
         meta, spec, status = job.get("metadata") or {}, job.get("spec") or {}, job.get("status") or {}
         if spec.get("jobQueue") != queue:
             continue
-        since = str(status.get("runnableAt") or status.get("queuedAt") or status.get("createdAt")
-                    or meta.get("creationTimestamp") or "")
+        since = str(
+            status.get("runnableAt")
+            or status.get("queuedAt")
+            or status.get("createdAt")
+            or meta.get("creationTimestamp")
+            or ""
+        )
         ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        base = {"namespace": ns, "status": "RUNNABLE", "statusReason": status.get("statusReason") or "",
-                "since": since or None}
+        base = {
+            "namespace": ns,
+            "status": "RUNNABLE",
+            "statusReason": status.get("statusReason") or "",
+            "since": since or None,
+        }
         if status.get("status") == "RUNNABLE":
             found.append((since, ns, name, -1, {**base, "job": name}))
         runnable = ((status.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE")
@@ -63,8 +74,13 @@ def runnable_front(jobs: Iterable[Mapping[str, Any]], queue: str, limit: int) ->
 
 def front_table(front: Sequence[Mapping[str, Any]], width: int | None, now: datetime | None = None) -> str:
     rows = [
-        [f.get("position"), f"{f['namespace']}/{f['job']}" if f.get("namespace") else f.get("job"),
-         f.get("status"), age(f.get("since"), now) if f.get("since") else "", f.get("statusReason")]
+        [
+            f.get("position"),
+            f"{f['namespace']}/{f['job']}" if f.get("namespace") else f.get("job"),
+            f.get("status"),
+            age(f.get("since"), now) if f.get("since") else "",
+            f.get("statusReason"),
+        ]
         for f in front
     ]
     return table(["POS", "JOB", "STATUS", "WAITING", "REASON"], rows, max_width=width, flex=("JOB", "REASON"))
@@ -72,8 +88,13 @@ def front_table(front: Sequence[Mapping[str, Any]], width: int | None, now: date
 
 def share_table(shares: Sequence[Mapping[str, Any]], width: int | None) -> str:
     rows = [
-        [s.get("shareIdentifier"), _num(s.get("usage")), _num(s.get("weightFactor")),
-         _num(s.get("runningVcpus", s.get("runningvCpus"))), s.get("activeJobs", "")]
+        [
+            s.get("shareIdentifier"),
+            _num(s.get("usage")),
+            _num(s.get("weightFactor")),
+            _num(s.get("runningVcpus", s.get("runningvCpus"))),
+            s.get("activeJobs", ""),
+        ]
         for s in shares
     ]
     headers = ["SHARE", "USAGE", "WEIGHT", "RUNNING-VCPUS", "ACTIVE-JOBS"]
@@ -87,8 +108,13 @@ def _num(value: Any) -> str:
 
 
 def queue_text(
-    queue: Mapping[str, Any], front: Sequence[Mapping[str, Any]], *, head_reason: str | None = None,
-    width: int | None = 80, now: datetime | None = None, fallback: bool = False,
+    queue: Mapping[str, Any],
+    front: Sequence[Mapping[str, Any]],
+    *,
+    head_reason: str | None = None,
+    width: int | None = 80,
+    now: datetime | None = None,
+    fallback: bool = False,
 ) -> str:
     """The text of `kubatch queue NAME`."""
     meta, spec, status = queue.get("metadata") or {}, queue.get("spec") or {}, queue.get("status") or {}
@@ -96,17 +122,21 @@ def queue_text(
         f"{c.get('computeEnvironment')}"
         for c in sorted(spec.get("computeEnvironmentOrder") or [], key=lambda c: c.get("order", 0))
     )
-    parts = [key_values([
-        ("Name", meta.get("name")),
-        ("Status", status.get("status") or "-"),
-        ("Reason", status.get("statusReason")),
-        ("State", spec.get("state") or "ENABLED"),
-        ("Priority", spec.get("priority")),
-        ("Compute envs", ces),
-        ("Scheduling", f"fair share ({spec['schedulingPolicy']})" if spec.get("schedulingPolicy") else "FIFO"),
-        ("Jobs", counts(status.get("jobCounts"), STATES) or "none"),
-        ("Updated", age(status["lastUpdatedAt"], now) + " ago" if status.get("lastUpdatedAt") else None),
-    ])]
+    parts = [
+        key_values(
+            [
+                ("Name", meta.get("name")),
+                ("Status", status.get("status") or "-"),
+                ("Reason", status.get("statusReason")),
+                ("State", spec.get("state") or "ENABLED"),
+                ("Priority", spec.get("priority")),
+                ("Compute envs", ces),
+                ("Scheduling", f"fair share ({spec['schedulingPolicy']})" if spec.get("schedulingPolicy") else "FIFO"),
+                ("Jobs", counts(status.get("jobCounts"), STATES) or "none"),
+                ("Updated", age(status["lastUpdatedAt"], now) + " ago" if status.get("lastUpdatedAt") else None),
+            ]
+        )
+    ]
     if front:
         head = front[0]
         reason = head.get("statusReason") or head_reason

@@ -26,9 +26,7 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option("--job-definition", required=True, help="JobDefinition: NAME (latest ACTIVE revision) or NAME:REV.")
 @click.option("--parameters", "parameters", multiple=True, metavar="K=V", help="Ref:: parameter (repeatable).")
 @click.option("--array-size", type=int, help="Run as an array job of N children (2-10000).")
-@click.option(
-    "--depends-on", multiple=True, metavar="NAME[:N_TO_N]", help="Wait for this job to succeed (repeatable)."
-)
+@click.option("--depends-on", multiple=True, metavar="NAME[:N_TO_N]", help="Wait for this job to succeed (repeatable).")
 @click.option("--depends-on-sequential", is_flag=True, help="Array children run one after another (SEQUENTIAL).")
 @click.option("--command", "command_line", metavar="STRING", help="Container command, split like a shell would.")
 @click.option("--command-arg", multiple=True, metavar="ARG", help="Container command, one argument each (repeatable).")

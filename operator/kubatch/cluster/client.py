@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import ssl
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,7 @@ class Kube:
         self.requests_total = 0
         self.throttled_total = 0
         self.errors_total = 0
+        self.errors_by_code: Counter[str] = Counter()
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, **kw: Any) -> Kube:
@@ -154,10 +156,12 @@ class Kube:
                         delay = min(delay * 2, 5.0)
                         continue
                     self.errors_total += 1
+                    self.errors_by_code[str(resp.status)] += 1
                     raise ApiError(resp.status, payload, method, path)
             except (TimeoutError, aiohttp.ClientConnectionError) as e:
                 if attempt >= retries:
                     self.errors_total += 1
+                    self.errors_by_code["0"] += 1
                     raise ApiError(0, str(e), method, path) from e
                 log.debug("%s %s: %s, retrying in %.1fs", method, path, e, delay)
                 await asyncio.sleep(delay)

@@ -58,10 +58,16 @@ class Metrics:
             registry=r,
         )
         self.pods_created = PCounter("kubatch_pods_created", "Pods created by the operator.", registry=r)
-        self.api_errors = PCounter("kubatch_api_errors", "Failed API calls.", ["code"], registry=r)
         self.queue_blocked_events = PCounter(
             "kubatch_queue_blocked", "Times a queue became blocked, by reason code.", ["queue", "reason"], registry=r
         )
+
+    def known_queue(self, queue: str) -> None:
+        """Export zeros for a queue's counters, so rates exist before the first event."""
+        self.transitions.labels(queue, "SUCCEEDED")
+        self.transitions.labels(queue, "FAILED")
+        self.retries.labels(queue)
+        self.attempts.labels(queue)
 
     def observe_transition(self, queue: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         before, after = old.get("status"), new.get("status")

@@ -6,12 +6,14 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from kubatch.cluster.view import View
 from kubatch.observability.metrics import Metrics, count_jobs, gauge
 from kubatch.runtime.capacity import env_view
 from kubatch.scheduler import Resources
+
+JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 
 def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
@@ -19,6 +21,9 @@ def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
 
     def collect() -> Iterator[Metric]:
         counts = count_jobs(view.jobs)
+        for queue in view.queues:
+            for state in JOB_STATES:
+                counts.setdefault((queue, state), 0)
         yield gauge(
             "kubatch_jobs",
             "Jobs (array children counted singly) by queue and state.",
@@ -50,6 +55,12 @@ def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
         yield gauge("kubatch_compute_environment_used_gpus", "GPUs requested.", ["compute_environment"], gpus_used)
         yield gauge("kubatch_compute_environment_max_gpus", "Capacity in GPUs.", ["compute_environment"], gpus_max)
         shares: dict[tuple[str, ...], float] = defaultdict(float)
+        for queue, q in view.queues.items():
+            policy = view.policies.get(str((q.get("spec") or {}).get("schedulingPolicy") or ""))
+            for entry in ((policy or {}).get("spec") or {}).get("fairsharePolicy", {}).get("shareDistribution") or []:
+                ident = str(entry.get("shareIdentifier", ""))
+                if ident and not ident.endswith("*"):
+                    shares[(queue, ident)] += 0.0
         for su in dispatcher.usage_rows:
             shares[(su.queue, su.share)] += su.running_vcpus
         yield gauge(
@@ -83,6 +94,13 @@ def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
             [],
             {(): 1.0 if runtime.is_leader else 0.0},
         )
+        errors = CounterMetricFamily(
+            "kubatch_api_errors", "Failed API calls by HTTP status (0: no answer).", labels=["code"]
+        )
+        by_code = runtime.kube.errors_by_code
+        for code in sorted(set(by_code) | {"0", "404", "409", "429", "500"}):
+            errors.add_metric([code], float(by_code.get(code, 0)))
+        yield errors
         yield gauge(
             "kubatch_api_requests",
             "API requests sent (counter semantics).",

@@ -311,6 +311,7 @@ class Dispatcher:
         )
         queues = []
         for name, q in self.view.queues.items():
+            self.metrics.known_queue(name)
             spec = q.get("spec") or {}
             order = sorted(spec.get("computeEnvironmentOrder") or [], key=lambda e: int(e.get("order", 0)))
             queues.append(
@@ -529,7 +530,6 @@ class Dispatcher:
             self.metrics.pods_created.inc()
             self.metrics.attempts.labels(str(spec.get("jobQueue", ""))).inc()
         except ApiError as e:
-            self.metrics.api_errors.labels(str(e.status)).inc()
             log.warning("dispatch %s: %s", unit.key, e)
         finally:
             self.in_flight.discard(unit.key)
