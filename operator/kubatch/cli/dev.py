@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import click
 
 from kubatch.devcluster.cluster import LocalCluster
-from kubatch.devcluster.nodes import kwok_node
-
-DEMO_NODES = (
-    ("demo-cpu-0", 8, "32Gi", 0),
-    ("demo-cpu-1", 8, "32Gi", 0),
-    ("demo-gpu-0", 8, "61Gi", 1),
-)
 
 
 @click.group()
@@ -36,24 +26,10 @@ def down() -> None:
 
 @dev.command("demo")
 @click.option("--kubeconfig", type=click.Path(), default=None, help="ignored: the demo uses the local cluster")
-def demo(kubeconfig: str | None) -> None:
-    """Bring the local cluster up, add simulated nodes, and show them."""
-    info = LocalCluster().up()
-    for name, cpu, memory, gpus in DEMO_NODES:
-        manifest = kwok_node(name, cpu=cpu, memory=memory, gpus=gpus, labels={"kubatch.dev/demo": "true"})
-        subprocess.run(
-            [info.kubectl, "apply", "-f", "-"],
-            input=json.dumps(manifest),
-            text=True,
-            check=True,
-            env=info.env(),
-            capture_output=True,
-        )
-    subprocess.run(
-        [info.kubectl, "wait", "--for=condition=Ready", "node", "-l", "kubatch.dev/demo=true", "--timeout=60s"],
-        check=True,
-        env=info.env(),
-        capture_output=True,
-    )
-    click.echo(f"Local cluster {info.server} (Kubernetes {info.k8s_version}); kubeconfig {info.kubeconfig}\n")
-    subprocess.run([info.kubectl, "get", "nodes", "-o", "wide"], check=True, env=info.env())
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="seconds to follow the jobs")
+def demo(kubeconfig: str | None, timeout: float) -> None:
+    """Local cluster + operator + a realistic mix of jobs, shown live, with a summary."""
+    from kubatch.cli.demo import run_demo
+    from kubatch.devcluster.cluster import find_repo
+
+    raise SystemExit(run_demo(find_repo(), timeout=timeout))
