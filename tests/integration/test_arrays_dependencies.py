@@ -72,10 +72,11 @@ def test_failing_child_fails_parent_only_after_slow_children(batch: Batch) -> No
 def test_dependency_chain_and_failure_cascade(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=8)])
     batch.container_definition("step")
-    batch.job("a", q, "step", duration="2s")
+    batch.job("a", q, "step", duration="6s")
     batch.job("b", q, "step", dependsOn=[{"jobName": "a"}])
     batch.job("c", q, "step", dependsOn=[{"jobName": "b"}])
-    assert batch.wait_status("b", "PENDING")["status"] == "PENDING"
+    batch.wait_status("a", "RUNNING")
+    assert batch.status("b")["status"] == "PENDING"
     done_a = batch.wait_done("a")
     done_c = batch.wait_done("c")
     assert done_c["status"] == "SUCCEEDED"

@@ -184,7 +184,7 @@ def test_revisions_are_pinned_at_submission(batch: Batch) -> None:
     batch.container_definition("pinned", command=["echo", "v1"])
     batch.job("hold", q, "pinned", duration="1h")
     batch.wait_status("hold", "RUNNING")
-    batch.job("first", q, "pinned")
+    batch.job("first", q, "pinned", duration="6s")
     batch.wait_status("first", "RUNNABLE")
     assert batch.status("first")["jobDefinition"] == "pinned:1"
     batch.container_definition("pinned", command=["echo", "v2"])
