@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.kubatch/kubeconfig
 PYTEST_WORKERS ?= 3
 
-.PHONY: venv test test-unit test-integration lint fmt crds crds-check cluster-build cluster-up cluster-down \
+.PHONY: system-deps venv test test-unit test-integration lint fmt crds crds-check cluster-build cluster-up cluster-down \
         cluster-status operator demo kind-e2e bench bench-quick clean
 
 venv: $(STAMP)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+system-deps:
+	@bash hack/system-deps.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -43,13 +46,13 @@ cluster-status: venv
 	@$(PY) -m kubatch.devcluster status
 
 # Unit tests need no cluster; integration tests bring the local cluster up themselves (or reuse it).
-test: venv lint cluster-build
+test: system-deps venv lint cluster-build
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist load -p no:cacheprovider tests
 
 test-unit: venv
 	$(VENV)/bin/pytest -p no:cacheprovider tests/unit
 
-test-integration: venv cluster-build
+test-integration: system-deps venv cluster-build
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist load -p no:cacheprovider tests/integration
 
 operator: venv cluster-up
