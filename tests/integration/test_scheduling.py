@@ -196,6 +196,8 @@ def test_oversized_job_blocks_fifo_queue_until_time_limit_cancels_it(batch: Batc
         )
 
     batch.wait_for(blocked, "huge blocked with MISCONFIGURATION reason", timeout=30)
+    batch.wait_status("behind", "RUNNABLE")
+    time.sleep(2)
     assert batch.status("behind")["status"] == "RUNNABLE", "the FIFO queue is blocked behind its head"
     queue = batch.kget("jobqueue", q)
     front = (queue.get("status") or {}).get("front") or []

@@ -9,6 +9,7 @@ idempotent calls are retried with backoff, honouring Retry-After.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,6 +27,24 @@ log = logging.getLogger(__name__)
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 JSON = dict[str, Any]
+
+
+def retry_after(value: str | None, default: float) -> float:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3);
+    `default` when it is missing or unreadable, never negative."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class ApiError(Exception):
@@ -150,7 +170,7 @@ class Kube:
                     if resp.status == 429:
                         self.throttled_total += 1
                     if retryable and attempt < retries:
-                        wait = float(resp.headers.get("Retry-After", delay))
+                        wait = retry_after(resp.headers.get("Retry-After"), delay)
                         log.debug("%s %s: %s, retrying in %.1fs", method, path, resp.status, wait)
                         await asyncio.sleep(min(wait, 10.0))
                         delay = min(delay * 2, 5.0)
@@ -158,7 +178,7 @@ class Kube:
                     self.errors_total += 1
                     self.errors_by_code[str(resp.status)] += 1
                     raise ApiError(resp.status, payload, method, path)
-            except (TimeoutError, aiohttp.ClientConnectionError) as e:
+            except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
                 if attempt >= retries:
                     self.errors_total += 1
                     self.errors_by_code["0"] += 1

@@ -19,6 +19,18 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, dict[str, Any]], None]
 
 
+def tombstone(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a DELETED event found by a relist carries: the identity of the last copy seen (metadata
+    name, namespace, uid, labels) and its top-level scalars (e.g. a ControllerRevision's
+    `revision`), so handlers can route it exactly as they route a watched deletion."""
+    md = obj.get("metadata", {})
+    out: dict[str, Any] = {k: v for k, v in obj.items() if not isinstance(v, dict | list)}
+    out["metadata"] = {
+        k: md[k] for k in ("name", "namespace", "uid", "labels", "resourceVersion") if md.get(k) is not None
+    }
+    return out
+
+
 class Informer:
     """Mirror one collection into `handler` calls: ADDED/MODIFIED/DELETED, plus SYNCED once listed.
 
@@ -35,7 +47,7 @@ class Informer:
         self.label_selector = label_selector
         self.name = name or path
         self.synced = asyncio.Event()
-        self.known: dict[str, str] = {}  # uid -> key, to report deletions found by a relist
+        self.known: dict[str, dict[str, Any]] = {}  # uid -> tombstone, to report deletions found by a relist
         self.relists = 0
 
     @staticmethod
@@ -45,15 +57,14 @@ class Informer:
 
     async def _list(self) -> str:
         items, rv = await self.kube.list_all(self.path, label_selector=self.label_selector)
-        seen: dict[str, str] = {}
-        for obj in items:
-            uid = obj["metadata"]["uid"]
-            seen[uid] = self.key(obj)
-            self.handler("ADDED" if uid not in self.known else "MODIFIED", obj)
-        for uid, key in self.known.items():
+        seen = {obj["metadata"]["uid"]: tombstone(obj) for obj in items}
+        # Deletions first: an object deleted and re-created under the same name while the watch was
+        # down must end up present (handlers keyed by name would otherwise drop the new one).
+        for uid, gone in self.known.items():
             if uid not in seen:
-                ns, _, name = key.partition("/")
-                self.handler("DELETED", {"metadata": {"namespace": ns, "name": name, "uid": uid}})
+                self.handler("DELETED", gone)
+        for obj in items:
+            self.handler("ADDED" if obj["metadata"]["uid"] not in self.known else "MODIFIED", obj)
         self.known = seen
         self.relists += 1
         return rv
@@ -87,7 +98,7 @@ class Informer:
                     if typ == "DELETED":
                         self.known.pop(md.get("uid", ""), None)
                     else:
-                        self.known[md.get("uid", "")] = self.key(obj)
+                        self.known[md.get("uid", "")] = tombstone(obj)
                     if typ in ("ADDED", "MODIFIED", "DELETED"):
                         self.handler(typ, obj)
                 backoff = 0.5
@@ -95,6 +106,7 @@ class Informer:
                 raise
             except ApiError as e:
                 if e.status == 410:
+                    log.info("informer %s: watch expired (410), relisting", self.name)
                     rv = ""
                     continue
                 log.warning("informer %s: %s; retrying in %.1fs", self.name, e, backoff)

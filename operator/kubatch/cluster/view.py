@@ -63,7 +63,9 @@ class View:
     """Latest objects by kind, plus pods grouped by owning job."""
 
     def __init__(self) -> None:
-        self.jobs: dict[str, JSON] = {}
+        self.jobs: dict[str, JSON] = {}  # the effective jobs: as the API has them, with pending status on top
+        self.written: dict[str, JSON] = {}  # job key -> status as the API server has it
+        self.overlay: dict[str, tuple[str, JSON]] = {}  # job key -> (uid, status decided but not written yet)
         self.pods: dict[str, dict[str, JSON]] = defaultdict(dict)  # job key -> pod name -> pod
         self.definitions: dict[str, JSON] = {}  # ns/name -> JobDefinition
         self.revisions: dict[str, dict[int, JSON]] = defaultdict(dict)  # ns/jd -> rev -> ControllerRevision
@@ -110,10 +112,18 @@ class View:
         if typ == "DELETED":
             if old is not None and old["metadata"].get("uid") == md.get("uid"):
                 self.jobs.pop(key, None)
+                self.written.pop(key, None)
+                self.overlay.pop(key, None)
                 self._index_deps(key, None, old)
         else:
             if old is not None and old["metadata"].get("uid") == md.get("uid") and _rv(old) > _rv(obj):
                 return  # an older copy than the one our own write already gave us
+            self.written[key] = obj.get("status") or {}
+            pending = self.overlay.get(key)
+            if pending is not None and pending[0] == md.get("uid"):
+                obj = {**obj, "status": pending[1]}
+            elif pending is not None:
+                del self.overlay[key]  # a new object of the same name
             self.jobs[key] = obj
             if old is None or (old.get("spec") or {}).get("dependsOn") != (obj.get("spec") or {}).get("dependsOn"):
                 self._index_deps(key, obj, old)
@@ -124,6 +134,25 @@ class View:
     def put_job(self, obj: JSON) -> None:
         """Our own write's response: newer than anything the informer has shown yet."""
         self.on_job("MODIFIED", obj)
+
+    def set_status(self, key: str, status: JSON) -> None:
+        """A status decided but not written yet: every reader of the view sees it at once."""
+        job = self.jobs.get(key)
+        if job is None:
+            return
+        self.overlay[key] = (str(job["metadata"].get("uid", "")), status)
+        self.jobs[key] = {**job, "status": status}
+        self.mark_dependents(key)
+        self.changed.set()
+
+    def written_status(self, key: str) -> JSON:
+        return self.written.get(key) or {}
+
+    def settle(self, key: str, written: JSON) -> None:
+        """``written`` is now the API's status: drop the overlay unless a newer decision is pending."""
+        pending = self.overlay.get(key)
+        if pending is not None and pending[1] == written:
+            del self.overlay[key]
 
     def on_pod(self, typ: str, obj: JSON) -> None:
         md = obj.get("metadata", {})

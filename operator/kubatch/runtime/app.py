@@ -47,6 +47,7 @@ class Options:
     reconcile_workers: int = 32
     max_parallel_creates: int = 64
     leader_election: bool = True
+    coalesce_seconds: float = 0.5
 
     @classmethod
     def from_env(cls) -> Options:
@@ -61,6 +62,7 @@ class Options:
             ),
             delete_finished_pods=env.get("KUBATCH_DELETE_FINISHED_PODS", "true").lower() != "false",
             leader_election=env.get("KUBATCH_LEADER_ELECTION", "true").lower() != "false",
+            coalesce_seconds=float(env.get("KUBATCH_STATUS_COALESCE_SECONDS", "0.5")),
         )
 
 
@@ -84,6 +86,7 @@ class Runtime:
             workers=options.reconcile_workers,
             delete_finished_pods=options.delete_finished_pods,
             settings=settings,
+            coalesce_seconds=options.coalesce_seconds,
         )
         self.dispatcher = Dispatcher(
             kube,

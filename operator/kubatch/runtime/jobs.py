@@ -15,13 +15,14 @@ import heapq
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View, job_key
 from kubatch.core.admission import World, validate_batch_job
 from kubatch.core.deps import DependencyStatus
-from kubatch.core.lifecycle import Context, Decision, Definition, parse_iso, reconcile
+from kubatch.core.lifecycle import Context, Decision, Definition, DeletePod, JobEvent, parse_iso, reconcile
 from kubatch.core.podspec import PodSettings
 from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve
 from kubatch.core.states import TERMINAL
@@ -86,6 +87,15 @@ def resolve_definition(view: View, job: Mapping[str, Any]) -> tuple[Definition |
     return Definition(f"{ref.name}:{rec.revision}", rec.spec), None
 
 
+@dataclass
+class PendingWrite:
+    """A job's status decided but not written yet, and what must wait for that write."""
+
+    due: float
+    deletes: dict[str, DeletePod] = field(default_factory=dict)
+    events: list[JobEvent] = field(default_factory=list)
+
+
 class JobReconciler:
     """Drains the view's dirty set through ``core.lifecycle.reconcile``."""
 
@@ -99,6 +109,7 @@ class JobReconciler:
         workers: int = 32,
         delete_finished_pods: bool = True,
         settings: PodSettings | None = None,
+        coalesce_seconds: float = 0.5,
     ) -> None:
         self.kube = kube
         self.view = view
@@ -113,6 +124,8 @@ class JobReconciler:
         self.queued: set[str] = set()
         self.ready = asyncio.Event()
         self.scheduler: Any = None  # the Dispatcher: blocked reasons and time-limit cancellations
+        self.coalesce_seconds = coalesce_seconds
+        self.pending: dict[str, PendingWrite] = {}
 
     # ---- scheduling of work -------------------------------------------------------------------
     async def run(self) -> None:
@@ -246,7 +259,13 @@ class JobReconciler:
     async def step(self, key: str) -> None:
         job = self.view.jobs.get(key)
         if job is None:
+            self.pending.pop(key, None)
             return
+        if key in self.pending and self.pending[key].due <= time.time():
+            await self.flush(key)
+            job = self.view.jobs.get(key)
+            if job is None:
+                return
         if self.awaiting_dependencies(job):
             heapq.heappush(self.timers, (time.time() + 0.5, key))
             return
@@ -259,36 +278,73 @@ class JobReconciler:
         await self.apply(job, decision)
 
     async def apply(self, job: Mapping[str, Any], decision: Decision) -> None:
-        """Write status first: a pod is deleted only once the job's record of its attempt is stored,
-        so a crash between the two can never make a finished attempt look vanished (and run again)."""
+        """Apply one step. Status changes are coalesced: the decided status goes into the view at
+        once (so the dispatcher and dependents act on it) and is written within ``coalesce_seconds``
+        together with later changes, so a short job costs one or two status writes instead of four.
+        A terminal status is written at once. Pods are deleted only after the status that records
+        their attempt is written: a crash in between can never make a finished attempt look
+        vanished (and run again), and the lifecycle is a function of (written status, pods), so an
+        unwritten decision is simply made again after a restart."""
         ns = job["metadata"]["namespace"]
         name = job["metadata"]["name"]
         key = job_key(ns, name)
+        for manifest in decision.create:
+            await self.create(ns, manifest)
+        pending = self.pending.get(key)
         if decision.status is not None:
-            old = job.get("status") or {}
-            patch = merge_diff(old, decision.status)
-            if patch:
+            self.view.set_status(key, decision.status)
+            if pending is None:
+                pending = self.pending[key] = PendingWrite(due=time.time() + self.coalesce_seconds)
+                heapq.heappush(self.timers, (pending.due, key))
+        if pending is not None:
+            pending.deletes.update({d.name: d for d in decision.delete})
+            pending.events.extend(decision.events)
+            state = (decision.status or {}).get("status")
+            if state in TERMINAL or self.coalesce_seconds <= 0:
+                await self.flush(key)
+        else:
+            await self.delete_pods(ns, name, decision.delete)
+            for ev in decision.events:
+                self.events.record(job, ev.reason, ev.message, type_=ev.type)
+        if decision.requeue_at is not None:
+            heapq.heappush(self.timers, (decision.requeue_at, key))
+
+    async def flush(self, key: str) -> None:
+        """Write the pending status of ``key``, then delete its pods and post its events."""
+        pending = self.pending.pop(key, None)
+        job = self.view.jobs.get(key)
+        if pending is None or job is None:
+            return
+        ns = job["metadata"]["namespace"]
+        name = job["metadata"]["name"]
+        old = self.view.written_status(key)
+        new = job.get("status") or {}
+        patch = merge_diff(old, new)
+        if patch:
+            try:
                 updated = await self.kube.merge_patch(
                     f"{GROUP_PATH}/namespaces/{ns}/batchjobs/{name}/status", {"status": patch}
                 )
-                self.view.put_job(updated)
-                self.metrics.observe_transition(str((job.get("spec") or {}).get("jobQueue", "")), old, decision.status)
-                new_state = decision.status.get("status")
-                if new_state in TERMINAL and old.get("status") not in TERMINAL:
-                    self.view.mark_dependents(key)
-                    if self.scheduler is not None:
-                        self.scheduler.forced_cancel.pop(key, None)
-        for manifest in decision.create:
-            await self.create(ns, manifest)
-        for d in decision.delete:
+            except BaseException:
+                self.pending[key] = pending  # try again with the next step
+                raise
+            self.view.put_job(updated)
+            self.view.settle(key, updated.get("status") or {})
+            self.metrics.observe_transition(str((job.get("spec") or {}).get("jobQueue", "")), old, new)
+            if new.get("status") in TERMINAL and old.get("status") not in TERMINAL and self.scheduler is not None:
+                self.scheduler.forced_cancel.pop(key, None)
+        else:
+            self.view.settle(key, old)
+        await self.delete_pods(ns, name, list(pending.deletes.values()))
+        for ev in pending.events:
+            self.events.record(job, ev.reason, ev.message, type_=ev.type)
+
+    async def delete_pods(self, ns: str, job_name: str, deletes: list[DeletePod]) -> None:
+        for d in deletes:
             await self.kube.delete(f"/api/v1/namespaces/{ns}/pods/{d.name}", grace_seconds=d.grace_seconds, uid=d.uid)
             if d.grace_seconds == 0:
-                gone = {"namespace": ns, "name": d.name, "uid": d.uid, "labels": {"kubatch.dev/job-name": name}}
+                gone = {"namespace": ns, "name": d.name, "uid": d.uid, "labels": {"kubatch.dev/job-name": job_name}}
                 self.view.on_pod("DELETED", {"metadata": gone})
-        for ev in decision.events:
-            self.events.record(job, ev.reason, ev.message, type_=ev.type)
-        if decision.requeue_at is not None:
-            heapq.heappush(self.timers, (decision.requeue_at, key))
 
     async def create(self, ns: str, manifest: dict[str, Any]) -> None:
         kind = manifest.get("kind")
