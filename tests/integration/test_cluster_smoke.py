@@ -5,6 +5,7 @@ CRD schema enforcement. Every later feature stands on these behaving like a real
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,8 @@ import pytest
 from tests.integration.helpers import Kubectl, NodeFactory
 
 pytestmark = pytest.mark.integration
+# Tests of the local control plane's own processes (not run against an external cluster such as kind).
+LOCAL_ONLY = pytest.mark.skipif(bool(os.environ.get("KUBATCH_KUBECONFIG")), reason="external cluster")
 
 
 def pod(
@@ -329,12 +332,36 @@ def test_crd_schema_is_enforced(kubectl: Kubectl, namespace: str) -> None:
         kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
 
 
+@LOCAL_ONLY
 def test_kwok_stages_render_without_errors(cluster: Any) -> None:
     """kwok swallows template and jq errors (a broken stage still 'works', wrongly): its log must be clean."""
-    if not cluster.state_dir:
-        pytest.skip("kwok runs outside this test session's control (external cluster)")
     from pathlib import Path
 
     text = (Path(cluster.state_dir) / "logs" / "kwok.log").read_text(errors="replace")
     for needle in ("Failed to get delay", "failed to render", "template:", "stage match"):
         assert needle not in text, f"kwok log reports {needle!r}"
+
+
+@LOCAL_ONLY
+def test_nothing_listens_beyond_loopback(cluster: Any) -> None:
+    """Every socket the local control plane listens on is bound to 127.0.0.1 (or ::1)."""
+    from pathlib import Path
+
+    listening: dict[str, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[3] == "0A":  # LISTEN
+                listening[parts[9]] = parts[1].split(":")[0]
+    loopback = {"0100007F", "00000000000000000000000001000000"}
+    for name, pid in cluster.pids.items():
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = fd.readlink().as_posix()
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        for inode in inodes & set(listening):
+            assert listening[inode] in loopback, f"{name} listens on {listening[inode]}"
