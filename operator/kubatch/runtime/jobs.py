@@ -63,10 +63,32 @@ def revision_records(view: View, ns: str, name: str) -> list[RevisionRecord]:
     return records
 
 
+_PINNED: dict[tuple[str, str, str], Definition] = {}
+
+
 def resolve_definition(view: View, job: Mapping[str, Any]) -> tuple[Definition | None, str | None]:
-    """The job's pinned revision (status.jobDefinition) or, for a new job, the one its spec names."""
+    """The job's pinned revision (status.jobDefinition) or, for a new job, the one its spec names.
+
+    A pinned revision never changes (ControllerRevisions are immutable), so it is looked up once
+    per definition object and revision."""
     ns = job["metadata"]["namespace"]
     pinned = (job.get("status") or {}).get("jobDefinition")
+    if pinned:
+        jd = view.definitions.get(f"{ns}/{str(pinned).split(':', 1)[0]}")
+        cache_key = (ns, str(pinned), str((jd or {}).get("metadata", {}).get("uid", "")))
+        hit = _PINNED.get(cache_key)
+        if hit is not None:
+            return hit, None
+        found, error = _resolve(view, job, ns, pinned)
+        if found is not None:
+            if len(_PINNED) > 50_000:
+                _PINNED.clear()
+            _PINNED[cache_key] = found
+        return found, error
+    return _resolve(view, job, ns, pinned)
+
+
+def _resolve(view: View, job: Mapping[str, Any], ns: str, pinned: Any) -> tuple[Definition | None, str | None]:
     reference = pinned or (job.get("spec") or {}).get("jobDefinition", "")
     try:
         ref = parse_reference(str(reference))
