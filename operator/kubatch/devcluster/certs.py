@@ -1,7 +1,7 @@
 """Certificates and keys for the local control plane, made with the openssl command line tool.
 
-One self-signed CA signs the API server's serving certificate and the admin client certificate;
-one RSA key signs and verifies service-account tokens.
+One self-signed CA signs the API server's serving certificate, the admin client certificate and
+the webhook's serving certificate; one RSA key signs and verifies service-account tokens.
 """
 
 from __future__ import annotations
@@ -10,10 +10,22 @@ import subprocess
 from pathlib import Path
 
 CA_DAYS = "3650"
+CONSTRAINTS = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
 
 
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, text=True)
+
+
+def _issue(pki: Path, name: str, subject: str, extensions: str) -> tuple[Path, Path]:
+    """A key and a certificate signed by the local CA, with the given X.509 v3 extensions."""
+    ext = pki / f"{name}.ext"
+    ext.write_text(CONSTRAINTS + extensions)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", subject, cwd=pki)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", f"{name}.crt", "-days", CA_DAYS, "-extfile", ext.name, cwd=pki)
+    return pki / f"{name}.crt", pki / f"{name}.key"
 
 
 def ensure_pki(pki: Path) -> None:
@@ -21,67 +33,15 @@ def ensure_pki(pki: Path) -> None:
     pki.mkdir(parents=True, exist_ok=True)
     if (pki / "admin.crt").exists():
         return
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        CA_DAYS,
-        "-subj",
-        "/CN=kubatch-local-ca",
-        cwd=pki,
-    )
-    (pki / "serving.ext").write_text(
-        "basicConstraints=CA:FALSE\n"
-        "keyUsage=digitalSignature,keyEncipherment\n"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+             "-days", CA_DAYS, "-subj", "/CN=kubatch-local-ca", cwd=pki)
+    _issue(
+        pki, "apiserver", "/CN=kube-apiserver",
         "extendedKeyUsage=serverAuth\n"
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1\n"
+        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1\n",
     )
-    (pki / "client.ext").write_text(
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
-    )
-    for name, subject, ext in (
-        ("apiserver", "/CN=kube-apiserver", "serving.ext"),
-        ("admin", "/O=system:masters/CN=kubatch-admin", "client.ext"),
-    ):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            subject,
-            cwd=pki,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.crt",
-            "-days",
-            CA_DAYS,
-            "-extfile",
-            ext,
-            cwd=pki,
-        )
+    _issue(pki, "admin", "/O=system:masters/CN=kubatch-admin", "extendedKeyUsage=clientAuth\n")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
@@ -89,43 +49,7 @@ def ensure_pki(pki: Path) -> None:
 def sign_serving_cert(pki: Path, name: str, hosts: list[str]) -> tuple[Path, Path]:
     """Issue a serving certificate for `hosts` (IPs or DNS names) signed by the local CA."""
     sans = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() else f"DNS:{h}" for h in hosts)
-    ext = pki / f"{name}.ext"
-    ext.write_text(
-        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-        f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n"
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        "-subj",
-        f"/CN={name}",
-        cwd=pki,
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        f"{name}.crt",
-        "-days",
-        CA_DAYS,
-        "-extfile",
-        ext.name,
-        cwd=pki,
-    )
-    return pki / f"{name}.crt", pki / f"{name}.key"
+    return _issue(pki, name, f"/CN={name}", f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")
 
 
 def serving_cert_dir(pki: Path, name: str, hosts: list[str], dest: Path) -> Path:

@@ -41,6 +41,7 @@ from kubatch.core.instances import CATALOG, UnknownInstanceType
 from kubatch.core.podspec import GPU_RESOURCE, LABEL_COMPUTE_ENVIRONMENT, PodSpecError, parse_quantity
 from kubatch.core.scaling import Decision, NodeInfo, Request, ScalingSpec, decide
 from kubatch.runtime.capacity import node_allocatable, node_ready, pool_nodes
+from kubatch.runtime.periodic import every
 from kubatch.runtime.pools import PoolController, pool_patch
 from kubatch.scheduler import Resources
 
@@ -229,16 +230,9 @@ class ComputeController:
         self.decisions: dict[str, Decision] = {}  # environment -> last decision
 
     async def run(self) -> None:
-        await self.ready.wait()
-        while True:
-            if self.is_leader():
-                try:
-                    await self.sync()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("compute environment sync failed")
-            await asyncio.sleep(self.period)
+        await every(
+            self.period, self.sync, ready=self.ready, is_leader=self.is_leader, log=log, what="compute environment sync"
+        )
 
     async def sync(self) -> None:
         if self.manage_pools:

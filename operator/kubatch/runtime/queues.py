@@ -16,6 +16,7 @@ from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
+from kubatch.runtime.periodic import every
 from kubatch.scheduler import ShareUsage
 
 log = logging.getLogger(__name__)
@@ -82,16 +83,9 @@ class StatusWriter:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
-        await self.ready.wait()
-        while True:
-            if self.is_leader():
-                try:
-                    await self.sync()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("queue status sync failed")
-            await asyncio.sleep(self.period)
+        await every(
+            self.period, self.sync, ready=self.ready, is_leader=self.is_leader, log=log, what="queue status sync"
+        )
 
     def front_entries(self, queue: str) -> list[dict[str, Any]]:
         out = []
