@@ -25,7 +25,7 @@ def test_array_of_five_reports_summary_and_child_env(batch: Batch) -> None:
     batch.job("frames", q, "render", duration="3s", arrayProperties={"size": 5})
     batch.wait_for(lambda: len(batch.pods("frames")) == 5, "five child pods")
     pods = {int(p["metadata"]["labels"]["kubatch.dev/array-index"]): p for p in batch.pods("frames")}
-    st = batch.status("frames")
+    st = batch.wait_for(lambda: batch.status("frames").get("jobId") and batch.status("frames"), "status written")
     for i, pod in pods.items():
         env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
         assert env["AWS_BATCH_JOB_ARRAY_INDEX"] == str(i)

@@ -66,6 +66,9 @@ class View:
         self.jobs: dict[str, JSON] = {}  # the effective jobs: as the API has them, with pending status on top
         self.written: dict[str, JSON] = {}  # job key -> status as the API server has it
         self.overlay: dict[str, tuple[str, JSON]] = {}  # job key -> (uid, status decided but not written yet)
+        # Indexes kept current on every change, so no loop rescans finished jobs:
+        self.active: set[str] = set()  # jobs not SUCCEEDED/FAILED
+        self.candidates: set[str] = set()  # RUNNABLE jobs and PENDING ones (array parents with RUNNABLE children)
         self.pods: dict[str, dict[str, JSON]] = defaultdict(dict)  # job key -> pod name -> pod
         self.definitions: dict[str, JSON] = {}  # ns/name -> JobDefinition
         self.revisions: dict[str, dict[int, JSON]] = defaultdict(dict)  # ns/jd -> rev -> ControllerRevision
@@ -104,6 +107,17 @@ class View:
                 else:
                     self.dependents[target].discard(key)
 
+    def _index(self, key: str, job: JSON | None) -> None:
+        state = ((job or {}).get("status") or {}).get("status") if job is not None else None
+        if job is None or state in ("SUCCEEDED", "FAILED"):
+            self.active.discard(key)
+        else:
+            self.active.add(key)
+        if job is not None and state in ("RUNNABLE", "PENDING"):
+            self.candidates.add(key)
+        else:
+            self.candidates.discard(key)
+
     # ---- event handlers (informers) ---------------------------------------------------------------
     def on_job(self, typ: str, obj: JSON) -> None:
         md = obj.get("metadata", {})
@@ -115,6 +129,7 @@ class View:
                 self.written.pop(key, None)
                 self.overlay.pop(key, None)
                 self._index_deps(key, None, old)
+                self._index(key, None)
         else:
             if old is not None and old["metadata"].get("uid") == md.get("uid") and _rv(old) > _rv(obj):
                 return  # an older copy than the one our own write already gave us
@@ -125,6 +140,7 @@ class View:
             elif pending is not None:
                 del self.overlay[key]  # a new object of the same name
             self.jobs[key] = obj
+            self._index(key, obj)
             if old is None or (old.get("spec") or {}).get("dependsOn") != (obj.get("spec") or {}).get("dependsOn"):
                 self._index_deps(key, obj, old)
         self.mark(key)
@@ -142,6 +158,7 @@ class View:
             return
         self.overlay[key] = (str(job["metadata"].get("uid", "")), status)
         self.jobs[key] = {**job, "status": status}
+        self._index(key, self.jobs[key])
         self.mark_dependents(key)
         self.changed.set()
 

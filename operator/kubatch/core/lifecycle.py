@@ -13,7 +13,8 @@ Pure: no kopf, no I/O. The runtime executes the returned actions and writes the 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,10 +56,16 @@ def iso(ts: float) -> str:
 
 
 def parse_iso(value: str | None) -> float | None:
+    """Epoch seconds of an RFC 3339 timestamp as Kubernetes writes them (None when absent or bad)."""
     if not value:
         return None
+    return _parse_iso(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_iso(value: str) -> float | None:
     try:
-        return datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+        return datetime.fromisoformat(value[:19]).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
 
@@ -458,6 +465,19 @@ def _counter_set(counter: dict[str, IndexSet], index: int, value: str | None) ->
 
 def _counter_dump(counter: Mapping[str, IndexSet]) -> dict[str, str]:
     return {k: str(v) for k, v in sorted(counter.items()) if v}
+
+
+def child_attempt_counts(status: Mapping[str, Any]) -> Callable[[int], int]:
+    """A lookup of finished attempts per array child, parsing the compact counter once."""
+    counter = [(int(k), s) for k, s in _counter_map((status.get("arrayProperties") or {}).get("attempts")).items()]
+
+    def attempts(index: int) -> int:
+        for count, members in counter:
+            if index in members:
+                return count
+        return 0
+
+    return attempts
 
 
 def child_attempts(status: Mapping[str, Any], index: int) -> int:

@@ -714,6 +714,23 @@ def build_pod(
     job: Mapping[str, Any],
     definition_spec: Mapping[str, Any],
     definition_name: str,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """The Pod manifest for one attempt of ``job`` (see ``_build_pod``). Input of the wrong shape
+    (which the CRD schema normally keeps out) raises ``PodSpecError`` with a readable message,
+    never a bare TypeError."""
+    try:
+        return _build_pod(job, definition_spec, definition_name, **kwargs)
+    except PodSpecError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError) as e:
+        raise PodSpecError(f"invalid job or job definition: {type(e).__name__}: {e}") from e
+
+
+def _build_pod(
+    job: Mapping[str, Any],
+    definition_spec: Mapping[str, Any],
+    definition_name: str,
     *,
     job_id: str,
     queue: str,

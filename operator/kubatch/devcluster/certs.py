@@ -21,10 +21,37 @@ def _issue(pki: Path, name: str, subject: str, extensions: str) -> tuple[Path, P
     """A key and a certificate signed by the local CA, with the given X.509 v3 extensions."""
     ext = pki / f"{name}.ext"
     ext.write_text(CONSTRAINTS + extensions)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-             "-subj", subject, cwd=pki)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", f"{name}.crt", "-days", CA_DAYS, "-extfile", ext.name, cwd=pki)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        subject,
+        cwd=pki,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.crt",
+        "-days",
+        CA_DAYS,
+        "-extfile",
+        ext.name,
+        cwd=pki,
+    )
     return pki / f"{name}.crt", pki / f"{name}.key"
 
 
@@ -33,10 +60,26 @@ def ensure_pki(pki: Path) -> None:
     pki.mkdir(parents=True, exist_ok=True)
     if (pki / "admin.crt").exists():
         return
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", CA_DAYS, "-subj", "/CN=kubatch-local-ca", cwd=pki)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        CA_DAYS,
+        "-subj",
+        "/CN=kubatch-local-ca",
+        cwd=pki,
+    )
     _issue(
-        pki, "apiserver", "/CN=kube-apiserver",
+        pki,
+        "apiserver",
+        "/CN=kube-apiserver",
         "extendedKeyUsage=serverAuth\n"
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1\n",

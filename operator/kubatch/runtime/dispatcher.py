@@ -24,7 +24,7 @@ from typing import Any
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
 from kubatch.core.arrays import IndexSet
-from kubatch.core.lifecycle import Definition, child_attempts, parse_iso
+from kubatch.core.lifecycle import Definition, child_attempt_counts, parse_iso
 from kubatch.core.podspec import (
     LABEL_COMPUTE_ENVIRONMENT,
     Needs,
@@ -117,6 +117,8 @@ class Dispatcher:
         self.settings = settings or PodSettings()
         self.ready = asyncio.Event()
         self.needs_cache: dict[tuple[str, str], Needs] = {}
+        self.consumers: set[str] = set()  # jobs that hold consumable resources
+        self.sized: set[str] = set()  # jobs whose needs are known
         self.blocked: dict[str, str] = {}  # job key -> reason for the lifecycle step
         self.blocked_since: dict[str, tuple[str, float]] = {}
         self.forced_cancel: dict[str, dict[int | None, str]] = defaultdict(dict)
@@ -153,14 +155,20 @@ class Dispatcher:
         needs = self.needs_cache.get(cache_key)
         if needs is None:
             needs = resource_needs(definition.spec, job.get("spec") or {})
+            if len(self.needs_cache) > 200_000:
+                self.needs_cache.clear()
             self.needs_cache[cache_key] = needs
+            if needs.consumables:
+                self.consumers.add(key)
+        self.sized.add(key)
         return needs
 
     def units(self) -> tuple[list[Job], dict[str, tuple[Unit, Definition]]]:
         """RUNNABLE jobs and array children that have no pod for their next attempt yet."""
         jobs: list[Job] = []
         units: dict[str, tuple[Unit, Definition]] = {}
-        for key, job in self.view.jobs.items():
+        for key in self.view.candidates:
+            job = self.view.jobs[key]
             st = job.get("status") or {}
             state = st.get("status")
             size = int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)
@@ -205,8 +213,9 @@ class Dispatcher:
             _ns, name = key.split("/", 1)
             if size >= 2:
                 runnable = IndexSet.parse(((st.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE"))
+                finished_attempts = child_attempt_counts(st)
                 for i in runnable:
-                    attempt = child_attempts(st, i) + 1
+                    attempt = finished_attempts(i) + 1
                     pname = pod_name(name, attempt, array_index=i)
                     ukey = f"{key}:{i}"
                     if pname in pods or ukey in self.in_flight:
@@ -277,16 +286,26 @@ class Dispatcher:
         in_use: dict[str, int] = defaultdict(int)
         for name, res in self.view.consumables.items():
             in_use[name] = int((res.get("status") or {}).get("consumedQuantity") or 0)
-        for key, pods in self.view.pods.items():
+        for key in self.view.pods:
+            if key not in self.sized and (job := self.view.jobs.get(key)) is not None:
+                definition, _ = resolve_definition(self.view, job)
+                if definition is not None:
+                    try:
+                        self._needs(key, definition, job)  # after a restart: who holds consumables?
+                    except (PodSpecError, ValueError, KeyError):
+                        self.sized.add(key)
+        for key in list(self.consumers):
+            pods = self.view.pods.get(key)
             job = self.view.jobs.get(key)
             if job is None:
+                self.consumers.discard(key)
+                continue
+            if not pods:
                 continue
             definition, _ = resolve_definition(self.view, job)
             if definition is None:
                 continue
             needs = self._needs(key, definition, job)
-            if not needs.consumables:
-                continue
             attempts_live = {
                 (
                     p["metadata"]["labels"].get("kubatch.dev/array-index"),
@@ -387,10 +406,10 @@ class Dispatcher:
     def active_job_shares(self) -> frozenset[tuple[str, str]]:
         """(queue, share) pairs with a job that is not finished (fair share's "active" shares)."""
         active = set()
-        for job in self.view.jobs.values():
-            spec = job.get("spec") or {}
+        for key in self.view.active:
+            spec = self.view.jobs[key].get("spec") or {}
             share = spec.get("shareIdentifier")
-            if share and (job.get("status") or {}).get("status") not in ("SUCCEEDED", "FAILED"):
+            if share:
                 active.add((str(spec.get("jobQueue", "")), str(share)))
         return frozenset(active)
 
@@ -426,8 +445,8 @@ class Dispatcher:
 
     # ---- one cycle ----------------------------------------------------------------------------------
     async def cycle(self) -> Plan:
-        snap, units = self.snapshot()
         started = time.perf_counter()
+        snap, units = self.snapshot()
         plan = make_plan(snap)
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         self.cycles += 1

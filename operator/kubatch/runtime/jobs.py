@@ -147,6 +147,7 @@ class JobReconciler:
         self.ready = asyncio.Event()
         self.scheduler: Any = None  # the Dispatcher: blocked reasons and time-limit cancellations
         self.coalesce_seconds = coalesce_seconds
+        self.delete_slots = asyncio.Semaphore(32)
         self.pending: dict[str, PendingWrite] = {}
 
     # ---- scheduling of work -------------------------------------------------------------------
@@ -362,11 +363,18 @@ class JobReconciler:
             self.events.record(job, ev.reason, ev.message, type_=ev.type)
 
     async def delete_pods(self, ns: str, job_name: str, deletes: list[DeletePod]) -> None:
-        for d in deletes:
-            await self.kube.delete(f"/api/v1/namespaces/{ns}/pods/{d.name}", grace_seconds=d.grace_seconds, uid=d.uid)
+        """Delete pods in parallel (an array step may finish many children at once)."""
+
+        async def one(d: DeletePod) -> None:
+            async with self.delete_slots:
+                await self.kube.delete(
+                    f"/api/v1/namespaces/{ns}/pods/{d.name}", grace_seconds=d.grace_seconds, uid=d.uid
+                )
             if d.grace_seconds == 0:
                 gone = {"namespace": ns, "name": d.name, "uid": d.uid, "labels": {"kubatch.dev/job-name": job_name}}
                 self.view.on_pod("DELETED", {"metadata": gone})
+
+        await asyncio.gather(*(one(d) for d in deletes))
 
     async def create(self, ns: str, manifest: dict[str, Any]) -> None:
         kind = manifest.get("kind")
