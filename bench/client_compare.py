@@ -25,7 +25,9 @@ RESULTS = Path(__file__).parent / "results"
 
 def pod(name: str) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "client"}},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "client"}},
         "spec": {"nodeName": "no-such-node", "containers": [{"name": "c", "image": "busybox:1.36"}]},
     }
 
@@ -99,8 +101,11 @@ def main() -> None:
     for k, v in rows.items():
         print(f"{k:<{width}}  {v:7.3f}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "client_compare.json").write_text(json.dumps(
-        {"benchmark": "client_compare", "n": args.n, "python": platform.python_version(), "seconds": rows}, indent=2))
+    (RESULTS / "client_compare.json").write_text(
+        json.dumps(
+            {"benchmark": "client_compare", "n": args.n, "python": platform.python_version(), "seconds": rows}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

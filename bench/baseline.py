@@ -1,0 +1,152 @@
+"""The baseline: a plain aiohttp client that creates the same pods directly, with a perfect admission.
+
+Pods carry what kubatch's pods carry for placement (1 request per vCPU, the environment's
+nodeSelector and toleration, `sim.kubatch.dev/duration`). Admission keeps each environment's vCPUs
+busy: a pod is created as soon as its vCPUs are free (queues served round-robin, FIFO within a
+queue, first environment in the queue's order that fits), and its vCPUs are freed when the watch
+shows it finished. Finished pods are deleted, as kubatch does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from bench.harness import CE_LABEL, CONCURRENCY
+from bench.trackers import PodTracker, Sampler, until
+from kubatch.cluster.client import Kube
+
+RUN_LABEL = "bench.kubatch.dev/run"
+KEY_LABEL = "bench.kubatch.dev/key"
+
+
+@dataclass(frozen=True)
+class Work:
+    """One job of the baseline: a pod of `vcpus` running for `duration` on one of `envs`."""
+
+    key: str
+    queue: str
+    vcpus: int
+    duration: str
+    envs: tuple[str, ...]
+
+
+def pod_manifest(run: str, work: Work, ce: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{run}-{work.key}",
+            "labels": {RUN_LABEL: run, KEY_LABEL: work.key, CE_LABEL: ce},
+            "annotations": {"sim.kubatch.dev/duration": work.duration},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 0,
+            "nodeSelector": {CE_LABEL: ce},
+            "tolerations": [{"key": CE_LABEL, "operator": "Equal", "value": ce, "effect": "NoSchedule"}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "busybox:1.36",
+                    "command": ["sh", "-c", "true"],
+                    "resources": {
+                        "requests": {"cpu": str(work.vcpus), "memory": "64Mi"},
+                        "limits": {"cpu": str(work.vcpus), "memory": "64Mi"},
+                    },
+                }
+            ],
+        },
+    }
+
+
+@dataclass
+class DirectRun:
+    t0: float
+    tracker: PodTracker
+    end: float
+    samples: list[dict[str, float]]
+
+    @property
+    def makespan(self) -> float:
+        return self.end - self.t0
+
+
+async def run_direct(
+    kube: Kube,
+    ns: str,
+    work: list[Work],
+    capacity: dict[str, int],
+    *,
+    run: str = "base",
+    timeout: float = 600,
+    concurrency: int = CONCURRENCY,
+) -> DirectRun:
+    """Run `work` as direct pods; returns when every pod has finished (as seen by the watch)."""
+    free = dict(capacity)
+    queues: dict[str, deque[Work]] = {}
+    for w in work:
+        queues.setdefault(w.queue, deque()).append(w)
+    by_key = {w.key: w for w in work}
+    placed: dict[str, str] = {}
+    freed = asyncio.Event()
+    sem = asyncio.Semaphore(concurrency)
+    deletes: set[asyncio.Task[Any]] = set()
+
+    tracker = PodTracker(kube, ns, selector=f"{RUN_LABEL}={run}", key_label=KEY_LABEL)
+
+    def finished(pod: dict[str, Any]) -> None:
+        key = pod["metadata"]["labels"][KEY_LABEL]
+        ce = placed.get(key)
+        if ce is not None:
+            free[ce] += by_key[key].vcpus
+            freed.set()
+        name = pod["metadata"]["name"]
+        t = asyncio.create_task(kube.delete(f"/api/v1/namespaces/{ns}/pods/{name}", grace_seconds=0))
+        deletes.add(t)
+        t.add_done_callback(deletes.discard)
+
+    tracker.on_finished = finished
+    await tracker.start()
+    sampler = Sampler(tracker)
+    sampler.start()
+    t0 = time.time()
+    creates: set[asyncio.Task[Any]] = set()
+
+    async def create(w: Work, ce: str) -> None:
+        async with sem:
+            await kube.create(f"/api/v1/namespaces/{ns}/pods", pod_manifest(run, w, ce))
+
+    while any(queues.values()):
+        progressed = False
+        for q in list(queues):
+            pending = queues[q]
+            if not pending:
+                continue
+            head = pending[0]
+            ce = next((e for e in head.envs if free.get(e, 0) >= head.vcpus), None)
+            if ce is None:
+                continue
+            pending.popleft()
+            free[ce] -= head.vcpus
+            placed[head.key] = ce
+            t = asyncio.create_task(create(head, ce))
+            creates.add(t)
+            t.add_done_callback(creates.discard)
+            progressed = True
+        if not progressed:
+            freed.clear()
+            await freed.wait()
+        elif len(creates) >= 4 * concurrency:
+            await asyncio.sleep(0)
+    end = await until(lambda: len(tracker.finished) >= len(work), timeout, "baseline pods finished")
+    samples = await sampler.stop()
+    await tracker.stop()
+    if deletes:
+        await asyncio.gather(*list(deletes), return_exceptions=True)
+    return DirectRun(t0, tracker, end, samples)

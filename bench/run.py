@@ -1,0 +1,85 @@
+"""`python -m bench.run [--quick] [--only NAME ...] [--profile] [--keep]`: run the benchmarks.
+
+Brings up a private cluster in `.kubatch/bench` (load profile) and one operator, runs each
+scenario (kubatch and its baseline side by side), prints its table, writes
+`bench/results/<name>.json`, and tears the cluster down at the end (unless --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "operator"))
+
+from bench.harness import Harness  # noqa: E402
+from bench.report import Result, environment, table, write  # noqa: E402
+
+SCENARIOS = (
+    "single_job",
+    "throughput",
+    "mix",
+    "array_fanout",
+    "deep_queue",
+    "restart",
+    "scaleout",
+    "scheduler_micro",
+)
+
+
+async def main(names: list[str], quick: bool, profile: bool, keep: bool) -> int:
+    h = Harness(REPO)
+    h.profile = profile
+    failures = 0
+    started = time.monotonic()
+    try:
+        await h.up()
+        assert h.info is not None
+        env = environment(REPO, h.info.k8s_version, {"load_profile": True})
+        for name in names:
+            module = importlib.import_module(f"bench.scenarios.{name}")
+            t0 = time.monotonic()
+            print(f"-- {name} ({'quick' if quick else 'full'}) ...", file=sys.stderr, flush=True)
+            try:
+                result: Result = await module.run(h, quick)
+            except Exception as e:  # report and carry on with the next scenario
+                traceback.print_exc()
+                result = Result(name, skipped=f"FAILED: {type(e).__name__}: {e}")
+                failures += 1
+            result.figures.setdefault("wall_s", round(time.monotonic() - t0, 1))
+            print(table(result), flush=True)
+            print(f"  -> {write(result, env, quick)} ({time.monotonic() - t0:.0f}s)", flush=True)
+            await h.cleanup_cluster_objects()
+    finally:
+        if keep:
+            await h.close()
+        else:
+            await h.down()
+    print(f"total {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes)")
+    parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the operator during throughput")
+    parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # so that a killed run still tears its cluster down
+    sys.exit(asyncio.run(main(args.only or list(SCENARIOS), args.quick, args.profile, args.keep)))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""One module per benchmark scenario; each exposes `async def run(h: Harness, quick: bool) -> Result`."""

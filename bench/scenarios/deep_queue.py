@@ -1,0 +1,118 @@
+"""deep_queue: thousands of RUNNABLE jobs waiting (full 100,000; quick 5,000) while capacity is
+freed in steps (a node added per step, jobs run for an hour): dispatch rate per step at growing
+depths, operator RSS and CPU, scheduling cycle p50/p99. Baseline: a plain client creating a step's
+pods directly."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from bench.baseline import Work, pod_manifest
+from bench.harness import CE_LABEL, CONCURRENCY, Harness, job_manifest, submit
+from bench.probes import cpu_seconds, hist_delta, hist_quantile, histogram, rss_mib, scrape
+from bench.report import Result, Row, plot_lines
+from bench.trackers import JobTracker, PodTracker, until
+from kubatch.devcluster.nodes import kwok_node
+
+CYCLE = "kubatch_scheduling_cycle_seconds"
+
+
+async def _baseline_rate(h: Harness, ns: str, step: int) -> float:
+    """Pods per second a plain client reaches creating `step` pods onto a free node."""
+    pool = f"deepbase-{uuid.uuid4().hex[:4]}"
+    taint = {"key": CE_LABEL, "value": pool, "effect": "NoSchedule"}
+    node = kwok_node(pool, cpu=step, memory="256Gi", pods=step + 10, labels={CE_LABEL: pool}, taints=[taint])
+    await h.k.create("/api/v1/nodes", node)
+    h.nodes.append(pool)
+    import asyncio
+
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await h.k.create(
+                f"/api/v1/namespaces/{ns}/pods", pod_manifest(pool, Work(f"p{i}", "q", 1, "1h", (pool,)), pool)
+            )
+
+    t0 = time.time()
+    await asyncio.gather(*(one(i) for i in range(step)))
+    return step / (time.time() - t0)
+
+
+async def run(h: Harness, quick: bool) -> Result:
+    depths = [1000, 2500, 5000] if quick else [10000, 50000, 100000]
+    step = 100 if quick else 200
+    tag = uuid.uuid4().hex[:4]
+    ce = await h.environment(f"deep-{tag}", nodes=0, cpu=step)
+    q = await h.queue(f"deep-{tag}", [ce])
+    ns = await h.namespace("deep")
+    jd = await h.definition(ns, "work")
+    assert h.op is not None
+    metrics_url = h.op.metrics_url
+    jobs, pods = JobTracker(h.k, ns), PodTracker(h.k, ns)
+    await jobs.start()
+    await pods.start()
+    rows, points = [], []
+    submitted = 0
+    try:
+        for depth in depths:
+            t_sub = time.time()
+            c0 = cpu_seconds(h.op.pid)
+            manifests = [job_manifest(ns, f"d{i:06d}", q, jd, "1h") for i in range(submitted, depth)]
+            await submit(h.k, ns, manifests)
+            submitted = depth
+            waiting = submitted - len(pods.created)
+            await until(lambda w=waiting: jobs.counts["RUNNABLE"] >= w, 120 + depth * 0.05, f"{depth} RUNNABLE")  # type: ignore[misc]
+            t_runnable = time.time()
+            h0 = histogram(scrape(metrics_url), CYCLE)
+            have = len(pods.created)
+            t_node = time.time()
+            node = (await h.add_nodes(ce, 1, step, pods=step + 10))[0]
+            await until(lambda n=have + step: len(pods.created) >= n, 300, f"{step} dispatches")  # type: ignore[misc]
+            new = sorted(t for k, t in pods.created.items() if t >= t_node)
+            cycles = hist_delta(histogram(scrape(metrics_url), CYCLE), h0)
+            cpu = 100 * (cpu_seconds(h.op.pid) - c0) / (time.time() - t_sub)
+            base = await _baseline_rate(h, ns, step)
+            point = {
+                "depth": waiting,
+                "node": node,
+                "submit_to_runnable_s": round(t_runnable - t_sub, 2),
+                "runnable_per_s": round(len(manifests) / (t_runnable - t_sub), 1),
+                "node_to_first_pod_s": round(new[0] - t_node, 3),
+                "dispatch_per_s": round(len(new) / max(1e-6, new[-1] - new[0]), 1) if len(new) > 1 else None,
+                "node_to_last_pod_s": round(new[-1] - t_node, 3),
+                "baseline_pods_per_s": round(base, 1),
+                "cycle_p50_s": hist_quantile(cycles, 0.5),
+                "cycle_p99_s": hist_quantile(cycles, 0.99),
+                "cycles": cycles[-1][1] if cycles else 0,
+                "operator_rss_mib": round(rss_mib(h.op.pid), 1),
+                "operator_cpu_pct": round(cpu, 1),
+            }
+            points.append(point)
+            print(f"   depth {waiting}: {point}", flush=True)
+            rows += [
+                Row(f"depth {waiting}: dispatch rate", point["dispatch_per_s"], point["baseline_pods_per_s"], "pods/s"),
+                Row(f"depth {waiting}: node -> last pod", point["node_to_last_pod_s"], step / base, "s"),
+                Row(f"depth {waiting}: cycle p50 / p99", point["cycle_p50_s"], point["cycle_p99_s"], "s"),
+                Row(f"depth {waiting}: operator RSS", point["operator_rss_mib"], None, "MiB"),
+                Row(f"depth {waiting}: operator CPU", point["operator_cpu_pct"], None, "% core"),
+            ]
+    finally:
+        await jobs.stop()
+        await pods.stop()
+    plot = plot_lines(
+        "deep_queue",
+        f"dispatch of {step} pods vs queue depth",
+        "RUNNABLE jobs",
+        "pods per second",
+        {
+            "kubatch dispatch": [(p["depth"], p["dispatch_per_s"] or 0) for p in points],  # type: ignore[misc]
+            "direct creates": [(p["depth"], p["baseline_pods_per_s"]) for p in points],  # type: ignore[misc]
+        },
+    )
+    notes = [
+        f"largest depth measured: {points[-1]['depth'] if points else 0}",
+        "cycle p99 column shows p99 (baseline col)",
+    ]
+    return Result("deep_queue", rows, {"step_vcpus": step, "points": points, "plot": plot}, notes)

@@ -1,0 +1,32 @@
+"""scheduler_micro: runs `bench/scheduler_micro.py` (the pure planner on 100,000 jobs) and includes its JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from bench.harness import Harness
+from bench.report import RESULTS, Result, Row
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scheduler_micro.py"
+
+
+async def run(h: Harness, quick: bool) -> Result:
+    args = [sys.executable, str(SCRIPT), *(["--quick"] if quick else [])]
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        return Result("scheduler_micro", skipped=f"scheduler_micro.py failed: {err.decode()[-500:]}")
+    data = json.loads((RESULTS / "scheduler_micro.json").read_text())
+    t = data.get("timings", {})
+    full = (t.get("full_cycle") or {}).get("p50_ms")
+    rows = [
+        Row("full plan() p50 (100k jobs)", full, None, "ms"),
+        Row("full plan() p99", (t.get("full_cycle") or {}).get("p99_ms"), None, "ms"),
+    ]
+    for key, val in t.items():
+        if key != "full_cycle" and isinstance(val, dict) and "p50_ms" in val:
+            rows.append(Row(f"{key} p50 (vs full)", val["p50_ms"], full, "ms"))
+    return Result("scheduler_micro", rows, {"scheduler_micro": data, "stdout": out.decode()[-2000:]})

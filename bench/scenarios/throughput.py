@@ -1,0 +1,81 @@
+"""throughput: N one-vCPU 1 s jobs on N/10 vCPUs; kubatch vs direct pods with a perfect admission."""
+
+from __future__ import annotations
+
+from bench.baseline import Work, run_direct
+from bench.harness import Harness, job_manifest
+from bench.jobs import run_kubatch
+from bench.profiler import PySpy
+from bench.report import Result, Row, cumulative, plot_lines, quantile, summary
+from bench.scenarios.common import cpu_window, setup
+
+
+async def run(h: Harness, quick: bool) -> Result:
+    n = 500 if quick else 5000
+    vcpus = n // 10
+    s = await setup(h, "tp", nodes=vcpus // 10, cpu=10)
+    timeout = 60 + n * 0.2
+    work = [Work(f"b{i:05d}", "q", 1, "1s", (s.ce,)) for i in range(n)]
+    w = cpu_window(h)
+    base = await run_direct(h.k, s.ns, work, {s.ce: vcpus}, timeout=timeout)
+    cpu_base = w.stop()
+    manifests = [job_manifest(s.ns, f"j{i:05d}", s.queue, s.definition, "1s") for i in range(n)]
+    assert h.op is not None
+    spy = PySpy(h.op.pid, "throughput") if h.profile else None
+    w = cpu_window(h)
+    kb = await run_kubatch(h, s.ns, manifests, timeout=timeout)
+    cpu_kb = w.stop()
+    profile = spy.stop() if spy else {}
+
+    to_pod = kb.submit_to(kb.pods.created)
+    base_to_pod = [t - base.t0 for t in base.tracker.created.values()]
+    done_k = list(kb.jobs.times("SUCCEEDED").values())
+    done_b = list(base.tracker.finished.values())
+    plot = plot_lines(
+        "throughput",
+        f"{n} jobs of 1 vCPU x 1 s on {vcpus} vCPUs",
+        "seconds since first submit",
+        "jobs finished",
+        {"kubatch (SUCCEEDED)": cumulative(done_k, kb.t0), "direct pods (Succeeded)": cumulative(done_b, base.t0)},
+    )
+    figures = {
+        "jobs": n,
+        "vcpus": vcpus,
+        "nodes": vcpus // 10,
+        "makespan_s": round(kb.makespan, 3),
+        "baseline_makespan_s": round(base.makespan, 3),
+        "ratio": round(kb.makespan / base.makespan, 3),
+        "ideal_makespan_s": n / vcpus * 1.0,
+        "jobs_per_s": round(n / kb.makespan, 1),
+        "baseline_jobs_per_s": round(n / base.makespan, 1),
+        "submit_s": round(kb.submit_end - kb.t0, 3),
+        "p50_submit_to_pod_s": quantile(to_pod, 0.5),
+        "p99_submit_to_pod_s": quantile(to_pod, 0.99),
+        "baseline_p50_start_to_pod_s": quantile(base_to_pod, 0.5),
+        "baseline_p99_start_to_pod_s": quantile(base_to_pod, 0.99),
+        "submit_to_pod_s": summary(to_pod),
+        "submit_to_succeeded_s": summary(kb.submit_to(kb.jobs.times("SUCCEEDED"))),
+        "failed": kb.jobs.counts["FAILED"],
+        "status_writes_per_job": round(sum(kb.jobs.modified.values()) / n, 2),
+        "cpu_pct_kubatch_phase": cpu_kb,
+        "cpu_pct_baseline_phase": cpu_base,
+        "operator_profile": profile,
+        "timeline_kubatch": kb.samples,
+        "timeline_baseline": base.samples,
+        "plot": plot,
+    }
+    rows = [
+        Row("makespan", figures["makespan_s"], figures["baseline_makespan_s"], "s"),
+        Row("jobs per second", figures["jobs_per_s"], figures["baseline_jobs_per_s"], "jobs/s"),
+        Row("p50 submit->pod created", figures["p50_submit_to_pod_s"], figures["baseline_p50_start_to_pod_s"], "s"),
+        Row("p99 submit->pod created", figures["p99_submit_to_pod_s"], figures["baseline_p99_start_to_pod_s"], "s"),
+        Row("submission of all jobs", figures["submit_s"], None, "s"),
+        Row("BatchJob writes per job (MODIFIED)", figures["status_writes_per_job"], None, "writes"),
+        Row("operator CPU", cpu_kb.get("operator"), None, "% core"),
+        Row("kube-apiserver CPU", cpu_kb.get("kube-apiserver"), cpu_base.get("kube-apiserver"), "% core"),
+        Row("etcd CPU", cpu_kb.get("etcd"), cpu_base.get("etcd"), "% core"),
+    ]
+    notes = [
+        f"{n} jobs on {vcpus} vCPUs (ideal makespan {n / vcpus:.0f} s); baseline submit time = start of its run",
+    ]
+    return Result("throughput", rows, figures, notes)
