@@ -67,9 +67,11 @@ kind-e2e: venv
 	bash hack/kind-e2e.sh
 
 bench: venv cluster-build
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench.run
 
 bench-quick: venv cluster-build
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench.run --quick
 
 clean: cluster-down
