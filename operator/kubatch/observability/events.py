@@ -33,8 +33,16 @@ def _micro() -> str:
 class EventRecorder:
     """Queue Events about objects and post them in the background."""
 
-    def __init__(self, kube: Kube, *, max_pending: int = 5000, workers: int = 4) -> None:
+    def __init__(
+        self, kube: Kube, *, max_pending: int = 5000, workers: int = 4, per_second: float = 0.0, burst: int = 500
+    ) -> None:
         self.kube = kube
+        # A token bucket (0 = no limit): events are best-effort and must not starve the API server
+        # of the writes that move jobs; the queue absorbs bursts and drops the oldest past max_pending.
+        self.per_second = per_second
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._refilled = 0.0
         self.pending: deque[tuple[str, dict[str, Any]]] = deque()
         self.max_pending = max_pending
         self.workers = workers
@@ -87,6 +95,10 @@ class EventRecorder:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self.per_second > 0:
+                await self._take_token()
+                if not self.pending:
+                    continue
             ns, event = self.pending.popleft()
             try:
                 await self.kube.create(f"/api/v1/namespaces/{ns}/events", event)
@@ -98,6 +110,18 @@ class EventRecorder:
                 raise
             except Exception as e:
                 log.debug("event not posted: %r", e)
+
+    async def _take_token(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if self._refilled:
+                self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.per_second)
+            self._refilled = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self.per_second)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (bounded) until queued events are posted, e.g. before shutdown."""

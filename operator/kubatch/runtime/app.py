@@ -47,7 +47,8 @@ class Options:
     reconcile_workers: int = 32
     max_parallel_creates: int = 64
     leader_election: bool = True
-    coalesce_seconds: float = 0.5
+    coalesce_seconds: float = 1.0
+    events_per_second: float = 0.0
 
     @classmethod
     def from_env(cls) -> Options:
@@ -62,7 +63,8 @@ class Options:
             ),
             delete_finished_pods=env.get("KUBATCH_DELETE_FINISHED_PODS", "true").lower() != "false",
             leader_election=env.get("KUBATCH_LEADER_ELECTION", "true").lower() != "false",
-            coalesce_seconds=float(env.get("KUBATCH_STATUS_COALESCE_SECONDS", "0.5")),
+            coalesce_seconds=float(env.get("KUBATCH_STATUS_COALESCE_SECONDS", "1.0")),
+            events_per_second=float(env.get("KUBATCH_EVENTS_PER_SECOND", "0")),
         )
 
 
@@ -74,7 +76,7 @@ class Runtime:
         self.options = options
         self.view = View()
         self.metrics = Metrics()
-        self.events = EventRecorder(kube)
+        self.events = EventRecorder(kube, per_second=options.events_per_second)
         self.leader = LeaderElector(kube, options.lease_namespace, options.lease_name)
         settings = PodSettings()
         leading = self.leader.is_leader if options.leader_election else (lambda: True)

@@ -131,7 +131,7 @@ class JobReconciler:
         workers: int = 32,
         delete_finished_pods: bool = True,
         settings: PodSettings | None = None,
-        coalesce_seconds: float = 0.5,
+        coalesce_seconds: float = 1.0,
     ) -> None:
         self.kube = kube
         self.view = view
