@@ -229,3 +229,57 @@ def test_queue_status_counts_jobs(batch: Batch) -> None:
     batch.wait_for(counted, "queue status counts")
     obj = batch.kget("jobqueue", q)
     assert obj["apiVersion"] == GROUP
+
+
+def test_non_replenishable_units_are_used_up(batch: Batch) -> None:
+    q = batch.queue([batch.environment(cpu=8)])
+    tokens = batch.cluster_object("ConsumableResource", batch.name("tok"),
+                                  {"resourceType": "NON_REPLENISHABLE", "totalQuantity": 3})
+    batch.container_definition(
+        "spender",
+        consumableResourceProperties={"consumableResourceList": [{"consumableResource": tokens, "quantity": 1}]},
+    )
+    names = [batch.job(f"spend-{i}", q, "spender", duration="1s") for i in range(5)]
+    done = [batch.wait_done(n) for n in names[:3]]
+    assert all(d["status"] == "SUCCEEDED" for d in done)
+    time.sleep(3)
+    # Three units, used up for good: the other two jobs wait; the head says the total is too low.
+    waiting = [batch.status(n) for n in names[3:]]
+    assert [w["status"] for w in waiting] == ["RUNNABLE", "RUNNABLE"]
+    assert waiting[0]["statusReason"].startswith("ACTION_REQUIRED"), waiting[0]["statusReason"]
+    assert "whose total is 0" in waiting[0]["statusReason"]
+
+    def used_up() -> bool:
+        st = batch.kget("consumableresource", tokens).get("status") or {}
+        return st.get("totalQuantity") == 0 and st.get("availableQuantity") == 0 and st.get("inUseQuantity") == 0
+
+    batch.wait_for(used_up, "total and available down to 0")
+    # More units (a new total) let the waiting jobs run.
+    batch.kubectl("patch", "consumableresource", tokens, "--type=merge", "-p", '{"spec": {"totalQuantity": 5}}')
+    assert all(batch.wait_done(n)["status"] == "SUCCEEDED" for n in names[3:])
+
+
+def test_lowering_total_while_in_use_reduces_available_at_once(batch: Batch) -> None:
+    q = batch.queue([batch.environment(cpu=8)])
+    seats = batch.cluster_object("ConsumableResource", batch.name("seat"),
+                                 {"resourceType": "REPLENISHABLE", "totalQuantity": 2})
+    batch.container_definition(
+        "seated",
+        consumableResourceProperties={"consumableResourceList": [{"consumableResource": seats, "quantity": 1}]},
+    )
+    first = [batch.job(f"s-{i}", q, "seated", duration="6s") for i in range(2)]
+    for n in first:
+        batch.wait_status(n, "RUNNING")
+    batch.kubectl("patch", "consumableresource", seats, "--type=merge", "-p", '{"spec": {"totalQuantity": 1}}')
+    late = batch.job("s-late", q, "seated", duration="1s")
+
+    def lowered() -> bool:
+        st = batch.kget("consumableresource", seats).get("status") or {}
+        return st.get("totalQuantity") == 1 and st.get("availableQuantity") == 0 and st.get("inUseQuantity") == 2
+
+    batch.wait_for(lowered, "available 0 while 2 units are in use and the total is 1")
+    assert batch.status(late)["status"] == "RUNNABLE"
+    for n in first:
+        batch.wait_done(n)
+    assert batch.wait_done(late)["status"] == "SUCCEEDED"
+    assert ts(batch.status(late)["startedAt"]) >= max(ts(batch.status(n)["stoppedAt"]) for n in first) - 1

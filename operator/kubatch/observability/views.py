@@ -67,6 +67,7 @@ def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
             "kubatch_share_running_vcpus", "vCPUs held by each fair-share identifier.", ["queue", "share"], shares
         )
         in_use = dispatcher.consumables_in_use()
+        consumed = dispatcher.consumables_consumed()
         yield gauge(
             "kubatch_consumable_in_use",
             "Consumable resource units in use.",
@@ -78,7 +79,9 @@ def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
             "Consumable resource units available.",
             ["resource"],
             {
-                (k,): float(max(0, int((c.get("spec") or {}).get("totalQuantity") or 0) - in_use.get(k, 0)))
+                (k,): float(
+                    max(0, int((c.get("spec") or {}).get("totalQuantity") or 0) - consumed.get(k, 0) - in_use.get(k, 0))
+                )
                 for k, c in view.consumables.items()
             },
         )

@@ -109,6 +109,7 @@ class Runtime:
             lambda: self.dispatcher.blocked,
             self.dispatcher.consumables_in_use,
             lambda: self.dispatcher.usage_rows,
+            self.dispatcher.consumables_consumed,
             is_leader=leading,
         )
         v = self.view

@@ -282,10 +282,10 @@ class Dispatcher:
         return missing
 
     def consumables_in_use(self) -> dict[str, int]:
-        """Units held by STARTING/RUNNING jobs (REPLENISHABLE) or ever taken (NON_REPLENISHABLE)."""
+        """Units locked right now: from STARTING until the job (array child) ends. A unit counts when
+        its status says STARTING/RUNNING or when it has a live pod (dispatched, status not yet
+        updated), so a finished pod whose job is not yet marked ended still holds its units."""
         in_use: dict[str, int] = defaultdict(int)
-        for name, res in self.view.consumables.items():
-            in_use[name] = int((res.get("status") or {}).get("consumedQuantity") or 0)
         for key in self.view.pods:
             if key not in self.sized and (job := self.view.jobs.get(key)) is not None:
                 definition, _ = resolve_definition(self.view, job)
@@ -295,31 +295,72 @@ class Dispatcher:
                     except (PodSpecError, ValueError, KeyError):
                         self.sized.add(key)
         for key in list(self.consumers):
-            pods = self.view.pods.get(key)
+            pods = self.view.pods.get(key) or {}
             job = self.view.jobs.get(key)
             if job is None:
                 self.consumers.discard(key)
                 continue
-            if not pods:
+            st = job.get("status") or {}
+            live_pods = {
+                (p.get("metadata") or {}).get("labels", {}).get("kubatch.dev/array-index")
+                for p in pods.values()
+                if not _pod_finished(p)
+            }
+            props = st.get("arrayProperties") or {}
+            if props:
+                idx = props.get("indexes") or {}
+                active = IndexSet.parse(idx.get("STARTING")) | IndexSet.parse(idx.get("RUNNING"))
+                live = len(active | IndexSet.of(int(i) for i in live_pods if i is not None))
+            else:
+                live = 1 if live_pods or st.get("status") in ("STARTING", "RUNNING") else 0
+            if not live:
                 continue
             definition, _ = resolve_definition(self.view, job)
             if definition is None:
                 continue
             needs = self._needs(key, definition, job)
-            attempts_live = {
-                (
-                    p["metadata"]["labels"].get("kubatch.dev/array-index"),
-                    p["metadata"]["labels"].get("kubatch.dev/attempt"),
-                )
-                for p in pods.values()
-                if not _pod_finished(p)
-            }
             for cname, qty in needs.consumables.items():
-                resource = self.view.consumables.get(cname)
-                if resource is not None and (resource.get("spec") or {}).get("resourceType") == "NON_REPLENISHABLE":
-                    continue  # counted through consumedQuantity
-                in_use[cname] += qty * len(attempts_live)
+                in_use[cname] += qty * live
         return in_use
+
+    def consumables_consumed(self) -> dict[str, int]:
+        """NON_REPLENISHABLE units used up for good: those of every job (array child) that started
+        and ended, as long as its BatchJob exists. Only computed when such resources exist."""
+        spent = {
+            name
+            for name, c in self.view.consumables.items()
+            if (c.get("spec") or {}).get("resourceType") == "NON_REPLENISHABLE"
+        }
+        out: dict[str, int] = defaultdict(int)
+        if not spent:
+            return out
+        for key, job in self.view.jobs.items():
+            st = job.get("status") or {}
+            if st.get("status") not in ("SUCCEEDED", "FAILED", "PENDING"):
+                continue
+            props = st.get("arrayProperties") or {}
+            if props:
+                idx = props.get("indexes") or {}
+                ended = IndexSet.parse(idx.get("SUCCEEDED")) | IndexSet.parse(idx.get("FAILED"))
+                tried = IndexSet()
+                for members in (props.get("attempts") or {}).values():
+                    tried = tried | IndexSet.parse(members)
+                count = len(ended & tried)
+            else:
+                count = 1 if st.get("status") != "PENDING" and st.get("attempts") else 0
+            if not count:
+                continue
+            definition, _ = resolve_definition(self.view, job)
+            if definition is None:
+                continue
+            try:
+                needs = self._needs(key, definition, job)
+            except (PodSpecError, ValueError, KeyError):
+                continue
+            for cname, qty in needs.consumables.items():
+                if cname in spent:
+                    out[cname] += qty * count
+        return out
 
     def snapshot(self) -> tuple[Snapshot, dict[str, tuple[Unit, Definition]]]:
         now = self.now()
@@ -366,10 +407,11 @@ class Dispatcher:
                 )
             )
         in_use = self.consumables_in_use()
+        consumed = self.consumables_consumed()
         consumables = tuple(
             Consumable(
                 name=name,
-                total=int((c.get("spec") or {}).get("totalQuantity") or 0),
+                total=int((c.get("spec") or {}).get("totalQuantity") or 0) - consumed.get(name, 0),
                 in_use=in_use.get(name, 0),
                 replenishable=(c.get("spec") or {}).get("resourceType", "REPLENISHABLE") != "NON_REPLENISHABLE",
             )

@@ -68,6 +68,7 @@ class StatusWriter:
         blocked: Callable[[], Mapping[str, str]],
         in_use: Callable[[], Mapping[str, int]],
         shares: Callable[[], Iterable[ShareUsage]] = tuple,
+        consumed: Callable[[], Mapping[str, int]] = dict,
         *,
         period: float = 2.0,
         is_leader: Any = None,
@@ -78,6 +79,7 @@ class StatusWriter:
         self.blocked = blocked
         self.in_use = in_use
         self.shares = shares
+        self.consumed = consumed
         self.period = period
         self.is_leader = is_leader or (lambda: True)
         self.ready = asyncio.Event()
@@ -136,9 +138,10 @@ class StatusWriter:
                 want["shareUsage"] = shares.get(name, [])
             await self._write(self.view.queues, "jobqueues", name, queue, want)
         in_use = self.in_use()
+        consumed = self.consumed()
         for name, res in list(self.view.consumables.items()):
             spec = res.get("spec") or {}
-            total = int(spec.get("totalQuantity") or 0)
+            total = int(spec.get("totalQuantity") or 0) - int(consumed.get(name, 0))
             used = int(in_use.get(name, 0))
             amounts: dict[str, Any] = {
                 "totalQuantity": total,
