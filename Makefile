@@ -47,13 +47,13 @@ cluster-status: venv
 
 # Unit tests need no cluster; integration tests bring the local cluster up themselves (or reuse it).
 test: system-deps venv lint cluster-build
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist load -p no:cacheprovider tests
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider tests
 
 test-unit: venv
 	$(VENV)/bin/pytest -p no:cacheprovider tests/unit
 
 test-integration: system-deps venv cluster-build
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist load -p no:cacheprovider tests/integration
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider tests/integration
 
 operator: venv cluster-up
 	KUBECONFIG=$(KUBECONFIG_LOCAL) $(VENV)/bin/kubatch operator

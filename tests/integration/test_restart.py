@@ -25,37 +25,48 @@ class PodRecorder:
 
     def __init__(self, cluster: Any, namespace: str) -> None:
         self.uids: dict[str, set[str]] = defaultdict(set)
-        template = '{.type} {.object.metadata.name} {.object.metadata.uid}{"\\n"}'
-        self.proc = subprocess.Popen(
-            [
-                cluster.kubectl,
-                "get",
-                "pods",
-                "-n",
-                namespace,
-                "--watch",
-                "--output-watch-events",
-                "-o",
-                f"jsonpath={template}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=cluster.env(),
-        )
+        self.cluster = cluster
+        self.namespace = namespace
+        self.stopped = threading.Event()
+        self.proc: subprocess.Popen[str] | None = None
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            parts = line.split()
-            if len(parts) == 3 and parts[0] in ("ADDED", "MODIFIED"):
-                self.uids[parts[1]].add(parts[2])
+        template = '{.type} {.object.metadata.name} {.object.metadata.uid}{"\\n"}'
+        # A watch can be cut (server timeout, a restarted API server): watch again; the initial
+        # list of each new watch repeats what exists, so nothing is missed in between.
+        while not self.stopped.is_set():
+            self.proc = subprocess.Popen(
+                [
+                    self.cluster.kubectl,
+                    "get",
+                    "pods",
+                    "-n",
+                    self.namespace,
+                    "--watch",
+                    "--output-watch-events",
+                    "-o",
+                    f"jsonpath={template}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=self.cluster.env(),
+            )
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                parts = line.split()
+                if len(parts) == 3 and parts[0] in ("ADDED", "MODIFIED"):
+                    self.uids[parts[1]].add(parts[2])
+            self.proc.wait()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        self.stopped.set()
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.thread.join(timeout=10)
 
 
 def test_sigkill_mid_run_loses_and_duplicates_nothing(batch: Batch, cluster: Any, operator: Any) -> None:

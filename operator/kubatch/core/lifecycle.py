@@ -40,6 +40,7 @@ from kubatch.core.states import (
     REASON_MAIN_NODE_EXITED,
     TERMINAL,
     AttemptOutcome,
+    InvalidTransition,
     JobStatus,
     PodObservation,
     attempt_outcome,
@@ -170,7 +171,10 @@ class _Step:
     def move(self, target: JobStatus, reason: str = "") -> None:
         """Walk to ``target`` recording one event per intermediate state."""
         cur = self.state
-        path = forward_path(cur, target) if cur != target else []
+        try:
+            path = forward_path(cur, target) if cur != target else []
+        except InvalidTransition:
+            path = [target]  # a status edited by hand: record where the job really is
         if not path and cur == target:
             self.status["statusReason"] = reason
             return
