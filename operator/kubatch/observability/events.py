@@ -34,7 +34,7 @@ class EventRecorder:
     """Queue Events about objects and post them in the background."""
 
     def __init__(
-        self, kube: Kube, *, max_pending: int = 5000, workers: int = 4, per_second: float = 0.0, burst: int = 500
+        self, kube: Kube, *, max_pending: int = 10000, workers: int = 4, per_second: float = 0.0, burst: int = 500
     ) -> None:
         self.kube = kube
         # A token bucket (0 = no limit): events are best-effort and must not starve the API server

@@ -48,7 +48,7 @@ class Options:
     max_parallel_creates: int = 64
     leader_election: bool = True
     coalesce_seconds: float = 1.0
-    events_per_second: float = 0.0
+    events_per_second: float = 50.0
 
     @classmethod
     def from_env(cls) -> Options:
@@ -64,7 +64,7 @@ class Options:
             delete_finished_pods=env.get("KUBATCH_DELETE_FINISHED_PODS", "true").lower() != "false",
             leader_election=env.get("KUBATCH_LEADER_ELECTION", "true").lower() != "false",
             coalesce_seconds=float(env.get("KUBATCH_STATUS_COALESCE_SECONDS", "1.0")),
-            events_per_second=float(env.get("KUBATCH_EVENTS_PER_SECOND", "0")),
+            events_per_second=float(env.get("KUBATCH_EVENTS_PER_SECOND", "50")),
         )
 
 
