@@ -182,3 +182,14 @@ def admission_namespace(opt_in_admission: Callable[[str], None], namespace: str)
     """A fresh namespace checked by the validating webhook."""
     opt_in_admission(namespace)
     return namespace
+
+
+@pytest.fixture(scope="session")
+def karpenter_crds(kubectl: Kubectl) -> str:
+    """Install Karpenter's real CRDs from the pinned Go module (additive and idempotent; never
+    removed: other tests may use them)."""
+    script = REPO / "hack" / "cluster" / "karpenter.sh"
+    crd_dir = subprocess.run([str(script)], check=True, capture_output=True, text=True, timeout=300).stdout.strip()
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", crd_dir)
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crd_dir)
+    return crd_dir

@@ -72,7 +72,7 @@ def test_failing_child_fails_parent_only_after_slow_children(batch: Batch) -> No
 def test_dependency_chain_and_failure_cascade(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=8)])
     batch.container_definition("step")
-    batch.job("a", q, "step", duration="6s")
+    batch.job("a", q, "step", duration="10s")
     batch.job("b", q, "step", dependsOn=[{"jobName": "a"}])
     batch.job("c", q, "step", dependsOn=[{"jobName": "b"}])
     batch.wait_status("a", "RUNNING")

@@ -292,7 +292,7 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
 
 
 def test_service_account_can_do_exactly_what_the_operator_needs(
-    kubectl: Kubectl, helm: Helm, release: Release, tmp_path: Path
+    kubectl: Kubectl, helm: Helm, release: Release, tmp_path: Path, karpenter_crds: str
 ) -> None:
     kubeconfig = token_kubeconfig(kubectl, release, tmp_path)
     wrong = [

@@ -7,9 +7,7 @@ INVALID. Karpenter's controller itself does not run here (no cloud), so no nodes
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +15,6 @@ import pytest
 from kubatch.cluster.client import ApiError
 from kubatch.cluster.provisioners import KarpenterProvisioner, nodepool_name
 from kubatch.cluster.provisioners.karpenter import MISSING_CRD
-from kubatch.devcluster.cluster import find_repo
-from tests.integration.helpers import Kubectl
 from tests.integration.test_compute import CE_PATH, Harness, harness, until
 
 pytestmark = pytest.mark.integration
@@ -28,15 +24,6 @@ __all__ = ["harness"]  # the fixture, shared with test_compute
 NODEPOOLS = "/apis/karpenter.sh/v1/nodepools"
 NODE_CLASS = {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}
 
-
-@pytest.fixture(scope="session")
-def karpenter_crds(kubectl: Kubectl) -> str:
-    """Install Karpenter's CRDs (additive and idempotent; never removed: other tests may use them)."""
-    script = find_repo(Path(__file__).parent) / "hack" / "cluster" / "karpenter.sh"
-    crd_dir = subprocess.run([str(script)], check=True, capture_output=True, text=True, timeout=300).stdout.strip()
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", crd_dir)
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crd_dir)
-    return crd_dir
 
 
 def karpenter_spec(**cr: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ def test_hello_world_runs_with_every_aws_batch_variable(batch: Batch) -> None:
     ce = batch.environment()
     q = batch.queue([ce])
     batch.container_definition("hello", command=["echo", "hello Ref::who"], parameters={"who": "world"})
-    batch.job("hello-1", q, "hello", duration="4s", parameters={"who": "kubatch"})
+    batch.job("hello-1", q, "hello", duration="10s", parameters={"who": "kubatch"})
     st = batch.wait_status("hello-1", "RUNNING")
     pods = batch.pods("hello-1")
     assert len(pods) == 1
@@ -184,7 +184,7 @@ def test_revisions_are_pinned_at_submission(batch: Batch) -> None:
     batch.container_definition("pinned", command=["echo", "v1"])
     batch.job("hold", q, "pinned", duration="1h")
     batch.wait_status("hold", "RUNNING")
-    batch.job("first", q, "pinned", duration="6s")
+    batch.job("first", q, "pinned", duration="10s")
     batch.wait_status("first", "RUNNABLE")
     assert batch.status("first")["jobDefinition"] == "pinned:1"
     batch.container_definition("pinned", command=["echo", "v2"])

@@ -140,7 +140,7 @@ def test_gpu_job_lands_on_a_gpu_node_with_the_limit(batch: Batch) -> None:
             },
         },
     )
-    batch.job("train", q, "gpu", duration="5s")
+    batch.job("train", q, "gpu", duration="30s")
     batch.wait_status("train", "RUNNING", timeout=120)
     (pod,) = batch.pods("train")
     res = pod["spec"]["containers"][0]["resources"]
@@ -149,7 +149,7 @@ def test_gpu_job_lands_on_a_gpu_node_with_the_limit(batch: Batch) -> None:
     node = batch.kget("node", pod["spec"]["nodeName"])
     assert node["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "p3.2xlarge"
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == "1"
-    assert batch.wait_done("train", timeout=60)["status"] == "SUCCEEDED"
+    assert batch.wait_done("train", timeout=90)["status"] == "SUCCEEDED"
 
 
 def test_gpu_job_on_a_queue_without_gpu_instances_is_misconfigured(batch: Batch) -> None:

@@ -64,7 +64,7 @@ def test_unmanaged_pool_membership_follows_the_node_selector(batch: Batch) -> No
     # The environment's own jobs run there.
     q = batch.queue([ce])
     batch.container_definition("work")
-    batch.job("on-pool", q, "work", duration="3s")
+    batch.job("on-pool", q, "work", duration="10s")
     batch.wait_status("on-pool", "RUNNING")
     (job_pod,) = batch.pods("on-pool")
     assert job_pod["spec"]["nodeName"] == member

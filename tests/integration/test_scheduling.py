@@ -267,7 +267,7 @@ def test_lowering_total_while_in_use_reduces_available_at_once(batch: Batch) -> 
         "seated",
         consumableResourceProperties={"consumableResourceList": [{"consumableResource": seats, "quantity": 1}]},
     )
-    first = [batch.job(f"s-{i}", q, "seated", duration="6s") for i in range(2)]
+    first = [batch.job(f"s-{i}", q, "seated", duration="15s") for i in range(2)]
     for n in first:
         batch.wait_status(n, "RUNNING")
     batch.kubectl("patch", "consumableresource", seats, "--type=merge", "-p", '{"spec": {"totalQuantity": 1}}')
@@ -278,7 +278,7 @@ def test_lowering_total_while_in_use_reduces_available_at_once(batch: Batch) -> 
         return st.get("totalQuantity") == 1 and st.get("availableQuantity") == 0 and st.get("inUseQuantity") == 2
 
     batch.wait_for(lowered, "available 0 while 2 units are in use and the total is 1")
-    assert batch.status(late)["status"] == "RUNNABLE"
+    assert batch.wait_status(late, "RUNNABLE")["status"] == "RUNNABLE"
     for n in first:
         batch.wait_done(n)
     assert batch.wait_done(late)["status"] == "SUCCEEDED"

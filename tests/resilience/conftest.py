@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from kubatch.devcluster import operatorproc
+from kubatch.devcluster.certs import issue_client_cert
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, find_repo, pid_alive
 from kubatch.devcluster.nodes import kwok_node
 from tests.integration.batch import Batch
@@ -187,13 +188,7 @@ def operator_kubeconfig(cluster: PrivateCluster, kubectl: Kubectl) -> Path:
     can ever be answered 429 (as a real deployment, with its ServiceAccount, would be)."""
     pki = cluster.pki
     if not (pki / "operator.crt").exists():
-        request = ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "operator.key", "-out", "operator.csr"]
-        sign = ["x509", "-req", "-in", "operator.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"]
-        for args in (
-            [*request, "-subj", f"/CN={OPERATOR_USER}"],
-            [*sign, "-out", "operator.crt", "-days", "30", "-extfile", "client.ext"],
-        ):
-            subprocess.run(["openssl", *args], cwd=pki, check=True, capture_output=True, text=True)
+        issue_client_cert(pki, "operator", f"/CN={OPERATOR_USER}")
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",

@@ -84,9 +84,14 @@ def ensure_pki(pki: Path) -> None:
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1\n",
     )
-    _issue(pki, "admin", "/O=system:masters/CN=kubatch-admin", "extendedKeyUsage=clientAuth\n")
+    issue_client_cert(pki, "admin", "/O=system:masters/CN=kubatch-admin")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def issue_client_cert(pki: Path, name: str, subject: str) -> tuple[Path, Path]:
+    """A client certificate (`subject` such as `/O=group/CN=user`) signed by the local CA."""
+    return _issue(pki, name, subject, "extendedKeyUsage=clientAuth\n")
 
 
 def sign_serving_cert(pki: Path, name: str, hosts: list[str]) -> tuple[Path, Path]:

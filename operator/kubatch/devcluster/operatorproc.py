@@ -104,9 +104,10 @@ def start(
     lease_name: str | None = None,
     wait: bool = True,
     timeout: float = 60,
+    metrics_port: int | None = None,
 ) -> OperatorProcess:
     """Start one operator process (not recorded as the shared one)."""
-    port = free_port()
+    port = metrics_port or free_port()
     log = state / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = info.env()
@@ -142,6 +143,15 @@ def start(
     return op
 
 
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
     """The shared operator for this cluster: reuse a live one running the current code and serving the
     webhook, else (re)start it."""
@@ -154,8 +164,11 @@ def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
         and _ready(current.metrics_port)
     ):
         return current
+    port = None
     if current is not None:
         stop_pid(current.pid)
+        port = current.metrics_port if port_free(current.metrics_port) else None
+    # The same metrics port across restarts: a scraper (the metrics test's Prometheus) keeps working.
     # Tests of jobStateTimeLimitActions must not wait 10 real minutes: the shared test operator
     # runs the time limits 100 times faster.
     # A fixed identity lets a restarted shared operator take its Lease back without waiting for it
@@ -168,6 +181,7 @@ def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
             "KUBATCH_LEADER_IDENTITY": "kubatch-test",
             **webhook_env(state),
         },
+        metrics_port=port,
     )
     _record(state).write_text(json.dumps(asdict(op)))
     return op
