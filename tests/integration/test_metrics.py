@@ -66,17 +66,25 @@ def prometheus(operator: Any) -> Iterator[str]:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(MONITORING / "kubatch-rules.yaml")],
-        "scrape_configs": [{
-            "job_name": "kubatch",
-            "static_configs": [{"targets": [f"127.0.0.1:{operator.metrics_port}"], "labels": {"pod": "kubatch-0"}}],
-        }],
+        "scrape_configs": [
+            {
+                "job_name": "kubatch",
+                "static_configs": [{"targets": [f"127.0.0.1:{operator.metrics_port}"], "labels": {"pod": "kubatch-0"}}],
+            }
+        ],
     }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = open(work / "prometheus.log", "wb")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
-        [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -109,33 +117,46 @@ def query(url: str, expr: str) -> list[dict[str, Any]]:
 def test_promtool_accepts_the_rules() -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not installed"
-    out = subprocess.run([promtool, "check", "rules", str(MONITORING / "kubatch-rules.yaml")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [promtool, "check", "rules", str(MONITORING / "kubatch-rules.yaml")], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_every_dashboard_and_rule_expression_returns_data(batch: Batch, prometheus: str) -> None:
     # A workload that moves every metric: fair share, a consumable, retries, a blocked queue, GPUs.
     ce = batch.environment(cpu=4, gpus=1)
-    policy = batch.cluster_object("SchedulingPolicy", batch.name("fs"), {
-        "fairsharePolicy": {"shareDistribution": [{"shareIdentifier": "teamA", "weightFactor": 1.0}]}})
+    policy = batch.cluster_object(
+        "SchedulingPolicy",
+        batch.name("fs"),
+        {"fairsharePolicy": {"shareDistribution": [{"shareIdentifier": "teamA", "weightFactor": 1.0}]}},
+    )
     q = batch.queue([ce], policy=policy)
-    lic = batch.cluster_object("ConsumableResource", batch.name("lic"),
-                               {"resourceType": "REPLENISHABLE", "totalQuantity": 2})
+    lic = batch.cluster_object(
+        "ConsumableResource", batch.name("lic"), {"resourceType": "REPLENISHABLE", "totalQuantity": 2}
+    )
     batch.container_definition(
-        "work", retryStrategy={"attempts": 2},
+        "work",
+        retryStrategy={"attempts": 2},
         consumableResourceProperties={"consumableResourceList": [{"consumableResource": lic, "quantity": 1}]},
     )
     batch.container_definition("huge", vcpus="64")
     for i in range(6):
-        batch.job(f"m-{i}", q, "work", duration="2s", shareIdentifier="teamA",
-                  annotations={"sim.kubatch.dev/exit-code-attempt-1": "1"} if i == 0 else None)
+        batch.job(
+            f"m-{i}",
+            q,
+            "work",
+            duration="2s",
+            shareIdentifier="teamA",
+            annotations={"sim.kubatch.dev/exit-code-attempt-1": "1"} if i == 0 else None,
+        )
     blocked_q = batch.queue([ce], name=batch.name("blocked"))
     batch.job("too-big", blocked_q, "huge")
     for i in range(6):
         batch.wait_done(f"m-{i}", timeout=120)
-    batch.wait_for(lambda: batch.status("too-big").get("statusReason", "").startswith("MISCONFIGURATION"),
-                   "blocked head")
+    batch.wait_for(
+        lambda: batch.status("too-big").get("statusReason", "").startswith("MISCONFIGURATION"), "blocked head"
+    )
     # Several scrapes and rule evaluations after the workload (other tests may restart the shared
     # operator meanwhile: its counters then start again, so poll rather than look once).
     deadline = time.monotonic() + 90
@@ -144,7 +165,13 @@ def test_every_dashboard_and_rule_expression_returns_data(batch: Batch, promethe
         if not empty or time.monotonic() > deadline:
             break
         time.sleep(2)
-    assert not empty, f"dashboard expressions without data: {empty}"
+    if empty:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/targets", timeout=10) as r:
+            targets = [
+                (t["scrapeUrl"], t["health"], t.get("lastError")) for t in json.loads(r.read())["data"]["activeTargets"]
+            ]
+        probe = {q: query(prometheus, q) for q in ("up", 'count({__name__=~"kubatch_.+"})', "kubatch_leader")}
+        raise AssertionError(f"dashboard expressions without data: {empty}; scrape targets: {targets}; {probe}")
     for rule in rules():
         expr = rule["expr"]
         result = query(prometheus, expr)  # evaluates (status success) for every rule
@@ -154,5 +181,9 @@ def test_every_dashboard_and_rule_expression_returns_data(batch: Batch, promethe
         for name in set(METRIC_NAME.findall(expr)):
             series = query(prometheus, f'count({{__name__=~"{name}(_bucket)?"}})')
             assert series, f"alert {rule['alert']} reads {name}, which has no series"
-    for rec in (r["record"] for r in rules() if "record" in r):
-        assert query(prometheus, rec), f"recorded series {rec} missing"
+    # Recording rules are evaluated every 30 s (the group's interval): wait for the first round.
+    records = [r["record"] for r in rules() if "record" in r]
+    deadline = time.monotonic() + 75
+    while (missing := [rec for rec in records if not query(prometheus, rec)]) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not missing, f"recorded series missing: {missing}"

@@ -7,6 +7,7 @@ they cost nothing between scrapes. No label ever carries a per-job value.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -70,22 +71,32 @@ class Metrics:
         self.attempts.labels(queue)
 
     def observe_transition(self, queue: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """Account one status write. Writes are coalesced, so a write may skip states: what is
+        measured is read from timestamps (queuedAt, startedAt), not from which states it names."""
         before, after = old.get("status"), new.get("status")
         if before == after or not after:
             return
         self.transitions.labels(queue, after).inc()
-        if after == "RUNNING" and before in ("STARTING", "RUNNABLE"):
+        waiting = before in (None, "SUBMITTED", "PENDING", "RUNNABLE")
+        if (
+            waiting
+            and after in ("STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+            and (new.get("attempts") or after != "FAILED")
+        ):
+            queued = parse_iso(new.get("queuedAt"))
+            left = parse_iso(new.get("startedAt")) if not old.get("startedAt") else None
+            left = left if left is not None else time.time()
+            if queued is not None:
+                self.runnable_seconds.labels(queue).observe(max(0.0, left - queued))
+        if new.get("startedAt") and not old.get("startedAt"):
             created = parse_iso(new.get("createdAt"))
             started = parse_iso(new.get("startedAt"))
             if created is not None and started is not None:
                 self.submit_to_start.labels(queue).observe(max(0.0, started - created))
-        if after == "STARTING":
-            runnable = parse_iso(old.get("queuedAt"))
-            stamp = parse_iso(new.get("queuedAt"))
-            if runnable is not None and stamp is not None:
-                self.runnable_seconds.labels(queue).observe(max(0.0, stamp - runnable))
-        if before in ("STARTING", "RUNNING") and after == "RUNNABLE":
-            self.retries.labels(queue).inc()
+        attempts_before = len(old.get("attempts") or [])
+        attempts_after = len(new.get("attempts") or [])
+        if after in ("RUNNABLE", "STARTING", "RUNNING") and attempts_after > attempts_before:
+            self.retries.labels(queue).inc(attempts_after - attempts_before)
 
     def add_collector(self, collect: Callable[[], Iterator[Metric]]) -> None:
         class _C(Collector):

@@ -141,7 +141,7 @@ class StatusWriter:
         consumed = self.consumed()
         for name, res in list(self.view.consumables.items()):
             spec = res.get("spec") or {}
-            total = int(spec.get("totalQuantity") or 0) - int(consumed.get(name, 0))
+            total = max(0, int(spec.get("totalQuantity") or 0) - int(consumed.get(name, 0)))
             used = int(in_use.get(name, 0))
             amounts: dict[str, Any] = {
                 "totalQuantity": total,
