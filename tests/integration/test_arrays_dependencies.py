@@ -76,7 +76,8 @@ def test_dependency_chain_and_failure_cascade(batch: Batch) -> None:
     batch.job("b", q, "step", dependsOn=[{"jobName": "a"}])
     batch.job("c", q, "step", dependsOn=[{"jobName": "b"}])
     batch.wait_status("a", "RUNNING")
-    assert batch.status("b")["status"] == "PENDING"
+    assert batch.wait_status("b", "PENDING")["status"] == "PENDING"
+    assert batch.status("a")["status"] == "RUNNING", "b waits while a runs"
     done_a = batch.wait_done("a")
     done_c = batch.wait_done("c")
     assert done_c["status"] == "SUCCEEDED"
