@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import time
@@ -26,13 +27,14 @@ async def until(pred: Callable[[], bool], timeout: float, what: str, every: floa
     return time.time()
 
 
-class _Watched:
+class _Watched(abc.ABC):
     def __init__(self, kube: Kube, path: str, selector: str | None) -> None:
         self.informer = Informer(kube, path, self.handle, label_selector=selector, name=path)
         self.task: asyncio.Task[None] | None = None
 
+    @abc.abstractmethod
     def handle(self, typ: str, obj: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """One watch event of the tracked collection."""
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self.informer.run())
