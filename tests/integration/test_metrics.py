@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubatch.devcluster import operatorproc
 from kubatch.devcluster.cluster import find_repo, free_port
 from tests.integration.batch import Batch
 
@@ -57,7 +59,7 @@ def grafana_to_promql(expr: str) -> str:
 
 
 @pytest.fixture
-def prometheus(operator: Any) -> Iterator[str]:
+def prometheus(operator: Any, cluster: Any) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
         raise AssertionError("prometheus is not installed (.ci/run installs Debian's prometheus package)")
@@ -66,13 +68,33 @@ def prometheus(operator: Any) -> Iterator[str]:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(MONITORING / "kubatch-rules.yaml")],
+        # File-based discovery follows the shared operator if another test restarts it elsewhere.
         "scrape_configs": [
             {
                 "job_name": "kubatch",
-                "static_configs": [{"targets": [f"127.0.0.1:{operator.metrics_port}"], "labels": {"pod": "kubatch-0"}}],
+                "file_sd_configs": [{"files": [str(work / "targets.json")], "refresh_interval": "1s"}],
             }
         ],
     }
+    state = Path(cluster.state_dir)
+    stop = threading.Event()
+
+    def follow_operator() -> None:
+        last = None
+        while not stop.is_set():
+            current = operatorproc.read(state)
+            port = current.metrics_port if current else operator.metrics_port
+            if port != last:
+                targets = [{"targets": [f"127.0.0.1:{port}"], "labels": {"pod": "kubatch-0"}}]
+                tmp = work / "targets.json.tmp"
+                tmp.write_text(json.dumps(targets))
+                tmp.replace(work / "targets.json")
+                last = port
+            stop.wait(0.5)
+
+    threading.Thread(target=follow_operator, daemon=True).start()
+    while not (work / "targets.json").exists():
+        time.sleep(0.05)
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = open(work / "prometheus.log", "wb")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
@@ -101,6 +123,7 @@ def prometheus(operator: Any) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
+        stop.set()
         proc.terminate()
         proc.wait(timeout=10)
         log.close()

@@ -144,7 +144,10 @@ def start(
 
 
 def port_free(port: int) -> bool:
+    """Whether a server may listen on ``port`` again (SO_REUSEADDR, as aiohttp binds: connections
+    of the previous process left in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
