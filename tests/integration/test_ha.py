@@ -16,7 +16,8 @@ from kubatch.devcluster import operatorproc
 from tests.integration.batch import Batch
 from tests.integration.test_restart import PodRecorder
 
-pytestmark = pytest.mark.integration
+# Tests that kill the shared operator run one after the other (same xdist worker).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
 
 
 def lease_holder(batch: Batch) -> str:
@@ -36,10 +37,14 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
         extra_env={"KUBATCH_LEADER_IDENTITY": f"standby-{batch.tag}", "KUBATCH_TIME_LIMIT_SCALE": "0.01"},
     )
     recorder = PodRecorder(cluster, batch.ns)
+    # Hold the shared operator's lock while its leader is dead, so that no other test session
+    # restarts it meanwhile (it would take its Lease straight back).
+    lock = open(state / ".operator.lock", "w")  # noqa: SIM115 - held across the test
     try:
         assert lease_holder(batch) == "kubatch-test"
         names = [batch.job(f"ha-{i}", q, "work", duration="2s") for i in range(12)]
         batch.wait_for(lambda: len(recorder.uids) >= 4, "the leader started work")
+        fcntl.flock(lock, fcntl.LOCK_EX)
         leader = operatorproc.read(state)
         assert leader is not None
         operatorproc.stop_pid(leader.pid, signal.SIGKILL)
@@ -56,9 +61,9 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
         recorder.stop()
         # Hand the Lease back: a clean stop releases it, so the shared operator leads again at once.
         operatorproc.stop_pid(standby.pid, signal.SIGTERM)
-        with open(state / ".operator.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            operatorproc.ensure(cluster, state)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        operatorproc.ensure(cluster, state)
+        lock.close()
     duplicated = {pod: uids for pod, uids in recorder.uids.items() if len(uids) > 1}
     assert not duplicated, f"a pod was created twice: {duplicated}"
     assert set(recorder.uids) == {f"ha-{i}-a1" for i in range(12)}

@@ -25,7 +25,8 @@ from kubatch.devcluster import operatorproc
 from kubatch.devcluster.cluster import find_repo, free_port
 from tests.integration.batch import Batch
 
-pytestmark = pytest.mark.integration
+# Never beside tests that kill the shared operator (same xdist worker, one after the other).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
 
 REPO = find_repo(Path(__file__).parent)
 MONITORING = REPO / "deploy" / "monitoring"

@@ -17,7 +17,8 @@ import pytest
 from kubatch.devcluster import operatorproc
 from tests.integration.batch import Batch
 
-pytestmark = pytest.mark.integration
+# Tests that kill the shared operator run one after the other (same xdist worker).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
 
 
 class PodRecorder:
