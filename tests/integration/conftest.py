@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ from typing import Any
 import pytest
 
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, build_binaries, find_repo
-from kubatch.devcluster.nodes import kwok_node
-from tests.integration.helpers import Kubectl, NodeFactory
+from tests.integration.helpers import Kubectl, NodeFactory, fresh_namespace, node_factory
 
 REPO = find_repo(Path(__file__).parent)
 
@@ -87,43 +85,13 @@ def crds(kubectl: Kubectl) -> None:
 @pytest.fixture
 def namespace(kubectl: Kubectl) -> Iterator[str]:
     """A fresh namespace (with its default ServiceAccount ready), deleted after the test."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    kubectl("create", "namespace", name)
-    deadline = time.monotonic() + 30
-    while kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"namespace {name}: default ServiceAccount never appeared")
-        time.sleep(0.1)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    yield from fresh_namespace(kubectl, "t")
 
 
 @pytest.fixture
 def make_node(kubectl: Kubectl) -> Iterator[NodeFactory]:
     """Create kwok nodes for one test (unique names, a per-test label); waits until Ready; deletes them after."""
-    created: list[str] = []
-    tag = uuid.uuid4().hex[:8]
-
-    def make(
-        *,
-        cpu: str | int = 4,
-        memory: str = "16Gi",
-        gpus: int = 0,
-        labels: dict[str, str] | None = None,
-        taints: list[dict[str, str]] | None = None,
-    ) -> str:
-        name = f"kwok-{tag}-{len(created)}"
-        manifest = kwok_node(
-            name, cpu=cpu, memory=memory, gpus=gpus, labels={"kubatch.dev/test": tag, **(labels or {})}, taints=taints
-        )
-        kubectl("create", "-f", "-", input=json.dumps(manifest))
-        created.append(name)
-        kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
-        return name
-
-    yield make
-    if created:
-        kubectl("delete", "node", *created, "--wait=false", check=False)
+    yield from node_factory(kubectl)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
+import uuid
+from collections.abc import Iterator
 from typing import Protocol
+
+from kubatch.devcluster.nodes import kwok_node
 
 
 class Kubectl(Protocol):
@@ -22,3 +28,50 @@ class NodeFactory(Protocol):
         labels: dict[str, str] | None = ...,
         taints: list[dict[str, str]] | None = ...,
     ) -> str: ...
+
+
+def fresh_namespace(kubectl: Kubectl, prefix: str) -> Iterator[str]:
+    """Yield a new namespace whose default ServiceAccount is ready; delete it afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 30
+    while kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"namespace {name}: default ServiceAccount never appeared")
+        time.sleep(0.1)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def node_factory(kubectl: Kubectl, *, max_pods: int = 110) -> Iterator[NodeFactory]:
+    """Yield a factory of kwok nodes (unique names, a per-test label, Ready when returned); delete
+    them afterwards."""
+    created: list[str] = []
+    tag = uuid.uuid4().hex[:8]
+
+    def make(
+        *,
+        cpu: str | int = 4,
+        memory: str = "16Gi",
+        gpus: int = 0,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+    ) -> str:
+        name = f"kwok-{tag}-{len(created)}"
+        manifest = kwok_node(
+            name,
+            cpu=cpu,
+            memory=memory,
+            gpus=gpus,
+            pods=max_pods,
+            labels={"kubatch.dev/test": tag, **(labels or {})},
+            taints=taints,
+        )
+        kubectl("create", "-f", "-", input=json.dumps(manifest))
+        created.append(name)
+        kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+        return name
+
+    yield make
+    if created:
+        kubectl("delete", "node", *created, "--wait=false", "--ignore-not-found", check=False)

@@ -19,7 +19,6 @@ import subprocess
 import threading
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -31,9 +30,8 @@ import pytest
 from kubatch.devcluster import operatorproc
 from kubatch.devcluster.certs import issue_client_cert
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, find_repo, pid_alive
-from kubatch.devcluster.nodes import kwok_node
 from tests.integration.batch import Batch
-from tests.integration.helpers import Kubectl, NodeFactory
+from tests.integration.helpers import Kubectl, NodeFactory, fresh_namespace, node_factory
 
 REPO = find_repo(Path(__file__).parent)
 OPERATOR_NAME = "resilience-operator"
@@ -384,48 +382,12 @@ def healthy(private_cluster: PrivateCluster, operator: Operator) -> Iterator[Non
 
 @pytest.fixture
 def namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"r-{uuid.uuid4().hex[:10]}"
-    kubectl("create", "namespace", name)
-    deadline = time.monotonic() + 30
-    while kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"namespace {name}: default ServiceAccount never appeared")
-        time.sleep(0.1)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    yield from fresh_namespace(kubectl, "r")
 
 
 @pytest.fixture
 def make_node(kubectl: Kubectl) -> Iterator[NodeFactory]:
-    created: list[str] = []
-    tag = uuid.uuid4().hex[:8]
-
-    def make(
-        *,
-        cpu: str | int = 4,
-        memory: str = "16Gi",
-        gpus: int = 0,
-        labels: dict[str, str] | None = None,
-        taints: list[dict[str, str]] | None = None,
-    ) -> str:
-        name = f"kwok-{tag}-{len(created)}"
-        manifest = kwok_node(
-            name,
-            cpu=cpu,
-            memory=memory,
-            gpus=gpus,
-            pods=1000,
-            labels={"kubatch.dev/test": tag, **(labels or {})},
-            taints=taints,
-        )
-        kubectl("create", "-f", "-", input=json.dumps(manifest))
-        created.append(name)
-        kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
-        return name
-
-    yield make
-    if created:
-        kubectl("delete", "node", *created, "--wait=false", "--ignore-not-found", check=False)
+    yield from node_factory(kubectl, max_pods=1000)
 
 
 @pytest.fixture
