@@ -111,14 +111,24 @@ class Batch:
         return name
 
     def container_definition(
-        self, name: str, *, vcpus: str = "1", memory: str = "256", command: list[str] | None = None, **extra: Any
+        self,
+        name: str,
+        *,
+        vcpus: str = "1",
+        memory: str = "256",
+        command: list[str] | None = None,
+        gpus: str | None = None,
+        **extra: Any,
     ) -> str:
+        requirements = [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}]
+        if gpus:
+            requirements.append({"type": "GPU", "value": gpus})
         spec: dict[str, Any] = {
             "type": "container",
             "containerProperties": {
                 "image": "busybox:1.36",
                 "command": command or ["sh", "-c", "echo hello"],
-                "resourceRequirements": [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}],
+                "resourceRequirements": requirements,
             },
             **extra,
         }

@@ -60,8 +60,15 @@ def set_status(kubectl: Kubectl, namespace: str, name: str, status: dict[str, An
         time.sleep(0.2)
     for _ in range(5):
         kubectl(
-            "patch", "batchjob", name, "-n", namespace, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": status}),
+            "patch",
+            "batchjob",
+            name,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
         )
         time.sleep(0.3)
         job = get_job(kubectl, namespace, name)
@@ -78,10 +85,33 @@ def submit(kubatch: Run, name: str, *extra: str) -> str:
 
 def test_submit_creates_the_batchjob(kubatch: Run, kubectl: Kubectl, namespace: str) -> None:
     out = submit(
-        kubatch, "render", "--job-definition", "render:2", "--array-size", "4", "--depends-on", "prep",
-        "--depends-on-sequential", "--command", "sh -c 'echo hi'", "--env", "MODE=fast", "--vcpus", "0.5",
-        "--memory", "1024", "--timeout", "120", "--retries", "3", "--tag", "run=42",
-        "--annotation", "sim.kubatch.dev/duration=5s", "--parameters", "frame=7",
+        kubatch,
+        "render",
+        "--job-definition",
+        "render:2",
+        "--array-size",
+        "4",
+        "--depends-on",
+        "prep",
+        "--depends-on-sequential",
+        "--command",
+        "sh -c 'echo hi'",
+        "--env",
+        "MODE=fast",
+        "--vcpus",
+        "0.5",
+        "--memory",
+        "1024",
+        "--timeout",
+        "120",
+        "--retries",
+        "3",
+        "--tag",
+        "run=42",
+        "--annotation",
+        "sim.kubatch.dev/duration=5s",
+        "--parameters",
+        "frame=7",
     )
     job = get_job(kubectl, namespace, "render")
     assert out.splitlines() == ["jobName: render", f"jobId: {job['metadata']['uid']}"]
@@ -136,19 +166,31 @@ def test_cancel_and_terminate_patch_the_spec(kubatch: Run, kubectl: Kubectl, nam
 
 def test_describe_single_job_with_attempts(kubatch: Run, kubectl: Kubectl, namespace: str) -> None:
     submit(kubatch, "single")
-    set_status(kubectl, namespace, "single", {
-        "status": "FAILED",
-        "statusReason": "Essential container in task exited",
-        "jobDefinition": "d:1",
-        "computeEnvironment": "cpu",
-        "attemptCount": 2,
-        "attempts": [
-            {"container": {"exitCode": 137, "reason": "OOMKilled", "podName": "single-a1", "nodeName": "kw-1"},
-             "startedAt": "2026-01-01T10:00:00Z", "stoppedAt": "2026-01-01T10:00:30Z", "statusReason": "retry"},
-            {"container": {"exitCode": 1, "podName": "single-a2", "nodeName": "kw-2"},
-             "startedAt": "2026-01-01T10:01:00Z", "stoppedAt": "2026-01-01T10:02:00Z"},
-        ],
-    })
+    set_status(
+        kubectl,
+        namespace,
+        "single",
+        {
+            "status": "FAILED",
+            "statusReason": "Essential container in task exited",
+            "jobDefinition": "d:1",
+            "computeEnvironment": "cpu",
+            "attemptCount": 2,
+            "attempts": [
+                {
+                    "container": {"exitCode": 137, "reason": "OOMKilled", "podName": "single-a1", "nodeName": "kw-1"},
+                    "startedAt": "2026-01-01T10:00:00Z",
+                    "stoppedAt": "2026-01-01T10:00:30Z",
+                    "statusReason": "retry",
+                },
+                {
+                    "container": {"exitCode": 1, "podName": "single-a2", "nodeName": "kw-2"},
+                    "startedAt": "2026-01-01T10:01:00Z",
+                    "stoppedAt": "2026-01-01T10:02:00Z",
+                },
+            ],
+        },
+    )
     code, out, _ = kubatch("describe", "single")
     assert code == 0
     lines = out.splitlines()
@@ -162,18 +204,23 @@ def test_describe_single_job_with_attempts(kubatch: Run, kubectl: Kubectl, names
 
 def test_describe_array_child_from_the_parent_status(kubatch: Run, kubectl: Kubectl, namespace: str) -> None:
     submit(kubatch, "arr", "--array-size", "6")
-    job = set_status(kubectl, namespace, "arr", {
-        "status": "FAILED",
-        "statusReason": "An array child failed",
-        "arrayProperties": {
-            "size": 6,
-            "statusSummary": {"SUCCEEDED": 5, "FAILED": 1},
-            "indexes": {"SUCCEEDED": "0-2,4-5", "FAILED": "3"},
-            "attempts": {"1": "0-2,4-5", "2": "3"},
-            "exitCodes": {"0": "0-2,4-5", "7": "3"},
-            "statusReasons": {"Essential container in task exited": "3"},
+    job = set_status(
+        kubectl,
+        namespace,
+        "arr",
+        {
+            "status": "FAILED",
+            "statusReason": "An array child failed",
+            "arrayProperties": {
+                "size": 6,
+                "statusSummary": {"SUCCEEDED": 5, "FAILED": 1},
+                "indexes": {"SUCCEEDED": "0-2,4-5", "FAILED": "3"},
+                "attempts": {"1": "0-2,4-5", "2": "3"},
+                "exitCodes": {"0": "0-2,4-5", "7": "3"},
+                "statusReasons": {"Essential container in task exited": "3"},
+            },
         },
-    })
+    )
     code, out, _ = kubatch("describe", "arr:3")
     assert code == 0, out
     fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
@@ -208,10 +255,17 @@ def test_not_found_exits_1(kubatch: Run, namespace: str) -> None:
 
 def test_logs_say_when_the_pod_is_gone(kubatch: Run, kubectl: Kubectl, namespace: str) -> None:
     submit(kubatch, "gone")
-    set_status(kubectl, namespace, "gone", {
-        "status": "SUCCEEDED", "statusReason": "done", "attemptCount": 1,
-        "attempts": [{"container": {"exitCode": 0, "podName": "gone-a1"}}],
-    })
+    set_status(
+        kubectl,
+        namespace,
+        "gone",
+        {
+            "status": "SUCCEEDED",
+            "statusReason": "done",
+            "attemptCount": 1,
+            "attempts": [{"container": {"exitCode": 0, "podName": "gone-a1"}}],
+        },
+    )
     code, _, err = kubatch("logs", "gone")
     assert code == 1
     assert 'pod "gone-a1" of gone (attempt 1) does not exist' in err

@@ -25,7 +25,6 @@ NODEPOOLS = "/apis/karpenter.sh/v1/nodepools"
 NODE_CLASS = {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}
 
 
-
 def karpenter_spec(**cr: Any) -> dict[str, Any]:
     resources = {
         "type": "EC2",

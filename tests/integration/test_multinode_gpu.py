@@ -125,21 +125,7 @@ def test_gpu_job_lands_on_a_gpu_node_with_the_limit(batch: Batch) -> None:
     ce = managed_env(batch, max_vcpus=16, instance_types=["p3.2xlarge"])
     wait_env_valid(batch, ce)
     q = batch.queue([ce])
-    batch.definition(
-        "gpu",
-        {
-            "type": "container",
-            "containerProperties": {
-                "image": "busybox:1.36",
-                "command": ["nvidia-smi"],
-                "resourceRequirements": [
-                    {"type": "VCPU", "value": "2"},
-                    {"type": "MEMORY", "value": "1024"},
-                    {"type": "GPU", "value": "1"},
-                ],
-            },
-        },
-    )
+    batch.container_definition("gpu", vcpus="2", memory="1024", command=["nvidia-smi"], gpus="1")
     batch.job("train", q, "gpu", duration="30s")
     batch.wait_status("train", "RUNNING", timeout=120)
     (pod,) = batch.pods("train")
@@ -156,21 +142,7 @@ def test_gpu_job_on_a_queue_without_gpu_instances_is_misconfigured(batch: Batch)
     ce = managed_env(batch, max_vcpus=16, instance_types=["m5.large"])
     wait_env_valid(batch, ce)
     q = batch.queue([ce])
-    batch.definition(
-        "gpu",
-        {
-            "type": "container",
-            "containerProperties": {
-                "image": "busybox:1.36",
-                "command": ["nvidia-smi"],
-                "resourceRequirements": [
-                    {"type": "VCPU", "value": "1"},
-                    {"type": "MEMORY", "value": "512"},
-                    {"type": "GPU", "value": "1"},
-                ],
-            },
-        },
-    )
+    batch.container_definition("gpu", vcpus="1", memory="512", command=["nvidia-smi"], gpus="1")
     batch.job("no-gpu", q, "gpu")
     batch.wait_for(
         lambda: batch.status("no-gpu").get("statusReason", "").startswith("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"),

@@ -58,9 +58,7 @@ def roles(cluster: ClusterInfo, kubectl: Kubectl, crds: None) -> Iterator[Roles]
 
 def example(file: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
     """The first `kind` object of a deploy/examples file, renamed."""
-    doc: dict[str, Any] = next(
-        d for d in yaml.safe_load_all((EXAMPLES / file).read_text()) if d and d["kind"] == kind
-    )
+    doc: dict[str, Any] = next(d for d in yaml.safe_load_all((EXAMPLES / file).read_text()) if d and d["kind"] == kind)
     doc["metadata"] = {"name": name, **({"namespace": namespace} if namespace else {})}
     return doc
 

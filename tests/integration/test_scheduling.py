@@ -38,6 +38,21 @@ def running_jobs(batch: Batch, names: list[str]) -> list[str]:
     return [n for n in names if n in busy]
 
 
+def peak_concurrency(batch: Batch, names: list[str], *, limit: int, timeout: float = 120) -> int:
+    """Sample the jobs until all succeeded, asserting that never more than ``limit`` run at once;
+    return the most that ran together."""
+    peak = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = running_jobs(batch, names)
+        peak = max(peak, len(running))
+        assert len(running) <= limit, f"more than {limit} at once: {running}"
+        if all(batch.status(n).get("status") == "SUCCEEDED" for n in names):
+            break
+        time.sleep(0.2)
+    return peak
+
+
 def wait_runnable(batch: Batch, names: list[str]) -> None:
     for n in names:
         batch.wait_status(n, "RUNNABLE")
@@ -75,16 +90,7 @@ def test_capacity_is_never_over_committed(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=3)])
     batch.container_definition("work")
     names = [batch.job(f"c-{i}", q, "work", duration="2s") for i in range(9)]
-    peak = 0
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        running = running_jobs(batch, names)
-        peak = max(peak, len(running))
-        assert len(running) <= 3, f"over-committed: {running}"
-        if all(batch.status(n).get("status") == "SUCCEEDED" for n in names):
-            break
-        time.sleep(0.2)
-    assert peak == 3
+    assert peak_concurrency(batch, names, limit=3) == 3
     assert all(batch.status(n)["status"] == "SUCCEEDED" for n in names)
 
 
@@ -152,16 +158,7 @@ def test_consumable_resource_limits_concurrency_and_is_returned(batch: Batch) ->
         consumableResourceProperties={"consumableResourceList": [{"consumableResource": licenses, "quantity": 1}]},
     )
     names = [batch.job(f"lic-{i}", q, "licensed", duration="2s") for i in range(6)]
-    peak = 0
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        running = running_jobs(batch, names)
-        peak = max(peak, len(running))
-        assert len(running) <= 2, f"more than 2 license holders: {running}"
-        if all(batch.status(n).get("status") == "SUCCEEDED" for n in names):
-            break
-        time.sleep(0.2)
-    assert peak == 2
+    assert peak_concurrency(batch, names, limit=2) == 2
 
     def returned() -> bool:
         st = batch.kget("consumableresource", licenses).get("status") or {}
@@ -233,8 +230,9 @@ def test_queue_status_counts_jobs(batch: Batch) -> None:
 
 def test_non_replenishable_units_are_used_up(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=8)])
-    tokens = batch.cluster_object("ConsumableResource", batch.name("tok"),
-                                  {"resourceType": "NON_REPLENISHABLE", "totalQuantity": 3})
+    tokens = batch.cluster_object(
+        "ConsumableResource", batch.name("tok"), {"resourceType": "NON_REPLENISHABLE", "totalQuantity": 3}
+    )
     batch.container_definition(
         "spender",
         consumableResourceProperties={"consumableResourceList": [{"consumableResource": tokens, "quantity": 1}]},
@@ -261,8 +259,9 @@ def test_non_replenishable_units_are_used_up(batch: Batch) -> None:
 
 def test_lowering_total_while_in_use_reduces_available_at_once(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=8)])
-    seats = batch.cluster_object("ConsumableResource", batch.name("seat"),
-                                 {"resourceType": "REPLENISHABLE", "totalQuantity": 2})
+    seats = batch.cluster_object(
+        "ConsumableResource", batch.name("seat"), {"resourceType": "REPLENISHABLE", "totalQuantity": 2}
+    )
     batch.container_definition(
         "seated",
         consumableResourceProperties={"consumableResourceList": [{"consumableResource": seats, "quantity": 1}]},
