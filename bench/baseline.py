@@ -1,10 +1,16 @@
-"""The baseline: a plain aiohttp client that creates the same pods directly, with a perfect admission.
+"""The baseline: a plain aiohttp client that creates the same pods directly.
 
 Pods carry what kubatch's pods carry for placement (1 request per vCPU, the environment's
-nodeSelector and toleration, `sim.kubatch.dev/duration`). Admission keeps each environment's vCPUs
-busy: a pod is created as soon as its vCPUs are free (queues served round-robin, FIFO within a
-queue, first environment in the queue's order that fits), and its vCPUs are freed when the watch
-shows it finished. Finished pods are deleted, as kubatch does.
+nodeSelector and toleration, `sim.kubatch.dev/duration`). Two ways to create them:
+
+- all at once (`admission=False`): every pod is created as fast as the API server takes them and
+  the scheduler binds them as capacity frees: the API server's and scheduler's own limit;
+- with a perfect admission (`admission=True`): a pod is created as soon as its vCPUs are free
+  (queues served round-robin, FIFO within a queue, first environment in the queue's order that
+  fits), and its vCPUs are freed when the watch shows it finished: no unschedulable pods at all,
+  the stricter of the two.
+
+Finished pods are deleted, as kubatch does.
 """
 
 from __future__ import annotations
@@ -86,8 +92,11 @@ async def run_direct(
     run: str = "base",
     timeout: float = 600,
     concurrency: int = CONCURRENCY,
+    admission: bool = True,
 ) -> DirectRun:
     """Run `work` as direct pods; returns when every pod has finished (as seen by the watch)."""
+    if not admission:
+        capacity = {ce: len(work) * max(w.vcpus for w in work) for ce in capacity}
     free = dict(capacity)
     queues: dict[str, deque[Work]] = {}
     for w in work:

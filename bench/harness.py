@@ -39,6 +39,7 @@ class Harness:
         self.cluster_objects: list[str] = []  # API paths to delete at the end
         self.namespaces: list[str] = []
         self.profile = False  # py-spy the operator where a scenario supports it
+        self.profile_apiserver = False  # pprof the API server where a scenario supports it
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def up(self) -> None:

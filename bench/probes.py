@@ -97,3 +97,30 @@ def hist_quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
             return prev_le + (le - prev_le) * ((rank - prev_c) / span if span else 1.0)
         prev_le, prev_c = le, c
     return prev_le
+
+
+def parse_labels(labels: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels))
+
+
+def request_counts(text: str) -> dict[str, float]:
+    """`apiserver_request_total` summed by 'VERB resource[/subresource]' (and the code when not 2xx)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if not m or m.group(1) != "apiserver_request_total":
+            continue
+        lab = parse_labels(m.group(2) or "")
+        key = f"{lab.get('verb', '?')} {lab.get('resource', '?')}"
+        if lab.get("subresource"):
+            key += "/" + lab["subresource"]
+        if not lab.get("code", "200").startswith("2"):
+            key += f" ({lab['code']})"
+        out[key] = out.get(key, 0.0) + float(m.group(3))
+    return out
+
+
+def counts_delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, int]:
+    """Requests made between two `request_counts` (only those that moved, biggest first)."""
+    moved = {k: int(v - before.get(k, 0.0)) for k, v in after.items() if v - before.get(k, 0.0) >= 1}
+    return dict(sorted(moved.items(), key=lambda kv: -kv[1]))

@@ -1,4 +1,4 @@
-"""`python -m bench.run [--quick] [--only NAME ...] [--profile] [--keep]`: run the benchmarks.
+"""`python -m bench.run [--quick] [--only NAME ...] [--profile] [--profile-apiserver] [--keep]`: run the benchmarks.
 
 Brings up a private cluster in `.kubatch/bench` (load profile) and one operator, runs each
 scenario (kubatch and its baseline side by side), prints its table, writes
@@ -34,9 +34,10 @@ SCENARIOS = (
 )
 
 
-async def main(names: list[str], quick: bool, profile: bool, keep: bool) -> int:
+async def main(names: list[str], quick: bool, profile: bool, keep: bool, profile_apiserver: bool = False) -> int:
     h = Harness(REPO)
     h.profile = profile
+    h.profile_apiserver = profile_apiserver
     failures = 0
     started = time.monotonic()
     try:
@@ -75,10 +76,14 @@ def cli() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes)")
     parser.add_argument("--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)")
     parser.add_argument("--profile", action="store_true", help="py-spy the operator during throughput")
+    parser.add_argument(
+        "--profile-apiserver", action="store_true", help="CPU-profile the API server during throughput (pprof)"
+    )
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # so that a killed run still tears its cluster down
-    sys.exit(asyncio.run(main(args.only or list(SCENARIOS), args.quick, args.profile, args.keep)))
+    names = args.only or list(SCENARIOS)
+    sys.exit(asyncio.run(main(names, args.quick, args.profile, args.keep, args.profile_apiserver)))
 
 
 if __name__ == "__main__":

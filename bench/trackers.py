@@ -99,6 +99,7 @@ class JobTracker(_Watched):
         self.modified: Counter[str] = Counter()
         self.last: dict[str, dict[str, Any]] = {}
         self.keep_last = False
+        self.history: dict[str, list[str]] = {}  # per job: the status shown by each version seen
 
     def handle(self, typ: str, obj: dict[str, Any]) -> None:
         now = time.time()
@@ -112,7 +113,9 @@ class JobTracker(_Watched):
             self.modified[name] += 1
         if self.keep_last:
             self.last[name] = obj
-        st = str((obj.get("status") or {}).get("status") or "")
+        status = obj.get("status") or {}
+        st = str(status.get("status") or "")
+        self.history.setdefault(name, []).append(st + ("*" if status.get("statusReason") else ""))
         old = self.status.get(name)
         if st != old:
             if old is not None:
@@ -120,6 +123,12 @@ class JobTracker(_Watched):
             self.counts[st] += 1
             self.status[name] = st
         self.seen.setdefault(name, {}).setdefault(st, now)
+
+    def patterns(self, top: int = 6) -> dict[str, int]:
+        """The most common sequences of versions per job ('*': with a statusReason), to see what the
+        status writes were."""
+        seqs = Counter(" > ".join(h) for h in self.history.values())
+        return dict(seqs.most_common(top))
 
     def done(self) -> int:
         return self.counts["SUCCEEDED"] + self.counts["FAILED"]

@@ -57,9 +57,11 @@ def test_hello_world_runs_with_every_aws_batch_variable(batch: Batch) -> None:
     assert attempt["container"]["exitCode"] == 0
     assert attempt["container"]["podName"] == "hello-1-a1"
     assert attempt["container"]["nodeName"]
-    # Events are posted in the background (best-effort, rate-limited): wait for all four.
-    wanted = {"JobRunnable", "JobStarting", "JobRunning", "JobSucceeded"}
-    batch.wait_for(lambda: wanted <= {e["reason"] for e in batch.events("hello-1")}, "a state-change event each")
+    # Events are posted in the background (best-effort, rate-limited). By default only the notable
+    # ones: how the job ended, not each routine step (the status and a watch show those).
+    batch.wait_for(lambda: "JobSucceeded" in {e["reason"] for e in batch.events("hello-1")}, "JobSucceeded event")
+    reasons = {e["reason"] for e in batch.events("hello-1")}
+    assert not reasons & {"JobRunnable", "JobStarting", "JobRunning"}, reasons
     # Finished pods are deleted while the job keeps its record.
     batch.wait_for(lambda: not batch.pods("hello-1"), "finished pod deleted")
 

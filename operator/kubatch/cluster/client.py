@@ -192,6 +192,20 @@ class Kube:
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params=params or None)
 
+    async def raw(self, path: str, *, accept: str = "*/*", timeout: float = 30.0) -> bytes:
+        """A non-JSON resource as bytes (the API server's /metrics or /debug/pprof), without retries."""
+        url = self.creds.server + path
+        headers = {**self._headers(), "Accept": accept}
+        self.requests_total += 1
+        async with self.session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.read()
+            if resp.status >= 300:
+                raise ApiError(resp.status, body.decode(errors="replace"), "GET", path)
+            return body
+
+    async def text(self, path: str, timeout: float = 30.0) -> str:
+        return (await self.raw(path, accept="text/plain", timeout=timeout)).decode()
+
     async def create(self, path: str, body: JSON) -> JSON:
         result: JSON = await self.request("POST", path, body=body)
         return result

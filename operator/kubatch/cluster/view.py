@@ -39,6 +39,7 @@ def slim_pod(pod: JSON) -> JSON:
             "labels": md.get("labels", {}),
             "resourceVersion": md.get("resourceVersion"),
             "deletionTimestamp": md.get("deletionTimestamp"),
+            "deletionGracePeriodSeconds": md.get("deletionGracePeriodSeconds"),
             "creationTimestamp": md.get("creationTimestamp"),
             "ownerReferences": md.get("ownerReferences", []),
         },
@@ -70,6 +71,9 @@ class View:
         self.active: set[str] = set()  # jobs not SUCCEEDED/FAILED
         self.candidates: set[str] = set()  # RUNNABLE jobs and PENDING ones (array parents with RUNNABLE children)
         self.pods: dict[str, dict[str, JSON]] = defaultdict(dict)  # job key -> pod name -> pod
+        # Uids of pods we deleted ourselves: their later events (deletionTimestamp set, the kubelet's
+        # last status) must not bring them back, or the job would act on a pod that is already gone.
+        self.deleted_pods: dict[str, None] = {}
         self.definitions: dict[str, JSON] = {}  # ns/name -> JobDefinition
         self.revisions: dict[str, dict[int, JSON]] = defaultdict(dict)  # ns/jd -> rev -> ControllerRevision
         self.queues: dict[str, JSON] = {}
@@ -180,19 +184,34 @@ class View:
         key = job_key(md.get("namespace", ""), job)
         pods = self.pods[key]
         name = md.get("name", "")
+        uid = md.get("uid")
         if typ == "DELETED":
+            self.deleted_pods.pop(uid, None)
             old = pods.get(name)
             if old is not None and old["metadata"].get("uid") == md.get("uid"):
                 del pods[name]
             if not pods:
                 self.pods.pop(key, None)
         else:
+            if uid in self.deleted_pods:
+                if not pods:
+                    self.pods.pop(key, None)
+                return
             old = pods.get(name)
-            if old is not None and old["metadata"].get("uid") == md.get("uid") and _rv(old) > _rv(obj):
+            if old is not None and old["metadata"].get("uid") == uid and _rv(old) > _rv(obj):
                 return
             pods[name] = slim_pod(obj)
         self.mark(key)
         self.changed.set()
+
+    def pod_deleted(self, ns: str, name: str, uid: str | None, job: str, *, keep_tombstone: int = 100_000) -> None:
+        """Our DELETE of a pod succeeded: drop it now, and ignore its events until the watch's DELETED."""
+        gone = {"namespace": ns, "name": name, "uid": uid, "labels": {LABEL_JOB_NAME: job}}
+        self.on_pod("DELETED", {"metadata": gone})
+        if uid:
+            if len(self.deleted_pods) >= keep_tombstone:
+                self.deleted_pods.pop(next(iter(self.deleted_pods)))
+            self.deleted_pods[uid] = None
 
     def on_named(self, store: dict[str, JSON], typ: str, obj: JSON, *, namespaced: bool = False) -> None:
         md = obj.get("metadata", {})

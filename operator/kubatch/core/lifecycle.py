@@ -53,7 +53,13 @@ S = JobStatus
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso_second(int(ts))
+
+
+@functools.lru_cache(maxsize=8)
+def _iso_second(second: int) -> str:
+    # Every step formats "now": thousands of steps share a second, so the formatting is cached.
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso(value: str | None) -> float | None:
@@ -128,6 +134,22 @@ def event_reason(state: JobStatus) -> str:
     return "Job" + state.value.capitalize()
 
 
+# Reasons of the Normal events that only say a job moved on (the status says it too, and a watch on
+# BatchJobs streams every change): posted when every state change is asked for.
+ROUTINE_REASONS = frozenset(event_reason(s) for s in (S.SUBMITTED, S.PENDING, S.RUNNABLE, S.STARTING, S.RUNNING))
+EVENT_LEVELS = ("all", "notable", "none")
+
+
+def wanted_event(event: JobEvent, level: str) -> bool:
+    """Whether ``event`` is posted at ``level``: ``all`` (one per state change, like AWS Batch's
+    state-change events), ``notable`` (how each job ended, each retry, every warning) or ``none``."""
+    if level == "all":
+        return True
+    if level == "none":
+        return False
+    return event.type != "Normal" or event.reason not in ROUTINE_REASONS
+
+
 def _is_array(job: Mapping[str, Any]) -> bool:
     return int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0) >= 2
 
@@ -194,7 +216,8 @@ class _Step:
 
     def delete_pod(self, pod: Mapping[str, Any], grace: int) -> None:
         name = str(pod["metadata"]["name"])
-        if _deleting(pod) and grace > 0:
+        # A pod already being deleted is only deleted again to force it (grace 0 after a longer grace).
+        if _deleting(pod) and (grace > 0 or pod["metadata"].get("deletionGracePeriodSeconds") == 0):
             return
         if any(x.name == name for x in self.d.delete):
             return

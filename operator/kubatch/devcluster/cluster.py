@@ -275,7 +275,8 @@ class LocalCluster:
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--enable-admission-plugins=NodeRestriction",
-                "--profiling=false",
+                # The load profile (benchmarks) serves /debug/pprof to admins, to see where the time goes.
+                f"--profiling={'true' if info.load_profile else 'false'}",
                 "--watch-cache=true",
                 "--event-ttl=1h",
                 *inflight,

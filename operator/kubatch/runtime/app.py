@@ -21,6 +21,7 @@ from kubatch.cluster.client import Kube
 from kubatch.cluster.informer import Informer
 from kubatch.cluster.leader import LeaderElector
 from kubatch.cluster.view import LABEL_JOB_DEFINITION, LABEL_JOB_NAME, View
+from kubatch.core.lifecycle import EVENT_LEVELS
 from kubatch.core.podspec import PodSettings
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
@@ -48,7 +49,9 @@ class Options:
     max_parallel_creates: int = 64
     leader_election: bool = True
     coalesce_seconds: float = 1.0
+    coalesce_max_seconds: float = 5.0
     events_per_second: float = 50.0
+    job_events: str = "notable"
 
     @classmethod
     def from_env(cls) -> Options:
@@ -64,8 +67,17 @@ class Options:
             delete_finished_pods=env.get("KUBATCH_DELETE_FINISHED_PODS", "true").lower() != "false",
             leader_election=env.get("KUBATCH_LEADER_ELECTION", "true").lower() != "false",
             coalesce_seconds=float(env.get("KUBATCH_STATUS_COALESCE_SECONDS", "1.0")),
+            coalesce_max_seconds=float(env.get("KUBATCH_STATUS_COALESCE_MAX_SECONDS", "5.0")),
             events_per_second=float(env.get("KUBATCH_EVENTS_PER_SECOND", "50")),
+            job_events=job_events_level(env.get("KUBATCH_JOB_EVENTS", "notable")),
         )
+
+
+def job_events_level(value: str) -> str:
+    level = value.strip().lower()
+    if level not in EVENT_LEVELS:
+        raise ValueError(f"KUBATCH_JOB_EVENTS must be one of {', '.join(EVENT_LEVELS)}, not {value!r}")
+    return level
 
 
 class Runtime:
@@ -89,6 +101,8 @@ class Runtime:
             delete_finished_pods=options.delete_finished_pods,
             settings=settings,
             coalesce_seconds=options.coalesce_seconds,
+            coalesce_max_seconds=options.coalesce_max_seconds,
+            job_events=options.job_events,
         )
         self.dispatcher = Dispatcher(
             kube,

@@ -18,7 +18,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
@@ -125,6 +125,9 @@ class Dispatcher:
         self.front: dict[str, tuple[str, ...]] = {}
         self.blocked_queues: frozenset[str] = frozenset()
         self.in_flight: set[str] = set()
+        # Per single job: what `units` derived from it last time, reused while the job object (the
+        # view replaces it on every change) and its definition are the same ones.
+        self._single_cache: dict[str, tuple[dict[str, Any], Definition, str, Unit, Job]] = {}
         self.cycles = 0
         self.last_plan: Plan | None = None
         self.now = time.time  # injectable clock (tests of jobStateTimeLimitActions)
@@ -167,8 +170,30 @@ class Dispatcher:
         """RUNNABLE jobs and array children that have no pod for their next attempt yet."""
         jobs: list[Job] = []
         units: dict[str, tuple[Unit, Definition]] = {}
+        cache = self._single_cache
+        for key in list(cache):
+            if key not in self.view.candidates:
+                del cache[key]
         for key in self.view.candidates:
             job = self.view.jobs[key]
+            hit = cache.get(key)
+            if hit is not None and hit[0] is job:
+                first = hit[2]
+                if resolve_definition(self.view, job)[0] is hit[1]:
+                    if first in self.view.pods.get(key, {}) or key in self.in_flight:
+                        continue
+                    since = self.blocked_since.get(key)
+                    cached_job = hit[4]
+                    if (cached_job.blocked_reason, cached_job.blocked_since) != (since or (None, None)):
+                        cached_job = replace(
+                            cached_job,
+                            blocked_reason=since[0] if since else None,
+                            blocked_since=since[1] if since else None,
+                        )
+                        cache[key] = (job, hit[1], first, hit[3], cached_job)
+                    units[key] = (hit[3], hit[1])
+                    jobs.append(cached_job)
+                    continue
             st = job.get("status") or {}
             state = st.get("status")
             size = int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)
@@ -225,10 +250,12 @@ class Dispatcher:
                 continue
             attempt = len(st.get("attempts") or []) + 1
             first = pod_name(name, attempt, node_index=main_node_of(definition.spec) if common["multinode"] else None)
+            unit, entry = Unit(key, key, None, attempt), self._job(key, common, (created, name, -1), attempt > 1)
+            cache[key] = (job, definition, first, unit, entry)
             if first in pods or key in self.in_flight:
                 continue
-            units[key] = (Unit(key, key, None, attempt), definition)
-            jobs.append(self._job(key, common, (created, name, -1), attempt > 1))
+            units[key] = (unit, definition)
+            jobs.append(entry)
         return jobs, units
 
     def _job(self, key: str, common: Mapping[str, Any], order: tuple[Any, ...], retried: bool) -> Job:

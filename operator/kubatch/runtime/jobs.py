@@ -22,7 +22,16 @@ from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View, job_key
 from kubatch.core.admission import World, validate_batch_job
 from kubatch.core.deps import DependencyStatus
-from kubatch.core.lifecycle import Context, Decision, Definition, DeletePod, JobEvent, parse_iso, reconcile
+from kubatch.core.lifecycle import (
+    Context,
+    Decision,
+    Definition,
+    DeletePod,
+    JobEvent,
+    parse_iso,
+    reconcile,
+    wanted_event,
+)
 from kubatch.core.podspec import PodSettings
 from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve
 from kubatch.core.states import TERMINAL
@@ -132,6 +141,8 @@ class JobReconciler:
         delete_finished_pods: bool = True,
         settings: PodSettings | None = None,
         coalesce_seconds: float = 1.0,
+        coalesce_max_seconds: float = 5.0,
+        job_events: str = "notable",
     ) -> None:
         self.kube = kube
         self.view = view
@@ -147,6 +158,8 @@ class JobReconciler:
         self.ready = asyncio.Event()
         self.scheduler: Any = None  # the Dispatcher: blocked reasons and time-limit cancellations
         self.coalesce_seconds = coalesce_seconds
+        self.coalesce_max_seconds = max(coalesce_seconds, coalesce_max_seconds)
+        self.job_events = job_events
         self.delete_slots = asyncio.Semaphore(32)
         self.pending: dict[str, PendingWrite] = {}
 
@@ -317,7 +330,7 @@ class JobReconciler:
         if decision.status is not None:
             self.view.set_status(key, decision.status)
             if pending is None:
-                pending = self.pending[key] = PendingWrite(due=time.time() + self.coalesce_seconds)
+                pending = self.pending[key] = PendingWrite(due=time.time() + self.coalesce_window())
                 heapq.heappush(self.timers, (pending.due, key))
         if pending is not None:
             pending.deletes.update({d.name: d for d in decision.delete})
@@ -327,8 +340,7 @@ class JobReconciler:
                 await self.flush(key)
         else:
             await self.delete_pods(ns, name, decision.delete)
-            for ev in decision.events:
-                self.events.record(job, ev.reason, ev.message, type_=ev.type)
+            self.post(job, decision.events)
         if decision.requeue_at is not None:
             heapq.heappush(self.timers, (decision.requeue_at, key))
 
@@ -359,8 +371,18 @@ class JobReconciler:
         else:
             self.view.settle(key, old)
         await self.delete_pods(ns, name, list(pending.deletes.values()))
-        for ev in pending.events:
-            self.events.record(job, ev.reason, ev.message, type_=ev.type)
+        self.post(job, pending.events)
+
+    def coalesce_window(self) -> float:
+        """How long a status change may wait for the next ones: the base window when few writes are
+        pending, growing to the maximum with 200, where the writes saved matter most."""
+        load = min(1.0, len(self.pending) / 200)
+        return self.coalesce_seconds + (self.coalesce_max_seconds - self.coalesce_seconds) * load
+
+    def post(self, job: Mapping[str, Any], events: list[JobEvent]) -> None:
+        for ev in events:
+            if wanted_event(ev, self.job_events):
+                self.events.record(job, ev.reason, ev.message, type_=ev.type)
 
     async def delete_pods(self, ns: str, job_name: str, deletes: list[DeletePod]) -> None:
         """Delete pods in parallel (an array step may finish many children at once)."""
@@ -371,8 +393,7 @@ class JobReconciler:
                     f"/api/v1/namespaces/{ns}/pods/{d.name}", grace_seconds=d.grace_seconds, uid=d.uid
                 )
             if d.grace_seconds == 0:
-                gone = {"namespace": ns, "name": d.name, "uid": d.uid, "labels": {"kubatch.dev/job-name": job_name}}
-                self.view.on_pod("DELETED", {"metadata": gone})
+                self.view.pod_deleted(ns, d.name, d.uid, job_name)
 
         await asyncio.gather(*(one(d) for d in deletes))
 

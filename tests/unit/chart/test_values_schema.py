@@ -22,6 +22,7 @@ BAD = [
     ("metrics.serviceMonitor.interval=often", "interval"),
     ("unknownTopLevel=1", "unknownTopLevel"),
     ("webhook.certManager.issuerRef.kind=Cluster", "kind"),
+    ("operator.jobEvents=loud", "jobEvents"),
 ]
 
 
