@@ -192,17 +192,36 @@ _SPEC_RULES: list[JsonDict] = [
 
 
 def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
-    """The spec's CEL rules: the static ones, then one transition rule per field except cancel and
-    terminate (a submission is final; those two can be set once)."""
+    """The spec's CEL rules: the static ones, then immutability: every field but cancel and
+    terminate stays as submitted (a submission is final; those two can be set once).
+
+    Shaped for the API server's cost, which evaluates them on every status write, where the spec is
+    unchanged: each field carries its own `self == oldSelf` (a rule on a field runs only when the
+    field is there before and after), and one spec rule checks, by presence alone, that no field
+    was added or removed."""
     rules: list[JsonValue] = [*_SPEC_RULES]
+    properties = schema.get("properties")
+    assert isinstance(properties, dict)
+    presence: list[tuple[str, str]] = []
     for name in cls.model_fields:
         if name in _STOP_FIELDS:
-            rule = f"!has(oldSelf.{name}) || (has(self.{name}) && self.{name} == oldSelf.{name})"
             message = f"spec.{name} cannot be changed or removed once set"
+            presence.append((f"(!has(oldSelf.{name}) || has(self.{name}))", message))
         else:
-            rule = f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})"
             message = f"spec.{name} is immutable: only spec.cancel and spec.terminate can be set after submission"
-        rules.append(cel(rule, message, field_path=f".{name}"))
+            presence.append((f"has(self.{name}) == has(oldSelf.{name})", message))
+        prop = properties[name]
+        assert isinstance(prop, dict)
+        prop["x-kubernetes-validations"] = [cel("self == oldSelf", message)]
+    entry = cel(
+        " && ".join(rule for rule, _ in presence),
+        "spec is immutable: only spec.cancel and spec.terminate can be set after submission",
+    )
+    first_failing = "'spec is immutable: only spec.cancel and spec.terminate can be set after submission'"
+    for rule, message in reversed(presence):
+        first_failing = f"{rule} ? ({first_failing}) : '{message}'"
+    entry["messageExpression"] = first_failing
+    rules.append(entry)
     schema["x-kubernetes-validations"] = rules
 
 

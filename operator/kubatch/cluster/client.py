@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
 import os
 import ssl
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Kube:
         url = self.creds.server + path
         if params:
             url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
-        data = json.dumps(body) if body is not None else None
+        data = orjson.dumps(body) if body is not None else None
         headers = self._headers()
         if data is not None:
             headers["Content-Type"] = content_type
@@ -159,13 +159,13 @@ class Kube:
                 async with self.session.request(
                     method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
                 ) as resp:
-                    text = await resp.text()
+                    raw = await resp.read()
                     if resp.status < 300:
-                        return json.loads(text) if text else None
+                        return orjson.loads(raw) if raw else None
                     try:
-                        payload: Any = json.loads(text)
+                        payload: Any = orjson.loads(raw)
                     except ValueError:
-                        payload = text
+                        payload = raw.decode(errors="replace")
                     retryable = resp.status == 429 or resp.status >= 500
                     if resp.status == 429:
                         self.throttled_total += 1
@@ -278,16 +278,18 @@ class Kube:
             timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_read=timeout_seconds + 30),
         ) as resp:
             if resp.status >= 300:
-                text = await resp.text()
+                raw = await resp.read()
                 try:
-                    payload: Any = json.loads(text)
+                    payload: Any = orjson.loads(raw)
                 except ValueError:
-                    payload = text
+                    payload = raw.decode(errors="replace")
                 raise ApiError(resp.status, payload, "WATCH", path)
             buf = b""
             async for chunk in resp.content.iter_any():
                 buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    continue
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
                     if line.strip():
-                        yield json.loads(line)
+                        yield orjson.loads(line)

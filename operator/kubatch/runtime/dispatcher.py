@@ -75,7 +75,20 @@ def _pod_finished(pod: Mapping[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
+_REQUESTS = "_kubatch_requests"  # where a slim pod of the view keeps its parsed requests
+
+
 def pod_requests(pod: Mapping[str, Any]) -> Resources:
+    cached = pod.get(_REQUESTS)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    requests = _pod_requests(pod)
+    if isinstance(pod, dict):
+        pod[_REQUESTS] = requests  # the view's pod copies are replaced, never edited: safe to memoize
+    return requests
+
+
+def _pod_requests(pod: Mapping[str, Any]) -> Resources:
     cpu = 0.0
     mem = 0
     gpus = 0
@@ -141,16 +154,21 @@ class Dispatcher:
         await self.ready.wait()
         while True:
             self.view.changed.clear()
+            took = 0.0
             if self.is_leader():
+                started = time.perf_counter()
                 try:
                     await self.cycle()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("scheduling cycle failed")
+                took = time.perf_counter() - started
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.view.changed.wait(), timeout=self.tick)
-            await asyncio.sleep(0.02)  # coalesce bursts of events into one cycle
+            # Coalesce bursts of events into one cycle, and under load leave at least two thirds of
+            # the process to the reconciler and the watches (a cycle's cost grows with the queue).
+            await asyncio.sleep(min(0.25, max(0.02, 2 * took)))
 
     # ---- snapshot ---------------------------------------------------------------------------------
     def _needs(self, key: str, definition: Definition, job: Mapping[str, Any]) -> Needs:
@@ -444,15 +462,21 @@ class Dispatcher:
             )
             for name, c in self.view.consumables.items()
         )
+        # Share usage only matters to fair-share queues; without one the tracker starts afresh (from
+        # the queues' status) when one appears.
+        fair = any((q.get("spec") or {}).get("schedulingPolicy") for q in self.view.queues.values())
+        if not fair:
+            self.tracker = UsageTracker()
+            self.usage_rows = ()
         snap = Snapshot(
             now=now,
             envs=envs,
             queues=tuple(queues),
             jobs=tuple(jobs),
             policies=tuple(policies),
-            share_usage=self.share_usage(),
+            share_usage=self.share_usage() if fair else (),
             consumables=consumables,
-            active_shares=self.tracker.active_shares(now) | self.active_job_shares(),
+            active_shares=(self.tracker.active_shares(now) | self.active_job_shares()) if fair else frozenset(),
         )
         return snap, units
 

@@ -140,8 +140,10 @@ def test_status_coalescing_window_grows_with_pending_writes() -> None:
     from kubatch.runtime.jobs import JobReconciler, PendingWrite
 
     r = JobReconciler(None, View(), None, None, coalesce_seconds=1.0, coalesce_max_seconds=3.0)  # type: ignore[arg-type]
-    assert r.coalesce_window() == 1.0
+    assert r.coalesce_window() == r.coalesce_window(progress=True) == 1.0
     r.pending = {f"ns/j{i}": PendingWrite(due=0) for i in range(100)}
     assert r.coalesce_window() == pytest.approx(2.0)
+    assert r.coalesce_window(progress=True) == pytest.approx(5.0)
     r.pending = {f"ns/j{i}": PendingWrite(due=0) for i in range(5000)}
     assert r.coalesce_window() == pytest.approx(3.0)
+    assert r.coalesce_window(progress=True) == pytest.approx(9.0)
