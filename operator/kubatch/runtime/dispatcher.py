@@ -141,10 +141,6 @@ class Dispatcher:
         # Per single job: what `units` derived from it last time, reused while the job object (the
         # view replaces it on every change) and its definition are the same ones.
         self._single_cache: dict[str, tuple[dict[str, Any], Definition, str, Unit, Job]] = {}
-        # Pod creations still in flight that the next cycles must count as used (unit key ->
-        # environment, requests): cycles go on while the API server answers.
-        self.reserved: dict[str, tuple[str, Resources]] = {}
-        self.background: set[asyncio.Task[None]] = set()
         self.cycles = 0
         self.last_plan: Plan | None = None
         self.now = time.time  # injectable clock (tests of jobStateTimeLimitActions)
@@ -295,8 +291,6 @@ class Dispatcher:
         """What STARTING/RUNNING work holds per environment: the requests of live pods, plus, for a
         multi-node job whose main node runs, the nodes not created yet (the gang was admitted whole)."""
         used: dict[str, Resources] = defaultdict(Resources)
-        for env, needs in self.reserved.values():
-            used[env] = used[env] + needs
         for key, pods in self.view.pods.items():
             live_nodes: set[str] = set()
             gang_env = None
@@ -556,20 +550,10 @@ class Dispatcher:
             self.forced_cancel[unit.job_key][unit.index] = reason
             self.view.mark(unit.job_key)
         tasks = []
-        placed = {job.key: job for job in snap.jobs} if plan.placements else {}
         for key, env in plan.placements:
             unit, definition = units[key]
             self.in_flight.add(key)
-            task = asyncio.create_task(self._start(unit, definition, env))
-            job = placed.get(key)
-            if job is not None and job.num_nodes == 1 and not job.multinode and not job.consumables:
-                # A single pod: its requests are reserved until the pod is in the view, and the
-                # next cycle need not wait for the API server's answer.
-                self.reserved[key] = (env, job.needs)
-                self.background.add(task)
-                task.add_done_callback(self.background.discard)
-            else:
-                tasks.append(task)  # gangs and consumables are accounted from the pods alone
+            tasks.append(asyncio.create_task(self._start(unit, definition, env)))
         if tasks:
             await asyncio.gather(*tasks)
         return plan
@@ -661,5 +645,4 @@ class Dispatcher:
             log.warning("dispatch %s: %s", unit.key, e)
         finally:
             self.in_flight.discard(unit.key)
-            self.reserved.pop(unit.key, None)
             self.view.mark(unit.job_key)
