@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench import trackers
 from bench.trackers import GROUP_PATH
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.devcluster import operatorproc
@@ -40,6 +41,7 @@ class Harness:
         self.namespaces: list[str] = []
         self.profile = False  # py-spy the operator where a scenario supports it
         self.profile_apiserver = False  # pprof the API server where a scenario supports it
+        self.operator_env: dict[str, str] = {}  # settings of the operator under test (--operator-env)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def up(self) -> None:
@@ -65,14 +67,16 @@ class Harness:
             self.info,
             self.state,
             name="bench-operator",
-            extra_env={"KUBATCH_LEADER_IDENTITY": "kubatch-bench"},
+            extra_env={"KUBATCH_LEADER_IDENTITY": "kubatch-bench", **self.operator_env},
             timeout=300,
         )
         # Recorded where `operatorproc.stop` (and so `LocalCluster.down`) finds it.
         (self.state / "operator.json").write_text(json.dumps(asdict(self.op)))
+        trackers.WATCHED_PID = self.op.pid
         return self.op
 
     async def stop_operator(self, *, kill: bool = False) -> None:
+        trackers.WATCHED_PID = None
         if self.op is not None:
             import signal
 

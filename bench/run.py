@@ -1,4 +1,7 @@
-"""`python -m bench.run [--quick] [--only NAME ...] [--profile] [--profile-apiserver] [--keep]`: run the benchmarks.
+"""Run the benchmarks:
+
+    python -m bench.run [--quick] [--only NAME ...] [--profile] [--profile-apiserver]
+                        [--operator-env KEY=VALUE ...] [--keep]
 
 Brings up a private cluster in `.kubatch/bench` (load profile) and one operator, runs each
 scenario (kubatch and its baseline side by side), prints its table, writes
@@ -34,16 +37,24 @@ SCENARIOS = (
 )
 
 
-async def main(names: list[str], quick: bool, profile: bool, keep: bool, profile_apiserver: bool = False) -> int:
+async def main(
+    names: list[str],
+    quick: bool,
+    profile: bool,
+    keep: bool,
+    profile_apiserver: bool = False,
+    operator_env: dict[str, str] | None = None,
+) -> int:
     h = Harness(REPO)
     h.profile = profile
     h.profile_apiserver = profile_apiserver
+    h.operator_env = dict(operator_env or {})
     failures = 0
     started = time.monotonic()
     try:
         await h.up()
         assert h.info is not None
-        env = environment(REPO, h.info.k8s_version, {"load_profile": True})
+        env = environment(REPO, h.info.k8s_version, {"load_profile": True, "operator_env": h.operator_env})
         for name in names:
             module = importlib.import_module(f"bench.scenarios.{name}")
             t0 = time.monotonic()
@@ -79,11 +90,19 @@ def cli() -> None:
     parser.add_argument(
         "--profile-apiserver", action="store_true", help="CPU-profile the API server during throughput (pprof)"
     )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an operator setting for this run, e.g. KUBATCH_STATUS_COALESCE_MAX_SECONDS=30 (repeatable)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the bench cluster running")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # so that a killed run still tears its cluster down
     names = args.only or list(SCENARIOS)
-    sys.exit(asyncio.run(main(names, args.quick, args.profile, args.keep, args.profile_apiserver)))
+    operator_env = dict(item.split("=", 1) for item in args.operator_env)
+    sys.exit(asyncio.run(main(names, args.quick, args.profile, args.keep, args.profile_apiserver, operator_env)))
 
 
 if __name__ == "__main__":

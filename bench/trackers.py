@@ -17,12 +17,31 @@ GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
 JOB_LABEL = "kubatch.dev/job-name"
 
 
+# The operator under test (set by the harness): a wait fails at once when it has died.
+WATCHED_PID: int | None = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 async def until(pred: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> float:
-    """Wait for `pred`; returns the wall time it became true. Raises TimeoutError with `what`."""
+    """Wait for `pred`; returns the wall time it became true. Raises TimeoutError with `what`, and
+    RuntimeError when the operator under test exits meanwhile."""
     deadline = time.monotonic() + timeout
+    checked = time.monotonic()
     while not pred():
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        if WATCHED_PID is not None and now - checked > 1.0:
+            checked = now
+            if not _alive(WATCHED_PID):
+                raise RuntimeError(f"the operator (pid {WATCHED_PID}) exited while waiting for {what}")
         await asyncio.sleep(every)
     return time.time()
 

@@ -89,7 +89,10 @@ class Runtime:
         self.view = View()
         self.metrics = Metrics()
         self.events = EventRecorder(kube, per_second=options.events_per_second)
-        self.leader = LeaderElector(kube, options.lease_namespace, options.lease_name)
+        # The Lease gets a client of its own: renewals must never wait for a free connection behind
+        # hundreds of pod creations and status writes, or a busy leader would lose its Lease.
+        self.lease_kube = Kube(kube.creds, max_connections=2, user_agent="kubatch-leader-election")
+        self.leader = LeaderElector(self.lease_kube, options.lease_namespace, options.lease_name)
         settings = PodSettings()
         leading = self.leader.is_leader if options.leader_election else (lambda: True)
         self.jobs = JobReconciler(
@@ -222,6 +225,7 @@ class Runtime:
             await self.leader.release()
         if self._site is not None:
             await self._site.stop()
+        await self.lease_kube.close()
         await self.kube.close()
 
     async def _serve_metrics(self) -> None:
