@@ -10,13 +10,13 @@ from bench.probes import counts_delta, request_counts
 METRICS = """\
 # HELP apiserver_request_total Counter of apiserver requests
 # TYPE apiserver_request_total counter
-apiserver_request_total{code="201",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 10
-apiserver_request_total{code="201",component="apiserver",group="",resource="pods",scope="resource",subresource="binding",verb="POST",version="v1"} 7
-apiserver_request_total{code="200",component="apiserver",group="kubatch.dev",resource="batchjobs",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 4
-apiserver_request_total{code="200",component="apiserver",group="kubatch.dev",resource="batchjobs",scope="resource",subresource="status",verb="APPLY",version="v1alpha1"} 1
-apiserver_request_total{code="404",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="DELETE",version="v1"} 3
-apiserver_request_total{code="200",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="DELETE",version="v1"} 2
-apiserver_request_total{code="200",component="apiserver",group="",resource="pods",scope="namespace",subresource="",verb="DELETE",version="v1"} 1
+apiserver_request_total{code="201",group="",resource="pods",subresource="",verb="POST"} 10
+apiserver_request_total{code="201",group="",resource="pods",subresource="binding",verb="POST"} 7
+apiserver_request_total{code="200",group="kubatch.dev",resource="batchjobs",subresource="status",verb="PATCH"} 4
+apiserver_request_total{code="200",group="kubatch.dev",resource="batchjobs",subresource="status",verb="APPLY"} 1
+apiserver_request_total{code="404",group="",resource="pods",subresource="",verb="DELETE"} 3
+apiserver_request_total{code="200",group="",resource="pods",subresource="",verb="DELETE"} 2
+apiserver_request_total{code="200",group="",resource="pods",scope="namespace",subresource="",verb="DELETE"} 1
 apiserver_current_inflight_requests{request_kind="mutating"} 3
 """
 
