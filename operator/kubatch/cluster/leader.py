@@ -9,15 +9,18 @@ Lease every `renew_seconds`; a standby takes it over once `lease_seconds` pass w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kubatch.cluster.client import ApiError, Kube
+from kubatch.cluster.client import ApiError, Credentials, Kube
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,10 @@ class LeaderElector:
         identity: str | None = None,
         lease_seconds: int = 15,
         renew_seconds: float = 5.0,
+        on_elected: Callable[[], None] | None = None,
     ) -> None:
         self.kube = kube
+        self.on_elected = on_elected
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self.name = name
@@ -143,6 +148,8 @@ class LeaderElector:
                     log.info("leader election: %s now leads (%s)", self.identity, self.name)
                 self._leader = True
                 self.became_leader.set()
+                if self.on_elected is not None:
+                    self.on_elected()
             elif self._leader and not self.is_leader:
                 log.warning("leader election: %s lost the lease", self.identity)
                 self._leader = False
@@ -162,3 +169,77 @@ class LeaderElector:
                 await self.kube.request("PUT", self.path, body=lease)
         except ApiError as e:
             log.warning("leader election: release failed: %s", e)
+
+
+class ThreadedLeaderElector:
+    """A `LeaderElector` on a thread and event loop of its own, with its own API client.
+
+    Renewals keep their schedule however busy the operator's loop is (a scheduling cycle over
+    100,000 queued jobs takes seconds of CPU) and never wait for a connection behind bulk traffic,
+    as client-go keeps leader election on its own goroutine. The operator's loop reads `is_leader`
+    and waits on `became_leader`, as with a `LeaderElector`."""
+
+    def __init__(self, creds: Credentials, namespace: str, name: str = "kubatch-dispatcher") -> None:
+        self._creds = creds
+        self._namespace = namespace
+        self._name = name
+        self.became_leader = asyncio.Event()
+        self.elector: LeaderElector | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.elector is not None and self.elector.is_leader
+
+    @property
+    def transitions(self) -> int:
+        return self.elector.transitions if self.elector is not None else 0
+
+    async def run(self) -> None:
+        """Start the thread, then wait (cancel this task to stop waiting; `release` stops the thread)."""
+        main = asyncio.get_running_loop()
+        started = threading.Event()
+
+        def elected() -> None:
+            main.call_soon_threadsafe(self.became_leader.set)
+
+        def target() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            kube = Kube(self._creds, max_connections=2, user_agent="kubatch-leader-election")
+            self.elector = LeaderElector(kube, self._namespace, self._name, on_elected=elected)
+            self._loop = loop
+            self._task = loop.create_task(self.elector.run())
+            started.set()
+            try:
+                loop.run_forever()
+            finally:
+                self._task.cancel()
+                loop.run_until_complete(asyncio.gather(self._task, return_exceptions=True))
+                loop.run_until_complete(kube.close())
+                loop.close()
+
+        self._thread = threading.Thread(target=target, name="kubatch-lease", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(started.wait)
+        await asyncio.Event().wait()
+
+    async def release(self) -> None:
+        """Give the Lease up (when held) and stop the thread."""
+        loop, elector, task = self._loop, self.elector, self._task
+        if loop is None or elector is None or task is None or loop.is_closed():
+            return
+
+        async def give_up() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await elector.release()
+
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(give_up(), loop))
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5.0)

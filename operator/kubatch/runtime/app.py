@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kubatch.cluster.client import Kube
 from kubatch.cluster.informer import Informer
-from kubatch.cluster.leader import LeaderElector
+from kubatch.cluster.leader import ThreadedLeaderElector
 from kubatch.cluster.view import LABEL_JOB_DEFINITION, LABEL_JOB_NAME, View
 from kubatch.core.lifecycle import EVENT_LEVELS
 from kubatch.core.podspec import PodSettings
@@ -89,10 +89,9 @@ class Runtime:
         self.view = View()
         self.metrics = Metrics()
         self.events = EventRecorder(kube, per_second=options.events_per_second)
-        # The Lease gets a client of its own: renewals must never wait for a free connection behind
-        # hundreds of pod creations and status writes, or a busy leader would lose its Lease.
-        self.lease_kube = Kube(kube.creds, max_connections=2, user_agent="kubatch-leader-election")
-        self.leader = LeaderElector(self.lease_kube, options.lease_namespace, options.lease_name)
+        # The Lease is renewed from a thread with its own client: a busy loop or a connection pool
+        # full of pod creations must never make the leader miss a renewal.
+        self.leader = ThreadedLeaderElector(kube.creds, options.lease_namespace, options.lease_name)
         settings = PodSettings()
         leading = self.leader.is_leader if options.leader_election else (lambda: True)
         self.jobs = JobReconciler(
@@ -225,7 +224,6 @@ class Runtime:
             await self.leader.release()
         if self._site is not None:
             await self._site.stop()
-        await self.lease_kube.close()
         await self.kube.close()
 
     async def _serve_metrics(self) -> None:
