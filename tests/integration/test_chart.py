@@ -80,7 +80,8 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(kubectl: Kubectl, helm: Helm, crds: None) -> Iterator[Release]:
-    tag = uuid.uuid4().hex[:8]
+    # A letter first: helm's --set reads an all-digit value as a number, and a label value must be a string.
+    tag = f"c{uuid.uuid4().hex[:7]}"
     ns = f"t-chart-{tag}"
     kubectl("create", "namespace", ns)
     rel = Release(
