@@ -200,14 +200,8 @@ class Dispatcher:
                 if resolve_definition(self.view, job)[0] is hit[1]:
                     if first in self.view.pods.get(key, {}) or key in self.in_flight:
                         continue
-                    since = self.blocked_since.get(key)
-                    cached_job = hit[4]
-                    if (cached_job.blocked_reason, cached_job.blocked_since) != (since or (None, None)):
-                        cached_job = replace(
-                            cached_job,
-                            blocked_reason=since[0] if since else None,
-                            blocked_since=since[1] if since else None,
-                        )
+                    cached_job = self._with_blocking(hit[4])
+                    if cached_job is not hit[4]:
                         cache[key] = (job, hit[1], first, hit[3], cached_job)
                     units[key] = (hit[3], hit[1])
                     jobs.append(cached_job)
@@ -277,15 +271,14 @@ class Dispatcher:
         return jobs, units
 
     def _job(self, key: str, common: Mapping[str, Any], order: tuple[Any, ...], retried: bool) -> Job:
-        since = self.blocked_since.get(key)
-        return Job(
-            key=key,
-            order=order,
-            retried=retried,
-            blocked_reason=since[0] if since else None,
-            blocked_since=since[1] if since else None,
-            **common,
-        )
+        return self._with_blocking(Job(key=key, order=order, retried=retried, **common))
+
+    def _with_blocking(self, job: Job) -> Job:
+        """``job`` carrying the blocked reason and time recorded from earlier plans (itself when unchanged)."""
+        reason, since = self.blocked_since.get(job.key) or (None, None)
+        if (job.blocked_reason, job.blocked_since) == (reason, since):
+            return job
+        return replace(job, blocked_reason=reason, blocked_since=since)
 
     def usage(self) -> dict[str, Resources]:
         """What STARTING/RUNNING work holds per environment: the requests of live pods, plus, for a

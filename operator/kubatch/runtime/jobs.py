@@ -180,10 +180,10 @@ class JobReconciler:
             if self.view.dirty:
                 keys = list(self.view.dirty)
                 self.view.dirty.clear()
-                if len(keys) > 1:
-                    # Jobs with pods first: their status may have to catch up with what the pods did
-                    # (after a restart, thousands of queued jobs must not hold those back).
-                    keys.sort(key=lambda k: k not in self.view.pods)
+                # Jobs with pods first: their status may have to catch up with what the pods did
+                # (after a restart, thousands of queued jobs must not hold those back).
+                pods = self.view.pods
+                keys = [k for k in keys if k in pods] + [k for k in keys if k not in pods]
                 for key in keys:
                     if key not in self.queued and key not in self.in_flight:
                         self.queued.add(key)
