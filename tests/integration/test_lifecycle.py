@@ -84,8 +84,12 @@ def test_retry_then_success(batch: Batch) -> None:
     st = batch.wait_done("second-time")
     assert st["status"] == "SUCCEEDED"
     assert [a["container"]["exitCode"] for a in st["attempts"]] == [1, 0]
+    # The retry may be written together with the success (coalesced), and Events are posted after
+    # the status that records them: wait for the last one before counting.
+    batch.wait_for(lambda: "JobSucceeded" in {e["reason"] for e in batch.events("second-time")}, "JobSucceeded event")
+    batch.wait_for(lambda: "JobRetry" in {e["reason"] for e in batch.events("second-time")}, "JobRetry event")
     retried = [e for e in batch.events("second-time") if e["reason"] == "JobRetry"]
-    assert len(retried) == 1
+    assert len(retried) == 1, retried
 
 
 def test_evaluate_on_exit_exit_rule_stops_retries(batch: Batch) -> None:

@@ -14,14 +14,14 @@ from tests.resilience.workload import PodRecorder, Workload
 
 pytestmark = pytest.mark.integration
 
-N_JOBS = int(os.environ.get("KUBATCH_RESILIENCE_JOBS", "300"))
+N_JOBS = int(os.environ.get("KUBATCH_RESILIENCE_JOBS", "1000"))
 KILL_EVERY = 4.0
 
 
 def test_sigkill_every_few_seconds_during_a_run(
     batch: Batch, operator: Operator, private_cluster: PrivateCluster
 ) -> None:
-    """300 short jobs run while the operator is SIGKILLed every 4 s and started again (no clean-up,
+    """1,000 short jobs run while the operator is SIGKILLed every 4 s and started again (no clean-up,
     no Lease release; it must rebuild everything from list+watch each time). Proves: every job ends
     in its right final state (SUCCEEDED; FAILED with "Essential container in task exited" when it
     exits 1 without retries; SUCCEEDED on attempt 2 when attempt 1 exits 1 under a 2-attempt
@@ -30,10 +30,8 @@ def test_sigkill_every_few_seconds_during_a_run(
     and no other.
 
     The kills start while the jobs are still being submitted (one after every 60 jobs submitted) and
-    go on every 4 s until the last job ends. N = 300, not the issue's 1,000: on this 2-core machine
-    the API server accepted as few as ~5-8 BatchJobs/s while the operator was busy (other clusters
-    sharing the CPUs), so submitting 1,000 alone took ~215 s; a run of 300 takes 15-45 s and fits the
-    ~90 s budget of one test."""
+    go on every 4 s until the last job ends (alone on this 2-core machine: submitted in ~10 s, all
+    done in ~45 s across ~23 kills; the deadline leaves room for a CI run sharing the CPUs)."""
     work = Workload(batch, N_JOBS)
     recorder = PodRecorder(private_cluster.info, batch.ns)
     kills: list[float] = []
@@ -56,7 +54,7 @@ def test_sigkill_every_few_seconds_during_a_run(
     try:
         work.submit(chunk=20, during=kill_every_third_chunk)
         submitted = time.monotonic() - started
-        final = work.wait_done(85, during=kill_now_and_then, interval=0.5)
+        final = work.wait_done(300, during=kill_now_and_then, interval=0.5)
         elapsed = time.monotonic() - started
         # the kubectl watch may lag behind a busy API server: let it catch up before stopping it
         everything = private_cluster.pod_creates(batch.ns).created()
