@@ -1,7 +1,11 @@
 """The baseline: a plain aiohttp client that creates the same pods directly.
 
-Pods carry what kubatch's pods carry for placement (1 request per vCPU, the environment's
-nodeSelector and toleration, `sim.kubatch.dev/duration`). Two ways to create them:
+The pods are the ones kubatch would create for the same jobs (built by kubatch's own pod builder:
+same requests, nodeSelector and toleration, labels, AWS_BATCH_* environment, service account token,
+`sim.kubatch.dev/duration`), so the comparison prices the orchestration, not a difference in pod
+size. Only what ties a pod to kubatch goes: the ownerReference (there is no BatchJob to own it)
+and the `kubatch.dev/` prefix of its labels (the operator would adopt the pods as its own).
+Two ways to create them:
 
 - all at once (`admission=False`): every pod is created as fast as the API server takes them and
   the scheduler binds them as capacity frees: the API server's and scheduler's own limit;
@@ -17,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from bench.harness import CE_LABEL, CONCURRENCY
+from bench.harness import CONCURRENCY, GROUP
 from bench.trackers import PodTracker, Sampler, until
 from kubatch.cluster.client import Kube
+from kubatch.core.podspec import build_pod
 
 RUN_LABEL = "bench.kubatch.dev/run"
 KEY_LABEL = "bench.kubatch.dev/key"
@@ -41,34 +47,37 @@ class Work:
 
 
 def pod_manifest(run: str, work: Work, ce: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": f"{run}-{work.key}",
-            "labels": {RUN_LABEL: run, KEY_LABEL: work.key, CE_LABEL: ce},
-            "annotations": {"sim.kubatch.dev/duration": work.duration},
-        },
+    name = f"{run}-{work.key}"
+    uid = str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+    job = {
+        "apiVersion": GROUP,
+        "kind": "BatchJob",
+        "metadata": {"name": name, "uid": uid},
         "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": 0,
-            "nodeSelector": {CE_LABEL: ce},
-            "tolerations": [{"key": CE_LABEL, "operator": "Equal", "value": ce, "effect": "NoSchedule"}],
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "busybox:1.36",
-                    "command": ["sh", "-c", "true"],
-                    "resources": {
-                        "requests": {"cpu": str(work.vcpus), "memory": "64Mi"},
-                        "limits": {"cpu": str(work.vcpus), "memory": "64Mi"},
-                    },
-                }
-            ],
+            "jobQueue": work.queue,
+            "jobDefinition": "bench",
+            "podMetadata": {"annotations": {"sim.kubatch.dev/duration": work.duration}},
         },
     }
+    definition = {
+        "type": "container",
+        "containerProperties": {
+            "image": "busybox:1.36",
+            "command": ["sh", "-c", "true"],
+            "resourceRequirements": [{"type": "VCPU", "value": str(work.vcpus)}, {"type": "MEMORY", "value": "64"}],
+        },
+    }
+    pod = build_pod(job, definition, "bench:1", job_id=uid, queue=work.queue, compute_environment=ce, attempt=1)
+    md = pod["metadata"]
+    md.pop("ownerReferences", None)
+    md.pop("namespace", None)
+    md["name"] = name
+    md["labels"] = {
+        **{"bench." + k if k.startswith("kubatch.dev/") else k: v for k, v in md["labels"].items()},
+        RUN_LABEL: run,
+        KEY_LABEL: work.key,
+    }
+    return pod
 
 
 @dataclass
