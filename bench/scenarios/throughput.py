@@ -10,10 +10,17 @@ from bench import apiprofile
 from bench.baseline import Work, run_direct
 from bench.harness import Harness, job_manifest
 from bench.jobs import run_kubatch
-from bench.probes import counts_delta, request_counts
+from bench.probes import counts_delta, hist_delta, hist_quantile, histogram, request_counts, scrape
 from bench.profiler import PySpy
 from bench.report import Result, Row, cumulative, plot_lines, quantile, summary
 from bench.scenarios.common import cpu_window, setup
+
+CYCLE = "kubatch_scheduling_cycle_seconds"
+
+
+def _pair(cycles: list[tuple[float, float]]) -> str:
+    p50, p99 = hist_quantile(cycles, 0.5), hist_quantile(cycles, 0.99)
+    return "-" if p50 is None or p99 is None else f"{p50:.3f} / {p99:.3f}"
 
 
 def profile_api(h: Harness, name: str, n: int) -> asyncio.Task[dict[str, object]] | None:
@@ -51,8 +58,13 @@ async def run(h: Harness, quick: bool) -> Result:
     spy = PySpy(h.op.pid, "throughput", rate=20) if h.profile else None
     api_kb = profile_api(h, "throughput-kubatch", n)
     w = cpu_window(h)
+    cycles0 = scrape(h.op.metrics_url)
     kb = await run_kubatch(h, s.ns, manifests, timeout=timeout)
     cpu_kb = w.stop()
+    cycles1 = scrape(h.op.metrics_url)
+    cycles = hist_delta(histogram(cycles1, CYCLE), histogram(cycles0, CYCLE))
+    cycle_count = cycles[-1][1] if cycles else 0.0
+    cycle_seconds = cycles1.get(f"{CYCLE}_sum", 0.0) - cycles0.get(f"{CYCLE}_sum", 0.0)
     r2 = request_counts(await h.k.text("/metrics"))
     requests_base, requests_kb = counts_delta(r1, r0), counts_delta(r2, r1b)
     profile = spy.stop() if spy else {}
@@ -104,6 +116,10 @@ async def run(h: Harness, quick: bool) -> Result:
         "api_requests_baseline_phase": requests_base,
         "cpu_pct_kubatch_phase": cpu_kb,
         "cpu_pct_baseline_phase": cpu_base,
+        "scheduling_cycles": int(cycle_count),
+        "scheduling_cycle_p50_s": hist_quantile(cycles, 0.5),
+        "scheduling_cycle_p99_s": hist_quantile(cycles, 0.99),
+        "scheduling_cycle_pct_core": round(100 * cycle_seconds / kb.makespan, 1),
         "operator_profile": profile,
         "apiserver_profiles": api_profiles,
         "timeline_kubatch": kb.samples,
@@ -120,6 +136,9 @@ async def run(h: Harness, quick: bool) -> Result:
         Row("API requests per job", figures["api_requests_per_job"], figures["baseline_api_requests_per_job"], "req"),
         Row("BatchJob writes per job (MODIFIED)", figures["status_writes_per_job"], None, "writes"),
         Row("operator CPU", cpu_kb.get("operator"), None, "% core"),
+        Row("  of it in scheduling cycles", figures["scheduling_cycle_pct_core"], None, "% core"),
+        Row("scheduling cycles", figures["scheduling_cycles"], None, "cycles"),
+        Row("scheduling cycle p50 / p99", _pair(cycles), None, "s"),
         Row("kube-apiserver CPU", cpu_kb.get("kube-apiserver"), cpu_base.get("kube-apiserver"), "% core"),
         Row("etcd CPU", cpu_kb.get("etcd"), cpu_base.get("etcd"), "% core"),
     ]
