@@ -140,13 +140,22 @@ ROUTINE_REASONS = frozenset(event_reason(s) for s in (S.SUBMITTED, S.PENDING, S.
 EVENT_LEVELS = ("all", "notable", "none")
 
 
-def wanted_event(event: JobEvent, level: str) -> bool:
+# Normal events shed while the operator is busy (a burst keeps hundreds of status writes waiting):
+# they restate a success or a step that the job's status records as well. Failures, retries and
+# warnings are always posted.
+SHED_WHEN_BUSY = ROUTINE_REASONS | {event_reason(S.SUCCEEDED)}
+
+
+def wanted_event(event: JobEvent, level: str, *, busy: bool = False) -> bool:
     """Whether ``event`` is posted at ``level``: ``all`` (one per state change, like AWS Batch's
-    state-change events), ``notable`` (how each job ended, each retry, every warning) or ``none``."""
-    if level == "all":
-        return True
+    state-change events), ``notable`` (how each job ended, each retry, every warning) or ``none``;
+    when ``busy``, the Normal events of ``SHED_WHEN_BUSY`` are not posted at any level."""
     if level == "none":
         return False
+    if busy and event.type == "Normal" and event.reason in SHED_WHEN_BUSY:
+        return False
+    if level == "all":
+        return True
     return event.type != "Normal" or event.reason not in ROUTINE_REASONS
 
 

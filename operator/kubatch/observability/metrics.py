@@ -58,6 +58,12 @@ class Metrics:
             buckets=CYCLE_BUCKETS,
             registry=r,
         )
+        self.events_shed = PCounter(
+            "kubatch_events_shed",
+            "Normal job Events not posted because the operator was busy (their status says the same).",
+            ["reason"],
+            registry=r,
+        )
         self.pods_created = PCounter("kubatch_pods_created", "Pods created by the operator.", registry=r)
         self.queue_blocked_events = PCounter(
             "kubatch_queue_blocked", "Times a queue became blocked, by reason code.", ["queue", "reason"], registry=r

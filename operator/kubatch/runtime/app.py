@@ -50,6 +50,7 @@ class Options:
     leader_election: bool = True
     coalesce_seconds: float = 1.0
     coalesce_max_seconds: float = 5.0
+    queued_max_seconds: float = 30.0
     events_per_second: float = 50.0
     job_events: str = "notable"
 
@@ -68,6 +69,7 @@ class Options:
             leader_election=env.get("KUBATCH_LEADER_ELECTION", "true").lower() != "false",
             coalesce_seconds=float(env.get("KUBATCH_STATUS_COALESCE_SECONDS", "1.0")),
             coalesce_max_seconds=float(env.get("KUBATCH_STATUS_COALESCE_MAX_SECONDS", "5.0")),
+            queued_max_seconds=float(env.get("KUBATCH_STATUS_QUEUED_MAX_SECONDS", "30")),
             events_per_second=float(env.get("KUBATCH_EVENTS_PER_SECOND", "50")),
             job_events=job_events_level(env.get("KUBATCH_JOB_EVENTS", "notable")),
         )
@@ -104,6 +106,7 @@ class Runtime:
             settings=settings,
             coalesce_seconds=options.coalesce_seconds,
             coalesce_max_seconds=options.coalesce_max_seconds,
+            queued_max_seconds=options.queued_max_seconds,
             job_events=options.job_events,
         )
         self.dispatcher = Dispatcher(

@@ -119,6 +119,11 @@ def _resolve(view: View, job: Mapping[str, Any], ns: str, pinned: Any) -> tuple[
     return Definition(f"{ref.name}:{rec.revision}", rec.spec), None
 
 
+#: Status writes waiting at which the operator counts as busy: coalescing windows reach their
+#: maximum and Normal events that restate a status are shed (a burst of submissions, typically).
+BUSY_PENDING_WRITES = 200
+
+
 @dataclass
 class PendingWrite:
     """A job's status decided but not written yet, and what must wait for that write."""
@@ -126,6 +131,7 @@ class PendingWrite:
     due: float
     since: float = 0.0  # when the first unwritten change was decided
     progress: bool = False  # the pending status is STARTING/RUNNING (its window was lengthened)
+    queued: bool = False  # the job's first status, plainly RUNNABLE (its window was lengthened)
     deletes: dict[str, DeletePod] = field(default_factory=dict)
     events: list[JobEvent] = field(default_factory=list)
 
@@ -145,6 +151,7 @@ class JobReconciler:
         settings: PodSettings | None = None,
         coalesce_seconds: float = 1.0,
         coalesce_max_seconds: float = 5.0,
+        queued_max_seconds: float = 30.0,
         job_events: str = "notable",
     ) -> None:
         self.kube = kube
@@ -162,6 +169,7 @@ class JobReconciler:
         self.scheduler: Any = None  # the Dispatcher: blocked reasons and time-limit cancellations
         self.coalesce_seconds = coalesce_seconds
         self.coalesce_max_seconds = max(coalesce_seconds, coalesce_max_seconds)
+        self.queued_max_seconds = max(coalesce_seconds, queued_max_seconds)
         self.job_events = job_events
         self.delete_slots = asyncio.Semaphore(32)
         self.pending: dict[str, PendingWrite] = {}
@@ -336,13 +344,27 @@ class JobReconciler:
         pending = self.pending.get(key)
         if decision.status is not None:
             self.view.set_status(key, decision.status)
-            progress = decision.status.get("status") in PROGRESS
+            state = decision.status.get("status")
+            progress = state in PROGRESS
+            written = bool(self.view.written_status(key).get("status"))
+            queued = state == "RUNNABLE" and not decision.status.get("statusReason") and not written
             now = time.time()
             if pending is None:
-                window = self.coalesce_window(progress=progress)
-                pending = self.pending[key] = PendingWrite(due=now + window, since=now, progress=progress)
+                window = self.coalesce_window(progress=progress, queued=queued)
+                pending = self.pending[key] = PendingWrite(
+                    due=now + window, since=now, progress=progress, queued=queued
+                )
                 heapq.heappush(self.timers, (pending.due, key))
-            elif progress and not pending.progress and self.view.written_status(key).get("status"):
+            elif pending.queued and not queued:
+                # No longer plainly queued: a blocked head's reason is written within the base
+                # window of its first change, a dispatched job's progress within its own window.
+                pending.queued = False
+                pending.progress = progress
+                due = now + self.coalesce_window(progress=True) if progress else pending.since + self.coalesce_window()
+                if due < pending.due:
+                    pending.due = due
+                    heapq.heappush(self.timers, (due, key))
+            elif progress and not pending.progress and written:
                 # Dispatched while a RUNNABLE change waited: the write now records progress (a job
                 # never written yet keeps its window: it should not stay without a status).
                 pending.progress = True
@@ -391,19 +413,26 @@ class JobReconciler:
         await self.delete_pods(ns, name, list(pending.deletes.values()))
         self.post(job, pending.events)
 
-    def coalesce_window(self, *, progress: bool = False) -> float:
+    def coalesce_window(self, *, progress: bool = False, queued: bool = False) -> float:
         """How long a status change may wait for the next ones: the base window when few writes are
         pending, growing to the maximum with 200, where the writes saved matter most. A change that
         only records the progress of a dispatched attempt (STARTING, RUNNING: its pod shows it
-        already) may wait three times as long, so that a short job ends in one write more often."""
-        load = min(1.0, len(self.pending) / 200)
-        top = self.coalesce_max_seconds * (3 if progress else 1)
+        already) may wait three times as long, so that a short job ends in one write more often.
+        The first status of a job that simply waits in its queue (RUNNABLE, no reason) may wait up
+        to ``queued_max_seconds``: under a burst, most jobs are then written once, when they start
+        or end, and the API server's capacity goes to moving jobs; until then the job reads as
+        SUBMITTED (no status), the queue's status counts it RUNNABLE."""
+        load = min(1.0, len(self.pending) / BUSY_PENDING_WRITES)
+        top = self.queued_max_seconds if queued else self.coalesce_max_seconds * (3 if progress else 1)
         return self.coalesce_seconds + (top - self.coalesce_seconds) * load
 
     def post(self, job: Mapping[str, Any], events: list[JobEvent]) -> None:
+        busy = len(self.pending) >= BUSY_PENDING_WRITES
         for ev in events:
-            if wanted_event(ev, self.job_events):
+            if wanted_event(ev, self.job_events, busy=busy):
                 self.events.record(job, ev.reason, ev.message, type_=ev.type)
+            elif busy and wanted_event(ev, self.job_events):
+                self.metrics.events_shed.labels(ev.reason).inc()
 
     async def delete_pods(self, ns: str, job_name: str, deletes: list[DeletePod]) -> None:
         """Delete pods in parallel (an array step may finish many children at once)."""

@@ -112,6 +112,42 @@ def finished_status() -> dict[str, Any]:
     return status
 
 
+@pytest.mark.parametrize("level", ["all", "notable"])
+def test_a_busy_operator_sheds_the_events_that_restate_a_status(level: str) -> None:
+    """Busy (hundreds of status writes waiting): success and routine steps are not posted at any
+    level; failures, retries and warnings still are."""
+    for reason in ("JobSucceeded", "JobRunnable", "JobRunning"):
+        assert not wanted_event(JobEvent("Normal", reason, "x"), level, busy=True)
+    assert wanted_event(JobEvent("Normal", "JobSucceeded", "x"), level)
+    assert wanted_event(JobEvent("Warning", "JobFailed", "x"), level, busy=True)
+    assert wanted_event(JobEvent("Normal", "JobRetry", "x"), level, busy=True)
+    assert not wanted_event(JobEvent("Warning", "JobFailed", "x"), "none", busy=True)
+
+
+def test_the_reconciler_counts_the_events_it_sheds() -> None:
+    from kubatch.cluster.view import View
+    from kubatch.observability.metrics import Metrics
+    from kubatch.runtime.jobs import BUSY_PENDING_WRITES, JobReconciler, PendingWrite
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.reasons: list[str] = []
+
+        def record(self, obj: object, reason: str, message: str, *, type_: str = "Normal") -> None:
+            self.reasons.append(reason)
+
+    recorder, metrics = Recorder(), Metrics()
+    r = JobReconciler(None, View(), recorder, metrics)  # type: ignore[arg-type]
+    job = {"metadata": {"name": "j", "namespace": "ns"}}
+    done = [JobEvent("Normal", "JobSucceeded", "j is SUCCEEDED"), JobEvent("Warning", "JobFailed", "x")]
+    r.post(job, done)
+    assert recorder.reasons == ["JobSucceeded", "JobFailed"]
+    r.pending = {f"ns/j{i}": PendingWrite(due=0) for i in range(BUSY_PENDING_WRITES)}
+    r.post(job, done)
+    assert recorder.reasons == ["JobSucceeded", "JobFailed", "JobFailed"]
+    assert metrics.registry.get_sample_value("kubatch_events_shed_total", {"reason": "JobSucceeded"}) == 1.0
+
+
 def test_finished_pod_is_deleted_with_grace_zero() -> None:
     d = reconcile(job(finished_status()), {"j-a1": pod("Succeeded")}, ctx())
     assert [(x.name, x.grace_seconds, x.uid) for x in d.delete] == [("j-a1", 0, "pod-uid")]
@@ -147,3 +183,44 @@ def test_status_coalescing_window_grows_with_pending_writes() -> None:
     r.pending = {f"ns/j{i}": PendingWrite(due=0) for i in range(5000)}
     assert r.coalesce_window() == pytest.approx(3.0)
     assert r.coalesce_window(progress=True) == pytest.approx(9.0)
+
+
+def test_a_plainly_queued_jobs_first_status_waits_longest_under_load() -> None:
+    """Under a burst the first status of a job that simply waits (RUNNABLE, no reason) may wait up to
+    the queued maximum, so that most jobs get one write when they start or end; a blocked head's
+    reason falls back to the base window, a dispatch to the progress window."""
+    import asyncio
+    import time
+
+    from kubatch.cluster.view import View
+    from kubatch.core.lifecycle import Decision
+    from kubatch.runtime.jobs import JobReconciler, PendingWrite
+
+    view = View()
+    r = JobReconciler(None, view, None, None, coalesce_seconds=1.0, coalesce_max_seconds=3.0, queued_max_seconds=21.0)  # type: ignore[arg-type]
+    assert r.coalesce_window(queued=True) == 1.0
+    r.pending = {f"other/j{i}": PendingWrite(due=0) for i in range(400)}
+    assert r.coalesce_window(queued=True) == pytest.approx(21.0)
+
+    for name in ("queued", "blocked", "started", "written"):
+        view.on_job("ADDED", {"metadata": {"name": name, "namespace": "ns", "uid": name}, "spec": {}})
+    view.written["ns/written"] = {"status": "RUNNABLE"}
+    runnable = {"status": "RUNNABLE", "statusReason": ""}
+    now = time.time()
+
+    async def decide(name: str, status: dict[str, str]) -> PendingWrite:
+        await r.apply(view.jobs[f"ns/{name}"], Decision(status=dict(status)))
+        return r.pending[f"ns/{name}"]
+
+    async def scenario() -> None:
+        assert (await decide("queued", runnable)).due == pytest.approx(now + 21.0, abs=1.0)
+        # a job that has a status already is not "first": the normal window
+        assert (await decide("written", {**runnable, "statusReason": "x"})).due == pytest.approx(now + 3.0, abs=1.0)
+        assert (await decide("blocked", runnable)).queued
+        blocked = await decide("blocked", {**runnable, "statusReason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"})
+        assert not blocked.queued and blocked.due == pytest.approx(now + 3.0, abs=1.0)
+        await decide("started", runnable)
+        started = await decide("started", {"status": "STARTING", "statusReason": ""})
+        assert started.progress and started.due == pytest.approx(now + 9.0, abs=1.0)
+
+    asyncio.run(scenario())
