@@ -25,6 +25,12 @@ def _rv(obj: JSON) -> int:
         return 0
 
 
+def _not_newer(obj: JSON, old: JSON) -> bool:
+    """``obj`` is an older copy of ``old``, or the same version (objects without one always count)."""
+    new_rv, old_rv = _rv(obj), _rv(old)
+    return old_rv > new_rv or (new_rv > 0 and old_rv == new_rv)
+
+
 def slim_pod(pod: JSON) -> JSON:
     """The parts of a Pod that kubatch reads (saves memory with tens of thousands of pods)."""
     md = pod.get("metadata", {})
@@ -76,6 +82,7 @@ class View:
         self.deleted_pods: dict[str, None] = {}
         self.definitions: dict[str, JSON] = {}  # ns/name -> JobDefinition
         self.revisions: dict[str, dict[int, JSON]] = defaultdict(dict)  # ns/jd -> rev -> ControllerRevision
+        self.definitions_version = 0  # bumped on every JobDefinition or revision change
         self.queues: dict[str, JSON] = {}
         self.envs: dict[str, JSON] = {}
         self.policies: dict[str, JSON] = {}
@@ -135,8 +142,10 @@ class View:
                 self._index_deps(key, None, old)
                 self._index(key, None)
         else:
-            if old is not None and old["metadata"].get("uid") == md.get("uid") and _rv(old) > _rv(obj):
-                return  # an older copy than the one our own write already gave us
+            if old is not None and old["metadata"].get("uid") == md.get("uid") and _not_newer(obj, old):
+                # An older copy than the one our own write already gave us, or the watch's echo of
+                # that write: nothing new, and nothing to reconcile again.
+                return
             self.written[key] = obj.get("status") or {}
             pending = self.overlay.get(key)
             if pending is not None and pending[0] == md.get("uid"):
@@ -198,8 +207,8 @@ class View:
                     self.pods.pop(key, None)
                 return
             old = pods.get(name)
-            if old is not None and old["metadata"].get("uid") == uid and _rv(old) > _rv(obj):
-                return
+            if old is not None and old["metadata"].get("uid") == uid and _not_newer(obj, old):
+                return  # older, or the echo of the pod our own create returned
             pods[name] = slim_pod(obj)
         self.mark(key)
         self.changed.set()
@@ -223,6 +232,7 @@ class View:
         self.changed.set()
 
     def on_definition(self, typ: str, obj: JSON) -> None:
+        self.definitions_version += 1
         self.on_named(self.definitions, typ, obj, namespaced=True)
         for listener in self.listeners:
             listener("JobDefinition", typ, obj)
@@ -234,6 +244,7 @@ class View:
             return
         key = job_key(md.get("namespace", ""), jd)
         rev = int(obj.get("revision", 0))
+        self.definitions_version += 1
         if typ == "DELETED":
             self.revisions[key].pop(rev, None)
         else:

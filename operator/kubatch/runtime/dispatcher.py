@@ -141,6 +141,7 @@ class Dispatcher:
         # Per single job: what `units` derived from it last time, reused while the job object (the
         # view replaces it on every change) and its definition are the same ones.
         self._single_cache: dict[str, tuple[dict[str, Any], Definition, str, Unit, Job]] = {}
+        self._cached_definitions = -1  # the view's definitions_version the cache was built with
         self.cycles = 0
         self.last_plan: Plan | None = None
         self.now = time.time  # injectable clock (tests of jobStateTimeLimitActions)
@@ -192,20 +193,23 @@ class Dispatcher:
         for key in list(cache):
             if key not in self.view.candidates:
                 del cache[key]
+        # A cached entry stays valid while its job object and every definition are the same objects.
+        if self._cached_definitions != self.view.definitions_version:
+            self._cached_definitions = self.view.definitions_version
+            cache.clear()
         for key in self.view.candidates:
             job = self.view.jobs[key]
             hit = cache.get(key)
             if hit is not None and hit[0] is job:
                 first = hit[2]
-                if resolve_definition(self.view, job)[0] is hit[1]:
-                    if first in self.view.pods.get(key, {}) or key in self.in_flight:
-                        continue
-                    cached_job = self._with_blocking(hit[4])
-                    if cached_job is not hit[4]:
-                        cache[key] = (job, hit[1], first, hit[3], cached_job)
-                    units[key] = (hit[3], hit[1])
-                    jobs.append(cached_job)
+                if first in self.view.pods.get(key, {}) or key in self.in_flight:
                     continue
+                cached_job = self._with_blocking(hit[4])
+                if cached_job is not hit[4]:
+                    cache[key] = (job, hit[1], first, hit[3], cached_job)
+                units[key] = (hit[3], hit[1])
+                jobs.append(cached_job)
+                continue
             st = job.get("status") or {}
             state = st.get("status")
             size = int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)

@@ -43,3 +43,21 @@ def test_tombstones_are_bounded() -> None:
     for i in range(10):
         view.pod_deleted("ns", f"p{i}", f"u{i}", "j", keep_tombstone=4)
     assert list(view.deleted_pods) == ["u6", "u7", "u8", "u9"]
+
+
+def test_the_echo_of_our_own_write_is_not_news() -> None:
+    """The watch's copy of an object our own request returned (same resourceVersion) changes nothing
+    and makes no job dirty again; a newer version does."""
+    view = View()
+    job = {"metadata": {"name": "j", "namespace": "ns", "uid": "j1", "resourceVersion": "7"}, "spec": {}}
+    view.put_job({**job, "status": {"status": "RUNNABLE"}})
+    view.on_pod("ADDED", pod("u1", "8"))
+    view.dirty.clear()
+    kept = view.jobs["ns/j"]
+    view.on_job("MODIFIED", {**job, "status": {"status": "RUNNABLE"}})
+    view.on_pod("ADDED", pod("u1", "8"))
+    assert not view.dirty and view.jobs["ns/j"] is kept
+    view.on_pod("MODIFIED", pod("u1", "9"))
+    assert view.dirty == {"ns/j"}
+    view.on_job("MODIFIED", {**job, "metadata": {**job["metadata"], "resourceVersion": "10"}, "status": {}})
+    assert view.jobs["ns/j"] is not kept
