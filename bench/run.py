@@ -37,6 +37,19 @@ SCENARIOS = (
 )
 
 
+def other_clusters() -> list[str]:
+    """Local clusters of this checkout running beside the benchmark's own (the shared test cluster,
+    the resilience one): they share the CPUs and skew both phases of every scenario."""
+    from kubatch.devcluster.cluster import LocalCluster, pid_alive
+
+    found = []
+    for state in (REPO / ".kubatch", REPO / ".kubatch" / "resilience"):
+        info = LocalCluster(REPO, state_dir=state).read_info() if (state / "cluster.json").exists() else None
+        if info is not None and any(pid_alive(pid) for pid in info.pids.values()):
+            found.append(str(state))
+    return found
+
+
 async def main(
     names: list[str],
     quick: bool,
@@ -51,6 +64,8 @@ async def main(
     h.operator_env = dict(operator_env or {})
     failures = 0
     started = time.monotonic()
+    for state in other_clusters():
+        print(f"warning: a local cluster runs from {state} (make cluster-down): it shares the CPUs", file=sys.stderr)
     try:
         await h.up()
         assert h.info is not None

@@ -138,9 +138,10 @@ class Dispatcher:
         self.front: dict[str, tuple[str, ...]] = {}
         self.blocked_queues: frozenset[str] = frozenset()
         self.in_flight: set[str] = set()
-        # Per single job: what `units` derived from it last time, reused while the job object (the
-        # view replaces it on every change) and its definition are the same ones.
-        self._single_cache: dict[str, tuple[dict[str, Any], Definition, str, Unit, Job]] = {}
+        # Per single job: what `units` derived from it last time (job object, first pod's name, unit,
+        # scheduler entry), reused while the job object (the view replaces it on every change) and
+        # every definition (`_cached_definitions`) are the same ones.
+        self._single_cache: dict[str, tuple[dict[str, Any], str, tuple[Unit, Definition], Job]] = {}
         self._cached_definitions = -1  # the view's definitions_version the cache was built with
         self.cycles = 0
         self.last_plan: Plan | None = None
@@ -197,18 +198,21 @@ class Dispatcher:
         if self._cached_definitions != self.view.definitions_version:
             self._cached_definitions = self.view.definitions_version
             cache.clear()
+        all_jobs, all_pods, in_flight, blocked = self.view.jobs, self.view.pods, self.in_flight, self.blocked_since
         for key in self.view.candidates:
-            job = self.view.jobs[key]
+            job = all_jobs[key]
             hit = cache.get(key)
             if hit is not None and hit[0] is job:
-                first = hit[2]
-                if first in self.view.pods.get(key, {}) or key in self.in_flight:
+                pods_of = all_pods.get(key)
+                if (pods_of is not None and hit[1] in pods_of) or key in in_flight:
                     continue
-                cached_job = self._with_blocking(hit[4])
-                if cached_job is not hit[4]:
-                    cache[key] = (job, hit[1], first, hit[3], cached_job)
-                units[key] = (hit[3], hit[1])
-                jobs.append(cached_job)
+                entry = hit[3]
+                if entry.blocked_reason is not None or key in blocked:
+                    entry = self._with_blocking(entry)
+                    if entry is not hit[3]:
+                        cache[key] = (job, hit[1], hit[2], entry)
+                units[key] = hit[2]
+                jobs.append(entry)
                 continue
             st = job.get("status") or {}
             state = st.get("status")
@@ -267,7 +271,7 @@ class Dispatcher:
             attempt = len(st.get("attempts") or []) + 1
             first = pod_name(name, attempt, node_index=main_node_of(definition.spec) if common["multinode"] else None)
             unit, entry = Unit(key, key, None, attempt), self._job(key, common, (created, name, -1), attempt > 1)
-            cache[key] = (job, definition, first, unit, entry)
+            cache[key] = (job, first, (unit, definition), entry)
             if first in pods or key in self.in_flight:
                 continue
             units[key] = (unit, definition)

@@ -103,16 +103,16 @@ class _Order(Protocol):
     def take(self, charge: bool = True) -> None: ...
 
 
-_FifoRank = tuple[int, tuple[float | int | str, ...], str]
-
-
 class _FifoOrder:
-    """FIFO dispatch order: retried jobs first, then submission order, then key (a lazy heap)."""
+    """FIFO dispatch order: retried jobs first, then submission order, then key (a lazy heap on the
+    ranks computed when the jobs were made: O(n) to build, O(log n) per job taken)."""
 
     __slots__ = ("_heap",)
 
     def __init__(self, jobs: Iterable[Job]) -> None:
-        self._heap: list[tuple[_FifoRank, Job]] = [((0 if j.retried else 1, j.order, j.key), j) for j in jobs]
+        self._heap: list[tuple[tuple[int, tuple[float | int | str, ...], str], Job]] = [
+            (j.fifo_rank, j) for j in jobs
+        ]
         heapq.heapify(self._heap)
 
     def peek(self) -> Job | None:

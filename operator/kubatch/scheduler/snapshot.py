@@ -144,6 +144,11 @@ class Job:
     runnable_since: float = 0.0
     blocked_reason: str | None = None
     blocked_since: float | None = None
+    #: FIFO dispatch rank: retried jobs first, then submission order, then key (computed once).
+    fifo_rank: tuple[int, tuple[float | int | str, ...], str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fifo_rank", (0 if self.retried else 1, self.order, self.key))
 
     @property
     def gang(self) -> bool:
