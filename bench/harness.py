@@ -224,17 +224,31 @@ class Harness:
             await asyncio.sleep(0.1)
         return name
 
-    async def cleanup_cluster_objects(self) -> None:
-        """Drop what a scenario made: namespaces (their jobs and pods), environments, queues, nodes."""
-        for ns in self.namespaces:
+    async def cleanup_cluster_objects(self, *, settle_timeout: float = 900) -> float:
+        """Drop what a scenario made: namespaces (their jobs and pods), environments, queues, nodes;
+        then wait (bounded) until the namespaces are gone, so that the next scenario does not share
+        the API server with the deletion of this one's objects. Returns the seconds waited."""
+        dropped = list(self.namespaces)
+        for ns in dropped:
             await self.drop_namespace(ns)
         self.namespaces.clear()
+        started = time.monotonic()
+        for ns in dropped:
+            while time.monotonic() - started < settle_timeout:
+                try:
+                    await self.k.get(f"/api/v1/namespaces/{ns}")
+                except ApiError as e:
+                    if e.status == 404:
+                        break
+                    raise
+                await asyncio.sleep(1)
         for path in reversed(self.cluster_objects):
             await self.k.delete(path)
         self.cluster_objects.clear()
         if self.nodes:
             await self.delete_nodes(self.nodes)
             self.nodes.clear()
+        return time.monotonic() - started
 
 
 def job_manifest(ns: str, name: str, queue: str, definition: str, duration: str, **spec: Any) -> dict[str, Any]:

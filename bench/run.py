@@ -83,7 +83,8 @@ async def main(
             result.figures.setdefault("wall_s", round(time.monotonic() - t0, 1))
             print(table(result), flush=True)
             print(f"  -> {write(result, env, quick)} ({time.monotonic() - t0:.0f}s)", flush=True)
-            await h.cleanup_cluster_objects()
+            settled = await h.cleanup_cluster_objects()
+            print(f"  (clean-up settled in {settled:.0f}s)", file=sys.stderr, flush=True)
     finally:
         if keep:
             await h.close()

@@ -50,7 +50,7 @@ class Options:
     leader_election: bool = True
     coalesce_seconds: float = 1.0
     coalesce_max_seconds: float = 5.0
-    queued_max_seconds: float = 30.0
+    queued_max_seconds: float = 60.0
     events_per_second: float = 50.0
     job_events: str = "notable"
 
@@ -69,7 +69,7 @@ class Options:
             leader_election=env.get("KUBATCH_LEADER_ELECTION", "true").lower() != "false",
             coalesce_seconds=float(env.get("KUBATCH_STATUS_COALESCE_SECONDS", "1.0")),
             coalesce_max_seconds=float(env.get("KUBATCH_STATUS_COALESCE_MAX_SECONDS", "5.0")),
-            queued_max_seconds=float(env.get("KUBATCH_STATUS_QUEUED_MAX_SECONDS", "30")),
+            queued_max_seconds=float(env.get("KUBATCH_STATUS_QUEUED_MAX_SECONDS", "60")),
             events_per_second=float(env.get("KUBATCH_EVENTS_PER_SECOND", "50")),
             job_events=job_events_level(env.get("KUBATCH_JOB_EVENTS", "notable")),
         )

@@ -151,7 +151,7 @@ class JobReconciler:
         settings: PodSettings | None = None,
         coalesce_seconds: float = 1.0,
         coalesce_max_seconds: float = 5.0,
-        queued_max_seconds: float = 30.0,
+        queued_max_seconds: float = 60.0,
         job_events: str = "notable",
     ) -> None:
         self.kube = kube
@@ -419,11 +419,18 @@ class JobReconciler:
         only records the progress of a dispatched attempt (STARTING, RUNNING: its pod shows it
         already) may wait three times as long, so that a short job ends in one write more often.
         The first status of a job that simply waits in its queue (RUNNABLE, no reason) may wait up
-        to ``queued_max_seconds``: under a burst, most jobs are then written once, when they start
-        or end, and the API server's capacity goes to moving jobs; until then the job reads as
-        SUBMITTED (no status), the queue's status counts it RUNNABLE."""
-        load = min(1.0, len(self.pending) / BUSY_PENDING_WRITES)
-        top = self.queued_max_seconds if queued else self.coalesce_max_seconds * (3 if progress else 1)
+        to ``queued_max_seconds``, growing from 50 pending writes to 200: under a burst, most jobs
+        are then written once, when they start or end, and the API server's capacity goes to moving
+        jobs; until then the job reads as SUBMITTED (no status), the queue's status counts it
+        RUNNABLE."""
+        pending = len(self.pending)
+        if queued:
+            # Only a real burst delays a job's first status: none below a quarter of "busy".
+            quiet = BUSY_PENDING_WRITES / 4
+            load = min(1.0, max(0.0, (pending - quiet) / (BUSY_PENDING_WRITES - quiet)))
+            return self.coalesce_seconds + (self.queued_max_seconds - self.coalesce_seconds) * load
+        load = min(1.0, pending / BUSY_PENDING_WRITES)
+        top = self.coalesce_max_seconds * (3 if progress else 1)
         return self.coalesce_seconds + (top - self.coalesce_seconds) * load
 
     def post(self, job: Mapping[str, Any], events: list[JobEvent]) -> None:

@@ -199,6 +199,10 @@ def test_a_plainly_queued_jobs_first_status_waits_longest_under_load() -> None:
     view = View()
     r = JobReconciler(None, view, None, None, coalesce_seconds=1.0, coalesce_max_seconds=3.0, queued_max_seconds=21.0)  # type: ignore[arg-type]
     assert r.coalesce_window(queued=True) == 1.0
+    r.pending = {f"other/j{i}": PendingWrite(due=0) for i in range(50)}
+    assert r.coalesce_window(queued=True) == 1.0, "a few pending writes are not a burst"
+    r.pending = {f"other/j{i}": PendingWrite(due=0) for i in range(125)}
+    assert r.coalesce_window(queued=True) == pytest.approx(11.0)
     r.pending = {f"other/j{i}": PendingWrite(due=0) for i in range(400)}
     assert r.coalesce_window(queued=True) == pytest.approx(21.0)
 
