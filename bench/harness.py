@@ -75,6 +75,16 @@ class Harness:
         trackers.WATCHED_PID = self.op.pid
         return self.op
 
+    async def ensure_operator(self) -> bool:
+        """Start the operator again if it exited (a Deployment would restart its container); True
+        when it had to. A scenario must never run against a dead operator."""
+        from kubatch.devcluster.cluster import pid_alive
+
+        if self.op is not None and pid_alive(self.op.pid):
+            return False
+        await self.start_operator()
+        return True
+
     async def stop_operator(self, *, kill: bool = False) -> None:
         trackers.WATCHED_PID = None
         if self.op is not None:

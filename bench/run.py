@@ -74,6 +74,8 @@ async def main(
             module = importlib.import_module(f"bench.scenarios.{name}")
             t0 = time.monotonic()
             print(f"-- {name} ({'quick' if quick else 'full'}) ...", file=sys.stderr, flush=True)
+            if await h.ensure_operator():
+                print("  (the operator had exited and was started again)", file=sys.stderr, flush=True)
             try:
                 result: Result = await module.run(h, quick)
             except Exception as e:  # report and carry on with the next scenario

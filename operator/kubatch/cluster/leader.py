@@ -1,9 +1,11 @@
 """Leader election on a coordination.k8s.io/v1 Lease, so that exactly one replica dispatches.
 
-kopf's peering pauses peers by priority; it is not leader election. Here the holder renews the
-Lease every `renew_seconds`; a standby takes it over once `lease_seconds` pass without a renewal
-(optimistic concurrency on resourceVersion makes the takeover atomic). Losing the Lease clears
-`is_leader` at once, so the dispatcher stops before another replica can start.
+kopf's peering pauses peers by priority; it is not leader election. As client-go's leader
+election: the holder renews the Lease every `retry_seconds` (one PUT on the copy its last write
+returned; a GET only after a conflict) and stops acting as leader when it has not renewed for
+`renew_deadline` seconds; a standby takes the Lease over once `lease_seconds` pass without a
+renewal (optimistic concurrency on resourceVersion makes the takeover atomic). The gap between
+the two deadlines is the margin that keeps two replicas from ever dispatching at once.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class LeaderElector:
         *,
         identity: str | None = None,
         lease_seconds: int = 15,
-        renew_seconds: float = 5.0,
+        renew_deadline: float = 10.0,
+        retry_seconds: float = 2.0,
         on_elected: Callable[[], None] | None = None,
     ) -> None:
         self.kube = kube
@@ -70,7 +73,9 @@ class LeaderElector:
         self.name = name
         self.identity = identity or default_identity()
         self.lease_seconds = lease_seconds
-        self.renew_seconds = renew_seconds
+        self.renew_deadline = min(renew_deadline, lease_seconds - 1)
+        self.retry_seconds = retry_seconds
+        self._lease: dict[str, Any] | None = None  # the Lease as our last write returned it
         self.became_leader = asyncio.Event()
         self._leader = False
         self._renewed_at = 0.0
@@ -79,7 +84,7 @@ class LeaderElector:
     @property
     def is_leader(self) -> bool:
         # Never act on a lease we could not renew in time: another replica may hold it by now.
-        return self._leader and time.monotonic() - self._renewed_at < self.lease_seconds - self.renew_seconds
+        return self._leader and time.monotonic() - self._renewed_at < self.renew_deadline
 
     def _spec(self, acquire: bool, current: dict[str, Any] | None) -> dict[str, Any]:
         now = _now_micro()
@@ -94,6 +99,17 @@ class LeaderElector:
         return spec
 
     async def try_acquire_or_renew(self) -> bool:
+        held = self._lease
+        if held is not None and (held.get("spec") or {}).get("holderIdentity") == self.identity:
+            # Renew on the copy our last write returned: one request, not two, under a busy server.
+            body = {**held, "spec": {**held["spec"], **self._spec(False, held["spec"])}}
+            try:
+                self._lease = await self.kube.request("PUT", self.path, body=body)
+                return True
+            except ApiError as e:
+                self._lease = None
+                if e.status not in (404, 409):
+                    raise
         try:
             lease = await self.kube.get(self.path)
         except ApiError as e:
@@ -106,7 +122,7 @@ class LeaderElector:
                 "spec": self._spec(True, None),
             }
             try:
-                await self.kube.create(self.collection, body)
+                self._lease = await self.kube.create(self.collection, body)
             except ApiError as ce:
                 if ce.status == 409:
                     return False
@@ -124,7 +140,7 @@ class LeaderElector:
             new_spec = {**spec, **self._spec(True, spec)}
         body = {**lease, "spec": new_spec}
         try:
-            await self.kube.request("PUT", self.path, body=body)  # resourceVersion makes this a CAS
+            self._lease = await self.kube.request("PUT", self.path, body=body)  # resourceVersion: a CAS
         except ApiError as e:
             if e.status == 409:
                 return False
@@ -154,13 +170,14 @@ class LeaderElector:
                 log.warning("leader election: %s lost the lease", self.identity)
                 self._leader = False
                 self.became_leader.clear()
-            await asyncio.sleep(self.renew_seconds if held else 1.0)
+            await asyncio.sleep(self.retry_seconds)
 
     async def release(self) -> None:
         """Give the lease up on clean shutdown so a standby takes over at once."""
         if not self._leader:
             return
         self._leader = False
+        self._lease = None
         try:
             lease = await self.kube.get(self.path)
             if lease.get("spec", {}).get("holderIdentity") == self.identity:

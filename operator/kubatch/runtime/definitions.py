@@ -62,6 +62,13 @@ class DefinitionController:
                     await self.reconcile(key)
                 except asyncio.CancelledError:
                     raise
+                except ApiError as e:
+                    if e.status == 403 and "being terminated" in str(e):
+                        # Its namespace is going away, and the definition with it: nothing to record.
+                        log.debug("job definition %s: namespace terminating", key)
+                        continue
+                    log.warning("job definition %s: %s", key, e)
+                    self.pending.add(key)
                 except Exception as e:
                     log.warning("job definition %s: %s", key, e)
                     self.pending.add(key)
