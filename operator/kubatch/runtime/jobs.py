@@ -188,10 +188,16 @@ class JobReconciler:
             if self.view.dirty:
                 keys = list(self.view.dirty)
                 self.view.dirty.clear()
-                # Jobs with pods first: their status may have to catch up with what the pods did
-                # (after a restart, thousands of queued jobs must not hold those back).
-                pods = self.view.pods
-                keys = [k for k in keys if k in pods] + [k for k in keys if k not in pods]
+                # Jobs never written first: deciding their first status needs no request, and it
+                # makes them dispatchable (after a restart in a burst, thousands have none yet).
+                # Then jobs with pods: their status may have to catch up with what the pods did,
+                # and thousands of queued jobs must not hold those back.
+                pods, written = self.view.pods, self.view.written
+                keys = (
+                    [k for k in keys if not written.get(k)]
+                    + [k for k in keys if written.get(k) and k in pods]
+                    + [k for k in keys if written.get(k) and k not in pods]
+                )
                 for key in keys:
                     if key not in self.queued and key not in self.in_flight:
                         self.queued.add(key)
