@@ -17,7 +17,7 @@ from bench import trackers
 from bench.trackers import GROUP_PATH
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.devcluster import operatorproc
-from kubatch.devcluster.cluster import ClusterInfo, LocalCluster
+from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, pid_alive
 from kubatch.devcluster.nodes import kwok_node
 
 GROUP = "kubatch.dev/v1alpha1"
@@ -78,8 +78,6 @@ class Harness:
     async def ensure_operator(self) -> bool:
         """Start the operator again if it exited (a Deployment would restart its container); True
         when it had to. A scenario must never run against a dead operator."""
-        from kubatch.devcluster.cluster import pid_alive
-
         if self.op is not None and pid_alive(self.op.pid):
             return False
         await self.start_operator()

@@ -57,6 +57,14 @@ class ApiError(Exception):
         message = body.get("message", body) if isinstance(body, dict) else body
         super().__init__(f"{method} {path}: {status} {self.reason}: {message}")
 
+    @property
+    def namespace_terminating(self) -> bool:
+        """A create refused because its namespace is being deleted (nothing to retry there)."""
+        causes = ((self.body.get("details") or {}).get("causes") or []) if isinstance(self.body, dict) else []
+        return self.status == 403 and (
+            any(c.get("reason") == "NamespaceTerminating" for c in causes) or "being terminated" in str(self)
+        )
+
 
 @dataclass
 class Credentials:

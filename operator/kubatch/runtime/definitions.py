@@ -63,7 +63,7 @@ class DefinitionController:
                 except asyncio.CancelledError:
                     raise
                 except ApiError as e:
-                    if e.status == 403 and "being terminated" in str(e):
+                    if e.namespace_terminating:
                         # Its namespace is going away, and the definition with it: nothing to record.
                         log.debug("job definition %s: namespace terminating", key)
                         continue

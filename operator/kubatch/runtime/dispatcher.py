@@ -191,13 +191,13 @@ class Dispatcher:
         jobs: list[Job] = []
         units: dict[str, tuple[Unit, Definition]] = {}
         cache = self._single_cache
-        for key in list(cache):
-            if key not in self.view.candidates:
-                del cache[key]
         # A cached entry stays valid while its job object and every definition are the same objects.
         if self._cached_definitions != self.view.definitions_version:
             self._cached_definitions = self.view.definitions_version
             cache.clear()
+        for key in list(cache):
+            if key not in self.view.candidates:
+                del cache[key]
         all_jobs, all_pods, in_flight, blocked = self.view.jobs, self.view.pods, self.in_flight, self.blocked_since
         for key in self.view.candidates:
             job = all_jobs[key]

@@ -193,11 +193,12 @@ class JobReconciler:
                 # Then jobs with pods: their status may have to catch up with what the pods did,
                 # and thousands of queued jobs must not hold those back.
                 pods, written = self.view.pods, self.view.written
-                keys = (
-                    [k for k in keys if not written.get(k)]
-                    + [k for k in keys if written.get(k) and k in pods]
-                    + [k for k in keys if written.get(k) and k not in pods]
-                )
+                unwritten: list[str] = []
+                with_pods: list[str] = []
+                rest: list[str] = []
+                for k in keys:
+                    (unwritten if not written.get(k) else with_pods if k in pods else rest).append(k)
+                keys = unwritten + with_pods + rest
                 for key in keys:
                     if key not in self.queued and key not in self.in_flight:
                         self.queued.add(key)

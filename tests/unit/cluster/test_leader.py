@@ -73,3 +73,16 @@ def test_leadership_lapses_at_the_renew_deadline() -> None:
     assert elector.is_leader
     elector._renewed_at = time.monotonic() - 11
     assert not elector.is_leader
+
+
+def test_an_api_error_tells_a_terminating_namespace() -> None:
+    """The API server's NamespaceTerminating cause (or its message) marks a create not worth retrying."""
+    body = {
+        "reason": "Forbidden",
+        "message": 'pods "p" is forbidden: unable to create new content in namespace ns because it is being terminated',
+        "details": {"causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}]},
+    }
+    assert ApiError(403, body, "POST", "/x").namespace_terminating
+    assert ApiError(403, {"message": body["message"]}, "POST", "/x").namespace_terminating
+    assert not ApiError(403, {"reason": "Forbidden", "message": "RBAC says no"}, "POST", "/x").namespace_terminating
+    assert not ApiError(409, body, "POST", "/x").namespace_terminating
