@@ -49,7 +49,12 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
         assert leader is not None
         operatorproc.stop_pid(leader.pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        batch.wait_for(lambda: lease_holder(batch) == f"standby-{batch.tag}", "standby holds the lease", timeout=40)
+        try:
+            batch.wait_for(lambda: lease_holder(batch) == f"standby-{batch.tag}", "standby holds the lease", timeout=40)
+        except AssertionError as e:
+            lease = batch.kget("lease", "kubatch-dispatcher", "-n", "default")
+            tail = Path(standby.log).read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{e}\nlease: {json.dumps(lease.get('spec'))}\nstandby log:\n{tail}") from e
         takeover = time.monotonic() - killed_at
         assert takeover < 25, f"takeover took {takeover:.1f}s"
         for n in names:

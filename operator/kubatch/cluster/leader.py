@@ -75,6 +75,10 @@ class LeaderElector:
         self.lease_seconds = lease_seconds
         self.renew_deadline = min(renew_deadline, lease_seconds - 1)
         self.retry_seconds = retry_seconds
+        # One try of a request is bounded well inside the renew deadline and never retried by the
+        # client: the loop tries again `retry_seconds` later with fresh times (as client-go bounds
+        # each try by its context), so a slow server cannot stall a renewal or a takeover.
+        self.request_timeout = max(1.0, min(5.0, self.renew_deadline / 2))
         self._lease: dict[str, Any] | None = None  # the Lease as our last write returned it
         self.became_leader = asyncio.Event()
         self._leader = False
@@ -98,20 +102,23 @@ class LeaderElector:
             spec["leaseTransitions"] = int((current or {}).get("leaseTransitions", 0)) + (1 if current else 0)
         return spec
 
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return await self.kube.request(method, path, body=body, timeout=self.request_timeout, retries=0)
+
     async def try_acquire_or_renew(self) -> bool:
         held = self._lease
         if held is not None and (held.get("spec") or {}).get("holderIdentity") == self.identity:
             # Renew on the copy our last write returned: one request, not two, under a busy server.
             body = {**held, "spec": {**held["spec"], **self._spec(False, held["spec"])}}
             try:
-                self._lease = await self.kube.request("PUT", self.path, body=body)
+                self._lease = await self._request("PUT", self.path, body)
                 return True
             except ApiError as e:
                 self._lease = None
                 if e.status not in (404, 409):
                     raise
         try:
-            lease = await self.kube.get(self.path)
+            lease = await self._request("GET", self.path)
         except ApiError as e:
             if e.status != 404:
                 raise
@@ -122,7 +129,7 @@ class LeaderElector:
                 "spec": self._spec(True, None),
             }
             try:
-                self._lease = await self.kube.create(self.collection, body)
+                self._lease = await self._request("POST", self.collection, body)
             except ApiError as ce:
                 if ce.status == 409:
                     return False
@@ -140,7 +147,7 @@ class LeaderElector:
             new_spec = {**spec, **self._spec(True, spec)}
         body = {**lease, "spec": new_spec}
         try:
-            self._lease = await self.kube.request("PUT", self.path, body=body)  # resourceVersion: a CAS
+            self._lease = await self._request("PUT", self.path, body)  # resourceVersion: a CAS
         except ApiError as e:
             if e.status == 409:
                 return False

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,8 @@ class Runtime:
         # full of pod creations must never make the leader miss a renewal.
         self.leader = ThreadedLeaderElector(kube.creds, options.lease_namespace, options.lease_name)
         settings = PodSettings()
-        leading = self.leader.is_leader if options.leader_election else (lambda: True)
+        # A callable, read at each decision: the loops must stop acting the moment the Lease lapses.
+        leading: Callable[[], bool] = (lambda: self.leader.is_leader) if options.leader_election else (lambda: True)
         self.jobs = JobReconciler(
             kube,
             self.view,

@@ -197,7 +197,7 @@ class ComputeController:
         view: View,
         *,
         period: float = 2.0,
-        is_leader: Any = None,
+        is_leader: Callable[[], bool] | None = None,
         idle_seconds: float = 30.0,
         node_ready_timeout: float = 60.0,
         provisioners: Mapping[str, Provisioner] | None = None,

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -115,7 +115,7 @@ class Dispatcher:
         events: EventRecorder,
         metrics: Metrics,
         *,
-        is_leader: Any = None,
+        is_leader: Callable[[], bool] | None = None,
         max_parallel_creates: int = 64,
         tick_seconds: float = 1.0,
         settings: PodSettings | None = None,

@@ -71,7 +71,7 @@ class StatusWriter:
         consumed: Callable[[], Mapping[str, int]] = dict,
         *,
         period: float = 2.0,
-        is_leader: Any = None,
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         self.kube = kube
         self.view = view

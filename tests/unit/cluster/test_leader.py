@@ -27,18 +27,19 @@ class FakeKube:
         self.lease = {**body, "metadata": {**body.get("metadata", {}), "resourceVersion": str(self.rv)}}
         return self.lease
 
-    async def get(self, path: str) -> dict[str, Any]:
-        self.calls.append("GET")
-        if self.lease is None:
-            raise ApiError(404, "not found", "GET", path)
-        return self.lease
-
-    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append("POST")
-        return self._store(body)
-
-    async def request(self, method: str, path: str, *, body: dict[str, Any]) -> dict[str, Any]:
+    async def request(
+        self, method: str, path: str, *, body: dict[str, Any] | None = None, timeout: float, retries: int
+    ) -> dict[str, Any]:
+        # Every try is bounded well inside the renew deadline and left to the loop to repeat.
+        assert retries == 0 and timeout <= 5.0
         self.calls.append(method)
+        if method == "GET":
+            if self.lease is None:
+                raise ApiError(404, "not found", method, path)
+            return self.lease
+        assert body is not None
+        if method == "POST":
+            return self._store(body)
         assert self.lease is not None
         if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
             raise ApiError(409, "conflict", method, path)
@@ -86,3 +87,26 @@ def test_an_api_error_tells_a_terminating_namespace() -> None:
     assert ApiError(403, {"message": body["message"]}, "POST", "/x").namespace_terminating
     assert not ApiError(403, {"reason": "Forbidden", "message": "RBAC says no"}, "POST", "/x").namespace_terminating
     assert not ApiError(409, body, "POST", "/x").namespace_terminating
+
+
+def test_a_standby_takes_over_an_expired_lease_and_waits_on_a_fresh_one() -> None:
+    kube = FakeKube()
+    holder = LeaderElector(kube, "ns", identity="old", lease_seconds=15)  # type: ignore[arg-type]
+    standby = LeaderElector(kube, "ns", identity="new", lease_seconds=15)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        assert await holder.try_acquire_or_renew()
+        assert not await standby.try_acquire_or_renew()
+        assert kube.lease is not None
+        # the holder died 16 s ago: its last renewal is older than the lease duration
+        stale = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 16))
+        kube._store({**kube.lease, "spec": {**kube.lease["spec"], "renewTime": stale}})
+        kube.calls.clear()
+        assert await standby.try_acquire_or_renew()
+        assert kube.calls == ["GET", "PUT"]
+        assert kube.lease["spec"]["holderIdentity"] == "new"
+        assert kube.lease["spec"]["leaseTransitions"] == 1
+        # the old holder's cached copy is stale: its renewal conflicts and it backs off
+        assert not await holder.try_acquire_or_renew()
+
+    asyncio.run(scenario())
