@@ -67,7 +67,7 @@ async def run(n: int) -> dict[str, Any]:
         label, t = await timed("create (kubatch client)", n, [kube.create(base, pod(f"a-{i}")) for i in range(n)])
         rows[label] = t
         label, t = await timed(
-            "create (kubernetes_asyncio)", n, [core.create_namespaced_pod(ns, pod(f"b-{i}")) for i in range(n)]
+            "create (kubernetes_asyncio)", n, [core.create_namespaced_pod(ns, pod(f"b-{i}")) for i in range(n)]  # type: ignore[arg-type]
         )
         rows[label] = t
         label, t = await timed("get (kubatch client)", n, [kube.get(f"{base}/a-{i}") for i in range(n)])

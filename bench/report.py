@@ -111,8 +111,10 @@ def table(result: Result) -> str:
 
 
 def write(result: Result, env: Mapping[str, Any], quick: bool) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{result.name}.json"
+    # A quick run is a smoke test of the harness: its figures never replace the full-size ones.
+    folder = RESULTS / "quick" if quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{result.name}.json"
     body = {
         "benchmark": result.name,
         "mode": "quick" if quick else "full",

@@ -29,6 +29,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def ensure_operator_alive(what: str) -> None:
+    """Raise RuntimeError when the operator under test has exited (a wait on it would only time out)."""
+    if WATCHED_PID is not None and not _alive(WATCHED_PID):
+        raise RuntimeError(f"the operator (pid {WATCHED_PID}) exited while waiting for {what}")
+
+
 async def until(pred: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> float:
     """Wait for `pred`; returns the wall time it became true. Raises TimeoutError with `what`, and
     RuntimeError when the operator under test exits meanwhile."""
@@ -40,8 +46,7 @@ async def until(pred: Callable[[], bool], timeout: float, what: str, every: floa
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         if WATCHED_PID is not None and now - checked > 1.0:
             checked = now
-            if not _alive(WATCHED_PID):
-                raise RuntimeError(f"the operator (pid {WATCHED_PID}) exited while waiting for {what}")
+            ensure_operator_alive(what)
         await asyncio.sleep(every)
     return time.time()
 

@@ -1,10 +1,15 @@
-"""deep_queue: thousands of RUNNABLE jobs waiting (full 100,000; quick 5,000) while capacity is
+"""deep_queue: thousands of RUNNABLE jobs waiting (full 100,000; quick 2,000) while capacity is
 freed in steps (a node added per step, jobs run for an hour): dispatch rate per step at growing
 depths, operator RSS and CPU, scheduling cycle p50/p99. Baseline: a plain client creating a step's
-pods directly."""
+pods directly.
+
+A depth counts as queued when the JobQueue's status says so (`jobCounts.RUNNABLE`, from the
+operator's view): under a burst a job's own first status is deferred (it reads as SUBMITTED
+meanwhile), so waiting for every job's RUNNABLE would measure that window, not the queue."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -12,7 +17,7 @@ from bench.baseline import Work, pod_manifest
 from bench.harness import CE_LABEL, CONCURRENCY, Harness, job_manifest, submit
 from bench.probes import cpu_seconds, hist_delta, hist_quantile, histogram, rss_mib, scrape
 from bench.report import Result, Row, plot_lines
-from bench.trackers import JobTracker, PodTracker, until
+from bench.trackers import GROUP_PATH, PodTracker, ensure_operator_alive, until
 from kubatch.devcluster.nodes import kwok_node
 
 CYCLE = "kubatch_scheduling_cycle_seconds"
@@ -25,8 +30,6 @@ async def _baseline_rate(h: Harness, ns: str, step: int) -> float:
     node = kwok_node(pool, cpu=step, memory="256Gi", pods=step + 10, labels={CE_LABEL: pool}, taints=[taint])
     await h.k.create("/api/v1/nodes", node)
     h.nodes.append(pool)
-    import asyncio
-
     sem = asyncio.Semaphore(CONCURRENCY)
 
     async def one(i: int) -> None:
@@ -40,9 +43,22 @@ async def _baseline_rate(h: Harness, ns: str, step: int) -> float:
     return step / (time.time() - t0)
 
 
+async def _queued(h: Harness, queue: str, want: int, timeout: float) -> float:
+    """Wait until the queue's status counts `want` RUNNABLE jobs; returns the wall time it did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = (await h.k.get(f"{GROUP_PATH}/jobqueues/{queue}")).get("status") or {}
+        if int((status.get("jobCounts") or {}).get("RUNNABLE", 0)) >= want:
+            return time.time()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {want} RUNNABLE in {queue}")
+        ensure_operator_alive(f"{want} RUNNABLE in {queue}")
+        await asyncio.sleep(0.25)
+
+
 async def run(h: Harness, quick: bool) -> Result:
-    depths = [1000, 2500, 5000] if quick else [10000, 50000, 100000]
-    step = 100 if quick else 200
+    depths = [500, 1000, 2000] if quick else [10000, 50000, 100000]
+    step = 50 if quick else 200
     tag = uuid.uuid4().hex[:4]
     ce = await h.environment(f"deep-{tag}", nodes=0, cpu=step)
     q = await h.queue(f"deep-{tag}", [ce])
@@ -50,8 +66,7 @@ async def run(h: Harness, quick: bool) -> Result:
     jd = await h.definition(ns, "work")
     assert h.op is not None
     metrics_url = h.op.metrics_url
-    jobs, pods = JobTracker(h.k, ns), PodTracker(h.k, ns)
-    await jobs.start()
+    pods = PodTracker(h.k, ns)
     await pods.start()
     rows, points = [], []
     submitted = 0
@@ -63,8 +78,7 @@ async def run(h: Harness, quick: bool) -> Result:
             await submit(h.k, ns, manifests)
             submitted = depth
             waiting = submitted - len(pods.created)
-            await until(lambda w=waiting: jobs.counts["RUNNABLE"] >= w, 120 + depth * 0.05, f"{depth} RUNNABLE")  # type: ignore[misc]
-            t_runnable = time.time()
+            t_runnable = await _queued(h, q, waiting, 120 + depth * 0.05)
             h0 = histogram(scrape(metrics_url), CYCLE)
             have = len(pods.created)
             t_node = time.time()
@@ -99,7 +113,6 @@ async def run(h: Harness, quick: bool) -> Result:
                 Row(f"depth {waiting}: operator CPU", point["operator_cpu_pct"], None, "% core"),
             ]
     finally:
-        await jobs.stop()
         await pods.stop()
     plot = plot_lines(
         "deep_queue",

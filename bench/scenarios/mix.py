@@ -15,8 +15,7 @@ CLASSES = (("small", 1, "200ms", 0.2), ("medium", 5, "500ms", 0.5), ("large", 20
 
 
 async def run(h: Harness, quick: bool) -> Result:
-    scale = 1 if quick else 4
-    counts = {"small": 200 * scale, "medium": 40 * scale, "large": 10 * scale}
+    counts = {"small": 100, "medium": 20, "large": 5} if quick else {"small": 800, "medium": 160, "large": 40}
     nodes = 4 if quick else 10
     tag = uuid.uuid4().hex[:4]
     envs = [await h.environment(f"mix{x}-{tag}", nodes=nodes, cpu=20) for x in "ab"]

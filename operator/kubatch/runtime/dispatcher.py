@@ -643,7 +643,8 @@ class Dispatcher:
             self.metrics.pods_created.inc()
             self.metrics.attempts.labels(str(spec.get("jobQueue", ""))).inc()
         except ApiError as e:
-            log.warning("dispatch %s: %s", unit.key, e)
+            # A namespace being deleted refuses every pod of its jobs, which go with it: not news.
+            (log.debug if e.namespace_terminating else log.warning)("dispatch %s: %s", unit.key, e)
         finally:
             self.in_flight.discard(unit.key)
             self.view.mark(unit.job_key)
