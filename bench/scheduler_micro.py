@@ -4,7 +4,9 @@ Usage: ``python bench/scheduler_micro.py [--quick]``. Builds a snapshot with 100
 in 50 queues (half FIFO, half fair share) on 20 compute environments with 100 share identifiers,
 times a full ``plan()`` several times (p50/p99, ms per cycle) and the replan after an incremental
 change (one job added; one job finished), prints a table and writes
-``bench/results/scheduler_micro.json``. It prints numbers; it never asserts timings.
+``bench/results/scheduler_micro.json`` (``--quick``: ``bench/results/quick/``). A full run also
+appends its figures to ``bench/results/scheduler_micro.history.jsonl``: the planner's cost tracked
+over time, one line per run with the date and commit. It prints numbers; it never asserts timings.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +40,31 @@ from kubatch.scheduler import (
     plan,
 )
 
-RESULTS = Path(__file__).resolve().parent / "results" / "scheduler_micro.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+HISTORY = RESULTS_DIR / "scheduler_micro.history.jsonl"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS_DIR, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return out.stdout.strip()
+
+
+def history_line(results: Mapping[str, object], rows: Mapping[str, Mapping[str, float]]) -> dict[str, object]:
+    """One run in the history: when, which code, how big, what a cycle cost."""
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": git_commit(),
+        "workload": results["workload"],
+        "full_cycle_p50_ms": rows["full_cycle"]["p50_ms"],
+        "full_cycle_p99_ms": rows["full_cycle"]["p99_ms"],
+        "replan_after_job_added_p50_ms": rows["replan_after_job_added"]["p50_ms"],
+        "replan_after_job_finished_p50_ms": rows["replan_after_job_finished"]["p50_ms"],
+    }
 
 
 def build_snapshot(n_jobs: int, n_queues: int, n_envs: int, n_shares: int, seed: int = 7) -> Snapshot:
@@ -208,9 +235,14 @@ def main() -> None:
             f"{name:<28}{row['p50_ms']:>10.1f}{row['p99_ms']:>10.1f}"
             f"{row['min_ms']:>10.1f}{row['max_ms']:>10.1f}{row['reps']:>6}"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    out = RESULTS_DIR / "quick" if args.quick else RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scheduler_micro.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out / 'scheduler_micro.json'}")
+    if not args.quick:
+        with HISTORY.open("a") as f:
+            f.write(json.dumps(history_line(results, rows)) + "\n")
+        print(f"appended to {HISTORY}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""restart: the operator is killed (SIGKILL) with many jobs in flight (quick 200; full 20,000) and
+"""restart: the operator is killed (SIGKILL) with many jobs in flight (quick 150; full 20,000) and
 started again: time to ready, to the first new dispatch, and until every job whose pod finished
 while it was down shows SUCCEEDED. Baseline: the same cold start with one job waiting."""
 
@@ -14,7 +14,7 @@ from bench.trackers import JobTracker, PodTracker, until
 
 
 async def run(h: Harness, quick: bool) -> Result:
-    n = 200 if quick else 20000
+    n = 150 if quick else 20000
     vcpus = max(50, n // 10)
     s = await setup(h, "restart", nodes=vcpus // 50, cpu=50)
     jobs, pods = JobTracker(h.k, s.ns), PodTracker(h.k, s.ns)

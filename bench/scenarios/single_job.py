@@ -13,7 +13,7 @@ from bench.trackers import JobTracker, PodTracker, until
 
 
 async def run(h: Harness, quick: bool) -> Result:
-    runs = 4 if quick else 20
+    runs = 3 if quick else 20
     size = 100 if quick else 1000
     s = await setup(h, "single", nodes=size // 100, cpu=100)
     jobs, pods = JobTracker(h.k, s.ns), PodTracker(h.k, s.ns)

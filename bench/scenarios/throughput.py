@@ -38,7 +38,7 @@ def profile_api(h: Harness, name: str, n: int) -> asyncio.Task[dict[str, object]
 
 
 async def run(h: Harness, quick: bool) -> Result:
-    n = 400 if quick else 5000
+    n = 300 if quick else 5000
     vcpus = 100 if quick else n // 10
     s = await setup(h, "tp", nodes=vcpus // 10, cpu=10)
     timeout = 60 + n * 0.2
