@@ -1,4 +1,4 @@
-"""array_fanout: one array job of 10,000 children on 1,000 vCPUs (quick 500 on 100): create-call time,
+"""array_fanout: one array job of 10,000 children on 1,000 vCPUs (quick 300 on 100): create-call time,
 children started per second, parent status writes per second; baseline: the same pods directly."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from bench.trackers import GROUP_PATH, JobTracker, PodTracker, until
 
 
 async def run(h: Harness, quick: bool) -> Result:
-    size = 500 if quick else 10000
-    vcpus = size // 5 if quick else size // 10
+    size = 300 if quick else 10000
+    vcpus = 100 if quick else size // 10
     s = await setup(h, "fan", nodes=max(1, vcpus // 50), cpu=50)
     jobs, pods = JobTracker(h.k, s.ns), PodTracker(h.k, s.ns)
     await jobs.start()

@@ -30,7 +30,8 @@ async def run(h: Harness, quick: bool) -> Result:
         await until(lambda: "cold" in pods.created, 60, "cold job dispatched")
         b_first = pods.created["cold"]
         # Many jobs in flight.
-        manifests = [job_manifest(s.ns, f"r{i:05d}", s.queue, s.definition, "3s") for i in range(n)]
+        duration = "2s" if quick else "3s"
+        manifests = [job_manifest(s.ns, f"r{i:05d}", s.queue, s.definition, duration) for i in range(n)]
         await submit(h.k, s.ns, manifests)
         await until(lambda: len(pods.created) > 2 * vcpus, 120 + n * 0.05, "two waves dispatched")
         await h.stop_operator(kill=True)
