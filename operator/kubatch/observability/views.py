@@ -17,7 +17,8 @@ JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEE
 
 
 def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
-    """Gauges: jobs per queue/state, CE capacity and use, share use, consumables, leadership."""
+    """Gauges: jobs per queue/state, CE capacity and use, share use, consumables, the status-write
+    backlog, leadership."""
 
     def collect() -> Iterator[Metric]:
         counts = count_jobs(view.jobs)
@@ -90,6 +91,12 @@ def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
             "1 when the queue's head job is blocked.",
             ["queue"],
             {(q,): 1.0 if q in dispatcher.blocked_queues else 0.0 for q in view.queues},
+        )
+        yield gauge(
+            "kubatch_status_writes_pending",
+            "BatchJob status writes waiting in their coalescing window (a backlog under a burst).",
+            [],
+            {(): float(len(runtime.jobs.pending))},
         )
         yield gauge(
             "kubatch_leader",
