@@ -90,8 +90,6 @@ class View:
         self.nodes: dict[str, JSON] = {}
         self.dependents: dict[str, set[str]] = defaultdict(set)  # job key -> keys of jobs depending on it
         self.dirty: set[str] = set()
-        # Job keys whose object, candidacy or pods changed since the dispatcher last looked.
-        self.touched: set[str] = set()
         self.changed = asyncio.Event()  # something the dispatcher may care about changed
         self.job_dirty = asyncio.Event()
         self.listeners: list[Callable[[str, str, JSON], None]] = []
@@ -121,7 +119,6 @@ class View:
                     self.dependents[target].discard(key)
 
     def _index(self, key: str, job: JSON | None) -> None:
-        self.touched.add(key)
         state = ((job or {}).get("status") or {}).get("status") if job is not None else None
         if job is None or state in ("SUCCEEDED", "FAILED"):
             self.active.discard(key)
@@ -213,7 +210,6 @@ class View:
             if old is not None and old["metadata"].get("uid") == uid and _not_newer(obj, old):
                 return  # older, or the echo of the pod our own create returned
             pods[name] = slim_pod(obj)
-        self.touched.add(key)
         self.mark(key)
         self.changed.set()
 

@@ -60,9 +60,6 @@ from kubatch.scheduler.plan import reason_code
 
 log = logging.getLogger(__name__)
 
-# Every candidate job is derived afresh at least this often, whatever the view reported touched.
-FULL_SWEEP_SECONDS = 10.0
-
 
 @dataclass(frozen=True)
 class Unit:
@@ -146,16 +143,6 @@ class Dispatcher:
         # every definition (`_cached_definitions`) are the same ones.
         self._single_cache: dict[str, tuple[dict[str, Any], str, tuple[Unit, Definition], Job]] = {}
         self._cached_definitions = -1  # the view's definitions_version the cache was built with
-        # What the last cycles found dispatchable, kept between cycles: a cycle re-derives only the
-        # jobs the view reports touched (their object, candidacy or pods changed) and those whose
-        # creation started or ended here, so its cost follows the changes, not the queue's depth.
-        # Array parents are re-derived every cycle (their children come and go by index).
-        self._ready: dict[str, Job] = {}
-        self._ready_units: dict[str, tuple[Unit, Definition]] = {}
-        self._arrays: set[str] = set()
-        self._blocked_entries: set[str] = set()  # keys in _ready whose entry carries a blocked reason
-        self._touched: set[str] = set()  # job keys whose creation started or ended since the last cycle
-        self._swept_at = -FULL_SWEEP_SECONDS  # when every candidate was last derived afresh
         self.cycles = 0
         self.last_plan: Plan | None = None
         self.now = time.time  # injectable clock (tests of jobStateTimeLimitActions)
@@ -201,157 +188,95 @@ class Dispatcher:
 
     def units(self) -> tuple[list[Job], dict[str, tuple[Unit, Definition]]]:
         """RUNNABLE jobs and array children that have no pod for their next attempt yet."""
+        jobs: list[Job] = []
+        units: dict[str, tuple[Unit, Definition]] = {}
         cache = self._single_cache
-        touched, self.view.touched = self.view.touched, set()
-        touched |= self._touched
-        self._touched = set()
-        now = time.monotonic()
-        # Everything is derived afresh when a definition changed (a cached entry is valid only for
-        # the definitions it was made with) and, as a safety net, every FULL_SWEEP_SECONDS.
-        if self._cached_definitions != self.view.definitions_version or now - self._swept_at >= FULL_SWEEP_SECONDS:
-            if self._cached_definitions != self.view.definitions_version:
-                self._cached_definitions = self.view.definitions_version
-                cache.clear()
-            self._swept_at = now
-            self._ready.clear()
-            self._ready_units.clear()
-            self._arrays.clear()
-            self._blocked_entries.clear()
-            for key in cache.keys() - self.view.candidates:
+        # A cached entry stays valid while its job object and every definition are the same objects.
+        if self._cached_definitions != self.view.definitions_version:
+            self._cached_definitions = self.view.definitions_version
+            cache.clear()
+        for key in list(cache):
+            if key not in self.view.candidates:
                 del cache[key]
-            touched = self.view.candidates
-        for key in touched:
-            self._derive(key)
-        # Blocked reasons change with each plan (`_record_blocking`), not with the jobs.
-        blocked_entries = set()
-        for key in self._blocked_entries | self.blocked_since.keys():
-            entry = self._ready.get(key)
-            if entry is None:
+        all_jobs, all_pods, in_flight, blocked = self.view.jobs, self.view.pods, self.in_flight, self.blocked_since
+        for key in self.view.candidates:
+            job = all_jobs[key]
+            hit = cache.get(key)
+            if hit is not None and hit[0] is job:
+                pods_of = all_pods.get(key)
+                if (pods_of is not None and hit[1] in pods_of) or key in in_flight:
+                    continue
+                entry = hit[3]
+                if entry.blocked_reason is not None or key in blocked:
+                    entry = self._with_blocking(entry)
+                    if entry is not hit[3]:
+                        cache[key] = (job, hit[1], hit[2], entry)
+                units[key] = hit[2]
+                jobs.append(entry)
                 continue
-            entry = self._with_blocking(entry)
-            self._ready[key] = entry
-            if entry.blocked_reason is not None:
-                blocked_entries.add(key)
-        self._blocked_entries = blocked_entries
-        jobs = list(self._ready.values())
-        units = dict(self._ready_units)
-        for key in self._arrays:
-            self._array_units(key, jobs, units)
+            st = job.get("status") or {}
+            state = st.get("status")
+            size = int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)
+            if state not in ("RUNNABLE", "PENDING"):
+                continue
+            if state == "PENDING" and size < 2:
+                continue
+            definition, _ = resolve_definition(self.view, job)
+            if definition is None:
+                continue
+            spec = job.get("spec") or {}
+            try:
+                needs = self._needs(key, definition, job)
+            except (PodSpecError, ValueError, KeyError) as e:
+                log.warning("job %s: cannot size it: %s", key, e)
+                continue
+            per_node = needs.per_node[0] if needs.num_nodes == 1 and needs.per_node else None
+            if needs.num_nodes > 1:
+                per_node = Resources(
+                    max(p.vcpus for p in needs.per_node),
+                    max(p.memory_mib for p in needs.per_node),
+                    max(p.gpus for p in needs.per_node),
+                )  # type: ignore[assignment]
+            node_needs = (
+                Resources(per_node.vcpus, per_node.memory_mib, per_node.gpus)
+                if per_node is not None
+                else Resources(needs.vcpus, needs.memory_mib, needs.gpus)
+            )
+            created = parse_iso(job["metadata"].get("creationTimestamp")) or 0.0
+            runnable_since = parse_iso(st.get("queuedAt")) or created
+            common = {
+                "queue": str(spec.get("jobQueue", "")),
+                "needs": node_needs,
+                "num_nodes": needs.num_nodes,
+                "multinode": bool(definition.spec.get("nodeProperties")),
+                "consumables": tuple(sorted(needs.consumables.items())),
+                "share": spec.get("shareIdentifier"),
+                "priority": scheduling_priority(definition.spec, spec),
+                "runnable_since": runnable_since,
+            }
+            pods = self.view.pods.get(key, {})
+            _ns, name = key.split("/", 1)
+            if size >= 2:
+                runnable = IndexSet.parse(((st.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE"))
+                finished_attempts = child_attempt_counts(st)
+                for i in runnable:
+                    attempt = finished_attempts(i) + 1
+                    pname = pod_name(name, attempt, array_index=i)
+                    ukey = f"{key}:{i}"
+                    if pname in pods or ukey in self.in_flight:
+                        continue
+                    units[ukey] = (Unit(ukey, key, i, attempt), definition)
+                    jobs.append(self._job(ukey, common, (created, name, i), attempt > 1))
+                continue
+            attempt = len(st.get("attempts") or []) + 1
+            first = pod_name(name, attempt, node_index=main_node_of(definition.spec) if common["multinode"] else None)
+            unit, entry = Unit(key, key, None, attempt), self._job(key, common, (created, name, -1), attempt > 1)
+            cache[key] = (job, first, (unit, definition), entry)
+            if first in pods or key in self.in_flight:
+                continue
+            units[key] = (unit, definition)
+            jobs.append(entry)
         return jobs, units
-
-    def _derive(self, key: str) -> None:
-        """Re-derive one job's place among the dispatchable ones (`_ready`, `_arrays`)."""
-        self._ready.pop(key, None)
-        self._ready_units.pop(key, None)
-        self._arrays.discard(key)
-        cache = self._single_cache
-        job = self.view.jobs.get(key)
-        if job is None or key not in self.view.candidates:
-            cache.pop(key, None)
-            return
-        hit = cache.get(key)
-        if hit is not None and hit[0] is job:
-            pods_of = self.view.pods.get(key)
-            if (pods_of is not None and hit[1] in pods_of) or key in self.in_flight:
-                return
-            entry = hit[3]
-            if entry.blocked_reason is not None or key in self.blocked_since:
-                entry = self._with_blocking(entry)
-                if entry.blocked_reason is not None:
-                    self._blocked_entries.add(key)
-            self._ready[key] = entry
-            self._ready_units[key] = hit[2]
-            return
-        st = job.get("status") or {}
-        state = st.get("status")
-        size = int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)
-        if state not in ("RUNNABLE", "PENDING"):
-            return
-        if state == "PENDING" and size < 2:
-            return
-        if size >= 2:
-            self._arrays.add(key)
-            return
-        definition, _ = resolve_definition(self.view, job)
-        if definition is None:
-            return
-        common = self._common(key, job, definition)
-        if common is None:
-            return
-        pods = self.view.pods.get(key, {})
-        _ns, name = key.split("/", 1)
-        created = common.pop("created")
-        attempt = len(st.get("attempts") or []) + 1
-        first = pod_name(name, attempt, node_index=main_node_of(definition.spec) if common["multinode"] else None)
-        unit, entry = Unit(key, key, None, attempt), self._job(key, common, (created, name, -1), attempt > 1)
-        cache[key] = (job, first, (unit, definition), entry)
-        if first in pods or key in self.in_flight:
-            return
-        if entry.blocked_reason is not None:
-            self._blocked_entries.add(key)
-        self._ready[key] = entry
-        self._ready_units[key] = (unit, definition)
-
-    def _array_units(self, key: str, jobs: list[Job], units: dict[str, tuple[Unit, Definition]]) -> None:
-        """The RUNNABLE children of one array parent that have no pod for their next attempt yet."""
-        job = self.view.jobs.get(key)
-        if job is None:
-            return
-        st = job.get("status") or {}
-        definition, _ = resolve_definition(self.view, job)
-        if definition is None:
-            return
-        common = self._common(key, job, definition)
-        if common is None:
-            return
-        created = common.pop("created")
-        pods = self.view.pods.get(key, {})
-        _ns, name = key.split("/", 1)
-        runnable = IndexSet.parse(((st.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE"))
-        finished_attempts = child_attempt_counts(st)
-        for i in runnable:
-            attempt = finished_attempts(i) + 1
-            pname = pod_name(name, attempt, array_index=i)
-            ukey = f"{key}:{i}"
-            if pname in pods or ukey in self.in_flight:
-                continue
-            units[ukey] = (Unit(ukey, key, i, attempt), definition)
-            jobs.append(self._job(ukey, common, (created, name, i), attempt > 1))
-
-    def _common(self, key: str, job: Mapping[str, Any], definition: Definition) -> dict[str, Any] | None:
-        """What a job's scheduler entries share, with its creation time under "created" (None when
-        the job cannot be sized)."""
-        st = job.get("status") or {}
-        spec = job.get("spec") or {}
-        try:
-            needs = self._needs(key, definition, job)
-        except (PodSpecError, ValueError, KeyError) as e:
-            log.warning("job %s: cannot size it: %s", key, e)
-            return None
-        per_node = needs.per_node[0] if needs.num_nodes == 1 and needs.per_node else None
-        if needs.num_nodes > 1:
-            per_node = Resources(
-                max(p.vcpus for p in needs.per_node),
-                max(p.memory_mib for p in needs.per_node),
-                max(p.gpus for p in needs.per_node),
-            )  # type: ignore[assignment]
-        node_needs = (
-            Resources(per_node.vcpus, per_node.memory_mib, per_node.gpus)
-            if per_node is not None
-            else Resources(needs.vcpus, needs.memory_mib, needs.gpus)
-        )
-        created = parse_iso(job["metadata"].get("creationTimestamp")) or 0.0
-        return {
-            "created": created,
-            "queue": str(spec.get("jobQueue", "")),
-            "needs": node_needs,
-            "num_nodes": needs.num_nodes,
-            "multinode": bool(definition.spec.get("nodeProperties")),
-            "consumables": tuple(sorted(needs.consumables.items())),
-            "share": spec.get("shareIdentifier"),
-            "priority": scheduling_priority(definition.spec, spec),
-            "runnable_since": parse_iso(st.get("queuedAt")) or created,
-        }
 
     def _job(self, key: str, common: Mapping[str, Any], order: tuple[Any, ...], retried: bool) -> Job:
         return self._with_blocking(Job(key=key, order=order, retried=retried, **common))
@@ -629,7 +554,6 @@ class Dispatcher:
         for key, env in plan.placements:
             unit, definition = units[key]
             self.in_flight.add(key)
-            self._touched.add(unit.job_key)
             tasks.append(asyncio.create_task(self._start(unit, definition, env)))
         if tasks:
             await asyncio.gather(*tasks)
@@ -723,5 +647,4 @@ class Dispatcher:
             (log.debug if e.namespace_terminating else log.warning)("dispatch %s: %s", unit.key, e)
         finally:
             self.in_flight.discard(unit.key)
-            self._touched.add(unit.job_key)
             self.view.mark(unit.job_key)
