@@ -110,9 +110,14 @@ def table(result: Result) -> str:
     return "\n".join(lines)
 
 
+def results_dir(quick: bool) -> Path:
+    """Where a run's results go: a quick run is a smoke test of the harness, so its figures never
+    replace the full-size ones."""
+    return RESULTS / "quick" if quick else RESULTS
+
+
 def write(result: Result, env: Mapping[str, Any], quick: bool) -> Path:
-    # A quick run is a smoke test of the harness: its figures never replace the full-size ones.
-    folder = RESULTS / "quick" if quick else RESULTS
+    folder = results_dir(quick)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{result.name}.json"
     body = {

@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubatch.cluster.client import Kube
 from kubatch.cluster.informer import Informer
+from kubatch.devcluster.cluster import pid_alive
 
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
 JOB_LABEL = "kubatch.dev/job-name"
@@ -21,17 +22,9 @@ JOB_LABEL = "kubatch.dev/job-name"
 WATCHED_PID: int | None = None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 def ensure_operator_alive(what: str) -> None:
     """Raise RuntimeError when the operator under test has exited (a wait on it would only time out)."""
-    if WATCHED_PID is not None and not _alive(WATCHED_PID):
+    if WATCHED_PID is not None and not pid_alive(WATCHED_PID):
         raise RuntimeError(f"the operator (pid {WATCHED_PID}) exited while waiting for {what}")
 
 
@@ -47,6 +40,17 @@ async def until(pred: Callable[[], bool], timeout: float, what: str, every: floa
         if WATCHED_PID is not None and now - checked > 1.0:
             checked = now
             ensure_operator_alive(what)
+        await asyncio.sleep(every)
+    return time.time()
+
+
+async def until_probed(probe: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.25) -> float:
+    """`until` for a condition that needs a request to check (a GET, a scrape)."""
+    deadline = time.monotonic() + timeout
+    while not await probe():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        ensure_operator_alive(what)
         await asyncio.sleep(every)
     return time.time()
 

@@ -20,7 +20,7 @@ from bench.baseline import Work, pod_manifest
 from bench.harness import CE_LABEL, CONCURRENCY, Harness, job_manifest, submit
 from bench.probes import cpu_seconds, hist_delta, hist_quantile, histogram, rss_mib, scrape
 from bench.report import Result, Row, plot_lines
-from bench.trackers import GROUP_PATH, PodTracker, ensure_operator_alive, until
+from bench.trackers import GROUP_PATH, PodTracker, until, until_probed
 from kubatch.devcluster.nodes import kwok_node
 
 CYCLE = "kubatch_scheduling_cycle_seconds"
@@ -48,26 +48,21 @@ async def _baseline_rate(h: Harness, ns: str, step: int) -> float:
 
 async def _queued(h: Harness, queue: str, want: int, timeout: float) -> float:
     """Wait until the queue's status counts `want` RUNNABLE jobs; returns the wall time it did."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def counted() -> bool:
         status = (await h.k.get(f"{GROUP_PATH}/jobqueues/{queue}")).get("status") or {}
-        if int((status.get("jobCounts") or {}).get("RUNNABLE", 0)) >= want:
-            return time.time()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {want} RUNNABLE in {queue}")
-        ensure_operator_alive(f"{want} RUNNABLE in {queue}")
-        await asyncio.sleep(0.25)
+        return int((status.get("jobCounts") or {}).get("RUNNABLE", 0)) >= want
+
+    return await until_probed(counted, timeout, f"{want} RUNNABLE in {queue}")
 
 
 async def _drained(metrics_url: str, timeout: float) -> float:
     """Wait until the operator has no status write waiting; returns the wall time it had none."""
-    deadline = time.monotonic() + timeout
-    while scrape(metrics_url).get("kubatch_status_writes_pending", 0.0) > 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for the status writes to drain")
-        ensure_operator_alive("the status writes to drain")
-        await asyncio.sleep(0.5)
-    return time.time()
+
+    async def drained() -> bool:
+        return scrape(metrics_url).get("kubatch_status_writes_pending", 0.0) == 0
+
+    return await until_probed(drained, timeout, "the status writes to drain", every=0.5)
 
 
 async def run(h: Harness, quick: bool) -> Result:

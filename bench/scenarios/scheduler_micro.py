@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Harness
-from bench.report import RESULTS, Result, Row
+from bench.report import RESULTS, Result, Row, results_dir
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scheduler_micro.py"
 
@@ -29,7 +29,7 @@ async def run(h: Harness, quick: bool) -> Result:
     out, err = await proc.communicate()
     if proc.returncode != 0:
         return Result("scheduler_micro", skipped=f"scheduler_micro.py failed: {err.decode()[-500:]}")
-    data = json.loads((RESULTS / ("quick" if quick else "") / "scheduler_micro.json").read_text())
+    data = json.loads((results_dir(quick) / "scheduler_micro.json").read_text())
     t = data.get("timings", {})
     full = (t.get("full_cycle") or {}).get("p50_ms")
     rows = [

@@ -186,11 +186,11 @@ class LeaderElector:
         self._leader = False
         self._lease = None
         try:
-            lease = await self.kube.get(self.path)
+            lease = await self._request("GET", self.path)
             if lease.get("spec", {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = None
                 lease["spec"]["renewTime"] = None
-                await self.kube.request("PUT", self.path, body=lease)
+                await self._request("PUT", self.path, lease)
         except ApiError as e:
             log.warning("leader election: release failed: %s", e)
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +95,11 @@ class Runtime:
         # full of pod creations must never make the leader miss a renewal.
         self.leader = ThreadedLeaderElector(kube.creds, options.lease_namespace, options.lease_name)
         settings = PodSettings()
-        # A callable, read at each decision: the loops must stop acting the moment the Lease lapses.
-        leading: Callable[[], bool] = (lambda: self.leader.is_leader) if options.leader_election else (lambda: True)
+
+        # Read at each decision: the loops must stop acting the moment the Lease lapses.
+        def leading() -> bool:
+            return self.is_leader
+
         self.jobs = JobReconciler(
             kube,
             self.view,

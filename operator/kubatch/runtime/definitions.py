@@ -62,14 +62,11 @@ class DefinitionController:
                     await self.reconcile(key)
                 except asyncio.CancelledError:
                     raise
-                except ApiError as e:
-                    if e.namespace_terminating:
+                except Exception as e:
+                    if isinstance(e, ApiError) and e.namespace_terminating:
                         # Its namespace is going away, and the definition with it: nothing to record.
                         log.debug("job definition %s: namespace terminating", key)
                         continue
-                    log.warning("job definition %s: %s", key, e)
-                    self.pending.add(key)
-                except Exception as e:
                     log.warning("job definition %s: %s", key, e)
                     self.pending.add(key)
             if self.pending:
