@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) from the pinned Go modules into a cache outside the repo:
+# Builds the local cluster's binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubectl, kwok, helm; kubelet, kube-proxy and coredns for real nodes) from the pinned Go modules into a cache outside the repo:
 #   ${KUBATCH_CACHE:-~/.cache/kubatch}/<k8s-version>-<pin-hash>/bin
 # A build happens only when the pins change. Prints the bin directory on stdout's last line.
 set -euo pipefail
@@ -8,9 +8,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-hash=$(cat "$here/versions.env" "$here"/{k8s,etcd,kwok,helm}/go.{mod,sum} | sha256sum | cut -c1-12)
+hash=$(cat "$here/versions.env" "$here"/{k8s,etcd,kwok,helm,coredns}/go.{mod,sum} | sha256sum | cut -c1-12)
 bin="${KUBATCH_CACHE:-$HOME/.cache/kubatch}/${K8S_VERSION}-${hash}/bin"
-want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm kubelet kube-proxy coredns)
 
 have_all() { for b in "${want[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
 if have_all; then echo "$bin"; exit 0; fi
@@ -38,6 +38,9 @@ build k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build k8s kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+build k8s kubelet k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
+build k8s kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags"
+build coredns coredns github.com/coredns/coredns "-s -w"
 build helm helm helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
 log "all binaries ready in $bin ($((SECONDS - start))s)"
 echo "$bin"

@@ -36,7 +36,8 @@ write_module() {  # dir module-path go-line tools...
 echo "pin: kubernetes ${K8S_VERSION} (staging modules at ${staging_version})"
 write_module k8s kubatch.dev/hack/cluster/k8s "$go_line" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+  k8s.io/kubernetes/cmd/kubelet
 {
   echo
   echo "require k8s.io/kubernetes ${K8S_VERSION}"
@@ -58,7 +59,11 @@ echo "pin: helm ${HELM_VERSION}"
 write_module helm kubatch.dev/hack/cluster/helm "$go_line" helm.sh/helm/v3/cmd/helm
 printf '\nrequire helm.sh/helm/v3 %s\n' "$HELM_VERSION" >>"$here/helm/go.mod"
 
-for d in k8s etcd kwok helm; do
+echo "pin: coredns ${COREDNS_VERSION}"
+write_module coredns kubatch.dev/hack/cluster/coredns "$go_line" github.com/coredns/coredns
+printf '\nrequire github.com/coredns/coredns %s\n' "$COREDNS_VERSION" >>"$here/coredns/go.mod"
+
+for d in k8s etcd kwok helm coredns; do
   echo "pin: go mod tidy in $d"
   (cd "$here/$d" && go mod tidy)
 done
