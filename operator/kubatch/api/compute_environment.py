@@ -115,6 +115,47 @@ class ComputeResources(KubatchModel):
     them on to the cloud instances)."""
 
 
+# A taint key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
+TAINT_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+MAX_TOLERATIONS = 20
+
+
+class Toleration(KubatchModel):
+    """A Kubernetes toleration, as in a pod's spec.tolerations: it lets the pods of this environment's
+    jobs onto nodes with a matching taint."""
+
+    model_config = model_rules(
+        cel(
+            "self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            "tolerations[].value must not be set with operator Exists",
+            field_path=".value",
+        ),
+        cel(
+            "self.operator == 'Exists' || (has(self.key) && self.key != '')",
+            "tolerations[].key is required with operator Equal (an empty key with Exists tolerates every taint)",
+            field_path=".key",
+        ),
+        cel(
+            "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            "tolerations[].tolerationSeconds applies only to effect NoExecute",
+            field_path=".tolerationSeconds",
+        ),
+    )
+
+    key: Annotated[str, StringConstraints(max_length=317, pattern=TAINT_KEY_PATTERN)] | None = None
+    """The taint key, e.g. `example.com/dedicated`. Unset with operator Exists: every taint."""
+    operator: Literal["Equal", "Exists"] = "Equal"
+    """Equal: the taint's value must equal `value`. Exists: any value (then `value` must be unset)."""
+    value: LabelValue | None = None
+    """The taint value to match with operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """The taint effect to match: NoSchedule, PreferNoSchedule or NoExecute; unset matches every effect."""
+    tolerationSeconds: Annotated[int, Field(ge=0)] | None = None
+    """NoExecute only: how long a running pod stays on a node after the taint appears (unset: forever)."""
+
+
 class ComputeEnvironmentSpec(KubatchModel):
     """A pool of nodes. MANAGED needs computeResources; UNMANAGED needs nodeSelector. kubatch labels
     the nodes `kubatch.dev/compute-environment=<name>` and taints them `...:NoSchedule` so that only
@@ -154,6 +195,14 @@ class ComputeEnvironmentSpec(KubatchModel):
     """UNMANAGED: the labels of the existing nodes that form the pool."""
     unmanagedvCpus: Annotated[int, Field(ge=0)] | None = None
     """UNMANAGED: vCPUs to assume for fair-share reservation before the nodes are counted."""
+    tolerations: Annotated[list[Toleration], Field(max_length=MAX_TOLERATIONS)] | None = None
+    """Tolerations added to the pods of every job placed on this environment (at most 20), so that
+    nodes carrying taints of your own can form the pool, e.g. nodes tainted
+    `example.com/dedicated=batch:NoSchedule` with `{key: example.com/dedicated, operator: Equal,
+    value: batch, effect: NoSchedule}`. kubatch's own `kubatch.dev/compute-environment` taint is
+    always tolerated, and `nvidia.com/gpu` by pods that request GPUs. A node of an UNMANAGED pool
+    counts toward the environment's capacity only when its NoSchedule and NoExecute taints are all
+    tolerated; the others stay in the pool but take no jobs."""
     allowPrivileged: bool = False
     """Allow privileged containers on these nodes."""
     allowHostNetwork: bool = False

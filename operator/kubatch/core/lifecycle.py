@@ -26,6 +26,7 @@ from kubatch.core.podspec import (
     PodSettings,
     PodSpecError,
     build_pod,
+    environment_tolerations,
     main_node_of,
     num_nodes_of,
     pod_name,
@@ -99,6 +100,8 @@ class Context:
     settings: PodSettings = field(default_factory=PodSettings)
     blocked_reason: str | None = None  # the scheduler's reason why this RUNNABLE job (queue head) waits
     forced_cancel: Mapping[int | None, str] = field(default_factory=dict)  # index (None: the job) -> reason
+    # ComputeEnvironments by name: a multi-node job's other nodes get its environment's tolerations.
+    environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -466,6 +469,9 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
                             main_node_index=main,
                             main_node_ip=str(main_ip),
                             settings=step.ctx.settings,
+                            environment_tolerations=environment_tolerations(
+                                step.ctx.environments.get(str(step.status.get("computeEnvironment", "")))
+                            ),
                         )
                     )
                 except PodSpecError as e:

@@ -29,10 +29,12 @@ appended to every container (init containers included) after the user's environm
 any user entry of the same name; ``restartPolicy: Never``; ``terminationGracePeriodSeconds`` 30
 (timeout/terminate = SIGTERM, then SIGKILL 30 s later); ownerReference to the BatchJob; nodeSelector
 ``kubatch.dev/compute-environment: <ce>`` and a toleration for the taint
-``kubatch.dev/compute-environment=<ce>:NoSchedule``; ``nvidia.com/gpu`` Exists/NoSchedule toleration
-when a container asks for GPUs. Multi-node pods also get a required podAntiAffinity on the job-id
-label (hostname topology: one node per Kubernetes node), ``hostname`` = the pod name and
-``subdomain`` = the headless Service (``build_headless_service``).
+``kubatch.dev/compute-environment=<ce>:NoSchedule``, then the compute environment's own
+``spec.tolerations`` (``environment_tolerations``: the caller reads them from the environment the
+attempt is placed on); ``nvidia.com/gpu`` Exists/NoSchedule toleration when a container asks for
+GPUs. Multi-node pods also get a required podAntiAffinity on the job-id label (hostname topology:
+one node per Kubernetes node), ``hostname`` = the pod name and ``subdomain`` = the headless Service
+(``build_headless_service``).
 
 containerProperties mapping: VCPU -> cpu request (no cpu limit: ECS vCPUs are shares; "0.25" ->
 "250m"); MEMORY MiB -> memory request = limit ("2048" -> "2048Mi"); GPU -> ``nvidia.com/gpu`` request
@@ -700,6 +702,52 @@ def _with_env(container: dict[str, Any], extra: Sequence[Mapping[str, str]]) -> 
     container["env"] = [*user, *(dict(e) for e in extra)]
 
 
+def environment_tolerations(environment: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The ``spec.tolerations`` of a ComputeEnvironment object (none when it is unknown)."""
+    return list(((environment or {}).get("spec") or {}).get("tolerations") or [])
+
+
+def environment_toleration(compute_environment: str) -> dict[str, Any]:
+    """The toleration of the taint kubatch puts on the nodes of ``compute_environment``."""
+    return {"key": CE_NODE_KEY, "operator": "Equal", "value": compute_environment, "effect": "NoSchedule"}
+
+
+_TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
+
+
+def _toleration(t: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: t[k] for k in _TOLERATION_FIELDS if t.get(k) is not None}
+
+
+def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
+    """Kubernetes' rule for one toleration and one taint: an unset effect matches every effect; an
+    empty key with ``Exists`` matches every key; ``Exists`` matches any value, ``Equal`` (the
+    default) the same value."""
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    operator = toleration.get("operator") or "Equal"
+    if operator == "Exists":
+        return not key or key == taint.get("key")
+    return key == taint.get("key") and (toleration.get("value") or "") == (taint.get("value") or "")
+
+
+#: Taint effects that keep a pod off a node (PreferNoSchedule only discourages).
+BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+
+
+def untolerated_taints(
+    taints: Sequence[Mapping[str, Any]] | None, tolerations: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The NoSchedule / NoExecute ``taints`` of a node that none of ``tolerations`` tolerates."""
+    return [
+        t
+        for t in taints or ()
+        if t.get("effect") in BLOCKING_TAINT_EFFECTS and not any(tolerates(tol, t) for tol in tolerations)
+    ]
+
+
 def _wants_gpu(containers: Sequence[Mapping[str, Any]]) -> bool:
     for c in containers:
         res = c.get("resources") or {}
@@ -743,12 +791,14 @@ def _build_pod(
     main_node_index: int | None = None,
     main_node_ip: str | None = None,
     settings: PodSettings | None = None,
+    environment_tolerations: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The Pod manifest for one attempt of ``job`` (a BatchJob dict) -- module docstring.
 
     ``definition_name`` is the resolved ``name:rev``. For multi-node jobs pass ``node_index``;
     ``num_nodes`` / ``main_node_index`` default to the definition (+ nodeOverrides); child nodes
-    need ``main_node_ip``.
+    need ``main_node_ip``. ``environment_tolerations`` is the ``spec.tolerations`` of the compute
+    environment ``compute_environment``.
     """
     settings = settings or PodSettings()
     if attempt < 1:
@@ -807,7 +857,8 @@ def _build_pod(
     pod_spec["terminationGracePeriodSeconds"] = settings.termination_grace_period_seconds
     pod_spec["nodeSelector"] = {**(pod_spec.get("nodeSelector") or {}), CE_NODE_KEY: compute_environment}
     tolerations = list(pod_spec.get("tolerations") or [])
-    tolerations.append({"key": CE_NODE_KEY, "operator": "Equal", "value": compute_environment, "effect": "NoSchedule"})
+    tolerations.append(environment_toleration(compute_environment))
+    tolerations += [_toleration(t) for t in environment_tolerations or ()]
     if _wants_gpu(pod_spec["containers"]):
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     pod_spec["tolerations"] = tolerations

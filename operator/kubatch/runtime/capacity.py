@@ -1,20 +1,31 @@
 """What a compute environment can hold, as the scheduler sees it.
 
 MANAGED: up to maxvCpus, each node at most the largest allowed instance type, GPUs only when a GPU
-instance type is allowed. UNMANAGED: the allocatable of the nodes in its pool (labelled
-`kubatch.dev/compute-environment=<name>`), capped by unmanagedvCpus when set.
+instance type is allowed. UNMANAGED: the allocatable of the Ready nodes in its pool (labelled
+`kubatch.dev/compute-environment=<name>`) that its jobs' pods can be scheduled on, capped by
+unmanagedvCpus when set. A node with a NoSchedule or NoExecute taint that the pods do not tolerate
+(kubatch's own taint, the environment's `spec.tolerations`, and `nvidia.com/gpu`, which GPU pods
+tolerate) is not capacity: counting it would start pods that stay Pending.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from kubatch.core.instances import UnknownInstanceType, expand_or_default
-from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT, parse_quantity
+from kubatch.core.podspec import (
+    GPU_RESOURCE,
+    LABEL_COMPUTE_ENVIRONMENT,
+    environment_toleration,
+    environment_tolerations,
+    parse_quantity,
+    untolerated_taints,
+)
 from kubatch.scheduler import ComputeEnv, Resources
 
-GPU = "nvidia.com/gpu"
+GPU = GPU_RESOURCE
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
 def node_allocatable(node: Mapping[str, Any]) -> Resources:
@@ -41,12 +52,23 @@ def pool_nodes(name: str, nodes: Mapping[str, Mapping[str, Any]]) -> list[Mappin
     ]
 
 
+def pod_tolerations(name: str, ce: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The tolerations the pods of environment ``name`` (may) carry."""
+    return [environment_toleration(name), GPU_TOLERATION, *environment_tolerations(ce)]
+
+
+def schedulable(node: Mapping[str, Any], tolerations: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``tolerations`` cover every NoSchedule/NoExecute taint of ``node``."""
+    return not untolerated_taints((node.get("spec") or {}).get("taints"), tolerations)
+
+
 def env_view(name: str, ce: Mapping[str, Any], nodes: Mapping[str, Mapping[str, Any]], used: Resources) -> ComputeEnv:
     spec = ce.get("spec") or {}
     status = (ce.get("status") or {}).get("status") or "VALID"
     state: Literal["ENABLED", "DISABLED"] = "DISABLED" if spec.get("state") == "DISABLED" else "ENABLED"
     if spec.get("type") == "UNMANAGED":
-        members = [n for n in pool_nodes(name, nodes) if node_ready(n)]
+        tolerations = pod_tolerations(name, ce)
+        members = [n for n in pool_nodes(name, nodes) if node_ready(n) and schedulable(n, tolerations)]
         total = Resources()
         largest = Resources()
         for n in members:

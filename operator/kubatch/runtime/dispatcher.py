@@ -32,6 +32,7 @@ from kubatch.core.podspec import (
     PodSpecError,
     build_headless_service,
     build_pod,
+    environment_tolerations,
     main_node_of,
     num_nodes_of,
     parse_quantity,
@@ -620,6 +621,7 @@ class Dispatcher:
                     node_index=main_node_of(definition.spec) if multinode else None,
                     num_nodes=num_nodes_of(definition.spec, spec) if multinode else None,
                     settings=self.settings,
+                    environment_tolerations=environment_tolerations(self.view.envs.get(env)),
                 )
             except PodSpecError as e:
                 self.forced_cancel[unit.job_key][unit.index] = str(e)

@@ -263,6 +263,7 @@ class JobReconciler:
             queue_missing=queue_missing,
             delete_finished_pods=self.delete_finished_pods,
             settings=self.settings,
+            environments=self.view.envs,
         )
 
     def admission_problems(self, job: Mapping[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ from kubatch.core.podspec import (
     build_headless_service,
     build_pod,
     cpu_quantity,
+    environment_tolerations,
     headless_service_name,
     memory_quantity,
     parse_quantity,
@@ -25,7 +26,9 @@ from kubatch.core.podspec import (
     resource_needs,
     scheduling_priority,
     select_node_range,
+    tolerates,
     too_many_tags,
+    untolerated_taints,
 )
 
 UID = "6f1c2a9e-0000-4000-8000-000000000001"
@@ -525,3 +528,70 @@ def test_scheduling_priority() -> None:
     assert scheduling_priority({"schedulingPriority": 5}, {}) == 5
     assert scheduling_priority({"schedulingPriority": 5}, {"schedulingPriorityOverride": 10}) == 10
     assert scheduling_priority({}, {}) == 0
+
+
+# compute environment tolerations ---------------------------------------------------------------
+DEDICATED = {"key": "example.com/dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}
+EVICT = {"key": "example.com/maintenance", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+
+
+def _ce_tolerations(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    own = {"key": "kubatch.dev/compute-environment", "operator": "Equal", "value": "cpu-ondemand",
+           "effect": "NoSchedule"}  # fmt: skip
+    tolerations = pod["spec"]["tolerations"]
+    assert own in tolerations
+    return [t for t in tolerations if t.get("key") not in ("kubatch.dev/compute-environment", "nvidia.com/gpu")]
+
+
+def test_environment_tolerations_reach_every_kind_of_pod() -> None:
+    tolerations = [DEDICATED, EVICT, {"operator": "Exists"}]
+    single = _build(_job(), environment_tolerations=tolerations)
+    child = _build(_job(arrayProperties={"size": 3}), array_index=2, array_size=3, environment_tolerations=tolerations)
+    main = _build(_job("mpi"), MNP, node_index=0, environment_tolerations=tolerations)
+    other = _build(_job("mpi"), MNP, node_index=4, main_node_ip="10.0.0.5", environment_tolerations=tolerations)
+    pod_based = _build(_job(), POD_JD, environment_tolerations=tolerations)
+    for pod in (single, child, main, other):
+        assert _ce_tolerations(pod) == tolerations
+    # podProperties tolerations (not part of the CRD, but accepted by the builder) are kept.
+    assert _ce_tolerations(pod_based) == [{"key": "own", "operator": "Exists"}, *tolerations]
+    # The GPU toleration still comes with GPU requests (RENDER asks for one).
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in single["spec"]["tolerations"]
+
+
+def test_environment_tolerations_are_copied_field_by_field() -> None:
+    given = [{"key": "a", "operator": "Exists", "value": None, "effect": "NoSchedule", "junk": 1}]
+    pod = _build(_job(), environment_tolerations=given)
+    assert _ce_tolerations(pod) == [{"key": "a", "operator": "Exists", "effect": "NoSchedule"}]
+    assert _ce_tolerations(_build(_job())) == []
+    assert environment_tolerations({"spec": {"tolerations": [DEDICATED]}}) == [DEDICATED]
+    assert environment_tolerations(None) == [] and environment_tolerations({"spec": {}}) == []
+
+
+@pytest.mark.parametrize(
+    ("toleration", "taint", "expected"),
+    [
+        (DEDICATED, {"key": "example.com/dedicated", "value": "batch", "effect": "NoSchedule"}, True),
+        (DEDICATED, {"key": "example.com/dedicated", "value": "other", "effect": "NoSchedule"}, False),
+        (DEDICATED, {"key": "example.com/dedicated", "value": "batch", "effect": "NoExecute"}, False),
+        (DEDICATED, {"key": "example.com/other", "value": "batch", "effect": "NoSchedule"}, False),
+        ({"key": "k", "value": "v"}, {"key": "k", "value": "v", "effect": "NoExecute"}, True),  # no effect: all
+        ({"key": "k", "operator": "Exists"}, {"key": "k", "value": "x", "effect": "NoSchedule"}, True),
+        ({"key": "k", "operator": "Exists"}, {"key": "j", "effect": "NoSchedule"}, False),
+        ({"operator": "Exists"}, {"key": "anything", "value": "x", "effect": "NoExecute"}, True),
+        ({"operator": "Exists", "effect": "NoSchedule"}, {"key": "anything", "effect": "NoExecute"}, False),
+        ({"key": "k", "operator": "Equal"}, {"key": "k", "effect": "NoSchedule"}, True),  # both values empty
+    ],
+)
+def test_toleration_matching_follows_kubernetes(
+    toleration: dict[str, Any], taint: dict[str, Any], expected: bool
+) -> None:
+    assert tolerates(toleration, taint) is expected
+
+
+def test_untolerated_taints_ignore_prefer_no_schedule() -> None:
+    soft = {"key": "soft", "value": "x", "effect": "PreferNoSchedule"}
+    hard = {"key": "example.com/dedicated", "value": "batch", "effect": "NoSchedule"}
+    evict = {"key": "gone", "effect": "NoExecute"}
+    assert untolerated_taints([soft, hard, evict], []) == [hard, evict]
+    assert untolerated_taints([soft, hard, evict], [DEDICATED]) == [evict]
+    assert untolerated_taints(None, []) == []

@@ -1,0 +1,78 @@
+"""The pods the lifecycle step creates itself (a multi-node job's other nodes, once the main node
+runs) carry what the environment of the main node asks for: its tolerations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubatch.core.lifecycle import Context, Definition, reconcile
+
+NOW = 1_800_000_000.0
+CE_LABEL = "kubatch.dev/compute-environment"
+OWN = {"key": CE_LABEL, "operator": "Equal", "value": "ce", "effect": "NoSchedule"}
+DEDICATED = {"key": "example.com/dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}
+MNP = Definition(
+    "mpi:1",
+    {
+        "type": "multinode",
+        "nodeProperties": {
+            "numNodes": 3,
+            "mainNode": 0,
+            "nodeRangeProperties": [
+                {
+                    "targetNodes": "0:",
+                    "container": {
+                        "image": "busybox",
+                        "command": ["sh", "-c", "true"],
+                        "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}],
+                    },
+                }
+            ],
+        },
+    },
+)
+
+
+def job() -> dict[str, Any]:
+    return {
+        "apiVersion": "kubatch.dev/v1alpha1",
+        "kind": "BatchJob",
+        "metadata": {"name": "mpi", "namespace": "ns", "uid": "job-uid", "creationTimestamp": "2027-01-15T08:00:00Z"},
+        "spec": {"jobQueue": "q", "jobDefinition": "mpi"},
+        "status": {"status": "STARTING", "statusReason": "", "jobId": "job-uid", "computeEnvironment": "ce"},
+    }
+
+
+def running_main_pod() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "mpi-n0-a1",
+            "uid": "pod-uid",
+            "labels": {"kubatch.dev/job-name": "mpi", "kubatch.dev/attempt": "1", CE_LABEL: "ce"},
+        },
+        "spec": {"nodeName": "n1", "containers": [{"name": "main"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": "10.0.0.5",
+            "containerStatuses": [{"name": "main", "state": {"running": {"startedAt": "2027-01-15T08:00:01Z"}}}],
+        },
+    }
+
+
+def other_nodes(environments: dict[str, Any]) -> list[dict[str, Any]]:
+    ctx = Context(now=NOW, definition=MNP, nodes=frozenset({"n1"}), environments=environments)
+    d = reconcile(job(), {"mpi-n0-a1": running_main_pod()}, ctx)
+    pods = [o for o in d.create if o["kind"] == "Pod"]
+    assert sorted(p["metadata"]["name"] for p in pods) == ["mpi-n1-a1", "mpi-n2-a1"]
+    return pods
+
+
+def test_other_nodes_get_the_main_nodes_environment_tolerations() -> None:
+    ce = {"metadata": {"name": "ce"}, "spec": {"type": "MANAGED", "tolerations": [DEDICATED]}}
+    for p in other_nodes({"ce": ce, "elsewhere": {"spec": {"tolerations": [{"operator": "Exists"}]}}}):
+        assert p["spec"]["tolerations"] == [OWN, DEDICATED]
+
+
+def test_other_nodes_of_an_environment_without_tolerations_get_only_kubatchs() -> None:
+    for p in other_nodes({}):
+        assert p["spec"]["tolerations"] == [OWN]
