@@ -606,6 +606,16 @@ VALID: list[Valid] = [
         },
     ),
     Valid(
+        "retry-action-any-case",
+        "BatchJob",
+        {
+            "retryStrategy": {
+                "attempts": 3,
+                "evaluateOnExit": [{"onExitCode": "1", "action": "retry"}, {"onReason": "*", "action": "Exit"}],
+            }
+        },
+    ),
+    Valid(
         "sequential-plus-job",
         "BatchJob",
         {"arrayProperties": {"size": 3}, "dependsOn": [{"type": "SEQUENTIAL"}, {"jobName": "a", "type": "N_TO_N"}]},
@@ -795,6 +805,16 @@ def test_consumable_resource_type_is_immutable(kubectl: Kubectl, crds: None, nam
     )
     assert result.returncode != 0
     assert "spec.resourceType is immutable" in result.stderr
+
+
+def test_evaluate_on_exit_action_is_case_insensitive(kubectl: Kubectl, crds: None, namespace: str) -> None:
+    """AWS Batch accepts `retry` / `Exit`; so does `kubectl apply`, which stores the value as written
+    (kubatch reads it in any case)."""
+    entries = [{"onExitCode": "1", "action": "retry"}, {"onReason": "*", "action": "Exit"}]
+    body = manifest("JobDefinition", {"retryStrategy": {"attempts": 2, "evaluateOnExit": entries}}, "def")
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+    stored = json.loads(kubectl("get", "jobdefinition", "def", "-n", namespace, "-o", "json").stdout)
+    assert stored["spec"]["retryStrategy"]["evaluateOnExit"] == entries
 
 
 def test_defaults_are_filled(kubectl: Kubectl, crds: None, namespace: str) -> None:

@@ -17,6 +17,7 @@ def env_of(pod: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0].get("env", [])}
 
 
+@pytest.mark.in_cluster
 def test_hello_world_runs_with_every_aws_batch_variable(batch: Batch) -> None:
     ce = batch.environment()
     q = batch.queue([ce])
@@ -66,6 +67,7 @@ def test_hello_world_runs_with_every_aws_batch_variable(batch: Batch) -> None:
     batch.wait_for(lambda: not batch.pods("hello-1"), "finished pod deleted")
 
 
+@pytest.mark.in_cluster
 def test_retries_exhausted_records_every_attempt(batch: Batch) -> None:
     q = batch.queue([batch.environment()])
     batch.container_definition("flaky", retryStrategy={"attempts": 3})
@@ -77,6 +79,7 @@ def test_retries_exhausted_records_every_attempt(batch: Batch) -> None:
     assert st["statusReason"] == "Essential container in task exited"
 
 
+@pytest.mark.in_cluster
 def test_retry_then_success(batch: Batch) -> None:
     q = batch.queue([batch.environment()])
     batch.container_definition("flaky", retryStrategy={"attempts": 3})
@@ -113,6 +116,28 @@ def test_evaluate_on_exit_exit_rule_stops_retries(batch: Batch) -> None:
     assert [a["container"]["exitCode"] for a in st["attempts"]] == [1, 137]
 
 
+def test_evaluate_on_exit_actions_in_any_case(batch: Batch) -> None:
+    """`Retry` and `exit` (AWS Batch accepts any case) act as RETRY and EXIT."""
+    q = batch.queue([batch.environment()])
+    batch.container_definition(
+        "cased",
+        retryStrategy={
+            "attempts": 5,
+            "evaluateOnExit": [{"onExitCode": "13*", "action": "exit"}, {"onExitCode": "1", "action": "Retry"}],
+        },
+    )
+    batch.job(
+        "cased-rules",
+        q,
+        "cased",
+        duration="200ms",
+        annotations={"sim.kubatch.dev/exit-code-attempt-1": "1", "sim.kubatch.dev/exit-code": "137"},
+    )
+    st = batch.wait_done("cased-rules")
+    assert st["status"] == "FAILED"
+    assert [a["container"]["exitCode"] for a in st["attempts"]] == [1, 137]
+
+
 def test_no_matching_rule_retries_while_attempts_remain(batch: Batch) -> None:
     q = batch.queue([batch.environment()])
     batch.container_definition(
@@ -125,6 +150,7 @@ def test_no_matching_rule_retries_while_attempts_remain(batch: Batch) -> None:
     assert len(st["attempts"]) == 2
 
 
+@pytest.mark.in_cluster
 def test_cancel_runnable_job(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=1)])
     batch.container_definition("one-cpu")

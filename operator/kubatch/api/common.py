@@ -696,6 +696,8 @@ class PodProperties(KubatchModel):
 # Retry strategy, timeout, consumable resources
 
 _GLOB_REASON = r"^[A-Za-z0-9.: \t]*\*?$"
+# RETRY or EXIT in any case (AWS Batch: "The values aren't case sensitive").
+EVALUATE_ON_EXIT_ACTION_PATTERN = r"^([Rr][Ee][Tt][Rr][Yy]|[Ee][Xx][Ii][Tt])$"
 
 
 class EvaluateOnExit(KubatchModel):
@@ -710,8 +712,9 @@ class EvaluateOnExit(KubatchModel):
     white space, with an optional trailing `*`."""
     onExitCode: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[0-9]*\*?$")] | None = None
     """Glob on the exit code: digits with an optional trailing `*` (e.g. `137`, `1*`, `*`)."""
-    action: Literal["RETRY", "EXIT"]
-    """RETRY: start another attempt if any remain. EXIT: fail the job now."""
+    action: Annotated[str, StringConstraints(max_length=5, pattern=EVALUATE_ON_EXIT_ACTION_PATTERN)]
+    """RETRY: start another attempt if any remain. EXIT: fail the job now. Case-insensitive, as in
+    AWS Batch (`retry`, `Exit` are accepted and read as RETRY, EXIT)."""
 
 
 class RetryStrategy(KubatchModel):

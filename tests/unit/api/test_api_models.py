@@ -95,6 +95,23 @@ def test_models_enforce_the_openapi_constraints(spec: dict[str, Any]) -> None:
         BatchJobSpec.model_validate(spec)
 
 
+@pytest.mark.parametrize("action", ["RETRY", "EXIT", "retry", "exit", "Retry", "eXiT"])
+def test_evaluate_on_exit_action_in_any_case(action: str) -> None:
+    strategy = {"attempts": 2, "evaluateOnExit": [{"onReason": "*", "action": action}]}
+    spec = {"jobQueue": "q", "jobDefinition": "d", "retryStrategy": strategy}
+    assert BatchJobSpec.model_validate(spec).to_dict()["retryStrategy"] == strategy  # kept as written
+    assert validate(spec, SCHEMAS["BatchJob"]["properties"]["spec"]) == []
+
+
+@pytest.mark.parametrize("action", ["IGNORE", "retries", " RETRY", "EXIT ", ""])
+def test_evaluate_on_exit_action_rejects_other_words(action: str) -> None:
+    strategy = {"attempts": 2, "evaluateOnExit": [{"onReason": "*", "action": action}]}
+    spec = {"jobQueue": "q", "jobDefinition": "d", "retryStrategy": strategy}
+    with pytest.raises(ValidationError):
+        BatchJobSpec.model_validate(spec)
+    assert validate(spec, SCHEMAS["BatchJob"]["properties"]["spec"]) != []
+
+
 def test_status_enum_and_constants() -> None:
     assert JOB_STATUSES == ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
     status = SCHEMAS["BatchJob"]["properties"]["status"]["properties"]["status"]

@@ -84,6 +84,20 @@ def test_first_match_wins_and_action_is_case_insensitive() -> None:
     assert decide_retry(strategy, 1, 2, None, None).action == Action.RETRY
 
 
+@pytest.mark.parametrize(("written", "action"), [("EXIT", Action.EXIT), ("Exit", Action.EXIT), ("eXiT", Action.EXIT),
+                                                ("RETRY", Action.RETRY), ("retry", Action.RETRY),
+                                                ("Retry", Action.RETRY)])  # fmt: skip
+def test_action_is_read_in_any_case(written: str, action: Action) -> None:
+    """AWS Batch: "The values aren't case sensitive"; the CRD accepts any case and the core reads
+    it as RETRY or EXIT (the explanation names it in upper case)."""
+    strategy = {"attempts": 3, "evaluateOnExit": [{"onExitCode": "1", "action": written}]}
+    d = decide_retry(strategy, 1, 1, None, None)
+    assert d.action == action and d.matched_entry == 0
+    assert d.explanation == f"evaluateOnExit[0] says {action.value}"
+    # On the last attempt a RETRY entry cannot retry any more, whatever its case.
+    assert decide_retry(strategy, 3, 1, None, None).action == Action.EXIT
+
+
 def test_patterns_are_case_sensitive_and_star_only_at_end_is_a_wildcard() -> None:
     assert glob_match("Host EC2*", "Host EC2 (instance x) terminated.")
     assert not glob_match("host ec2*", "Host EC2 (instance x) terminated.")
