@@ -299,6 +299,33 @@ def test_list_filters(kubatch: Run, kubectl: Kubectl, namespace: str) -> None:
     assert code == 0 and "JOBID" in out and get_job(kubectl, namespace, "etl-1")["metadata"]["uid"] in out
 
 
+def test_list_name_definition_and_time_filters_ignore_status(kubatch: Run, kubectl: Kubectl, namespace: str) -> None:
+    """As AWS ListJobs: with a JOB_NAME, JOB_DEFINITION or created-at filter the status filter is
+    ignored (a note on stderr says so); `--queue` still combines; `NAME*` / `--definition NAME*` are
+    prefix matches."""
+    submit(kubatch, "etl-1", "--job-definition", "etl")
+    submit(kubatch, "etl-2", "--job-definition", "etl-big:2")
+    submit(kubatch, "report", "--job-definition", "rep")
+    set_status(kubectl, namespace, "etl-1", {"status": "SUCCEEDED", "statusReason": "ok"})
+    set_status(kubectl, namespace, "etl-2", {"status": "FAILED", "statusReason": "bad"})
+    set_status(kubectl, namespace, "report", {"status": "SUCCEEDED", "statusReason": "ok"})
+
+    def listed(*args: str) -> tuple[list[str], str]:
+        code, out, err = kubatch("list", *args, "-o", "json")
+        assert code == 0, err
+        return [j["metadata"]["name"] for j in json.loads(out)["items"]], err
+
+    assert listed("--status", "succeeded") == (["etl-1", "report"], "")
+    assert listed("--status", "succeeded", "--queue", "q") == (["etl-1", "report"], "")
+    names, err = listed("--status", "succeeded", "etl-*")
+    assert names == ["etl-1", "etl-2"]
+    assert "--status is ignored" in err
+    assert listed("--status", "succeeded", "--definition", "etl*")[0] == ["etl-1", "etl-2"]
+    assert listed("--status", "succeeded", "--definition", "etl-*")[0] == ["etl-2"]
+    assert listed("--status", "failed", "--created-after", "1h")[0] == ["etl-1", "etl-2", "report"]
+    assert listed("--status", "succeeded", "--created-before", "1h")[0] == []
+
+
 def test_watch_until_done_exit_codes(kubatch: Run, kubectl: Kubectl, namespace: str) -> None:
     submit(kubatch, "w-ok")
     submit(kubatch, "w-bad")

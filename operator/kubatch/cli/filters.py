@@ -1,4 +1,11 @@
-"""ListJobs-style filters on BatchJob dicts (pure): queue, status, name prefix, definition, creation time, share."""
+"""ListJobs-style filters on BatchJob dicts (pure): queue, status, name prefix, definition, creation time, share.
+
+As AWS Batch ListJobs: the queue scopes the listing (ListJobs' ``jobQueue``); a JOB_NAME,
+JOB_DEFINITION, BEFORE_CREATED_AT or AFTER_CREATED_AT filter makes the status filter ignored ("When
+the filter is used, jobStatus is ignored"); only the share identifier (SHARE_IDENTIFIER) combines
+with the status. JOB_NAME and JOB_DEFINITION values ending in ``*`` match by prefix. Unlike
+ListJobs, several filters may be given at once: a job must match all of them.
+"""
 
 from __future__ import annotations
 
@@ -36,12 +43,18 @@ def parse_statuses(values: Iterable[str]) -> frozenset[str]:
 
 
 def _name_matches(pattern: str, name: str) -> bool:
-    """AWS JOB_NAME filter: a trailing ``*`` is a prefix match, otherwise the name must be equal."""
+    """AWS JOB_NAME filter: case-insensitive; a trailing ``*`` is a prefix match, otherwise the name
+    must be equal."""
+    pattern, name = pattern.lower(), name.lower()
     return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
 
 
 def _definition_matches(wanted: str, spec_ref: str, resolved: str) -> bool:
-    """``name`` matches every revision; ``name:3`` only revision 3 (resolved, or as submitted)."""
+    """AWS JOB_DEFINITION filter: ``name`` matches every revision; ``name:3`` only revision 3
+    (resolved, or as submitted); ``prefix*`` every definition whose name starts with ``prefix``."""
+    if wanted.endswith("*"):
+        prefix = wanted[:-1]
+        return any(ref.split(":")[0].startswith(prefix) for ref in (spec_ref, resolved) if ref)
     if ":" in wanted:
         return wanted in (spec_ref, resolved)
     return wanted in (spec_ref.split(":")[0], resolved.split(":")[0])
@@ -59,13 +72,28 @@ class JobFilter:
     created_before: datetime | None = None
     share: str | None = None
 
+    @property
+    def status_ignored(self) -> bool:
+        """Whether ``statuses`` is set but ignored: a name, definition or creation-time filter is given
+        (AWS ListJobs: "When the filter is used, jobStatus is ignored")."""
+        return bool(self.statuses) and self.overrides_status
+
+    @property
+    def overrides_status(self) -> bool:
+        """A JOB_NAME, JOB_DEFINITION, BEFORE_CREATED_AT or AFTER_CREATED_AT filter is set."""
+        return bool(self.names or self.definition or self.created_after or self.created_before)
+
     def matches(self, job: Mapping[str, Any]) -> bool:
         meta, spec, status = job.get("metadata") or {}, job.get("spec") or {}, job.get("status") or {}
         if self.names and not any(_name_matches(p, str(meta.get("name", ""))) for p in self.names):
             return False
         if self.queue and spec.get("jobQueue") != self.queue:
             return False
-        if self.statuses and (status.get("status") or "SUBMITTED") not in self.statuses:
+        if (
+            self.statuses
+            and not self.overrides_status
+            and (status.get("status") or "SUBMITTED") not in self.statuses
+        ):
             return False
         if self.definition and not _definition_matches(
             self.definition, str(spec.get("jobDefinition", "")), str(status.get("jobDefinition", ""))

@@ -82,7 +82,7 @@ def filter_options(f: F) -> F:
             click.option("-A", "--all-namespaces", is_flag=True, help="Jobs of every namespace."),
             click.option("--queue", help="Only jobs of this JobQueue."),
             click.option("--status", "statuses", multiple=True, help="Only jobs in this state (repeatable, or a,b)."),
-            click.option("--definition", help="Only jobs of this definition (NAME or NAME:REV)."),
+            click.option("--definition", help="Only jobs of this definition (NAME, NAME:REV or PREFIX*)."),
             click.option("--created-after", metavar="TIME", help="RFC 3339 time or a duration ago (1h, 30m)."),
             click.option("--created-before", metavar="TIME", help="RFC 3339 time or a duration ago."),
             click.option("--share", help="Only jobs with this share identifier."),
@@ -101,9 +101,10 @@ def build_filter(
     created_before: str | None,
     share: str | None,
 ) -> JobFilter:
-    """A JobFilter from command-line values; bad values are usage errors (exit 2)."""
+    """A JobFilter from command-line values; bad values are usage errors (exit 2). As ListJobs, a
+    name, definition or creation-time filter makes ``--status`` ignored: a note says so on stderr."""
     try:
-        return JobFilter(
+        flt = JobFilter(
             names=tuple(names),
             queue=queue,
             statuses=parse_statuses(statuses),
@@ -114,6 +115,13 @@ def build_filter(
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from e
+    if flt.status_ignored:
+        click.echo(
+            "note: --status is ignored with a NAME, --definition, --created-after or --created-before "
+            "filter (as AWS Batch ListJobs ignores jobStatus with filters)",
+            err=True,
+        )
+    return flt
 
 
 @click.command("list")
@@ -133,7 +141,9 @@ def list_jobs(
     share: str | None,
     output: str,
 ) -> None:
-    """List BatchJobs (as ListJobs): NAME filters match exactly, PREFIX* by prefix."""
+    """List BatchJobs (as ListJobs): NAME filters match exactly, PREFIX* by prefix (so does
+    --definition NAME*). As in ListJobs, --status is ignored when a NAME, --definition or
+    --created-* filter is given; --queue and --share combine with it."""
     flt = build_filter(names, queue, statuses, definition, created_after, created_before, share)
     target = Target.resolve(kubeconfig, namespace)
     ns = None if all_namespaces else target.namespace

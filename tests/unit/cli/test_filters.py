@@ -73,3 +73,38 @@ def test_created_filters() -> None:
 def test_results_are_sorted_oldest_first() -> None:
     jobs = [job("b", created="2026-01-01T11:00:00Z"), job("a", created="2026-01-01T09:00:00Z")]
     assert names(JobFilter(), jobs) == ["a", "b"]
+
+
+def test_name_definition_and_time_filters_ignore_the_status_filter() -> None:
+    """AWS ListJobs: "When the filter is used, jobStatus is ignored" (JOB_NAME, JOB_DEFINITION,
+    BEFORE_CREATED_AT, AFTER_CREATED_AT); SHARE_IDENTIFIER and the queue combine with the status."""
+    jobs = [
+        job("etl-1", status="SUCCEEDED", definition="etl", created="2026-01-01T11:30:00Z"),
+        job("etl-2", status="FAILED", definition="etl", share="teamA", created="2026-01-01T11:30:00Z"),
+        job("report", status="SUCCEEDED", definition="rep", share="teamA", created="2026-01-01T08:00:00Z"),
+    ]
+    succeeded = frozenset({"SUCCEEDED"})
+    assert names(JobFilter(statuses=succeeded), jobs) == ["report", "etl-1"]
+    assert names(JobFilter(statuses=succeeded, names=("etl-*",)), jobs) == ["etl-1", "etl-2"]
+    assert names(JobFilter(statuses=succeeded, definition="etl"), jobs) == ["etl-1", "etl-2"]
+    assert names(JobFilter(statuses=succeeded, created_after=parse_time_spec("1h", NOW)), jobs) == ["etl-1", "etl-2"]
+    assert names(JobFilter(statuses=succeeded, created_before=parse_time_spec("1h", NOW)), jobs) == ["report"]
+    assert names(JobFilter(statuses=succeeded, share="teamA"), jobs) == ["report"]
+    assert names(JobFilter(statuses=succeeded, queue="q"), jobs) == ["report", "etl-1"]
+    assert JobFilter(statuses=succeeded, names=("etl-*",)).status_ignored
+    assert not JobFilter(statuses=succeeded, share="teamA").status_ignored
+    assert not JobFilter(names=("etl-*",)).status_ignored  # nothing to ignore
+
+
+def test_name_filter_is_case_insensitive() -> None:
+    jobs = [job("render-1"), job("other")]
+    assert names(JobFilter(names=("Render-*",)), jobs) == ["render-1"]
+    assert names(JobFilter(names=("OTHER",)), jobs) == ["other"]
+
+
+def test_definition_filter_prefix() -> None:
+    jobs = [job("a", definition="etl"), job("b", definition="etl-big:2"), job("c", definition="x", resolved="etl2:1"),
+            job("d", definition="report")]
+    assert names(JobFilter(definition="etl*"), jobs) == ["a", "b", "c"]
+    assert names(JobFilter(definition="etl-*"), jobs) == ["b"]
+    assert names(JobFilter(definition="etl"), jobs) == ["a"]
