@@ -441,7 +441,8 @@ class ContainerProperties(KubatchModel):
     decided by the compute environment's nodes."""
     serviceAccountName: DnsSubdomain | None = None
     """The Kubernetes service account the pod runs as; this replaces AWS Batch jobRoleArn
-    (use IRSA or EKS Pod Identity on the service account to reach AWS)."""
+    (use IRSA or EKS Pod Identity on the service account to reach AWS). It must exist in the job's
+    namespace when the job starts, else the job FAILS. Unset: the namespace's `default` account."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -45,7 +45,10 @@ carries a Kubernetes volume source (persistentVolumeClaim, configMap, secret, nf
 through; anything else (no sourcePath, efsVolumeConfiguration) -> emptyDir. Volume names are made
 DNS-valid consistently in volumes and mounts. ``user`` "uid" / "uid:gid" / "root" -> runAsUser
 (/runAsGroup); a user *name* has no Kubernetes equivalent and is ignored. ``privileged``,
-``readonlyRootFilesystem`` -> securityContext. ``linuxParameters.sharedMemorySize`` -> an emptyDir
+``readonlyRootFilesystem`` -> securityContext. ``serviceAccountName`` -> the pod's
+``serviceAccountName`` (AWS's replacement of ``jobRoleArn`` on Kubernetes; without it the operator's
+``PodSettings.service_account_name``, else the namespace's default; in a multi-node job each node
+range's ``container`` has its own). ``linuxParameters.sharedMemorySize`` -> an emptyDir
 (medium Memory, sizeLimit) on /dev/shm; ``tmpfs`` -> emptyDir Memory mounts. Ignored, no Kubernetes
 equivalent: ``linuxParameters.devices`` (needs privileged or a device plugin), ``initProcessEnabled``,
 ``maxSwap``/``swappiness``, ``ulimits``, ``logConfiguration``, IAM roles. ``instanceType`` ->
@@ -139,7 +142,7 @@ class PodSettings:
     termination_grace_period_seconds: int = DEFAULT_GRACE_PERIOD_SECONDS
     priority_class_name: str | None = None
     scheduler_name: str | None = None
-    service_account_name: str | None = None  # containerProperties jobs only
+    service_account_name: str | None = None  # containerProperties jobs without their own serviceAccountName
     enable_service_links: bool = False  # containerProperties jobs only
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
@@ -824,8 +827,9 @@ def _build_pod(
         pod_spec = {"containers": [container], "enableServiceLinks": settings.enable_service_links}
         if volumes:
             pod_spec["volumes"] = volumes
-        if settings.service_account_name:
-            pod_spec["serviceAccountName"] = settings.service_account_name
+        service_account = resolved.props.get("serviceAccountName") or settings.service_account_name
+        if service_account:
+            pod_spec["serviceAccountName"] = str(service_account)
         if resolved.props.get("instanceType"):
             pod_spec["nodeSelector"] = {INSTANCE_TYPE_LABEL: str(resolved.props["instanceType"])}
     else:

@@ -106,6 +106,18 @@ def _pod_requests(pod: Mapping[str, Any]) -> Resources:
     return Resources(cpu, mem, gpus)
 
 
+def missing_service_account(error: ApiError, pod: Mapping[str, Any]) -> str | None:
+    """The statusReason for a pod refused because the ServiceAccount its job definition names does
+    not exist (the API server's ServiceAccount admission plugin: 403 "error looking up service
+    account"), else None. The namespace's `default` account is not judged: a new namespace gets it
+    a moment after it is created, so that refusal passes by itself."""
+    name = (pod.get("spec") or {}).get("serviceAccountName")
+    if error.status != 403 or not name or name == "default" or "error looking up service account" not in str(error):
+        return None
+    namespace = (pod.get("metadata") or {}).get("namespace", "")
+    return f"ServiceAccount {name} not found in namespace {namespace}: the job's pod cannot be created"
+
+
 class Dispatcher:
     """Runs scheduling cycles while this replica leads."""
 
@@ -638,6 +650,11 @@ class Dispatcher:
                 try:
                     created = await self.kube.create(f"/api/v1/namespaces/{ns}/pods", pod)
                 except ApiError as e:
+                    missing = missing_service_account(e, pod)
+                    if missing is not None:
+                        # Asked again every cycle it would fail every cycle: the job fails, saying why.
+                        self.forced_cancel[unit.job_key][unit.index] = missing
+                        return
                     if e.status != 409:
                         raise
                     return

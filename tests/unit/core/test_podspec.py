@@ -595,3 +595,47 @@ def test_untolerated_taints_ignore_prefer_no_schedule() -> None:
     assert untolerated_taints([soft, hard, evict], []) == [hard, evict]
     assert untolerated_taints([soft, hard, evict], [DEDICATED]) == [evict]
     assert untolerated_taints(None, []) == []
+
+
+# service accounts --------------------------------------------------------------------------------
+def _with_sa(props: dict[str, Any], sa: str) -> dict[str, Any]:
+    return {**props, "serviceAccountName": sa}
+
+
+def test_container_service_account_name() -> None:
+    jd = {**RENDER, "containerProperties": _with_sa(RENDER["containerProperties"], "s3-reader")}
+    assert _build(_job(), jd)["spec"]["serviceAccountName"] == "s3-reader"
+    # The definition's account wins over the operator's default; the default fills in otherwise.
+    settings = PodSettings(service_account_name="operator-default")
+    assert _build(_job(), jd, settings=settings)["spec"]["serviceAccountName"] == "s3-reader"
+    assert _build(_job(), settings=settings)["spec"]["serviceAccountName"] == "operator-default"
+    assert "serviceAccountName" not in _build(_job())["spec"]
+    # containerOverrides do not touch it; array children and retries carry it too.
+    over = _build(_job(containerOverrides={"command": ["x"]}), jd, array_index=1, array_size=2, attempt=3)
+    assert over["spec"]["serviceAccountName"] == "s3-reader"
+
+
+def test_multinode_ranges_have_their_own_service_account() -> None:
+    ranges = MNP["nodeProperties"]["nodeRangeProperties"]
+    jd = {
+        **MNP,
+        "nodeProperties": {
+            **MNP["nodeProperties"],
+            "nodeRangeProperties": [
+                {**ranges[0], "container": _with_sa(ranges[0]["container"], "wide-sa")},
+                ranges[1],
+                {**ranges[2], "container": _with_sa(ranges[2]["container"], "last-sa")},
+            ],
+        },
+    }
+    sa = {
+        i: _build(_job("mpi"), jd, node_index=i, main_node_ip="10.0.0.1")["spec"].get("serviceAccountName")
+        for i in (0, 4, 11)
+    }
+    assert sa == {0: "wide-sa", 4: None, 11: "last-sa"}
+
+
+def test_eks_properties_service_account_is_kept() -> None:
+    jd = {"eksProperties": {"podProperties": {**POD_JD["podProperties"], "serviceAccountName": "eks-sa"}}}
+    settings = PodSettings(service_account_name="operator-default")  # containerProperties jobs only
+    assert _build(_job(), jd, settings=settings)["spec"]["serviceAccountName"] == "eks-sa"
