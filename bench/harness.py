@@ -16,7 +16,7 @@ from typing import Any
 from bench import trackers
 from bench.trackers import GROUP_PATH
 from kubatch.cluster.client import ApiError, Kube
-from kubatch.devcluster import operatorproc
+from kubatch.devcluster import operatorproc, procs
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, pid_alive
 from kubatch.devcluster.nodes import kwok_node
 
@@ -88,7 +88,7 @@ class Harness:
         if self.op is not None:
             import signal
 
-            await asyncio.to_thread(operatorproc.stop_pid, self.op.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            await asyncio.to_thread(procs.stop_pid, self.op.pid, signal.SIGKILL if kill else signal.SIGTERM)
             self.op = None
 
     async def down(self) -> None:

@@ -29,7 +29,7 @@ import pytest
 from hack.chart import gen_crds
 
 from kubatch.api import crdgen
-from kubatch.devcluster import operatorproc
+from kubatch.devcluster import operatorproc, procs
 from kubatch.devcluster.cluster import ClusterInfo, pid_alive
 from tests.integration.conftest import REPO
 from tests.integration.helpers import Kubectl
@@ -366,7 +366,7 @@ def test_operator_runs_with_the_chart_service_account(
         assert "kubatch_leader 0.0" in metrics
         assert pid_alive(op.pid)
     finally:
-        operatorproc.stop_pid(op.pid)
+        procs.stop_pid(op.pid)
     log = Path(op.log).read_text(errors="replace")
     assert "view synced" in log
     for marker in ("403", "Forbidden", "forbidden", "Not enough permissions"):

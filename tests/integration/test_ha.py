@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kubatch.devcluster import operatorproc
+from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import Batch
 from tests.integration.test_restart import PodRecorder
 
@@ -47,7 +47,7 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
         fcntl.flock(lock, fcntl.LOCK_EX)
         leader = operatorproc.read(state)
         assert leader is not None
-        operatorproc.stop_pid(leader.pid, signal.SIGKILL)
+        procs.stop_pid(leader.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         try:
             batch.wait_for(lambda: lease_holder(batch) == f"standby-{batch.tag}", "standby holds the lease", timeout=40)
@@ -65,7 +65,7 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
         time.sleep(1)
         recorder.stop()
         # Hand the Lease back: a clean stop releases it, so the shared operator leads again at once.
-        operatorproc.stop_pid(standby.pid, signal.SIGTERM)
+        procs.stop_pid(standby.pid, signal.SIGTERM)
         fcntl.flock(lock, fcntl.LOCK_EX)
         operatorproc.ensure(cluster, state)
         lock.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kubatch.devcluster import operatorproc
+from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import Batch
 
 # Tests that kill the shared operator run one after the other (same xdist worker).
@@ -91,7 +91,7 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(batch: Batch, cluster: Any
             batch.wait_for(lambda want=want: len(recorder.uids) >= want, "some pods created", timeout=60)
             current = operatorproc.read(state)
             assert current is not None
-            operatorproc.stop_pid(current.pid, signal.SIGKILL)
+            procs.stop_pid(current.pid, signal.SIGKILL)
             time.sleep(1.0)  # the world moves on while the operator is down
             with open(state / ".operator.lock", "w") as lock:
                 import fcntl

@@ -10,6 +10,9 @@ import subprocess
 from pathlib import Path
 
 CA_DAYS = "3650"
+#: The API server's addresses: loopback, the host bridge pods reach (`netstack.HOST_IP`) and the
+#: `kubernetes` Service IP.
+APISERVER_IPS = "IP:127.0.0.1,IP:10.244.255.1,IP:10.96.0.1"
 CONSTRAINTS = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
 
 
@@ -59,6 +62,8 @@ def ensure_pki(pki: Path) -> None:
     """Create the CA, serving, admin and service-account material in `pki` unless present."""
     pki.mkdir(parents=True, exist_ok=True)
     if (pki / "admin.crt").exists():
+        if APISERVER_IPS not in (pki / "apiserver.ext").read_text():
+            _issue_apiserver(pki)  # made by an older version, without the addresses pods use
         return
     _openssl(
         "req",
@@ -76,17 +81,35 @@ def ensure_pki(pki: Path) -> None:
         "/CN=kubatch-local-ca",
         cwd=pki,
     )
+    _issue_apiserver(pki)
+    issue_client_cert(pki, "admin", "/O=system:masters/CN=kubatch-admin")
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def _issue_apiserver(pki: Path) -> None:
     _issue(
         pki,
         "apiserver",
         "/CN=kube-apiserver",
         "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1\n",
+        "subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        f"DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,{APISERVER_IPS}\n",
     )
-    issue_client_cert(pki, "admin", "/O=system:masters/CN=kubatch-admin")
-    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def issue_node_cert(pki: Path, node: str, ip: str) -> tuple[Path, Path]:
+    """A kubelet's certificate (client of the API server as `system:node:<node>`, and server of its
+    own API at `ip`), issued once."""
+    name = f"node-{node}"
+    if (pki / f"{name}.crt").exists():
+        return pki / f"{name}.crt", pki / f"{name}.key"
+    return _issue(
+        pki,
+        name,
+        f"/O=system:nodes/CN=system:node:{node}",
+        f"extendedKeyUsage=clientAuth,serverAuth\nsubjectAltName=IP:{ip},DNS:{node}\n",
+    )
 
 
 def issue_client_cert(pki: Path, name: str, subject: str) -> tuple[Path, Path]:

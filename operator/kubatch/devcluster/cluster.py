@@ -1,9 +1,12 @@
-"""Start, check and stop the local control plane (etcd, API server, controller-manager, scheduler, kwok).
+"""Start, check and stop the local cluster: the control plane (etcd, API server, controller-manager,
+scheduler, kwok) and, on request, real nodes with cluster networking (`realnodes`, `netstack`).
 
 Every process listens on 127.0.0.1 only, on ports picked free at start so that two checkouts do
-not clash. State lives in one directory (default `.kubatch/` in the repository): PKI, etcd data,
-logs, the admin kubeconfig and `cluster.json` (ports, pids, binaries). `up` is idempotent: a
-healthy running cluster is reused. `down` stops exactly the processes it started, by pid.
+not clash; with real nodes the API server and cluster DNS listen on the host bridge's address
+instead, which only this machine and its pods reach. State lives in one directory (default
+`.kubatch/` in the repository): PKI, etcd data, logs, the admin kubeconfig and `cluster.json`
+(ports, pids, binaries, real nodes). `up` is idempotent: a healthy running cluster is reused.
+`down` stops exactly the processes it started, by pid, and undoes the real nodes' host changes.
 """
 
 from __future__ import annotations
@@ -13,19 +16,29 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
+from kubatch.devcluster import netstack, operatorproc, realnodes
 from kubatch.devcluster.certs import ensure_pki
+from kubatch.devcluster.host import HostLedger
+from kubatch.devcluster.info import ClusterInfo
+from kubatch.devcluster.procs import free_port, pid_alive, spawn, stop_pid
+
+__all__ = ["COMPONENTS", "ClusterInfo", "LocalCluster", "build_binaries", "find_repo", "free_port", "pid_alive"]
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def components(info: ClusterInfo) -> tuple[str, ...]:
+    """The processes a cluster runs: the control plane, and cluster networking with real nodes."""
+    return COMPONENTS + (netstack.NETWORK_COMPONENTS if info.real_nodes else ())
 
 
 def find_repo(start: Path | None = None) -> Path:
@@ -57,56 +70,6 @@ def build_binaries(repo: Path) -> Path:
         text=True,
     )
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
-
-
-@dataclass
-class ClusterInfo:
-    """What `cluster.json` records about a running local cluster."""
-
-    bin_dir: str
-    state_dir: str
-    kubeconfig: str
-    server: str
-    k8s_version: str
-    load_profile: bool
-    ports: dict[str, int] = field(default_factory=dict)
-    pids: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def kubectl(self) -> str:
-        return str(Path(self.bin_dir) / "kubectl")
-
-    @property
-    def helm(self) -> str:
-        return str(Path(self.bin_dir) / "helm")
-
-    def env(self) -> dict[str, str]:
-        """Environment for tools pointed at this cluster (KUBECONFIG, PATH with our binaries first)."""
-        env = dict(os.environ)
-        env["KUBECONFIG"] = self.kubeconfig
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        return env
 
 
 class LocalCluster:
@@ -142,21 +105,34 @@ class LocalCluster:
 
     def healthy(self, info: ClusterInfo | None = None) -> bool:
         info = info or self.read_info()
-        if info is None or set(info.pids) != set(COMPONENTS):
+        if info is None or set(info.pids) != set(components(info)):
             return False
         if not all(pid_alive(p) for p in info.pids.values()):
+            return False
+        if not all(realnodes.RealNode(self.state, i).running() for i in range(len(info.real_nodes))):
             return False
         code, _ = self._get(f"{info.server}/readyz", self._ssl())
         return code == 200
 
     # ---- up -----------------------------------------------------------------------------------
-    def up(self, *, load_profile: bool = False, timeout: float = 120.0) -> ClusterInfo:
-        """Start the cluster, or reuse a healthy one. Returns its description."""
+    def up(self, *, load_profile: bool = False, real_nodes: int = 0, timeout: float = 120.0) -> ClusterInfo:
+        """Start the cluster, or reuse a healthy one (adding real nodes up to `real_nodes`). Returns
+        its description."""
+        if real_nodes:
+            reason = realnodes.unsupported_reason()
+            if reason:
+                raise RuntimeError(f"cannot start real nodes: {reason}")
         info = self.read_info()
         if info is not None and self.healthy(info):
-            log(f"reusing the running cluster at {info.server}")
-            return info
-        if info is not None:
+            if real_nodes and info.host_ip != netstack.HOST_IP:
+                log("the running cluster serves loopback only; restarting it so that pods reach it")
+                self.down()
+            else:
+                log(f"reusing the running cluster at {info.server}")
+                if real_nodes > len(info.real_nodes):
+                    self._start_real_nodes(info, real_nodes, timeout)
+                return info
+        elif info is not None or realnodes.existing(self.state):
             log("found a stale or unhealthy cluster; stopping it first")
             self.down()
         bin_dir = build_binaries(self.repo)
@@ -168,8 +144,12 @@ class LocalCluster:
         k8s_version = next(
             line.split("=", 1)[1].strip() for line in k8s_version.splitlines() if line.startswith("K8S_VERSION=")
         )
-        ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler")}
-        server = f"https://127.0.0.1:{ports['apiserver']}"
+        host_ip = netstack.HOST_IP if real_nodes else "127.0.0.1"
+        if real_nodes:
+            HostLedger(self.state).add_bridge(netstack.HOST_BRIDGE, f"{host_ip}/32")
+        ports = {name: free_port() for name in ("etcd", "etcd-peer", "controller-manager", "scheduler")}
+        ports["apiserver"] = free_port(host_ip)
+        server = f"https://{host_ip}:{ports['apiserver']}"
         info = ClusterInfo(
             bin_dir=str(bin_dir),
             state_dir=str(self.state),
@@ -178,18 +158,45 @@ class LocalCluster:
             k8s_version=k8s_version,
             load_profile=load_profile,
             ports=ports,
+            host_ip=host_ip,
         )
         self._write_kubeconfig(info)
         try:
             for name in COMPONENTS:
-                info.pids[name] = self._start(name, info)
-                self._save(info)
-                self._wait_ready(name, info, timeout)
+                self._launch(name, info, timeout)
+            log(f"control plane ready at {server} in {time.monotonic() - started:.1f}s (kubeconfig: {info.kubeconfig})")
+            if real_nodes:
+                self._start_real_nodes(info, real_nodes, timeout)
         except BaseException:
             self.down()
             raise
-        log(f"cluster ready at {server} in {time.monotonic() - started:.1f}s (kubeconfig: {info.kubeconfig})")
         return info
+
+    def _launch(self, name: str, info: ClusterInfo, timeout: float) -> None:
+        info.pids[name] = self._start(name, info)
+        self._save(info)
+        self._wait_ready(name, info, timeout)
+
+    def _start_real_nodes(self, info: ClusterInfo, count: int, timeout: float) -> None:
+        """Cluster DNS, then real nodes `realnode-<len(info.real_nodes)>` .. `realnode-<count-1>`, then
+        kube-proxy (which wants to find its Node)."""
+        from kubatch.devcluster.images import node_images
+
+        started = time.monotonic()
+        if "coredns" not in info.pids:
+            info.ports.update({name: free_port() for name in netstack.port_names()})
+            self._launch("coredns", info, timeout)
+        archives = node_images(self.repo)
+        for index in range(len(info.real_nodes), count):
+            node = realnodes.RealNode(self.state, index)
+            node.start(server=info.server, pki=self.pki, images=archives, cluster_dns=info.host_ip)
+            info.real_nodes.append(node.name)
+            self._save(info)
+        for index in range(count):
+            realnodes.RealNode(self.state, index).wait_ready(info.kubectl, info.env(), timeout)
+        if "kube-proxy" not in info.pids:
+            self._launch("kube-proxy", info, timeout)
+        log(f"real nodes {', '.join(info.real_nodes)} Ready in {time.monotonic() - started:.1f}s")
 
     def _save(self, info: ClusterInfo) -> None:
         tmp = self.info_file.with_suffix(".tmp")
@@ -260,8 +267,8 @@ class LocalCluster:
             return [
                 str(b / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={info.host_ip}",
+                f"--advertise-address={info.host_ip}",
                 f"--secure-port={p['apiserver']}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -271,9 +278,17 @@ class LocalCluster:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
                 "--authorization-mode=Node,RBAC",
-                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--service-cluster-ip-range={netstack.SERVICE_CIDR}",
                 "--allow-privileged=true",
-                "--endpoint-reconciler-type=none",
+                # The `kubernetes` Service leads to the API server only where pods can reach it.
+                f"--endpoint-reconciler-type={'lease' if info.real_nodes or info.host_ip != '127.0.0.1' else 'none'}",
+                # Real nodes: logs and exec through the node IP (the node name does not resolve), as the
+                # admin (the kubelets accept client certificates of the cluster CA); Service-backed
+                # webhooks dialled at their endpoints (never through a Service IP that leaves the host).
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+                "--enable-aggregator-routing=true",
                 "--enable-admission-plugins=NodeRestriction",
                 # The load profile (benchmarks) serves /debug/pprof to admins, to see where the time goes.
                 f"--profiling={'true' if info.load_profile else 'false'}",
@@ -304,6 +319,8 @@ class LocalCluster:
             ]
         if name == "kube-scheduler":
             return [str(b / "kube-scheduler"), *common, f"--secure-port={p['scheduler']}"]
+        if name in netstack.NETWORK_COMPONENTS:
+            return netstack.command(name, b, self.state, kc, p)
         if name == "kwok":
             stages = self.repo / "hack" / "cluster" / "kwok-stages.yaml"
             return [
@@ -335,19 +352,9 @@ class LocalCluster:
         kwok_home = self.state / "kwok-home"
         kwok_home.mkdir(exist_ok=True)
         env["KWOK_WORKDIR"] = str(kwok_home)  # so ~/.kwok/kwok.yaml never leaks in
-        logf = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
-        proc = subprocess.Popen(
-            self._command(name, info),
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-            cwd=self.state,
-        )
-        logf.close()
-        log(f"started {name} (pid {proc.pid})")
-        return proc.pid
+        pid = spawn(self._command(name, info), self.logs / f"{name}.log", env=env, cwd=self.state)
+        log(f"started {name} (pid {pid})")
+        return pid
 
     def _wait_ready(self, name: str, info: ClusterInfo, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -362,6 +369,9 @@ class LocalCluster:
         insecure.verify_mode = ssl.CERT_NONE
         checks["kube-controller-manager"] = (f"https://127.0.0.1:{p['controller-manager']}/healthz", insecure)
         checks["kube-scheduler"] = (f"https://127.0.0.1:{p['scheduler']}/healthz", insecure)
+        for component in netstack.NETWORK_COMPONENTS:
+            if component in info.pids:
+                checks[component] = (netstack.ready_url(component, p), None)
         last = ""
         while time.monotonic() < deadline:
             if not pid_alive(pid):
@@ -383,28 +393,30 @@ class LocalCluster:
 
     # ---- down ---------------------------------------------------------------------------------
     def down(self, *, keep_state: bool = False) -> None:
-        """Stop every process this cluster started (by pid) and remove its state."""
-        from kubatch.devcluster import operatorproc
-
+        """Stop every process this cluster started (by pid), its real nodes and the host changes they
+        made, and remove its state."""
         operatorproc.stop(self.state)
         info = self.read_info()
+        if realnodes.existing(self.state):
+            left = realnodes.stop_all(self.state)
+            log("stopped the real nodes" + (f"; cgroups left in use: {', '.join(left)}" if left else ""))
         if info is not None:
-            for name in reversed(COMPONENTS):
+            for name in reversed(components(info)):
                 pid = info.pids.get(name)
                 if pid and pid_alive(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
-            for name in reversed(COMPONENTS):
+            for name in reversed(components(info)):
                 pid = info.pids.get(name)
-                while pid and pid_alive(pid) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                if pid and pid_alive(pid):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(pid, signal.SIGKILL)
+                if pid:
+                    stop_pid(pid, timeout=max(0.0, deadline - time.monotonic()))
             log("stopped " + ", ".join(f"{n} ({p})" for n, p in info.pids.items()))
+            if "kube-proxy" in info.pids:
+                subprocess.run(netstack.cleanup_command(Path(info.bin_dir)), capture_output=True, check=False)
+        HostLedger(self.state).undo_all()
         if not keep_state:
-            for sub in ("etcd", "kwok-home", "cluster.json", "kubeconfig"):
+            for sub in ("etcd", "kwok-home", "cluster.json", "kubeconfig", "realnodes", "net"):
                 path = self.state / sub
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
@@ -418,5 +430,8 @@ class LocalCluster:
         lines = [f"server: {info.server}", f"kubeconfig: {info.kubeconfig}", f"kubernetes: {info.k8s_version}"]
         for name, pid in info.pids.items():
             lines.append(f"{name:<24} pid {pid:<8} {'running' if pid_alive(pid) else 'STOPPED'}")
+        for index, node in enumerate(info.real_nodes):
+            running = realnodes.RealNode(self.state, index).running()
+            lines.append(f"{node:<24} {'':<12} {'running' if running else 'STOPPED'} (kubelet + containerd)")
         lines.append("healthy" if self.healthy(info) else "UNHEALTHY")
         return "\n".join(lines)

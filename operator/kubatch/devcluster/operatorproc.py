@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kubatch.devcluster.certs import serving_cert_dir
-from kubatch.devcluster.cluster import ClusterInfo, free_port, pid_alive
+from kubatch.devcluster.info import ClusterInfo
+from kubatch.devcluster.procs import free_port, pid_alive, stop_pid
 
 PACKAGE = Path(__file__).resolve().parents[1]
 WEBHOOK_CONFIGURATION = "kubatch-test"
@@ -188,17 +187,6 @@ def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
     )
     _record(state).write_text(json.dumps(asdict(op)))
     return op
-
-
-def stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
 
 
 def stop(state: Path) -> None:
