@@ -270,6 +270,33 @@ async def test_min_vcpus_creating_then_valid_then_deleting(harness: Harness) -> 
     assert not h.nodes(ce)
 
 
+async def test_disabled_environment_still_serves_pods_placed_before(harness: Harness, namespace: str) -> None:
+    """In kubatch a job is STARTING once its pod exists, before any node holds it. A DISABLED
+    environment gets no new jobs, but the pods already placed on it (jobs placed just before the
+    disable, or the other nodes of a multi-node job started there) still get nodes: AWS lets
+    STARTING and RUNNING jobs of a disabled environment finish. With nothing left it shrinks."""
+    h = harness
+    h.controller(idle_seconds=1)
+    ce = await h.create_env("off", {**managed(["m5.large"], max_vcpus=4), "state": "DISABLED"})
+    await until(lambda: h.status(ce).get("status") == "VALID", 20, "VALID (minvCpus 0)")
+    assert h.nodes(ce) == []
+    await h.create_pods(namespace, ce, "placed", 2, duration="3s")
+
+    def bound() -> bool:
+        pods = h.pods("placed", namespace)
+        return len(pods) == 2 and all(p["spec"].get("nodeName") for p in pods)
+
+    await until(
+        bound,
+        60,
+        "the pods placed before the disable bound to new nodes",
+    )
+    await until(
+        lambda: all(p["status"].get("phase") == "Succeeded" for p in h.pods("placed", namespace)), 30, "pods done"
+    )
+    await until(lambda: not h.nodes(ce), 60, "scale-in to 0 nodes once idle")
+
+
 async def test_instance_type_change_drains_old_nodes(harness: Harness, namespace: str) -> None:
     h = harness
     h.controller(idle_seconds=60)

@@ -165,6 +165,9 @@ class JobQueueStatus(KubatchModel):
     """Usage of the active shares (fair-share queues; at most 20, highest usage first)."""
     lastUpdatedAt: datetime | None = None
     """When front and shareUsage were computed."""
+    disabledAt: datetime | None = None
+    """Since when the queue is DISABLED (unset while ENABLED): a job created later is refused, one
+    created before still runs."""
 
 
 class JobQueue(KubatchModel):

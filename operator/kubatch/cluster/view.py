@@ -87,6 +87,8 @@ class View:
         self.envs: dict[str, JSON] = {}
         self.policies: dict[str, JSON] = {}
         self.consumables: dict[str, JSON] = {}
+        # Queue name -> when this replica first saw it DISABLED, until its status records disabledAt.
+        self.disabled_seen: dict[str, float] = {}
         self.nodes: dict[str, JSON] = {}
         self.dependents: dict[str, set[str]] = defaultdict(set)  # job key -> keys of jobs depending on it
         self.dirty: set[str] = set()

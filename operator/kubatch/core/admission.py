@@ -6,9 +6,11 @@ consumable resources, the namespace's job definitions with their revision record
 jobs and its labels) and returns ``Violation``s whose text names the field and the offending value,
 e.g. ``spec.jobQueue: job queue "q1" does not exist``.
 
-BatchJob (CREATE): the queue exists, is ENABLED and its ``namespaceSelector`` selects the job's
-namespace; the definition reference resolves to an ACTIVE revision; ``dependsOn`` targets exist in the
-namespace, form no cycle with the existing jobs, and N_TO_N targets are array jobs of the same size;
+BatchJob (CREATE): the queue exists, is ENABLED (a DISABLED queue takes no new jobs; judged after
+the fact, by the controller, only a job created after the queue was disabled is refused:
+``submitted_while_disabled``) and its ``namespaceSelector`` selects the job's namespace; the
+definition reference resolves to an ACTIVE revision; ``dependsOn`` targets exist in the namespace,
+form no cycle with the existing jobs, and N_TO_N targets are array jobs of the same size;
 ``shareIdentifier`` is set exactly on fair-share queues and ``schedulingPriorityOverride`` only there;
 the consumable resources named by the job and its definition exist; overrides match the definition
 type; privileged containers, hostNetwork and host paths need ``allow*`` on the queue and on every
@@ -24,6 +26,7 @@ its cache before deciding (a cache may lag an object created a moment ago).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -67,7 +70,9 @@ class Violation:
 class World:
     """What the rules may look at. Cluster-scoped kinds by name; definitions and jobs of the
     object's namespace by name. ``revisions`` holds the stored revision records per definition;
-    ``namespace_labels`` is None when unknown (the namespaceSelector rule is then skipped)."""
+    ``namespace_labels`` is None when unknown (the namespaceSelector rule is then skipped).
+    ``created_at`` is set when a job is judged after its creation (the controller, epoch seconds of
+    its creationTimestamp), with ``disabled_since``: since when each DISABLED queue is DISABLED."""
 
     namespace: str = ""
     queues: dict[str, JSON] = field(default_factory=dict)
@@ -78,6 +83,8 @@ class World:
     revisions: dict[str, list[RevisionRecord]] = field(default_factory=dict)
     jobs: dict[str, JSON] = field(default_factory=dict)
     namespace_labels: Mapping[str, str] | None = None
+    created_at: float | None = None
+    disabled_since: Mapping[str, float] = field(default_factory=dict)
 
     def store(self, kind: RefKind) -> dict[str, JSON]:
         """The collection holding objects of ``kind``."""
@@ -273,12 +280,27 @@ def validate_batch_job(job: JSON, world: World) -> list[Violation]:
     return out
 
 
+def submitted_while_disabled(created_at: float | None, disabled_since: float | None) -> bool:
+    """Whether a job was submitted to a queue DISABLED since ``disabled_since``: at admission
+    (``created_at`` None) it is; judged later, only when it was created in a later second than the
+    one the queue was disabled in (creationTimestamp has whole seconds: a job of that same second
+    gets the benefit of the doubt and runs)."""
+    if created_at is None or disabled_since is None:
+        return True
+    return created_at >= math.floor(disabled_since) + 1
+
+
 def _queue_admits(name: str, queue: JSON, world: World) -> list[Violation]:
     qspec = _spec(queue)
     out: list[Violation] = []
     state = qspec.get("state", "ENABLED")
-    if state != "ENABLED":
-        out.append(Violation("spec.jobQueue", f'job queue "{name}" is {state} and accepts no new jobs'))
+    if state != "ENABLED" and submitted_while_disabled(world.created_at, world.disabled_since.get(name)):
+        out.append(
+            Violation(
+                "spec.jobQueue",
+                f'job queue "{name}" is {state}: new jobs can' + "'t be added to the queue (queued jobs still run)",
+            )
+        )
     selector = qspec.get("namespaceSelector")
     labels = world.namespace_labels
     if selector is not None and labels is not None and not selector_matches(selector, labels):

@@ -11,7 +11,11 @@ nodes to add (instance types), which to remove, and the environment's desiredvCp
   GPU types (GPU nodes are tainted `nvidia.com/gpu`).
 - BEST_FIT never goes above maxvCpus; BEST_FIT_PROGRESSIVE and the SPOT_* strategies may add one
   node while below maxvCpus, so the pool never exceeds maxvCpus plus one node (AWS §1.3).
-- minvCpus is kept, also while DISABLED; a DISABLED environment ignores pending pods.
+- minvCpus is kept, also while DISABLED. A DISABLED environment gets no new jobs (the scheduler
+  places none there), but the pods already placed on it are still served: in kubatch a job is
+  STARTING from the moment its pod exists, before a node holds it, and AWS lets STARTING and RUNNING
+  jobs of a disabled environment finish. So its pending pods (and the other nodes of a multi-node
+  job that started there) still get nodes, and an idle node they are about to use is kept.
 - Nodes with no running pod are removed after `idle_seconds` (nodes above maxvCpus as soon as they
   are idle) down to minvCpus; nodes of an outdated instance or capacity type (an infrastructure
   update) are cordoned while busy and removed as soon as they are idle; nodes not Ready within
@@ -102,7 +106,6 @@ class ScalingSpec:
     max_vcpus: int
     instance_types: tuple[InstanceType, ...]
     strategy: str = "BEST_FIT"
-    enabled: bool = True
     idle_seconds: float = 30.0
     ready_timeout: float = 60.0
     scale_out: bool = True
@@ -121,7 +124,6 @@ class ScalingSpec:
         cls,
         cr: Mapping[str, Any],
         *,
-        enabled: bool = True,
         default_idle_seconds: float = 30.0,
         ready_timeout: float = 60.0,
         scale_out: bool = True,
@@ -133,7 +135,6 @@ class ScalingSpec:
             max_vcpus=int(cr.get("maxvCpus") or 0),
             instance_types=tuple(expand_or_default(cr.get("instanceTypes"))),
             strategy=str(cr.get("allocationStrategy") or "BEST_FIT"),
-            enabled=enabled,
             idle_seconds=float(delay) * 60 if delay is not None else default_idle_seconds,
             ready_timeout=ready_timeout,
             scale_out=scale_out,
@@ -313,7 +314,7 @@ def decide(spec: ScalingSpec, nodes: Iterable[NodeInfo], pending: Iterable[Reque
     }
     rest: list[Request] = []
     claimed: set[str] = set()
-    for r in _largest_first(pending) if spec.enabled else []:
+    for r in _largest_first(pending):
         home = next((name for name, room in rooms.items() if room.fits(r)), None)
         if home is None:
             rest.append(r)

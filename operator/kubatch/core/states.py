@@ -124,6 +124,13 @@ REASON_ACTION_REQUIRED_CE_INVALID = "ACTION_REQUIRED - CE(s) associated with the
 REASON_UNDETERMINED = "UNDETERMINED - Batch job is blocked, root cause is undetermined."
 
 
+def queue_disabled_reason(queue: str) -> str:
+    """statusReason of a job submitted to a DISABLED queue, which the controller fails when the
+    webhook did not refuse it. The user guide has no wording for the refusal; this is the API
+    reference's for the state ("new jobs can't be added to the queue")."""
+    return f"Job queue {queue} is DISABLED: new jobs can't be added to the queue"
+
+
 def host_terminated_reason(node_name: str | None) -> str:
     """``Host EC2 (instance <node>) terminated.`` -- the lost-host wording, with the Kubernetes
     node name in place of the instance id, so that ``onStatusReason: "Host EC2*"`` still matches."""
@@ -446,6 +453,7 @@ def attempt_outcome(
     Precedence: a pod that Succeeded is a success whatever else happened; otherwise a
     terminate/cancel request (``terminate_reason``) gives that reason; a timeout gives
     ``REASON_TIMEOUT``; a pod that failed on its own gives ``Essential container in task exited``
+    (``OutOfMemoryError: Container killed due to memory usage`` for an OOM kill, as AWS)
     with the first non-zero exit code (spec order) and its reason, even if it is being deleted
     afterwards; a vanished node, an external deletion of an unfinished pod or a node-shutdown pod
     reason give ``Host EC2 (instance <node>) terminated.``; an image pull / container creation
@@ -458,7 +466,10 @@ def attempt_outcome(
     started = next((c.started_at for c in containers if c.started_at), None) or obs.started_at
     failed_c = next((c for c in containers if c.exit_code not in (None, 0)), None)
     exit_code = failed_c.exit_code if failed_c else (0 if finished else None)
-    reason = _container_reason(failed_c) if failed_c else ""
+    # A process other than the container's PID 1 can be OOM-killed while PID 1 goes on and exits 0:
+    # the attempt succeeds (the exit code decides) and still records the OOM kill.
+    oom_c = next((c for c in containers if c.reason == "OOMKilled"), None)
+    reason = _container_reason(failed_c) if failed_c else (_container_reason(oom_c) if oom_c else "")
 
     def out(succeeded: bool, status_reason: str, **flags: bool) -> AttemptOutcome:
         return AttemptOutcome(
@@ -484,7 +495,8 @@ def attempt_outcome(
         # finished on its own: a later deletion (cleanup) or node loss does not change that
         if failed_c is None and obs.pod_reason:
             reason = obs.pod_reason if not obs.pod_message else f"{obs.pod_reason}: {obs.pod_message}"
-        return out(False, REASON_ESSENTIAL_CONTAINER_EXITED)
+        # AWS names an OOM kill in the job's statusReason too, not only in the container's reason.
+        return out(False, CONTAINER_REASON_OOM if reason == CONTAINER_REASON_OOM else REASON_ESSENTIAL_CONTAINER_EXITED)
     if obs.node_vanished or obs.deleted or node_loss:
         return out(False, host_terminated_reason(obs.node_name), host_lost=True)
     start = _start_failure(obs)

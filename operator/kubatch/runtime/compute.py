@@ -311,7 +311,6 @@ class ComputeController:
         try:
             sizing = ScalingSpec.from_resources(
                 cr,
-                enabled=spec.get("state") != "DISABLED",
                 default_idle_seconds=self.idle_seconds,
                 ready_timeout=self.node_ready_timeout if provisioner.manages_nodes else float("inf"),
                 scale_out=not sticky and provisioner.manages_nodes,

@@ -20,7 +20,7 @@ from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View, job_key
-from kubatch.core.admission import World, validate_batch_job
+from kubatch.core.admission import World, submitted_while_disabled, validate_batch_job
 from kubatch.core.deps import DependencyStatus
 from kubatch.core.lifecycle import (
     Context,
@@ -34,9 +34,10 @@ from kubatch.core.lifecycle import (
 )
 from kubatch.core.podspec import PodSettings
 from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve
-from kubatch.core.states import TERMINAL
+from kubatch.core.states import TERMINAL, queue_disabled_reason
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
+from kubatch.runtime.queues import disabled_since
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +245,12 @@ class JobReconciler:
                 deps[name] = DependencyStatus.from_job(dep)
         queue_missing = None
         if not (job.get("status") or {}).get("status"):
-            queue = self.view.queues.get(str(spec.get("jobQueue", "")))
+            queue_name = str(spec.get("jobQueue", ""))
+            queue = self.view.queues.get(queue_name)
             if queue is None:
                 queue_missing = f"Job queue {spec.get('jobQueue')} not found"
+            elif self.submitted_while_disabled(job, queue_name):
+                queue_missing = queue_disabled_reason(queue_name)
             elif error is None:
                 queue_missing = self.admission_problems(job)
         key = job_key(ns, job["metadata"]["name"])
@@ -265,6 +269,16 @@ class JobReconciler:
             settings=self.settings,
             environments=self.view.envs,
         )
+
+    def submitted_while_disabled(self, job: Mapping[str, Any], queue: str) -> bool:
+        """A job seen for the first time whose queue is DISABLED: refused when it was created after
+        the queue was disabled (AWS: "new jobs can't be added to the queue"); created before, it was
+        already queued and runs."""
+        since = disabled_since(self.view, queue, time.time())
+        if since is None:
+            return False
+        created = parse_iso(job["metadata"].get("creationTimestamp"))
+        return submitted_while_disabled(created if created is not None else time.time(), since)
 
     def admission_problems(self, job: Mapping[str, Any]) -> str | None:
         """The webhook's rules, checked again when a job is first seen: with the webhook down (or
@@ -287,8 +301,12 @@ class JobReconciler:
             ref = parse_reference(str(spec.get("jobDefinition", "")))
         except ValueError:
             return None  # reported by the definition resolution
+        queue = str(spec.get("jobQueue", ""))
+        since = disabled_since(self.view, queue, time.time())
         world = World(
             namespace=ns,
+            created_at=parse_iso(job["metadata"].get("creationTimestamp")) or time.time(),
+            disabled_since={} if since is None else {queue: since},
             queues=dict(self.view.queues),
             envs=dict(self.view.envs),
             policies=dict(self.view.policies),

@@ -2,20 +2,23 @@
 
 A queue shows VALID/INVALID (INVALID when an environment it names is missing or INVALID), job
 counts per state, and its front: the first (up to 100) RUNNABLE jobs in dispatch order, with the
-time each became RUNNABLE and why the head waits (like GetJobQueueSnapshot). A consumable
-resource shows its in-use and available quantities.
+time each became RUNNABLE and why the head waits (like GetJobQueueSnapshot). A DISABLED queue
+records since when (``disabledAt``), so that the controller refuses only jobs submitted after that,
+also after a restart. A consumable resource shows its in-use and available quantities.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
+from kubatch.core.lifecycle import iso, parse_iso
 from kubatch.runtime.periodic import every
 from kubatch.scheduler import ShareUsage
 
@@ -40,6 +43,23 @@ def queue_validity(queue: Mapping[str, Any], envs: Mapping[str, Mapping[str, Any
     if invalid:
         return "INVALID", f"CLIENT_ERROR - compute environment(s) INVALID: {', '.join(invalid)}"
     return "VALID", ""
+
+
+def disabled_since(view: View, name: str, now: float) -> float | None:
+    """Since when queue ``name`` is DISABLED (None: it is not, or it does not exist): its
+    ``status.disabledAt``, else the first time this replica looked while it was DISABLED (the status
+    loop then records that). A disable that happened while no operator ran is dated when one first
+    looks: jobs created in between are not refused by the controller (the webhook, when it ran,
+    refused them at submission)."""
+    queue = view.queues.get(name)
+    if queue is None or (queue.get("spec") or {}).get("state") != "DISABLED":
+        view.disabled_seen.pop(name, None)
+        return None
+    recorded = parse_iso((queue.get("status") or {}).get("disabledAt"))
+    if recorded is not None:
+        view.disabled_seen.pop(name, None)
+        return recorded
+    return view.disabled_seen.setdefault(name, now)
 
 
 def queue_counts(view: View) -> dict[str, Counter[str]]:
@@ -125,14 +145,17 @@ class StatusWriter:
     async def sync(self) -> None:
         counts = queue_counts(self.view)
         shares = self.share_rows()
+        now = time.time()
         for name, queue in list(self.view.queues.items()):
             status, reason = queue_validity(queue, self.view.envs)
             c = counts.get(name, Counter())
+            since = disabled_since(self.view, name, now)
             want: dict[str, Any] = {
                 "status": status,
                 "statusReason": reason,
                 "jobCounts": {s: int(c.get(s, 0)) for s in STATES},
                 "front": self.front_entries(name),
+                "disabledAt": None if since is None else iso(since),
             }
             if (queue.get("spec") or {}).get("schedulingPolicy"):
                 want["shareUsage"] = shares.get(name, [])

@@ -10,7 +10,8 @@ Semantics (AWS Batch user guide; spec §1.2, §2, §5, §6):
 * A job goes to the first environment in ``ce_order`` that accepts jobs (ENABLED and VALID or
   UPDATING) and has room for all of it now; it falls through only past environments that do not
   accept jobs or cannot fit it. A gang (multi-node) job needs ``num_nodes * needs`` in one
-  environment, each node within ``max_node``, never Spot or UNMANAGED; it starts whole or not at all.
+  environment, each node within ``max_node``, never Spot; it starts whole or not at all. (AWS also
+  refuses UNMANAGED environments; kubatch runs gangs on the admin's own nodes: docs/differences.md.)
   Consumable resources must all be available (``total - in_use``). Nothing is over-committed.
 * Head-of-line blocking: the first job in a queue's dispatch order that cannot be placed is the
   head; it stops the queue (later jobs never overtake it) and gets a statusReason, returned in
@@ -25,7 +26,7 @@ Semantics (AWS Batch user guide; spec §1.2, §2, §5, §6):
      all for its maximum (the job's total vCPUs, or total memory/GPUs, exceed ``capacity``);
      ``MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT`` — every accepting environment fails and at least
      one because no instance fits a node (above ``max_node``; GPU job without GPU instance types;
-     multi-node job on Spot/UNMANAGED only);
+     multi-node job on Spot only);
   3. ``ACTION_REQUIRED`` — a consumable resource is missing or its total is below the request;
   4. (no reason, fair share only) the queue's ``computeReservation`` limit is reached;
   5. ``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY`` — fits in principle, not now: consumable units or
@@ -34,7 +35,9 @@ Semantics (AWS Batch user guide; spec §1.2, §2, §5, §6):
   three actionable codes), and which the runtime recorded as blocked with that same code
   (``Job.blocked_reason``) for at least ``maxTimeSeconds`` (since ``blocked_since``, or
   ``runnable_since`` if unknown), is cancelled; the next job becomes the head in the same cycle.
-* DISABLED queues dispatch nothing and report no reasons; their jobs stay queued.
+* A DISABLED queue is served like an ENABLED one: AWS stops *new submissions* to it ("new jobs can't
+  be added to the queue, but jobs already in the queue can finish"), which admission enforces; the
+  jobs already queued are dispatched as usual. ``Queue.state`` does not change the plan.
 
 Per-cycle cost: O(N) to group the N RUNNABLE jobs by queue and build one heap per queue (plus one
 heap per share in fair-share queues), then O((P + B + F) log n) where P is the number of
@@ -128,8 +131,8 @@ def _fmt_res(vcpus: float, memory_mib: int, gpus: int) -> str:
 
 def _misfit(job: Job, env: ComputeEnv) -> tuple[str, str] | None:
     """Why ``job`` can never run on ``env`` (reason code, detail), or None if it fits in principle."""
-    if job.gang and (env.spot or env.unmanaged):
-        return JOB_RESOURCE_REQUIREMENT, "multi-node jobs cannot run on Spot or UNMANAGED CEs"
+    if job.gang and env.spot:
+        return JOB_RESOURCE_REQUIREMENT, "multi-node jobs cannot run on Spot CEs"
     need = job.needs
     if need.gpus > 0 and not env.has_gpu_instance_types:
         return JOB_RESOURCE_REQUIREMENT, "GPU job but the CE has no GPU instance types"
@@ -317,7 +320,7 @@ def plan(snapshot: Snapshot) -> Plan:
         jobs = by_queue.get(queue.name, [])
         ctx = _QueueContext(queue, envs)
         order: _Order = fair.order(queue, jobs, ctx) if queue.policy is not None else _FifoOrder(jobs)
-        placing = queue.state == "ENABLED"
+        placing = True
         front: list[str] = []
         while len(front) < FRONT_SIZE:
             head = order.peek()

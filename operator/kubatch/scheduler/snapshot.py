@@ -73,11 +73,6 @@ class ComputeEnv:
     spot: bool = False
 
     @property
-    def unmanaged(self) -> bool:
-        """UNMANAGED environments take no multi-node jobs (AWS §4.6)."""
-        return self.type == "UNMANAGED"
-
-    @property
     def accepts_jobs(self) -> bool:
         """ENABLED and VALID (or UPDATING): DISABLED/INVALID/CREATING/DELETING take no new jobs."""
         return self.state == "ENABLED" and self.status in ACCEPTING_STATUSES
@@ -107,7 +102,8 @@ class TimeLimitAction:
 class Queue:
     """A job queue. ``ce_order`` lists environment names already sorted by ascending ``order``.
 
-    ``policy`` names a :class:`Policy` (fair share); ``None`` means FIFO.
+    ``policy`` names a :class:`Policy` (fair share); ``None`` means FIFO. ``state`` is informational:
+    a DISABLED queue refuses new submissions (admission) but its queued jobs are dispatched.
     """
 
     name: str

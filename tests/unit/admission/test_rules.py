@@ -18,6 +18,7 @@ from kubatch.core.admission import (
     references,
     requested_privileges,
     selector_matches,
+    submitted_while_disabled,
     validate_batch_job,
     validate_job_definition,
     validate_job_queue,
@@ -83,6 +84,21 @@ def test_missing_queue() -> None:
 def test_disabled_queue() -> None:
     v = only(validate_batch_job(job(), world(queues={"q": queue(state="DISABLED")})))
     assert v.field == "spec.jobQueue" and '"q" is DISABLED' in v.message
+    assert "new jobs can't be added to the queue" in v.message
+
+
+def test_disabled_queue_judged_after_the_fact_refuses_only_later_jobs() -> None:
+    """The controller judges a job after its creation: a job created before the queue was disabled
+    was already queued and runs; one created in a later second than the disable is refused; one of
+    the same second (creationTimestamp has whole seconds) gets the benefit of the doubt."""
+    disabled = {"q": queue(state="DISABLED")}
+    since = {"q": 1000.4}
+    assert validate_batch_job(job(), world(queues=disabled, created_at=999.0, disabled_since=since)) == []
+    assert validate_batch_job(job(), world(queues=disabled, created_at=1000.0, disabled_since=since)) == []
+    v = only(validate_batch_job(job(), world(queues=disabled, created_at=1001.0, disabled_since=since)))
+    assert '"q" is DISABLED' in v.message
+    assert submitted_while_disabled(None, 1000.4) and submitted_while_disabled(5.0, None)
+    assert not submitted_while_disabled(1000.0, 1000.4) and submitted_while_disabled(1001.0, 1000.4)
 
 
 @pytest.mark.parametrize(

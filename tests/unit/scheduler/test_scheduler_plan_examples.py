@@ -97,11 +97,14 @@ def test_memory_and_gpus_are_not_over_committed() -> None:
     assert placed_keys(p) == ["j0", "j1"]
 
 
-def test_disabled_queue_dispatches_nothing() -> None:
-    jobs = [job("a", "q", seq=0), job("b", "q", seq=1)]
-    p = plan(snap([env("ce", 8)], [queue("q", "ce", state="DISABLED")], jobs))
-    assert p.placements == [] and p.blocked == {} and p.blocked_queues == frozenset()
-    assert p.queue_front["q"] == ("a", "b")
+def test_disabled_queue_still_dispatches_its_queued_jobs() -> None:
+    """AWS: a DISABLED queue takes no new submissions, but jobs already in it run (admission refuses
+    the new ones; the plan serves what is queued as for an ENABLED queue)."""
+    jobs = [job("a", "q", seq=0), job("b", "q", seq=1), job("c", "q", seq=2)]
+    p = plan(snap([env("ce", 2)], [queue("q", "ce", state="DISABLED")], jobs))
+    assert placed_keys(p) == ["a", "b"]
+    assert set(p.blocked) == {"c"} and p.blocked_queues == frozenset({"q"})
+    assert p.queue_front["q"] == ("c",)
 
 
 def test_queue_front_is_capped_at_100() -> None:
@@ -204,12 +207,19 @@ def test_gang_larger_than_max_vcpus_and_node_limits() -> None:
     assert reason_code(p.blocked["mnp"]) == JOB_RESOURCE_REQUIREMENT
 
 
-def test_gang_skips_spot_and_unmanaged_environments() -> None:
-    envs = [env("spot", 64, spot=True), env("own", 64, type="UNMANAGED"), env("od", 64)]
-    p = plan(snap(envs, [queue("q", "spot", "own", "od")], [job("mnp", "q", 2.0, num_nodes=2)]))
+def test_gang_skips_spot_environments() -> None:
+    envs = [env("spot", 64, spot=True), env("od", 64)]
+    p = plan(snap(envs, [queue("q", "spot", "od")], [job("mnp", "q", 2.0, num_nodes=2)]))
     assert p.placements == [("mnp", "od")]
-    p = plan(snap(envs[:2], [queue("q", "spot", "own")], [job("mnp", "q", 2.0, multinode=True)]))
+    p = plan(snap(envs[:1], [queue("q", "spot")], [job("mnp", "q", 2.0, multinode=True)]))
     assert reason_code(p.blocked["mnp"]) == JOB_RESOURCE_REQUIREMENT
+
+
+def test_gang_runs_on_an_unmanaged_environment() -> None:
+    """Unlike AWS (no multi-node jobs on UNMANAGED), kubatch runs gangs on the admin's own nodes."""
+    envs = [env("own", 64, type="UNMANAGED")]
+    p = plan(snap(envs, [queue("q", "own")], [job("mnp", "q", 2.0, num_nodes=2)]))
+    assert p.placements == [("mnp", "own")]
 
 
 # --- jobStateTimeLimitActions -----------------------------------------------------------------
