@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.kubatch/kubeconfig
 PYTEST_WORKERS ?= 3
 
-.PHONY: system-deps venv test test-unit test-integration lint fmt crds crds-check cluster-build cluster-up cluster-down \
-        cluster-status operator demo kind-e2e bench bench-quick clean
+.PHONY: system-deps venv test test-in-cluster test-unit test-integration lint fmt crds crds-check cluster-build cluster-up cluster-down \
+        cluster-status deploy-local operator demo kind-e2e bench bench-quick clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -36,8 +36,16 @@ crds-check: venv
 cluster-build:
 	@bash hack/cluster/build.sh >/dev/null
 
+# REAL_NODES=N also starts N real nodes (kubelet + containerd, root only) with kube-proxy and cluster DNS.
+REAL_NODES ?= 0
+export REAL_NODES
+
 cluster-up: venv
-	@$(PY) -m kubatch.devcluster up >/dev/null
+	@$(PY) -m kubatch.devcluster up --real-nodes $(REAL_NODES) >/dev/null
+
+# The operator image built here, helm-installed on the real nodes (after `make cluster-up REAL_NODES=2`).
+deploy-local: venv
+	@$(PY) -m kubatch.devcluster deploy
 
 cluster-down: venv
 	@$(PY) -m kubatch.devcluster down
@@ -45,9 +53,18 @@ cluster-down: venv
 cluster-status: venv
 	@$(PY) -m kubatch.devcluster status
 
-# Unit tests need no cluster; integration tests bring the local cluster up themselves (or reuse it).
+# Unit tests need no cluster; integration tests bring the local cluster up themselves (or reuse it),
+# with real nodes where the machine allows (root + containerd); then the in-cluster phase.
 test: system-deps venv lint cluster-build
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup -p no:cacheprovider tests
+	@$(MAKE) --no-print-directory test-in-cluster
+
+# The tests marked in_cluster against the operator image deployed by the Helm chart on real nodes.
+test-in-cluster: venv cluster-build
+	@if why=$$($(PY) -m kubatch.devcluster real-nodes-check); then \
+	  KUBATCH_TEST_OPERATOR=in-cluster $(VENV)/bin/pytest -n 2 --dist loadgroup -p no:cacheprovider \
+	    -m in_cluster tests/integration; \
+	else echo "in-cluster operator tests not run: $$why"; fi
 
 test-unit: venv
 	$(VENV)/bin/pytest -p no:cacheprovider tests/unit

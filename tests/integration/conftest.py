@@ -2,7 +2,9 @@
 
 The session brings the cluster up once (reusing a running one; safe under pytest-xdist through a
 file lock), installs the CRDs, and hands each test a fresh namespace. A missing binary or a
-cluster that cannot start is a loud error, never a skip.
+cluster that cannot start is a loud error, never a skip. Where the machine can run real containers
+(root, containerd: `realnodes.unsupported_reason()`), the cluster also has `REAL_NODES` real nodes;
+elsewhere the real-node tests are skipped with that reason.
 """
 
 from __future__ import annotations
@@ -18,10 +20,23 @@ from typing import Any
 
 import pytest
 
+from kubatch.devcluster import realnodes
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, build_binaries, find_repo
 from tests.integration.helpers import Kubectl, NodeFactory, fresh_namespace, node_factory
 
 REPO = find_repo(Path(__file__).parent)
+#: Three real nodes: a multi-node job of three runs one pod per node.
+REAL_NODES = int(os.environ.get("KUBATCH_TEST_REAL_NODES", "3"))
+REAL_NODES_UNAVAILABLE = (
+    "KUBATCH_TEST_REAL_NODES=0" if REAL_NODES == 0 else realnodes.unsupported_reason()
+)
+#: `make test-in-cluster`: the operator under test is the one the Helm chart deploys on the real nodes
+#: from the image the project builds (`kubatch.devcluster.deploy`), not a host process.
+IN_CLUSTER = os.environ.get("KUBATCH_TEST_OPERATOR") == "in-cluster"
+requires_real_nodes = pytest.mark.skipif(
+    REAL_NODES_UNAVAILABLE is not None or bool(os.environ.get("KUBATCH_KUBECONFIG")),
+    reason=f"no real nodes on this machine: {REAL_NODES_UNAVAILABLE or 'an external cluster'}",
+)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +56,7 @@ def cluster() -> ClusterInfo:
     state.mkdir(exist_ok=True)
     with open(state / ".up.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return LocalCluster(REPO).up()
+        return LocalCluster(REPO).up(real_nodes=0 if REAL_NODES_UNAVAILABLE else REAL_NODES)
 
 
 @pytest.fixture(scope="session")
@@ -101,9 +116,17 @@ def operator(cluster: ClusterInfo, crds: None) -> Any:
 
     if not cluster.state_dir:
         raise AssertionError("operator tests need the local cluster (or run an operator yourself)")
+    from kubatch.devcluster import deploy
+
     state = Path(cluster.state_dir)
     with open(state / ".operator.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if IN_CLUSTER:
+            # One operator acts on the cluster: the host process gives way to the chart's.
+            operatorproc.stop(state)
+            return deploy.deploy(cluster, REPO, extra_env={"KUBATCH_TIME_LIMIT_SCALE": "0.01"})
+        if cluster.real_nodes:
+            deploy.undeploy(cluster)  # left by an in-cluster run: it would compete with the host process
         return operatorproc.ensure(cluster, state)
 
 

@@ -19,6 +19,7 @@ def ts(value: str) -> float:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").timestamp()
 
 
+@pytest.mark.in_cluster
 def test_array_of_five_reports_summary_and_child_env(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=8)])
     batch.container_definition("render")
@@ -69,6 +70,7 @@ def test_failing_child_fails_parent_only_after_slow_children(batch: Batch) -> No
     assert ts(done["stoppedAt"]) - ts(st["createdAt"]) >= 7
 
 
+@pytest.mark.in_cluster
 def test_dependency_chain_and_failure_cascade(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=8)])
     batch.container_definition("step")
@@ -93,6 +95,7 @@ def test_dependency_chain_and_failure_cascade(batch: Batch) -> None:
     assert not batch.pods("y") and not batch.pods("z")
 
 
+@pytest.mark.in_cluster
 def test_n_to_n_child_starts_while_other_children_of_its_dependency_run(batch: Batch) -> None:
     q = batch.queue([batch.environment(cpu=8)])
     batch.container_definition("stage")

@@ -344,7 +344,9 @@ def test_kwok_stages_render_without_errors(cluster: Any) -> None:
 
 @LOCAL_ONLY
 def test_nothing_listens_beyond_loopback(cluster: Any) -> None:
-    """Every socket the local control plane listens on is bound to 127.0.0.1 (or ::1)."""
+    """Every socket the local cluster listens on is bound to 127.0.0.1 (or ::1), or, with real nodes,
+    to the host bridge's address that only this machine and its pods reach."""
+    import socket
     from pathlib import Path
 
     listening: dict[str, str] = {}
@@ -354,6 +356,9 @@ def test_nothing_listens_beyond_loopback(cluster: Any) -> None:
             if parts[3] == "0A":  # LISTEN
                 listening[parts[9]] = parts[1].split(":")[0]
     loopback = {"0100007F", "00000000000000000000000001000000"}
+    if cluster.host_ip != "127.0.0.1":
+        assert cluster.host_ip == "10.244.255.1", cluster.host_ip
+        loopback.add(socket.inet_aton(cluster.host_ip)[::-1].hex().upper())
     for name, pid in cluster.pids.items():
         inodes = set()
         for fd in Path(f"/proc/{pid}/fd").iterdir():

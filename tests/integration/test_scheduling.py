@@ -132,11 +132,13 @@ def fair_share_wave(
     return Counter(first)
 
 
+@pytest.mark.in_cluster
 def test_equal_weights_split_a_wave_evenly(batch: Batch) -> None:
     counts = fair_share_wave(batch, {"teamA": 1.0, "teamB": 1.0}, capacity=4, per_share=6)
     assert counts == Counter({"teamA": 2, "teamB": 2})
 
 
+@pytest.mark.in_cluster
 def test_lower_weight_factor_takes_about_four_fifths(batch: Batch) -> None:
     counts = fair_share_wave(batch, {"teamA": 0.25, "teamB": 1.0}, capacity=5, per_share=6)
     assert counts == Counter({"teamA": 4, "teamB": 1})

@@ -1,0 +1,339 @@
+"""Jobs as real containers: real nodes (kubelet + containerd) in the local cluster run kubatch's pods.
+
+Everything here is what kwok cannot show: the process really gets the AWS_BATCH_* environment, exit
+codes and OOM kills come from the kernel, SIGTERM reaches a process on timeout and terminate, an
+image that is not there fails the attempt, pods of a multi-node job talk over the pod network, and
+Secrets reach the container. The tests share one UNMANAGED compute environment over the real nodes
+(a node belongs to one environment), and run one after the other in one xdist group.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubatch.devcluster.cluster import ClusterInfo
+from kubatch.devcluster.realnodes import BUSYBOX_TEST_IMAGE, REALNODE_SELECTOR, REALNODE_TOLERATION
+from tests.integration.batch import GROUP, Batch
+from tests.integration.conftest import requires_real_nodes
+from tests.integration.helpers import Kubectl
+
+pytestmark = [requires_real_nodes, pytest.mark.xdist_group("realnodes")]
+
+KUBATCH = str(Path(sys.executable).parent / "kubatch")
+REAL_CE = "realnodes"
+REAL_QUEUE = "realnodes"
+REASON_OOM = "OutOfMemoryError: Container killed due to memory usage"
+
+
+@pytest.fixture(scope="module")
+def real_queue(operator: Any, kubectl: Kubectl, cluster: ClusterInfo) -> str:
+    """An UNMANAGED compute environment over every real node (tolerating their taint) and its queue."""
+    import json
+
+    ce = {
+        "apiVersion": GROUP,
+        "kind": "ComputeEnvironment",
+        "metadata": {"name": REAL_CE},
+        "spec": {"type": "UNMANAGED", "nodeSelector": REALNODE_SELECTOR, "tolerations": [REALNODE_TOLERATION]},
+    }
+    queue = {
+        "apiVersion": GROUP,
+        "kind": "JobQueue",
+        "metadata": {"name": REAL_QUEUE},
+        "spec": {"priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": REAL_CE}]},
+    }
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [ce, queue]}))
+    deadline = time.monotonic() + 60
+    while True:
+        obj = json.loads(kubectl("get", "computeenvironment", REAL_CE, "-o", "json").stdout)
+        nodes = json.loads(
+            kubectl("get", "nodes", "-l", f"kubatch.dev/compute-environment={REAL_CE}", "-o", "json").stdout
+        )["items"]
+        if (obj.get("status") or {}).get("status") == "VALID" and len(nodes) == len(cluster.real_nodes):
+            return REAL_QUEUE
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the real-node environment never became VALID with every node: {obj.get('status')}")
+        time.sleep(0.5)
+
+
+def container(command: str, *, vcpus: str = "1", memory: str = "64", **extra: Any) -> dict[str, Any]:
+    return {
+        "image": BUSYBOX_TEST_IMAGE,
+        "command": ["sh", "-c", command],
+        "resourceRequirements": [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}],
+        **extra,
+    }
+
+
+class LogFollower:
+    """`kubatch logs -f ADDRESS` in the background, started once the attempt runs: finished pods are
+    deleted by default, so a test reads a real container's output while it is produced."""
+
+    def __init__(self, batch: Batch, cluster: ClusterInfo, address: str) -> None:
+        self.batch, self.cluster, self.address = batch, cluster, address
+        self.output = ""
+        self.errors = ""
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _running(self) -> bool:
+        name, _, index = self.address.partition(":")
+        name, _, node = name.partition("#")
+        status = self.batch.status(name)
+        if index:
+            pods = self.batch.kget(
+                "pods", "-n", self.batch.ns, "-l", f"kubatch.dev/job-name={name},kubatch.dev/array-index={index}"
+            )["items"]
+        else:
+            pods = self.batch.pods(name)
+            if node:
+                pods = [p for p in pods if p["metadata"]["labels"].get("kubatch.dev/node-index") == node]
+        if status.get("status") in ("SUCCEEDED", "FAILED") and not pods:
+            raise AssertionError(f"{self.address} finished before its log could be read")
+        return any(
+            (c.get("state") or {}).get("running") or (c.get("state") or {}).get("terminated")
+            for p in pods
+            for c in (p.get("status") or {}).get("containerStatuses") or []
+        )
+
+    def _run(self) -> None:
+        try:
+            self.batch.wait_for(self._running, f"{self.address} running", timeout=120)
+        except AssertionError as e:
+            self.errors = str(e)
+            return
+        proc = subprocess.run(
+            [KUBATCH, "--kubeconfig", self.cluster.kubeconfig, "-n", self.batch.ns, "logs", "-f", self.address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        self.output, self.errors = proc.stdout, proc.stderr
+
+    def result(self, timeout: float = 300) -> str:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"`kubatch logs -f {self.address}` did not end"
+        assert self.output, f"no log for {self.address}: {self.errors}"
+        return self.output
+
+
+@pytest.fixture
+def rbatch(batch: Batch, real_queue: str) -> Iterator[Batch]:
+    yield batch
+
+
+def submit(batch: Batch, base: str, definition: str, **spec: Any) -> str:
+    name = batch.name(base)
+    batch.job(name, REAL_QUEUE, definition, **spec)
+    return name
+
+
+def test_environment_exit_code_and_logs(rbatch: Batch, cluster: ClusterInfo) -> None:
+    names = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JQ_NAME", "AWS_BATCH_CE_NAME")
+    script = "sleep 3; " + "".join(f"echo {v}=${v}; " for v in names) + "exit 3"
+    d = rbatch.definition(rbatch.name("env"), {"type": "container", "containerProperties": container(script)})
+    job = submit(rbatch, "env", d)
+    log = LogFollower(rbatch, cluster, job)
+    status = rbatch.wait_done(job, timeout=180)
+    assert status["status"] == "FAILED", status
+    assert status["attempts"][0]["container"]["exitCode"] == 3
+    assert status["statusReason"] == "Essential container in task exited"
+    text = log.result()
+    assert f"AWS_BATCH_JOB_ID={status['jobId']}" in text
+    assert "AWS_BATCH_JOB_ATTEMPT=1" in text
+    assert f"AWS_BATCH_JQ_NAME={REAL_QUEUE}" in text
+    assert f"AWS_BATCH_CE_NAME={REAL_CE}" in text
+
+
+def test_array_children_see_their_own_index(rbatch: Batch, cluster: ClusterInfo) -> None:
+    d = rbatch.definition(
+        rbatch.name("arr"),
+        {"type": "container", "containerProperties": container('sleep 3; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"')},
+    )
+    job = submit(rbatch, "arr", d, arrayProperties={"size": 4})
+    logs = {i: LogFollower(rbatch, cluster, f"{job}:{i}") for i in range(4)}
+    status = rbatch.wait_done(job, timeout=240)
+    assert status["status"] == "SUCCEEDED", status
+    for i, follower in logs.items():
+        assert follower.result().split() == [f"index={i}"]
+
+
+def test_out_of_memory_is_reported_and_retried_by_reason(rbatch: Batch) -> None:
+    # dd is PID 1 and allocates a 64 MiB buffer under a 16 MiB limit: the kernel kills it.
+    spec = {
+        "type": "container",
+        "containerProperties": {
+            "image": BUSYBOX_TEST_IMAGE,
+            "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
+        },
+        "retryStrategy": {
+            "attempts": 2,
+            "evaluateOnExit": [
+                {"onReason": "OutOfMemoryError*", "action": "RETRY"},
+                {"onReason": "*", "action": "EXIT"},
+            ],
+        },
+    }
+    d = rbatch.definition(rbatch.name("oom"), spec)
+    job = submit(rbatch, "oom", d)
+    status = rbatch.wait_done(job, timeout=180)
+    assert status["status"] == "FAILED", status
+    assert len(status["attempts"]) == 2, "the OOM rule retried the first attempt"
+    for attempt in status["attempts"]:
+        assert attempt["container"]["reason"] == REASON_OOM
+        assert attempt["container"]["exitCode"] == 137
+    assert status["statusReason"] == REASON_OOM
+
+
+def test_out_of_memory_of_a_child_process_follows_the_exit_code(rbatch: Batch) -> None:
+    """The shell (PID 1) survives its child's OOM kill and exits 0: the attempt succeeds (the
+    container's exit code decides, as in ECS) and still records the OOM reason."""
+    spec = {
+        "type": "container",
+        "containerProperties": container("head -c 64m /dev/zero | tail > /dev/null; exit 0", memory="16"),
+    }
+    d = rbatch.definition(rbatch.name("childoom"), spec)
+    job = submit(rbatch, "childoom", d)
+    status = rbatch.wait_done(job, timeout=180)
+    assert status["status"] == "SUCCEEDED", status
+    assert status["attempts"][0]["container"]["exitCode"] == 0
+    assert status["attempts"][0]["container"]["reason"] == REASON_OOM
+
+
+TRAP = "trap 'echo got SIGTERM; exit 143' TERM; echo started; while true; do sleep 1; done"
+
+
+def test_timeout_and_terminate_send_sigterm(rbatch: Batch, cluster: ClusterInfo) -> None:
+    d = rbatch.definition(rbatch.name("trap"), {"type": "container", "containerProperties": container(TRAP)})
+    timed = submit(rbatch, "timed", d, timeout={"attemptDurationSeconds": 60})
+    terminated = submit(rbatch, "term", d)
+    timed_log = LogFollower(rbatch, cluster, timed)
+    term_log = LogFollower(rbatch, cluster, terminated)
+    rbatch.wait_status(terminated, "RUNNING", timeout=120)
+    rbatch.wait_for(lambda: "started" in (term_log.output or _current_log(rbatch, cluster, terminated)), "started")
+    rbatch.kubectl(
+        "patch",
+        "batchjob",
+        terminated,
+        "-n",
+        rbatch.ns,
+        "--type=merge",
+        "-p",
+        '{"spec": {"terminate": {"reason": "stop it"}}}',
+    )
+    status = rbatch.wait_done(terminated, timeout=120)
+    assert status["status"] == "FAILED" and status["statusReason"] == "stop it", status
+    assert "got SIGTERM" in term_log.result()
+
+    status = rbatch.wait_done(timed, timeout=180)
+    assert status["status"] == "FAILED", status
+    assert status["statusReason"] == "Job attempt duration exceeded timeout"
+    assert "got SIGTERM" in timed_log.result()
+
+
+def _current_log(batch: Batch, cluster: ClusterInfo, address: str) -> str:
+    proc = subprocess.run(
+        [KUBATCH, "--kubeconfig", cluster.kubeconfig, "-n", batch.ns, "logs", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc.stdout
+
+
+def test_missing_image_fails_the_attempt(rbatch: Batch) -> None:
+    spec = {
+        "type": "container",
+        "podProperties": {
+            "containers": [
+                {
+                    "name": "main",
+                    "image": f"localhost/absent-{uuid.uuid4().hex[:6]}:1",
+                    "imagePullPolicy": "Never",
+                    "command": ["true"],
+                    "resources": {"requests": {"cpu": "1", "memory": "64Mi"}, "limits": {"memory": "64Mi"}},
+                }
+            ]
+        },
+    }
+    d = rbatch.definition(rbatch.name("noimage"), spec)
+    job = submit(rbatch, "noimage", d)
+    status = rbatch.wait_done(job, timeout=180)
+    assert status["status"] == "FAILED", status
+    assert status["statusReason"] == "Task failed to start"
+    assert status["attempts"][0]["container"]["reason"].startswith("CannotPullContainerError: ")
+
+
+def test_multi_node_workers_reach_the_main_node(rbatch: Batch, cluster: ClusterInfo) -> None:
+    nodes = len(cluster.real_nodes)
+    assert nodes >= 3, "the multi-node test needs three real nodes"
+    script = (
+        'if [ "$AWS_BATCH_JOB_NODE_INDEX" = "$AWS_BATCH_JOB_MAIN_NODE_INDEX" ]; then '
+        "  sleep 3; for i in 1 2; do nc -l -p 5000; done; echo main done; "
+        "else "
+        '  until echo "worker $AWS_BATCH_JOB_NODE_INDEX" |'
+        '    nc -w 2 "$AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS" 5000;'
+        "  do sleep 1; done; "
+        "fi"
+    )
+    spec = {
+        "type": "multinode",
+        "nodeProperties": {
+            "numNodes": 3,
+            "mainNode": 0,
+            "nodeRangeProperties": [{"targetNodes": "0:", "container": container(script)}],
+        },
+    }
+    d = rbatch.definition(rbatch.name("mnp"), spec)
+    job = submit(rbatch, "mnp", d)
+    main_log = LogFollower(rbatch, cluster, f"{job}#0")
+    status = rbatch.wait_done(job, timeout=240)
+    assert status["status"] == "SUCCEEDED", status
+    text = main_log.result()
+    assert "worker 1" in text and "worker 2" in text and "main done" in text, text
+    placed = {n.get("nodeName") for n in status["nodeProperties"]["nodes"]}
+    assert len(placed) == 3, f"one real node per job node: {placed}"
+
+
+def test_secret_reaches_the_container_as_env_and_volume(rbatch: Batch, cluster: ClusterInfo) -> None:
+    secret = rbatch.name("creds")
+    rbatch.kubectl("create", "secret", "generic", secret, "-n", rbatch.ns, "--from-literal=password=s3cr3t-value")
+    props = container(
+        'sleep 3; echo "env=$DB_PASSWORD"; echo "file=$(cat /creds/password)"',
+        secrets=[{"name": "DB_PASSWORD", "valueFrom": f"{secret}:password"}],
+        volumes=[{"name": "creds", "secret": {"secretName": secret}}],
+        mountPoints=[{"sourceVolume": "creds", "containerPath": "/creds", "readOnly": True}],
+    )
+    d = rbatch.definition(rbatch.name("secret"), {"type": "container", "containerProperties": props})
+    job = submit(rbatch, "secret", d)
+    log = LogFollower(rbatch, cluster, job)
+    status = rbatch.wait_done(job, timeout=180)
+    assert status["status"] == "SUCCEEDED", status
+    text = log.result()
+    assert "env=s3cr3t-value" in text and "file=s3cr3t-value" in text, text
+
+
+def test_pods_reach_the_api_server_and_cluster_dns(rbatch: Batch, cluster: ClusterInfo) -> None:
+    """What an operator in a pod and a multi-node job need: the `kubernetes` Service leads to the API
+    server (a TLS answer), and Service names resolve through cluster DNS."""
+    script = (
+        "sleep 2; nslookup kubernetes.default.svc.cluster.local && "
+        'echo | nc -w 3 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" && echo api-reachable'
+    )
+    d = rbatch.definition(rbatch.name("net"), {"type": "container", "containerProperties": container(script)})
+    job = submit(rbatch, "net", d)
+    log = LogFollower(rbatch, cluster, job)
+    status = rbatch.wait_done(job, timeout=180)
+    text = log.result()
+    assert status["status"] == "SUCCEEDED", (status, text)
+    assert "10.96.0.1" in text and "api-reachable" in text, text
