@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 KUBECONFIG_LOCAL := $(CURDIR)/.kubatch/kubeconfig
 PYTEST_WORKERS ?= 3
 
-.PHONY: system-deps venv test test-in-cluster test-unit test-integration lint fmt crds crds-check cluster-build cluster-up cluster-down \
+.PHONY: system-deps venv test test-in-cluster test-unit test-integration lint fmt crds crds-check cluster-build cluster-up cluster-down images \
         cluster-status deploy-local operator demo kind-e2e bench bench-quick clean
 
 venv: $(STAMP)
@@ -35,6 +35,11 @@ crds-check: venv
 
 cluster-build:
 	@bash hack/cluster/build.sh >/dev/null
+
+# The real nodes' images (pause, busybox, the operator) as OCI archives, built without Docker and
+# cached; prints their paths (`ctr -n k8s.io images import <path>` loads one).
+images: venv
+	$(PY) -m kubatch.devcluster.images
 
 # REAL_NODES=N also starts N real nodes (kubelet + containerd, root only) with kube-proxy and cluster DNS.
 REAL_NODES ?= 0
