@@ -359,6 +359,10 @@ class AttemptContainer(KubatchModel):
     """The attempt's pod."""
     nodeName: str | None = None
     """The node it ran on."""
+    nodeUid: str | None = None
+    """The UID of that node, when kubatch still knew the node as the attempt ended. (AWS Batch on
+    EKS gives it to the container as AWS_BATCH_JOB_KUBERNETES_NODE_UID; a pod cannot learn it, so
+    kubatch's containers get the node's name as AWS_BATCH_JOB_KUBERNETES_NODE_NAME instead.)"""
     logStreamName: str | None = None
     """Where the logs are, when a log shipper is configured."""
 

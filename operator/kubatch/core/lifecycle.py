@@ -95,6 +95,7 @@ class Context:
     definition_error: str | None = None  # why the reference cannot be resolved (a new job fails)
     deps: Mapping[str, DependencyStatus] = field(default_factory=dict)
     nodes: frozenset[str] | None = None  # names of existing nodes; None = unknown (no node checks)
+    node_uids: Mapping[str, str] = field(default_factory=dict)  # node name -> metadata.uid (attempt records)
     queue_missing: str | None = None  # why the job's queue cannot take it (a new job fails)
     delete_finished_pods: bool = True
     settings: PodSettings = field(default_factory=PodSettings)
@@ -373,7 +374,11 @@ def _single(step: _Step) -> None:
 
 def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
     attempts = _attempts(step)
-    attempts.append(outcome.record())
+    record = outcome.record()
+    node_uid = step.ctx.node_uids.get(outcome.node_name) if outcome.node_name else None
+    if node_uid:
+        record["container"]["nodeUid"] = node_uid
+    attempts.append(record)
     step.status["attempts"] = attempts
     step.status["attemptCount"] = len(attempts)
     if outcome.started_at and step.state == S.STARTING and outcome.succeeded:

@@ -26,8 +26,11 @@ Sources of the pod, in order of precedence:
 
 Always: ``Ref::`` substitution in command/args (``kubatch.core.params``); the AWS_BATCH_* variables
 appended to every container (init containers included) after the user's environment, replacing
-any user entry of the same name; ``restartPolicy: Never``; ``terminationGracePeriodSeconds`` 30
-(timeout/terminate = SIGTERM, then SIGKILL 30 s later); ownerReference to the BatchJob; nodeSelector
+any user entry of the same name (``AWS_BATCH_JOB_KUBERNETES_NODE_NAME`` through the downward API:
+the node is not known before the pod is bound, and its UID, AWS's
+``AWS_BATCH_JOB_KUBERNETES_NODE_UID``, is not offered by the downward API at all);
+``restartPolicy: Never``; ``terminationGracePeriodSeconds`` 30 (timeout/terminate = SIGTERM, then
+SIGKILL 30 s later); ownerReference to the BatchJob; nodeSelector
 ``kubatch.dev/compute-environment: <ce>`` and a toleration for the taint
 ``kubatch.dev/compute-environment=<ce>:NoSchedule``, then the compute environment's own
 ``spec.tolerations`` (``environment_tolerations``: the caller reads them from the environment the
@@ -116,6 +119,10 @@ ENV_NODE_INDEX = "AWS_BATCH_JOB_NODE_INDEX"
 ENV_NUM_NODES = "AWS_BATCH_JOB_NUM_NODES"
 ENV_MAIN_NODE_INDEX = "AWS_BATCH_JOB_MAIN_NODE_INDEX"
 ENV_MAIN_NODE_IP = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
+#: kubatch's own: the name of the node the pod runs on (downward API ``spec.nodeName``). AWS Batch on
+#: EKS sets AWS_BATCH_JOB_KUBERNETES_NODE_UID instead, which a pod cannot learn before it is bound
+#: (the downward API has no node UID); kubatch records the UID in ``attempts[].container.nodeUid``.
+ENV_NODE_NAME = "AWS_BATCH_JOB_KUBERNETES_NODE_NAME"
 
 #: Kubernetes volume sources passed through unchanged from a containerProperties volume.
 K8S_VOLUME_SOURCES: frozenset[str] = frozenset(
@@ -672,8 +679,9 @@ def batch_env(
     num_nodes: int | None = None,
     main_node_index: int | None = None,
     main_node_ip: str | None = None,
-) -> list[dict[str, str]]:
-    """The AWS_BATCH_* variables of one pod, in a fixed order."""
+) -> list[dict[str, Any]]:
+    """The AWS_BATCH_* variables of one pod, in a fixed order; the last,
+    AWS_BATCH_JOB_KUBERNETES_NODE_NAME, comes from the downward API (``spec.nodeName``)."""
     env = [
         (ENV_JOB_ID, job_id_env(job_id, array_index=array_index, node_index=node_index)),
         (ENV_ATTEMPT, str(attempt)),
@@ -696,10 +704,12 @@ def batch_env(
             if not main_node_ip:
                 raise PodSpecError("main_node_ip is required for a child node")
             env.append((ENV_MAIN_NODE_IP, main_node_ip))
-    return [{"name": k, "value": v} for k, v in env]
+    out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env]
+    out.append({"name": ENV_NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+    return out
 
 
-def _with_env(container: dict[str, Any], extra: Sequence[Mapping[str, str]]) -> None:
+def _with_env(container: dict[str, Any], extra: Sequence[Mapping[str, Any]]) -> None:
     names = {e["name"] for e in extra}
     user = [e for e in container.get("env") or [] if e.get("name") not in names]
     container["env"] = [*user, *(dict(e) for e in extra)]

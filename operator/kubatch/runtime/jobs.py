@@ -14,7 +14,7 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +135,25 @@ class PendingWrite:
     queued: bool = False  # the job's first status, plainly RUNNABLE (its window was lengthened)
     deletes: dict[str, DeletePod] = field(default_factory=dict)
     events: list[JobEvent] = field(default_factory=list)
+
+
+class NodeUids(Mapping[str, str]):
+    """The view's nodes as name -> metadata.uid, read on demand (a step must not copy every node)."""
+
+    def __init__(self, nodes: Mapping[str, Mapping[str, Any]]) -> None:
+        self.nodes = nodes
+
+    def __getitem__(self, name: str) -> str:
+        uid = (self.nodes[name].get("metadata") or {}).get("uid")
+        if not uid:
+            raise KeyError(name)
+        return str(uid)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
 
 
 class JobReconciler:
@@ -268,6 +287,7 @@ class JobReconciler:
             delete_finished_pods=self.delete_finished_pods,
             settings=self.settings,
             environments=self.view.envs,
+            node_uids=NodeUids(self.view.nodes),
         )
 
     def submitted_while_disabled(self, job: Mapping[str, Any], queue: str) -> bool:

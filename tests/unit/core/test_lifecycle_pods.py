@@ -1,5 +1,6 @@
 """The pods the lifecycle step creates itself (a multi-node job's other nodes, once the main node
-runs) carry what the environment of the main node asks for: its tolerations."""
+runs) carry what the environment of the main node asks for: its tolerations. An attempt's record
+names the UID of the node it ran on when that node is known."""
 
 from __future__ import annotations
 
@@ -76,3 +77,53 @@ def test_other_nodes_get_the_main_nodes_environment_tolerations() -> None:
 def test_other_nodes_of_an_environment_without_tolerations_get_only_kubatchs() -> None:
     for p in other_nodes({}):
         assert p["spec"]["tolerations"] == [OWN]
+
+
+# node UIDs in attempt records ---------------------------------------------------------------------
+def single_job(status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubatch.dev/v1alpha1",
+        "kind": "BatchJob",
+        "metadata": {"name": "j", "namespace": "ns", "uid": "job-uid", "creationTimestamp": "2027-01-15T08:00:00Z"},
+        "spec": {"jobQueue": "q", "jobDefinition": "work"},
+        "status": status,
+    }
+
+
+def finished_pod(node: str) -> dict[str, Any]:
+    terminated = {
+        "exitCode": 0,
+        "reason": "Completed",
+        "startedAt": "2027-01-15T08:00:01Z",
+        "finishedAt": "2027-01-15T08:00:02Z",
+    }
+    return {
+        "metadata": {"name": "j-a1", "uid": "pod-uid", "labels": {"kubatch.dev/job-name": "j", CE_LABEL: "ce"}},
+        "spec": {"nodeName": node, "containers": [{"name": "main"}]},
+        "status": {"phase": "Succeeded", "containerStatuses": [{"name": "main", "state": {"terminated": terminated}}]},
+    }
+
+
+WORK = Definition(
+    "work:1",
+    {"type": "container", "containerProperties": MNP.spec["nodeProperties"]["nodeRangeProperties"][0]["container"]},
+)
+
+
+def test_the_attempt_record_names_the_nodes_uid() -> None:
+    status = {"status": "RUNNING", "statusReason": "", "jobId": "job-uid", "computeEnvironment": "ce"}
+    uids = {"n1": "9a3c-node-uid"}
+    ctx = Context(now=NOW, definition=WORK, nodes=frozenset(uids), node_uids=uids)
+    d = reconcile(single_job(status), {"j-a1": finished_pod("n1")}, ctx)
+    assert d.status is not None and d.status["status"] == "SUCCEEDED"
+    (attempt,) = d.status["attempts"]
+    assert attempt["container"]["nodeName"] == "n1" and attempt["container"]["nodeUid"] == "9a3c-node-uid"
+
+
+def test_a_node_kubatch_no_longer_knows_has_no_uid() -> None:
+    status = {"status": "RUNNING", "statusReason": "", "jobId": "job-uid", "computeEnvironment": "ce"}
+    ctx = Context(now=NOW, definition=WORK, nodes=frozenset({"n1"}))
+    d = reconcile(single_job(status), {"j-a1": finished_pod("n1")}, ctx)
+    assert d.status is not None
+    (attempt,) = d.status["attempts"]
+    assert attempt["container"]["nodeName"] == "n1" and "nodeUid" not in attempt["container"]

@@ -122,6 +122,7 @@ def test_single_container_pod() -> None:
         "AWS_BATCH_JOB_ATTEMPT",
         "AWS_BATCH_JQ_NAME",
         "AWS_BATCH_CE_NAME",
+        "AWS_BATCH_JOB_KUBERNETES_NODE_NAME",
     ]
     assert _env(c) == {
         "MODE": "fast",
@@ -129,6 +130,12 @@ def test_single_container_pod() -> None:
         "AWS_BATCH_JOB_ATTEMPT": "1",
         "AWS_BATCH_JQ_NAME": "high-priority",
         "AWS_BATCH_CE_NAME": "cpu-ondemand",
+        "AWS_BATCH_JOB_KUBERNETES_NODE_NAME": "",
+    }
+    # The node is known only once the pod is bound: its name comes through the downward API.
+    assert c["env"][-1] == {
+        "name": "AWS_BATCH_JOB_KUBERNETES_NODE_NAME",
+        "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}},
     }
     assert "affinity" not in spec and "hostname" not in spec
 
@@ -211,7 +218,7 @@ def test_secrets_volumes_linux_parameters_user() -> None:
     }
     spec = _build(_job(), jd)["spec"]
     (c,) = spec["containers"]
-    secret_env = [e for e in c["env"] if "valueFrom" in e]
+    secret_env = [e for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})]
     assert secret_env == [
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api-creds", "key": "token"}}},
         {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "db", "key": "PASS"}}},
