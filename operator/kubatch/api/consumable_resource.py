@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from kubatch.api.common import KubatchModel, Tags, cel, model_rules
 from kubatch.api.constants import API_VERSION, CONSUMABLE_RESOURCE
 
 ConsumableResourceType = Literal["REPLENISHABLE", "NON_REPLENISHABLE"]
+INDEX_RANGES = r"^([0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*)?$"
 
 
 class ConsumableResourceSpec(KubatchModel):
@@ -27,9 +28,10 @@ class ConsumableResourceSpec(KubatchModel):
 
     resourceType: ConsumableResourceType = "REPLENISHABLE"
     """REPLENISHABLE: units return when the job ends. NON_REPLENISHABLE: units are used up, whether
-    the job succeeds or fails."""
+    the job succeeds or fails, and do not come back when the job is deleted."""
     totalQuantity: Annotated[int, Field(ge=0)]
-    """Units that exist. Lowering it below the units in use takes effect as jobs finish."""
+    """Units that exist. Lowering it below the units in use takes effect as jobs finish. For a
+    NON_REPLENISHABLE resource the units ever made available: raising it adds units."""
     tags: Tags | None = None
     """Tags of the resource."""
 
@@ -45,6 +47,13 @@ class ConsumableResourceStatus(KubatchModel):
     """Units held by STARTING and RUNNING jobs."""
     availableQuantity: Annotated[int, Field(ge=0)] | None = None
     """Units free for new jobs."""
+    consumedQuantity: Annotated[int, Field(ge=0)] | None = None
+    """NON_REPLENISHABLE: units used up so far, charged when a job (array child) is placed. They never
+    come back, also when the job is deleted: availableQuantity is totalQuantity of the spec minus these."""
+    consumers: dict[str, Annotated[str, StringConstraints(pattern=INDEX_RANGES)]] | None = None
+    """NON_REPLENISHABLE: the BatchJobs (by uid) whose units consumedQuantity counts, with the array
+    children charged (empty: the whole job), so that none is charged twice; an entry goes when its
+    BatchJob is deleted."""
 
 
 class ConsumableResource(KubatchModel):

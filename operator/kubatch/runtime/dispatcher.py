@@ -43,6 +43,7 @@ from kubatch.core.podspec import (
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.capacity import env_view
+from kubatch.runtime.consumables import Charge, Ledger, consumed_quantity, non_replenishable, started_units
 from kubatch.runtime.jobs import resolve_definition
 from kubatch.scheduler import (
     Consumable,
@@ -163,6 +164,9 @@ class Dispatcher:
         # A testing knob: scales jobStateTimeLimitActions' maxTimeSeconds (1 in production).
         self.time_limit_scale = float(os.environ.get("KUBATCH_TIME_LIMIT_SCALE", "1") or 1)
         self.usage_rows: tuple[ShareUsage, ...] = ()
+        self.ledger = Ledger(kube, view)  # NON_REPLENISHABLE units, charged before a unit's pod exists
+        self.ledger_swept = False  # the startup sweep charged units started without a charge
+        self.ledger_pruned_at = 0.0
 
     # ---- loop ---------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -170,7 +174,9 @@ class Dispatcher:
         while True:
             self.view.changed.clear()
             took = 0.0
-            if self.is_leader():
+            if not self.is_leader():
+                self.ledger_swept = False  # a new leadership sweeps again (another leader may have acted)
+            else:
                 started = time.perf_counter()
                 try:
                     await self.cycle()
@@ -383,47 +389,86 @@ class Dispatcher:
         return in_use
 
     def consumables_consumed(self) -> dict[str, int]:
-        """NON_REPLENISHABLE units used up for good: those of every job (array child) that started
-        and ended, as long as its BatchJob exists. Only computed when such resources exist."""
-        spent = {
-            name
-            for name, c in self.view.consumables.items()
-            if (c.get("spec") or {}).get("resourceType") == "NON_REPLENISHABLE"
-        }
+        """NON_REPLENISHABLE units used up for good and no longer in use: the units charged so far
+        (the resource's ``status.consumedQuantity``, which deleting jobs does not lower) minus those
+        that STARTING/RUNNING work holds now. Only computed when such resources exist."""
         out: dict[str, int] = defaultdict(int)
+        spent = {name: consumed_quantity(c) for name, c in self.view.consumables.items() if non_replenishable(c)}
         if not spent:
             return out
-        for key, job in self.view.jobs.items():
-            st = job.get("status") or {}
-            if st.get("status") not in ("SUCCEEDED", "FAILED", "PENDING"):
-                continue
-            props = st.get("arrayProperties") or {}
-            if props:
-                idx = props.get("indexes") or {}
-                ended = IndexSet.parse(idx.get("SUCCEEDED")) | IndexSet.parse(idx.get("FAILED"))
-                tried = IndexSet()
-                for members in (props.get("attempts") or {}).values():
-                    tried = tried | IndexSet.parse(members)
-                count = len(ended & tried)
-            else:
-                count = 1 if st.get("status") != "PENDING" and st.get("attempts") else 0
-            if not count:
-                continue
-            definition, _ = resolve_definition(self.view, job)
-            if definition is None:
-                continue
-            try:
-                needs = self._needs(key, definition, job)
-            except (PodSpecError, ValueError, KeyError):
-                continue
-            for cname, qty in needs.consumables.items():
-                if cname in spent:
-                    out[cname] += qty * count
+        in_use = self.consumables_in_use()
+        for name, charged in spent.items():
+            out[name] = max(0, charged - in_use.get(name, 0))
         return out
+
+    # ---- NON_REPLENISHABLE charges ------------------------------------------------------------------
+    def _uid(self, job_key: str) -> str:
+        return str(((self.view.jobs.get(job_key) or {}).get("metadata") or {}).get("uid", ""))
+
+    def _without_charged(self, jobs: list[Job], units: Mapping[str, tuple[Unit, Definition]]) -> list[Job]:
+        """A unit already charged on a NON_REPLENISHABLE resource (a retry; a dispatch whose pod
+        creation failed) needs none of its units again."""
+        out = []
+        for job in jobs:
+            if job.consumables:
+                unit = units[job.key][0]
+                uid = self._uid(unit.job_key)
+                kept = tuple(
+                    (name, qty) for name, qty in job.consumables if not self.ledger.settled(name, uid, unit.index)
+                )
+                if kept != job.consumables:
+                    job = replace(job, consumables=kept)
+            out.append(job)
+        return out
+
+    def _charges(self, placements: list[tuple[str, str]], units: Mapping[str, tuple[Unit, Definition]]) -> list[Charge]:
+        charges = []
+        for key, _env in placements:
+            unit, definition = units[key]
+            job = self.view.jobs.get(unit.job_key)
+            if job is None or unit.job_key not in self.consumers:
+                continue
+            needs = self._needs(unit.job_key, definition, job)
+            uid = self._uid(unit.job_key)
+            for name, qty in needs.consumables.items():
+                if self.ledger.owed(name, uid, unit.index):
+                    charges.append(Charge(name, uid, unit.index, qty, key))
+        return charges
+
+    async def maintain_ledger(self) -> None:
+        """Once per leadership, charge the units that started without a charge (jobs started by an
+        operator that kept no ledger); every 10 s, prune the entries of deleted jobs."""
+        if not self.ledger.has_any():
+            return
+        if not self.ledger_swept:
+            charges = []
+            for key, job in list(self.view.jobs.items()):
+                whole, children = started_units(job, self.view.pods.get(key) or {})
+                if not whole and not children:
+                    continue
+                definition, _ = resolve_definition(self.view, job)
+                if definition is None:
+                    continue
+                try:
+                    needs = self._needs(key, definition, job)
+                except (PodSpecError, ValueError, KeyError):
+                    continue
+                uid = self._uid(key)
+                for name, qty in needs.consumables.items():
+                    for index in [None] if whole else list(children):
+                        if self.ledger.owed(name, uid, index):
+                            charges.append(Charge(name, uid, index, qty, key))
+            failed = await self.ledger.charge(charges)
+            self.ledger_swept = not failed
+        if self.now() - self.ledger_pruned_at >= 10:
+            self.ledger_pruned_at = self.now()
+            await self.ledger.prune()
 
     def snapshot(self) -> tuple[Snapshot, dict[str, tuple[Unit, Definition]]]:
         now = self.now()
         jobs, units = self.units()
+        if self.consumers and self.ledger.has_any():
+            jobs = self._without_charged(jobs, units)
         used = self.usage()
         envs = tuple(
             env_view(name, ce, self.view.nodes, used.get(name, Resources())) for name, ce in self.view.envs.items()
@@ -553,6 +598,7 @@ class Dispatcher:
     # ---- one cycle ----------------------------------------------------------------------------------
     async def cycle(self) -> Plan:
         started = time.perf_counter()
+        await self.maintain_ledger()
         snap, units = self.snapshot()
         plan = make_plan(snap)
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
@@ -564,7 +610,12 @@ class Dispatcher:
             self.forced_cancel[unit.job_key][unit.index] = reason
             self.view.mark(unit.job_key)
         tasks = []
+        # NON_REPLENISHABLE units are charged before any pod exists: a unit not charged is not started.
+        charges = self._charges(plan.placements, units) if self.consumers else []
+        refused = await self.ledger.charge(charges) if charges else set()
         for key, env in plan.placements:
+            if key in refused:
+                continue
             unit, definition = units[key]
             self.in_flight.add(key)
             tasks.append(asyncio.create_task(self._start(unit, definition, env)))
