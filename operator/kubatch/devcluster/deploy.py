@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubatch.core.podspec import CE_NODE_KEY
 from kubatch.devcluster import realnodes
 from kubatch.devcluster.info import ClusterInfo
 
@@ -54,7 +55,13 @@ def values(image: str, *, replicas: int, extra_env: dict[str, str] | None = None
         "replicaCount": replicas,
         "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
         "nodeSelector": realnodes.REALNODE_SELECTOR,
-        "tolerations": [realnodes.REALNODE_TOLERATION],
+        # The local cluster has few real nodes and the tests give them all to a compute environment
+        # (whose taint kubatch adds): the operator shares them with the jobs. On a real cluster it
+        # would run on nodes of its own.
+        "tolerations": [
+            realnodes.REALNODE_TOLERATION,
+            {"key": CE_NODE_KEY, "operator": "Exists", "effect": "NoSchedule"},
+        ],
         # Spread the replicas over the real nodes, as on a real cluster (one node's loss keeps one).
         "affinity": {
             "podAntiAffinity": {
@@ -105,6 +112,7 @@ def deploy(
         info.helm,
         f"--kubeconfig={info.kubeconfig}",
     ]
+    _adopt_crds(info, namespace)
     _run(
         [
             *helm,
@@ -141,6 +149,31 @@ def deploy(
     deployment = Deployment(namespace, RELEASE, image)
     wait_rolled_out(info, deployment, timeout)
     return deployment
+
+
+def _adopt_crds(info: ClusterInfo, namespace: str) -> None:
+    """Let the CRD release own CRDs applied before it (`kubectl apply -f crds/`, as the tests do):
+    Helm adopts objects that carry its ownership label and annotations."""
+    from kubatch.api import crdgen
+
+    names = [c["metadata"]["name"] for c in crdgen.all_crds()]
+    present = _run([info.kubectl, "get", "crd", "-o", "name"], info).split()
+    existing = [n for n in names if f"customresourcedefinition.apiextensions.k8s.io/{n}" in present]
+    if not existing:
+        return
+    _run([info.kubectl, "label", "crd", *existing, "app.kubernetes.io/managed-by=Helm", "--overwrite"], info)
+    _run(
+        [
+            info.kubectl,
+            "annotate",
+            "crd",
+            *existing,
+            f"meta.helm.sh/release-name={CRD_RELEASE}",
+            f"meta.helm.sh/release-namespace={namespace}",
+            "--overwrite",
+        ],
+        info,
+    )
 
 
 def wait_rolled_out(info: ClusterInfo, deployment: Deployment, timeout: float = 300) -> None:
