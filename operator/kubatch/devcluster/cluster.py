@@ -122,6 +122,11 @@ class LocalCluster:
             reason = realnodes.unsupported_reason()
             if reason:
                 raise RuntimeError(f"cannot start real nodes: {reason}")
+            if HostLedger(self.state).foreign_bridge(netstack.HOST_BRIDGE):
+                raise RuntimeError(
+                    "another local cluster on this machine runs real nodes (bridge "
+                    f"{netstack.HOST_BRIDGE} is not this cluster's): stop it first (make cluster-down there)"
+                )
         info = self.read_info()
         if info is not None and self.healthy(info):
             if real_nodes and info.host_ip != netstack.HOST_IP:

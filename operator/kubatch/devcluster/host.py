@@ -133,6 +133,11 @@ class HostLedger:
         _ip("addr", "add", address, "dev", name)
         _ip("link", "set", name, "up")
 
+    def foreign_bridge(self, name: str) -> bool:
+        """Whether bridge `name` exists but another ledger (another local cluster) made it."""
+        exists = _ip("link", "show", name, check=False).returncode == 0
+        return exists and name not in self._lines("bridges")
+
     def remove_bridges(self) -> None:
         for name in self._lines("bridges"):
             _ip("link", "del", name, check=False)
