@@ -245,7 +245,15 @@ def test_nonzero_exit() -> None:
 
 def test_oom_maps_to_ecs_reason() -> None:
     out = attempt_outcome(observe_pod(_pod("Failed", exit_code=137, reason="OOMKilled")))
-    assert out is not None and out.reason.startswith("OutOfMemoryError")
+    assert out is not None and not out.succeeded
+    assert out.reason == out.status_reason == "OutOfMemoryError: Container killed due to memory usage"
+
+
+def test_oom_of_a_child_process_succeeds_and_records_the_kill() -> None:
+    """PID 1 survived its child's OOM kill and exited 0 (the pod Succeeded, reason OOMKilled)."""
+    out = attempt_outcome(observe_pod(_pod("Succeeded", exit_code=0, reason="OOMKilled")))
+    assert out is not None and out.succeeded and out.exit_code == 0
+    assert out.reason == "OutOfMemoryError: Container killed due to memory usage"
 
 
 def test_first_failing_container_in_spec_order_decides() -> None:
