@@ -1,6 +1,8 @@
 """BatchJob (namespaced, short name `bj`): one submitted job, as AWS Batch SubmitJob. The spec is
 the submission and is immutable, except `cancel` and `terminate`, which can be set (once) to stop the
-job. The status holds the job's state machine, attempts, and compact array/multi-node summaries."""
+job, and `cancelChildren` and `terminateChildren`, to which entries can be added (never changed or
+removed) to stop single children of an array job. The status holds the job's state machine, attempts,
+and compact array/multi-node summaries."""
 
 from __future__ import annotations
 
@@ -154,6 +156,29 @@ class StopRequest(KubatchModel):
 
 
 _STOP_FIELDS = ("cancel", "terminate")
+#: Maps of array index -> StopRequest: entries can be added after submission, never changed or removed.
+_CHILD_STOP_FIELDS = ("cancelChildren", "terminateChildren")
+_MUTABLE = "spec.cancel, spec.terminate, spec.cancelChildren and spec.terminateChildren"
+#: An array index as a map key: 0 to 9999, no leading zeros.
+CHILD_INDEX_PATTERN = "^(0|[1-9][0-9]{0,3})$"
+
+
+
+def _child_keys(name: str) -> JsonDict:
+    return validations(
+        cel(
+            f"self.all(k, k.matches('{CHILD_INDEX_PATTERN}'))",
+            f"spec.{name}: keys are array child indexes (0 to 9999, no leading zeros)",
+        )
+    )
+
+
+CancelChildren = Annotated[
+    dict[str, StopRequest], Field(max_length=10000, json_schema_extra=_child_keys("cancelChildren"))
+]
+TerminateChildren = Annotated[
+    dict[str, StopRequest], Field(max_length=10000, json_schema_extra=_child_keys("terminateChildren"))
+]
 
 _SPEC_RULES: list[JsonDict] = [
     cel(
@@ -188,12 +213,22 @@ _SPEC_RULES: list[JsonDict] = [
         "spec: a multi-node job (spec.nodeOverrides) cannot be an array job (spec.arrayProperties)",
         field_path=".arrayProperties",
     ),
+    *(
+        cel(
+            f"!has(self.{name}) || (has(self.arrayProperties) && "
+            f"self.{name}.all(k, int(k) < self.arrayProperties.size))",
+            f"spec.{name}: only an array job's children (indexes below spec.arrayProperties.size) can be stopped",
+            field_path=f".{name}",
+        )
+        for name in _CHILD_STOP_FIELDS
+    ),
 ]
 
 
 def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
     """The spec's CEL rules: the static ones, then immutability: every field but cancel and
-    terminate stays as submitted (a submission is final; those two can be set once).
+    terminate stays as submitted (a submission is final; those two can be set once), and the child
+    stop maps only grow (entries added, none changed or removed).
 
     Shaped for the API server's cost, which evaluates them on every status write, where the spec is
     unchanged: each field carries its own `self == oldSelf` (a rule on a field runs only when the
@@ -204,20 +239,25 @@ def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
     assert isinstance(properties, dict)
     presence: list[tuple[str, str]] = []
     for name in cls.model_fields:
+        transition = "self == oldSelf"
         if name in _STOP_FIELDS:
             message = f"spec.{name} cannot be changed or removed once set"
             presence.append((f"(!has(oldSelf.{name}) || has(self.{name}))", message))
+        elif name in _CHILD_STOP_FIELDS:
+            message = f"spec.{name}: entries can be added, not changed or removed"
+            presence.append((f"(!has(oldSelf.{name}) || has(self.{name}))", message))
+            transition = "oldSelf.all(k, k in self && self[k] == oldSelf[k])"
         else:
-            message = f"spec.{name} is immutable: only spec.cancel and spec.terminate can be set after submission"
+            message = f"spec.{name} is immutable: only {_MUTABLE} can be set after submission"
             presence.append((f"has(self.{name}) == has(oldSelf.{name})", message))
         prop = properties[name]
         assert isinstance(prop, dict)
-        prop["x-kubernetes-validations"] = [cel("self == oldSelf", message)]
+        prop["x-kubernetes-validations"] = [cel(transition, message)]
     entry = cel(
         " && ".join(rule for rule, _ in presence),
-        "spec is immutable: only spec.cancel and spec.terminate can be set after submission",
+        f"spec is immutable: only {_MUTABLE} can be set after submission",
     )
-    first_failing = "'spec is immutable: only spec.cancel and spec.terminate can be set after submission'"
+    first_failing = f"'spec is immutable: only {_MUTABLE} can be set after submission'"
     for rule, message in reversed(presence):
         first_failing = f"{rule} ? ({first_failing}) : '{message}'"
     entry["messageExpression"] = first_failing
@@ -226,7 +266,8 @@ def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
 
 
 class BatchJobSpec(KubatchModel):
-    """A job submission (AWS Batch SubmitJob). Immutable once created, except cancel and terminate."""
+    """A job submission (AWS Batch SubmitJob). Immutable once created, except cancel and terminate
+    (set once) and cancelChildren and terminateChildren (entries added)."""
 
     model_config = ConfigDict(json_schema_extra=_spec_schema_extra)
 
@@ -268,6 +309,15 @@ class BatchJobSpec(KubatchModel):
     terminate: StopRequest | None = None
     """Set to terminate the job (AWS Batch TerminateJob): like cancel, and a STARTING or RUNNING job's
     pods are stopped and it fails. Cannot be changed or removed once set."""
+    cancelChildren: CancelChildren | None = None
+    """Array jobs: cancel single children (AWS Batch CancelJob on `<jobId>:<index>`), as a map from
+    the child's index (`"7"`) to a reason. A child not yet STARTING fails with the reason (its N_TO_N
+    dependents then fail with `Dependent Job failed`, and the parent fails once every child ended);
+    a STARTING or RUNNING child is not affected. Entries can be added, not changed or removed."""
+    terminateChildren: TerminateChildren | None = None
+    """Array jobs: terminate single children (AWS Batch TerminateJob on `<jobId>:<index>`): like
+    cancelChildren, and a STARTING or RUNNING child's pod is stopped and it fails. Entries can be
+    added, not changed or removed."""
 
 
 class StatusSummary(KubatchModel):
@@ -439,8 +489,9 @@ class BatchJobStatus(KubatchModel):
 class BatchJob(KubatchModel):
     """A job submitted to a JobQueue, as AWS Batch SubmitJob: it runs a JobDefinition revision with
     this spec's parameters and overrides, as one pod per attempt, an array of children, or a group of
-    nodes. The spec is immutable except `cancel` and `terminate`; the status follows the AWS Batch
-    states SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED and FAILED."""
+    nodes. The spec is immutable except `cancel` and `terminate` (and, for array children, `cancelChildren`
+    and `terminateChildren`); the status follows the AWS Batch states SUBMITTED, PENDING, RUNNABLE,
+    STARTING, RUNNING, SUCCEEDED and FAILED."""
 
     apiVersion: str = API_VERSION
     kind: str = BATCH_JOB.kind

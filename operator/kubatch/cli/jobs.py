@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kubatch.cli.children import STATES, current_attempt, parse_address
+from kubatch.cli.children import STATES, child_view, current_attempt, parse_address
 from kubatch.cli.client import (
     JSON,
     F,
@@ -164,36 +164,45 @@ def list_jobs(
 def _stop_command(field: str, verb: str, past: str, doc: str) -> click.Command:
     @click.command(verb)
     @connection_options
-    @click.argument("names", nargs=-1, required=True)
+    @click.argument("names", nargs=-1, required=True, metavar="NAME|NAME:INDEX...")
     @click.option("--reason", default=f"{past.capitalize()} by user", show_default=True, help="The statusReason.")
     def command(kubeconfig: str | None, namespace: str | None, names: tuple[str, ...], reason: str) -> None:
+        addresses = []
         for name in names:
             try:
                 address = parse_address(name)
             except ValueError as e:
                 raise click.BadParameter(str(e), param_hint="NAME") from e
-            if address.index is not None or address.node is not None:
-                raise click.BadParameter(f"{name}: only whole jobs can be {past}, not a child or node")
+            if address.node is not None:
+                raise click.BadParameter(f"{name}: a node of a multi-node job cannot be {past}, only the whole job")
+            addresses.append(address)
         target = Target.resolve(kubeconfig, namespace)
-        body = {"spec": {field: {"reason": reason}}}
 
         async def stop(kube: Kube) -> int:
             failures = 0
-            for name in names:
+            for address in addresses:
+                body: dict[str, Any]
+                if address.index is None:
+                    body = {"spec": {field: {"reason": reason}}}
+                else:  # one array child: an entry of spec.cancelChildren / spec.terminateChildren
+                    body = {"spec": {f"{field}Children": {str(address.index): {"reason": reason}}}}
                 try:
-                    job = await kube.merge_patch(resource_path("batchjobs", target.namespace, name), body)
+                    job = await kube.merge_patch(resource_path("batchjobs", target.namespace, address.name), body)
                 except ApiError as e:
                     failures += 1
                     if e.status == 404 and isinstance(e.body, dict) and e.body.get("details"):
-                        msg = f'batchjob "{name}" not found in namespace "{target.namespace}"'
+                        msg = f'batchjob "{address.name}" not found in namespace "{target.namespace}"'
                     else:
-                        msg = f'batchjob "{name}": {describe_api_error(e)}'
+                        msg = f'batchjob "{address}": {describe_api_error(e)}'
                     click.echo(f"error: {msg}", err=True)
                     continue
-                state = (job.get("status") or {}).get("status") or "SUBMITTED"
-                click.echo(f"batchjob/{name} {verb} requested (status {state})")
+                if address.index is None:
+                    state = (job.get("status") or {}).get("status") or "SUBMITTED"
+                else:
+                    state = child_view(job, address.index).get("status") or "SUBMITTED"
+                click.echo(f"batchjob/{address} {verb} requested (status {state})")
                 if field == "cancel" and state in ("STARTING", "RUNNING"):
-                    click.echo(f"note: cancel does not stop a {state} job; use `kubatch terminate {name}`", err=True)
+                    click.echo(f"note: cancel does not stop a {state} job; use `kubatch terminate {address}`", err=True)
             return failures
 
         if target.run(stop):
@@ -207,11 +216,13 @@ cancel = _stop_command(
     "cancel",
     "cancel",
     "cancelled",
-    "Cancel jobs (CancelJob): jobs not yet STARTING fail with the reason; running ones continue.",
+    "Cancel jobs (CancelJob): jobs not yet STARTING fail with the reason; running ones continue. "
+    "NAME:INDEX cancels one array child (spec.cancelChildren).",
 )
 terminate = _stop_command(
     "terminate",
     "terminate",
     "terminated",
-    "Terminate jobs (TerminateJob): like cancel, and STARTING/RUNNING jobs are stopped.",
+    "Terminate jobs (TerminateJob): like cancel, and STARTING/RUNNING jobs are stopped. "
+    "NAME:INDEX terminates one array child (spec.terminateChildren).",
 )

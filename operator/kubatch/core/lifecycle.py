@@ -4,8 +4,9 @@ The job's status is a function of what it recorded and what its pods show, so th
 serves normal progress, crash recovery (a pod created just before a restart is adopted) and
 late watch events. The dispatcher only creates the first pod of an attempt; this step notices it
 (RUNNABLE -> STARTING), follows the pod (RUNNING, finished), applies retryStrategy, timeouts,
-cancel/terminate and dependencies, starts the other nodes of a multi-node job once the main node
-runs, and keeps array children as compact per-state index sets in the parent's status.
+cancel/terminate (of the job, or of single array children: ``spec.cancelChildren`` and
+``spec.terminateChildren``) and dependencies, starts the other nodes of a multi-node job once the
+main node runs, and keeps array children as compact per-state index sets in the parent's status.
 
 Pure: no kopf, no I/O. The runtime executes the returned actions and writes the status.
 """
@@ -533,6 +534,21 @@ def child_attempts(status: Mapping[str, Any], index: int) -> int:
     return int(value) if value else 0
 
 
+def _child_stops(requests: Any, default: str, size: int) -> dict[str, IndexSet]:
+    """``spec.cancelChildren`` / ``spec.terminateChildren`` (child index -> ``{reason}``) as reason ->
+    children (indexes outside the array are ignored; the CRD rejects them)."""
+    by_reason: dict[str, set[int]] = {}
+    for key, request in (requests or {}).items() if isinstance(requests, Mapping) else ():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            continue
+        if 0 <= index < size:
+            reason = str((request or {}).get("reason") or default) if isinstance(request, Mapping) else default
+            by_reason.setdefault(reason, set()).add(index)
+    return {reason: IndexSet.of(sorted(indexes)) for reason, indexes in by_reason.items()}
+
+
 def _array(step: _Step) -> None:
     size = _array_size(step.job)
     props = dict(step.status.get("arrayProperties") or {})
@@ -556,6 +572,17 @@ def _array(step: _Step) -> None:
                 if not reasons[other]:
                     del reasons[other]
 
+    # Single children cancelled or terminated (CancelJob / TerminateJob on `<jobId>:<index>`): those
+    # not yet STARTING fail now (terminate wins over cancel); dependencies then see them FAILED.
+    terminate_children = _child_stops(step.spec.get("terminateChildren"), DEFAULT_TERMINATE_REASON, size)
+    cancel_children = _child_stops(step.spec.get("cancelChildren"), DEFAULT_CANCEL_REASON, size)
+    child_terminate: dict[int, str] = {}
+    for stops in (terminate_children, cancel_children):
+        for why, indexes in stops.items():
+            fail(indexes & waiting, why)
+            waiting = waiting - indexes
+    for why, indexes in terminate_children.items():
+        child_terminate.update(dict.fromkeys(indexes, why))
     if terminate is not None:
         fail(waiting, str(terminate.get("reason") or DEFAULT_TERMINATE_REASON))
     elif cancel is not None:
@@ -579,7 +606,10 @@ def _array(step: _Step) -> None:
             continue
         i, a = int(idx), int(att)
         current = (int(_counter_get(attempts, i) or 0)) + 1
-        if a == current:
+        if a == current and children.state_of(i) in TERMINAL and not _finished(pod):
+            # Its child failed before the attempt was seen to start (cancelled just as it was placed).
+            step.delete_pod(pod, step.ctx.settings.termination_grace_period_seconds)
+        elif a == current:
             by_index[i] = pod
         elif _finished(pod) or step.ctx.delete_finished_pods:
             step.delete_pod(pod, 0 if _finished(pod) else step.ctx.settings.termination_grace_period_seconds)
@@ -592,7 +622,7 @@ def _array(step: _Step) -> None:
     for i in list(children.get(S.STARTING) | children.get(S.RUNNING)):
         current = int(_counter_get(attempts, i) or 0) + 1
         name = pod_name(step.name, current, array_index=i)
-        view = _follow_attempt(step, by_index.get(i), name, terminate_reason=term_reason)
+        view = _follow_attempt(step, by_index.get(i), name, terminate_reason=term_reason or child_terminate.get(i))
         if view.outcome is None:
             if view.state == S.RUNNING:
                 children = children.move(i, S.RUNNING)

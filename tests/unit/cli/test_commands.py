@@ -93,7 +93,7 @@ def test_submit_bad_flags_exit_2(kubeconfig: str, args: list[str], message: str)
         ["describe", "job:x"],
         ["describe"],
         ["cancel"],
-        ["cancel", "job:3"],
+        ["cancel", "job:x"],
         ["terminate", "job#1"],
         ["logs", "job", "--attempt", "0"],
         ["watch", "--status", "nope"],

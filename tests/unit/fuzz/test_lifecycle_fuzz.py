@@ -147,6 +147,10 @@ def cases(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, dict[str, Any]], C
         spec["cancel"] = {"reason": draw(reasons)}
     if draw(st.integers(0, 9)) == 0:
         spec["terminate"] = {"reason": draw(reasons)}
+    for field in ("cancelChildren", "terminateChildren"):
+        if size and draw(st.integers(0, 3)) == 0:
+            picked = draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=4, unique=True))
+            spec[field] = {str(i): {"reason": draw(reasons)} for i in picked}
     status: dict[str, Any] = {}
     if draw(st.booleans()):
         # Reachable histories only: an array parent shows only the parent states (a RUNNABLE parent,
