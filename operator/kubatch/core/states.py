@@ -243,7 +243,8 @@ def cancel(
 
     SUBMITTED / RUNNABLE -> FAILED with ``reason``. PENDING -> FAILED too, but the API reference
     says "A PENDING job is canceled after all dependency jobs are completed": pass
-    ``dependencies_complete=False`` to get ``DEFERRED`` while they are still running.
+    ``dependencies_complete=False`` to get ``DEFERRED`` while they are still running. (kubatch's
+    lifecycle cancels a PENDING job at once; docs/differences.md says why.)
     STARTING / RUNNING: no effect (the call still succeeds); terminal: no-op.
     """
     cur = JobStatus(current)
