@@ -223,6 +223,8 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
     ns, other, lease = release.namespace, "kube-system", release.lease
     all_ns = ("--all-namespaces",)
     yes: list[tuple[str, str, tuple[str, ...]]] = [
+        ("get", "batchjobs.kubatch.dev", ("-n", other)),  # the webhook reads what its view lacks
+        ("get", "jobdefinitions.kubatch.dev", ("-n", other)),
         ("list", "batchjobs.kubatch.dev", all_ns),
         ("watch", "batchjobs.kubatch.dev", all_ns),
         ("patch", "batchjobs.kubatch.dev", ("--subresource=status", "-n", other)),
@@ -232,7 +234,13 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
         *(
             (verb, f"{kind}.kubatch.dev", scope)
             for kind in ("jobqueues", "computeenvironments", "schedulingpolicies", "consumableresources")
-            for verb, scope in (("list", ()), ("watch", ()), ("patch", ()), ("patch", ("--subresource=status",)))
+            for verb, scope in (
+                ("get", ()),
+                ("list", ()),
+                ("watch", ()),
+                ("patch", ()),
+                ("patch", ("--subresource=status",)),
+            )
         ),
         ("list", "pods", all_ns),
         ("watch", "pods", all_ns),
@@ -263,7 +271,6 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
         ("update", "batchjobs.kubatch.dev", ("-n", other)),
         ("delete", "batchjobs.kubatch.dev", ("-n", other)),
         ("patch", "batchjobs.kubatch.dev", ("-n", other)),
-        ("get", "batchjobs.kubatch.dev", ("-n", other)),
         ("create", "jobdefinitions.kubatch.dev", ("-n", other)),
         ("create", "jobqueues.kubatch.dev", ()),
         ("delete", "computeenvironments.kubatch.dev", ()),
