@@ -81,7 +81,7 @@ operator: venv cluster-up
 	KUBECONFIG=$(KUBECONFIG_LOCAL) $(VENV)/bin/kubatch operator
 
 demo: venv
-	$(PY) -m kubatch.devcluster up >/dev/null
+	$(PY) -m kubatch.devcluster up --real-nodes $(REAL_NODES) >/dev/null
 	$(VENV)/bin/kubatch dev demo --kubeconfig $(KUBECONFIG_LOCAL)
 
 # For people with Docker: the same integration tests against a kind cluster.

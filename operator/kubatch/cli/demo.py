@@ -4,7 +4,9 @@ Brings the local cluster up (building it the first time), installs the CRDs, sta
 (a background process, reused while the code is unchanged), applies `deploy/demo/` (managed kwok
 pools, a fair-share policy, a license pool, queues, definitions, and a pipeline of an array with
 N_TO_N dependencies, a GPU job, a multi-node job and two teams sharing a queue), follows the jobs
-until they finish and ends with a summary.
+until they finish and ends with a summary. On a cluster with real nodes (`make demo REAL_NODES=1`)
+an array also runs as real containers, and the demo shows their output with `kubatch logs -f`
+(read while they run: finished pods are deleted).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -24,6 +27,9 @@ from kubatch.devcluster import operatorproc
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster
 
 NAMESPACE = "kubatch-demo"
+#: Applied only on a cluster with real nodes; its queue is the one tests use for real nodes too.
+REAL_FILE = "30-real-containers.yaml"
+REAL_QUEUE = "realnodes"
 TERMINAL = ("SUCCEEDED", "FAILED")
 
 
@@ -107,6 +113,57 @@ def summary(jobs: list[Mapping[str, Any]], queues: list[Mapping[str, Any]]) -> s
     return out
 
 
+class RealLogs:
+    """`kubatch logs -f` of each real-container attempt, started the first time it is seen running."""
+
+    def __init__(self, info: ClusterInfo) -> None:
+        self.info = info
+        self.output: dict[str, str] = {}
+        self._threads: list[threading.Thread] = []
+
+    def follow_running(self, jobs: list[Mapping[str, Any]]) -> None:
+        for job in jobs:
+            if (job.get("spec") or {}).get("jobQueue") != REAL_QUEUE:
+                continue
+            name = job["metadata"]["name"]
+            summary = ((job.get("status") or {}).get("arrayProperties") or {}).get("indexes") or {}
+            running = summary.get("RUNNING") if summary else None
+            if running is not None:
+                addresses = [f"{name}:{i}" for i in _indexes(str(running))]
+            else:
+                addresses = [name] if (job.get("status") or {}).get("status") == "RUNNING" else []
+            for address in addresses:
+                if address not in self.output:
+                    self.output[address] = ""
+                    thread = threading.Thread(target=self._follow, args=(address,), daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
+
+    def _follow(self, address: str) -> None:
+        kubatch = str(Path(sys.executable).parent / "kubatch")
+        proc = subprocess.run(
+            [kubatch, "--kubeconfig", self.info.kubeconfig, "-n", NAMESPACE, "logs", "-f", address],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.output[address] = proc.stdout or proc.stderr
+
+    def wait(self) -> str:
+        for thread in self._threads:
+            thread.join(60)
+        return "\n".join(f"$ kubatch logs {a}\n{text.rstrip()}" for a, text in sorted(self.output.items()))
+
+
+def _indexes(ranges: str) -> list[int]:
+    """Indexes of a compact range list such as `0-2,5`."""
+    out: list[int] = []
+    for part in filter(None, ranges.split(",")):
+        first, _, last = part.partition("-")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
+
+
 def run_demo(repo: Path, timeout: float = 300.0) -> int:
     cluster = LocalCluster(repo)
     click.echo("== starting the local cluster (the first run builds it from Go modules: minutes)")
@@ -132,6 +189,10 @@ def run_demo(repo: Path, timeout: float = 300.0) -> int:
     time.sleep(1.0)  # let the operator record the definitions' first revisions
     click.echo("== submitting the jobs")
     _kubectl(info, "apply", "-f", str(demo / "20-jobs.yaml"))
+    real = RealLogs(info) if info.real_nodes else None
+    if real is not None:
+        click.echo(f"== real nodes {', '.join(info.real_nodes)}: running {REAL_FILE} as real containers")
+        _kubectl(info, "apply", "-f", str(demo / REAL_FILE))
     tty = sys.stdout.isatty()
     deadline = time.monotonic() + timeout
     last = ""
@@ -139,6 +200,8 @@ def run_demo(repo: Path, timeout: float = 300.0) -> int:
     while time.monotonic() < deadline:
         jobs = json.loads(_kubectl(info, "get", "batchjobs", "-n", NAMESPACE, "-o", "json"))["items"]
         nodes = json.loads(_kubectl(info, "get", "nodes", "-l", "kubatch.dev/compute-environment", "-o", "json"))
+        if real is not None:
+            real.follow_running(jobs)
         table = render(job_rows(jobs), ("JOB", "QUEUE", "STATUS", "PROGRESS", "REASON"))
         screen = f"{table}\n\n{len(nodes['items'])} kwok nodes in the demo pools"
         if screen != last:
@@ -152,6 +215,8 @@ def run_demo(repo: Path, timeout: float = 300.0) -> int:
         time.sleep(1.0)
     queues = json.loads(_kubectl(info, "get", "jobqueues", "-o", "json"))["items"]
     click.echo("\n== summary\n" + summary(jobs, [q for q in queues if q["metadata"]["name"].startswith("demo-")]))
+    if real is not None:
+        click.echo("\n== real containers: their output\n" + real.wait())
     click.echo(
         f"\nExplore: export KUBECONFIG={info.kubeconfig}; {info.kubectl} get kubatch -A;"
         f" .venv/bin/kubatch -n {NAMESPACE} describe frames:3"
