@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from kubatch.core.podspec import CE_NODE_KEY
 from kubatch.devcluster import deploy
 from kubatch.devcluster.cluster import ClusterInfo
 from kubatch.devcluster.realnodes import BUSYBOX_TEST_IMAGE, REALNODE_SELECTOR, REALNODE_TOLERATION
@@ -79,7 +80,8 @@ def test_metrics_are_scraped_through_the_service_from_a_pod(
         "spec": {
             "restartPolicy": "Never",
             "nodeSelector": REALNODE_SELECTOR,
-            "tolerations": [REALNODE_TOLERATION],
+            # The real nodes also carry the taint of the compute environment the tests give them.
+            "tolerations": [REALNODE_TOLERATION, {"key": CE_NODE_KEY, "operator": "Exists"}],
             "containers": [{"name": "scrape", "image": BUSYBOX_TEST_IMAGE, "command": ["wget", "-qO-", url]}],
         },
     }

@@ -199,16 +199,31 @@ def wait_rolled_out(info: ClusterInfo, deployment: Deployment, timeout: float = 
 
 
 def leader(info: ClusterInfo, deployment: Deployment) -> str:
-    """The pod name holding the Lease ('' when none)."""
-    proc = subprocess.run(
+    """The running replica holding the Lease ('' when none: a Lease left by replicas that are gone,
+    say a previous install's, is not held)."""
+    lease = subprocess.run(
         [info.kubectl, "get", "lease", LEASE, "-n", deployment.namespace, "-o", "json"],
         capture_output=True,
         text=True,
         env=info.env(),
     )
-    if proc.returncode != 0:
+    if lease.returncode != 0:
         return ""
-    return str(json.loads(proc.stdout).get("spec", {}).get("holderIdentity") or "")
+    holder = str(json.loads(lease.stdout).get("spec", {}).get("holderIdentity") or "")
+    pods = subprocess.run(
+        [info.kubectl, "get", "pods", "-n", deployment.namespace, "-l", deployment.selector, "-o", "json"],
+        capture_output=True,
+        text=True,
+        env=info.env(),
+    )
+    if pods.returncode != 0:
+        return ""
+    running = {
+        p["metadata"]["name"]
+        for p in json.loads(pods.stdout)["items"]
+        if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    }
+    return holder if holder in running else ""
 
 
 def undeploy(info: ClusterInfo, *, namespace: str = NAMESPACE) -> None:
