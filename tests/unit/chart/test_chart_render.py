@@ -36,9 +36,10 @@ WEBHOOK_PATHS = {
 
 # What the operator reads and writes (the brief's list), and nothing more.
 OPERATOR_GRANTS: set[Grant] = (
-    expand(KUBATCH, ["batchjobs", "jobdefinitions"], ["list", "watch"])
+    # get: the webhook reads what its view lacks (a just-created object)
+    expand(KUBATCH, ["batchjobs", "jobdefinitions"], ["get", "list", "watch"])
     | expand(KUBATCH, ["batchjobs/status", "jobdefinitions/status"], ["patch"])
-    | expand(KUBATCH, CLUSTER_KINDS, ["list", "watch", "patch"])
+    | expand(KUBATCH, CLUSTER_KINDS, ["get", "list", "watch", "patch"])
     | expand(KUBATCH, [f"{k}/status" for k in CLUSTER_KINDS], ["patch"])
     | expand("", ["pods"], ["list", "watch", "create", "delete"])
     | expand("", ["services"], ["create", "delete"])
