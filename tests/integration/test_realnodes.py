@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from kubatch.core.podspec import headless_service_name, pod_name
 from kubatch.devcluster.cluster import ClusterInfo
 from kubatch.devcluster.realnodes import BUSYBOX_TEST_IMAGE, REALNODE_SELECTOR, REALNODE_TOLERATION
 from tests.integration.batch import GROUP, Batch
@@ -277,12 +278,15 @@ def test_missing_image_fails_the_attempt(rbatch: Batch) -> None:
 def test_multi_node_workers_reach_the_main_node(rbatch: Batch, cluster: ClusterInfo) -> None:
     nodes = len(cluster.real_nodes)
     assert nodes >= 3, "the multi-node test needs three real nodes"
+    # Worker 1 finds the main node by AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS, worker 2 by its DNS
+    # name (pod hostname + the job's headless Service), as an MPI hostfile would.
     script = (
         'if [ "$AWS_BATCH_JOB_NODE_INDEX" = "$AWS_BATCH_JOB_MAIN_NODE_INDEX" ]; then '
         "  sleep 3; for i in 1 2; do nc -l -p 5000; done; echo main done; "
         "else "
-        '  until echo "worker $AWS_BATCH_JOB_NODE_INDEX" |'
-        '    nc -w 2 "$AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS" 5000;'
+        '  if [ "$AWS_BATCH_JOB_NODE_INDEX" = 1 ]; then main="$AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS";'
+        "  else main=Ref::main; fi; "
+        '  until echo "worker $AWS_BATCH_JOB_NODE_INDEX via $main" | nc -w 2 "$main" 5000;'
         "  do sleep 1; done; "
         "fi"
     )
@@ -295,12 +299,15 @@ def test_multi_node_workers_reach_the_main_node(rbatch: Batch, cluster: ClusterI
         },
     }
     d = rbatch.definition(rbatch.name("mnp"), spec)
-    job = submit(rbatch, "mnp", d)
+    job = rbatch.name("mnp")
+    main_name = f"{pod_name(job, 1, node_index=0)}.{headless_service_name(job)}"
+    rbatch.job(job, REAL_QUEUE, d, parameters={"main": main_name})
     main_log = LogFollower(rbatch, cluster, f"{job}#0")
     status = rbatch.wait_done(job, timeout=240)
     assert status["status"] == "SUCCEEDED", status
     text = main_log.result()
-    assert "worker 1" in text and "worker 2" in text and "main done" in text, text
+    assert f"worker 2 via {main_name}" in text and "main done" in text, text
+    assert "worker 1 via 10.244." in text, text
     placed = {n.get("nodeName") for n in status["nodeProperties"]["nodes"]}
     assert len(placed) == 3, f"one real node per job node: {placed}"
 
