@@ -113,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(REPO, state_dir=REPO / ".kubatch" / "bench-real")
     result = Result("realnodes")
     try:
-        info = cluster.up()
         started = time.monotonic()
         info = cluster.up(real_nodes=args.nodes)
-        node_up = time.monotonic() - started
+        cluster_up = time.monotonic() - started
+        node_up = cluster.real_nodes_seconds or 0.0
         kubectl(info, "create", "namespace", NAMESPACE)
         kubectl(info, "wait", "--for=jsonpath={.metadata.name}", "serviceaccount/default", "-n", NAMESPACE)
 
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         n_failed = sum(1 for p in failed["items"] if p["status"].get("phase") == "Failed")
 
         result.rows += [
-            Row(f"{args.nodes} real nodes up (containerd, images, kubelet → Ready)", round(node_up, 2), unit="s"),
+            Row(f"cluster with {args.nodes} real nodes up (control plane included)", round(cluster_up, 2), unit="s"),
+            Row(f"{args.nodes} real nodes up (DNS, containerd, images, kubelet → Ready)", round(node_up, 2), unit="s"),
             Row("pod create → Running, p50", round(summary(to_running)["p50"] or 0, 3), unit="s"),
             Row("pod create → Succeeded (`true`), p50", round(summary(to_done)["p50"] or 0, 3), unit="s"),
             Row(f"{args.pods} pods of `sleep 1` at once: makespan", round(makespan, 2), unit="s"),
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         result.figures = {
             "nodes": args.nodes,
+            "cluster_up_s": cluster_up,
             "node_up_s": node_up,
             "create_to_running": summary(to_running),
             "create_to_succeeded": summary(to_done),

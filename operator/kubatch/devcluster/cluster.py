@@ -81,6 +81,8 @@ class LocalCluster:
         self.pki = self.state / "pki"
         self.logs = self.state / "logs"
         self.info_file = self.state / "cluster.json"
+        #: How long the last start of real nodes took (DNS, containerd, images, kubelets → Ready).
+        self.real_nodes_seconds: float | None = None
 
     # ---- status -------------------------------------------------------------------------------
     def read_info(self) -> ClusterInfo | None:
@@ -201,7 +203,8 @@ class LocalCluster:
             realnodes.RealNode(self.state, index).wait_ready(info.kubectl, info.env(), timeout)
         if "kube-proxy" not in info.pids:
             self._launch("kube-proxy", info, timeout)
-        log(f"real nodes {', '.join(info.real_nodes)} Ready in {time.monotonic() - started:.1f}s")
+        self.real_nodes_seconds = time.monotonic() - started
+        log(f"real nodes {', '.join(info.real_nodes)} Ready in {self.real_nodes_seconds:.1f}s")
 
     def _save(self, info: ClusterInfo) -> None:
         tmp = self.info_file.with_suffix(".tmp")
