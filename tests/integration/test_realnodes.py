@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -76,55 +75,23 @@ def container(command: str, *, vcpus: str = "1", memory: str = "64", **extra: An
 
 
 class LogFollower:
-    """`kubatch logs -f ADDRESS` in the background, started once the attempt runs: finished pods are
-    deleted by default, so a test reads a real container's output while it is produced."""
+    """`kubatch logs -f ADDRESS` in the background, started before the attempt runs (it waits for the
+    container to start): finished pods are deleted by default, so a test reads a real container's
+    output while it is produced."""
 
     def __init__(self, batch: Batch, cluster: ClusterInfo, address: str) -> None:
-        self.batch, self.cluster, self.address = batch, cluster, address
-        self.output = ""
-        self.errors = ""
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _running(self) -> bool:
-        name, _, index = self.address.partition(":")
-        name, _, node = name.partition("#")
-        status = self.batch.status(name)
-        if index:
-            pods = self.batch.kget(
-                "pods", "-n", self.batch.ns, "-l", f"kubatch.dev/job-name={name},kubatch.dev/array-index={index}"
-            )["items"]
-        else:
-            pods = self.batch.pods(name)
-            if node:
-                pods = [p for p in pods if p["metadata"]["labels"].get("kubatch.dev/node-index") == node]
-        if status.get("status") in ("SUCCEEDED", "FAILED") and not pods:
-            raise AssertionError(f"{self.address} finished before its log could be read")
-        return any(
-            (c.get("state") or {}).get("running") or (c.get("state") or {}).get("terminated")
-            for p in pods
-            for c in (p.get("status") or {}).get("containerStatuses") or []
-        )
-
-    def _run(self) -> None:
-        try:
-            self.batch.wait_for(self._running, f"{self.address} running", timeout=120)
-        except AssertionError as e:
-            self.errors = str(e)
-            return
-        proc = subprocess.run(
-            [KUBATCH, "--kubeconfig", self.cluster.kubeconfig, "-n", self.batch.ns, "logs", "-f", self.address],
-            capture_output=True,
+        self.address = address
+        self.proc = subprocess.Popen(
+            [KUBATCH, "--kubeconfig", cluster.kubeconfig, "-n", batch.ns, "logs", "-f", address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
         )
-        self.output, self.errors = proc.stdout, proc.stderr
 
     def result(self, timeout: float = 300) -> str:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), f"`kubatch logs -f {self.address}` did not end"
-        assert self.output, f"no log for {self.address}: {self.errors}"
-        return self.output
+        output, errors = self.proc.communicate(timeout=timeout)
+        assert output, f"no log for {self.address}: {errors}"
+        return output
 
 
 @pytest.fixture
@@ -140,7 +107,7 @@ def submit(batch: Batch, base: str, definition: str, **spec: Any) -> str:
 
 def test_environment_exit_code_and_logs(rbatch: Batch, cluster: ClusterInfo) -> None:
     names = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JQ_NAME", "AWS_BATCH_CE_NAME")
-    script = "sleep 3; " + "".join(f"echo {v}=${v}; " for v in names) + "exit 3"
+    script = "sleep 5; " + "".join(f"echo {v}=${v}; " for v in names) + "exit 3"
     d = rbatch.definition(rbatch.name("env"), {"type": "container", "containerProperties": container(script)})
     job = submit(rbatch, "env", d)
     log = LogFollower(rbatch, cluster, job)
@@ -158,7 +125,7 @@ def test_environment_exit_code_and_logs(rbatch: Batch, cluster: ClusterInfo) -> 
 def test_array_children_see_their_own_index(rbatch: Batch, cluster: ClusterInfo) -> None:
     d = rbatch.definition(
         rbatch.name("arr"),
-        {"type": "container", "containerProperties": container('sleep 3; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"')},
+        {"type": "container", "containerProperties": container('sleep 5; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"')},
     )
     job = submit(rbatch, "arr", d, arrayProperties={"size": 4})
     logs = {i: LogFollower(rbatch, cluster, f"{job}:{i}") for i in range(4)}
@@ -221,7 +188,7 @@ def test_timeout_and_terminate_send_sigterm(rbatch: Batch, cluster: ClusterInfo)
     timed_log = LogFollower(rbatch, cluster, timed)
     term_log = LogFollower(rbatch, cluster, terminated)
     rbatch.wait_status(terminated, "RUNNING", timeout=120)
-    rbatch.wait_for(lambda: "started" in (term_log.output or _current_log(rbatch, cluster, terminated)), "started")
+    rbatch.wait_for(lambda: "started" in _current_log(rbatch, cluster, terminated), "the trap is set")
     rbatch.kubectl(
         "patch",
         "batchjob",
@@ -282,7 +249,7 @@ def test_multi_node_workers_reach_the_main_node(rbatch: Batch, cluster: ClusterI
     # name (pod hostname + the job's headless Service), as an MPI hostfile would.
     script = (
         'if [ "$AWS_BATCH_JOB_NODE_INDEX" = "$AWS_BATCH_JOB_MAIN_NODE_INDEX" ]; then '
-        "  sleep 3; for i in 1 2; do nc -l -p 5000; done; echo main done; "
+        "  sleep 5; for i in 1 2; do nc -l -p 5000; done; echo main done; "
         "else "
         '  if [ "$AWS_BATCH_JOB_NODE_INDEX" = 1 ]; then main="$AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS";'
         "  else main=Ref::main; fi; "
@@ -316,7 +283,7 @@ def test_secret_reaches_the_container_as_env_and_volume(rbatch: Batch, cluster: 
     secret = rbatch.name("creds")
     rbatch.kubectl("create", "secret", "generic", secret, "-n", rbatch.ns, "--from-literal=password=s3cr3t-value")
     props = container(
-        'sleep 3; echo "env=$DB_PASSWORD"; echo "file=$(cat /creds/password)"',
+        'sleep 5; echo "env=$DB_PASSWORD"; echo "file=$(cat /creds/password)"',
         secrets=[{"name": "DB_PASSWORD", "valueFrom": f"{secret}:password"}],
         volumes=[{"name": "creds", "secret": {"secretName": secret}}],
         mountPoints=[{"sourceVolume": "creds", "containerPath": "/creds", "readOnly": True}],
@@ -334,7 +301,7 @@ def test_pods_reach_the_api_server_and_cluster_dns(rbatch: Batch, cluster: Clust
     """What an operator in a pod and a multi-node job need: the `kubernetes` Service leads to the API
     server (a TLS answer), and Service names resolve through cluster DNS."""
     script = (
-        "sleep 2; nslookup kubernetes.default.svc.cluster.local && "
+        "sleep 5; nslookup kubernetes.default.svc.cluster.local && "
         'echo | nc -w 3 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" && echo api-reachable'
     )
     d = rbatch.definition(rbatch.name("net"), {"type": "container", "containerProperties": container(script)})

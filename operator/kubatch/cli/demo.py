@@ -6,7 +6,7 @@ pools, a fair-share policy, a license pool, queues, definitions, and a pipeline 
 N_TO_N dependencies, a GPU job, a multi-node job and two teams sharing a queue), follows the jobs
 until they finish and ends with a summary. On a cluster with real nodes (`make demo REAL_NODES=1`)
 an array also runs as real containers, and the demo shows their output with `kubatch logs -f`
-(read while they run: finished pods are deleted).
+(started at submission, read while they run: finished pods are deleted).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from kubatch.devcluster import operatorproc
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster
@@ -114,54 +114,41 @@ def summary(jobs: list[Mapping[str, Any]], queues: list[Mapping[str, Any]]) -> s
 
 
 class RealLogs:
-    """`kubatch logs -f` of each real-container attempt, started the first time it is seen running."""
+    """`kubatch logs -f` of each real-container job (every child of an array), started at submission
+    (it waits for the container to start): finished pods are deleted, so output is read as it comes."""
 
-    def __init__(self, info: ClusterInfo) -> None:
-        self.info = info
-        self.output: dict[str, str] = {}
-        self._threads: list[threading.Thread] = []
-
-    def follow_running(self, jobs: list[Mapping[str, Any]]) -> None:
-        for job in jobs:
-            if (job.get("spec") or {}).get("jobQueue") != REAL_QUEUE:
-                continue
-            name = job["metadata"]["name"]
-            summary = ((job.get("status") or {}).get("arrayProperties") or {}).get("indexes") or {}
-            running = summary.get("RUNNING") if summary else None
-            if running is not None:
-                addresses = [f"{name}:{i}" for i in _indexes(str(running))]
-            else:
-                addresses = [name] if (job.get("status") or {}).get("status") == "RUNNING" else []
-            for address in addresses:
-                if address not in self.output:
-                    self.output[address] = ""
-                    thread = threading.Thread(target=self._follow, args=(address,), daemon=True)
-                    thread.start()
-                    self._threads.append(thread)
-
-    def _follow(self, address: str) -> None:
+    def __init__(self, info: ClusterInfo, manifest: Path) -> None:
         kubatch = str(Path(sys.executable).parent / "kubatch")
-        proc = subprocess.run(
-            [kubatch, "--kubeconfig", self.info.kubeconfig, "-n", NAMESPACE, "logs", "-f", address],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        self.output[address] = proc.stdout or proc.stderr
+        self.followers: dict[str, subprocess.Popen[str]] = {}
+        for address in _addresses(manifest):
+            self.followers[address] = subprocess.Popen(
+                [kubatch, "--kubeconfig", info.kubeconfig, "-n", NAMESPACE, "logs", "-f", address],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
 
     def wait(self) -> str:
-        for thread in self._threads:
-            thread.join(60)
-        return "\n".join(f"$ kubatch logs {a}\n{text.rstrip()}" for a, text in sorted(self.output.items()))
+        out = []
+        for address, proc in sorted(self.followers.items()):
+            try:
+                text, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                text = "(no output within 60 s)"
+            out.append(f"$ kubatch logs {address}\n{text.rstrip()}")
+        return "\n".join(out)
 
 
-def _indexes(ranges: str) -> list[int]:
-    """Indexes of a compact range list such as `0-2,5`."""
-    out: list[int] = []
-    for part in filter(None, ranges.split(",")):
-        first, _, last = part.partition("-")
-        out.extend(range(int(first), int(last or first) + 1))
-    return out
+def _addresses(manifest: Path) -> list[str]:
+    """`name`, or `name:i` for each child of an array, of the BatchJobs in a manifest."""
+    found = []
+    for doc in yaml.safe_load_all(manifest.read_text()):
+        if doc and doc.get("kind") == "BatchJob":
+            name = doc["metadata"]["name"]
+            size = ((doc.get("spec") or {}).get("arrayProperties") or {}).get("size")
+            found += [f"{name}:{i}" for i in range(size)] if size else [name]
+    return found
 
 
 def run_demo(repo: Path, timeout: float = 300.0) -> int:
@@ -189,10 +176,11 @@ def run_demo(repo: Path, timeout: float = 300.0) -> int:
     time.sleep(1.0)  # let the operator record the definitions' first revisions
     click.echo("== submitting the jobs")
     _kubectl(info, "apply", "-f", str(demo / "20-jobs.yaml"))
-    real = RealLogs(info) if info.real_nodes else None
-    if real is not None:
+    real = None
+    if info.real_nodes:
         click.echo(f"== real nodes {', '.join(info.real_nodes)}: running {REAL_FILE} as real containers")
         _kubectl(info, "apply", "-f", str(demo / REAL_FILE))
+        real = RealLogs(info, demo / REAL_FILE)
     tty = sys.stdout.isatty()
     deadline = time.monotonic() + timeout
     last = ""
@@ -200,8 +188,6 @@ def run_demo(repo: Path, timeout: float = 300.0) -> int:
     while time.monotonic() < deadline:
         jobs = json.loads(_kubectl(info, "get", "batchjobs", "-n", NAMESPACE, "-o", "json"))["items"]
         nodes = json.loads(_kubectl(info, "get", "nodes", "-l", "kubatch.dev/compute-environment", "-o", "json"))
-        if real is not None:
-            real.follow_running(jobs)
         table = render(job_rows(jobs), ("JOB", "QUEUE", "STATUS", "PROGRESS", "REASON"))
         screen = f"{table}\n\n{len(nodes['items'])} kwok nodes in the demo pools"
         if screen != last:
