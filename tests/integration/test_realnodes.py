@@ -156,7 +156,7 @@ def test_out_of_memory_is_reported_and_retried_by_reason(rbatch: Batch) -> None:
     job = submit(rbatch, "oom", d)
     status = rbatch.wait_done(job, timeout=180)
     assert status["status"] == "FAILED", status
-    assert len(status["attempts"]) == 2, "the OOM rule retried the first attempt"
+    assert len(status["attempts"]) == 2, f"the OOM rule retried the first attempt: {status}"
     for attempt in status["attempts"]:
         assert attempt["container"]["reason"] == REASON_OOM
         assert attempt["container"]["exitCode"] == 137
