@@ -53,6 +53,7 @@ BASE: dict[str, dict[str, Any]] = {
     "ConsumableResource": {"totalQuantity": 1},
     "JobDefinition": {"type": "container", "containerProperties": CONTAINER},
     "BatchJob": {"jobQueue": "q", "jobDefinition": "d"},
+    "JobSchedule": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"jobQueue": "q", "jobDefinition": "d"}}},
 }
 
 
@@ -574,6 +575,37 @@ INVALID: list[Invalid] = [
     Invalid("total-quantity-negative", "ConsumableResource", {"totalQuantity": -1}, "spec.totalQuantity"),
     Invalid("total-quantity-missing", "ConsumableResource", {"totalQuantity": DELETE}, "spec.totalQuantity"),
     Invalid("resource-type", "ConsumableResource", {"resourceType": "RENEWABLE"}, "spec.resourceType"),
+    # JobSchedule (the CRD checks the shape of the schedule; the webhook and the controller parse it)
+    Invalid("schedule-four-fields", "JobSchedule", {"schedule": "0 3 * *"}, "spec.schedule: expected five fields"),
+    Invalid("schedule-six-fields", "JobSchedule", {"schedule": "0 0 3 * * *"}, "spec.schedule: expected five fields"),
+    Invalid("schedule-empty", "JobSchedule", {"schedule": ""}, "spec.schedule"),
+    Invalid("schedule-missing", "JobSchedule", {"schedule": DELETE}, "spec.schedule"),
+    Invalid("time-zone-shape", "JobSchedule", {"timeZone": "Europe/../Paris"}, "spec.timeZone"),
+    Invalid("concurrency-policy", "JobSchedule", {"concurrencyPolicy": "Queue"}, "spec.concurrencyPolicy"),
+    Invalid(
+        "starting-deadline-negative", "JobSchedule", {"startingDeadlineSeconds": -1}, "spec.startingDeadlineSeconds"
+    ),
+    Invalid("history-negative", "JobSchedule", {"failedJobsHistoryLimit": -1}, "spec.failedJobsHistoryLimit"),
+    Invalid("template-missing", "JobSchedule", {"jobTemplate": DELETE}, "spec.jobTemplate"),
+    Invalid(
+        "template-without-queue",
+        "JobSchedule",
+        {"jobTemplate": {"spec": {"jobQueue": DELETE}}},
+        "spec.jobTemplate.spec.jobQueue",
+    ),
+    Invalid(
+        "template-array-size-1",
+        "JobSchedule",
+        {"jobTemplate": {"spec": {"arrayProperties": {"size": 1}}}},
+        "spec.jobTemplate.spec.arrayProperties.size",
+    ),
+    Invalid(
+        "template-reserved-label",
+        "JobSchedule",
+        {"jobTemplate": {"metadata": {"labels": {"kubatch.dev/schedule": "other"}}}},
+        "spec.jobTemplate.metadata.labels",
+    ),
+    Invalid("schedule-name-53", "JobSchedule", {}, "metadata.name must be at most 52 characters", name="s" * 53),
 ]
 
 
@@ -676,6 +708,10 @@ VALID: list[Valid] = [
         },
     ),
     Valid("zero-quantity", "ConsumableResource", {"totalQuantity": 0, "resourceType": "NON_REPLENISHABLE"}),
+    Valid("schedule-macro", "JobSchedule", {"schedule": "@daily", "timeZone": "America/Argentina/Buenos_Aires"}),
+    Valid("schedule-tabs-and-names", "JobSchedule", {"schedule": " */15\t9-17 * JAN-MAR mon-fri "}),
+    Valid("schedule-name-52", "JobSchedule", {"concurrencyPolicy": "Replace"}, name="s" * 52),
+    Valid("schedule-history-zero", "JobSchedule", {"successfulJobsHistoryLimit": 0, "failedJobsHistoryLimit": 0}),
 ]
 
 
@@ -822,12 +858,51 @@ def test_defaults_are_filled(kubectl: Kubectl, crds: None, namespace: str) -> No
     stored = yaml.safe_load(kubectl("get", "jobdefinition", "def", "-n", namespace, "-o", "yaml").stdout)
     assert stored["spec"]["type"] == "container"
     assert stored["spec"]["deregistered"] is False
+    _apply(kubectl, namespace, manifest("JobSchedule", {}, "sched"))
+    stored = yaml.safe_load(kubectl("get", "jobschedule", "sched", "-n", namespace, "-o", "yaml").stdout)
+    assert {k: stored["spec"][k] for k in ("concurrencyPolicy", "suspend")} == {
+        "concurrencyPolicy": "Allow",
+        "suspend": False,
+    }
+    assert (stored["spec"]["successfulJobsHistoryLimit"], stored["spec"]["failedJobsHistoryLimit"]) == (3, 1)
+
+
+def test_job_schedule_template_is_editable_and_has_no_stop_fields(kubectl: Kubectl, crds: None, namespace: str) -> None:
+    """Unlike a BatchJob's spec, a schedule's template can be changed (its next runs use the new one),
+    and a template carries no cancel or terminate: those are for the jobs it submits."""
+    _apply(kubectl, namespace, manifest("JobSchedule", {"jobTemplate": {"spec": {"parameters": {"a": "1"}}}}, "sched"))
+    patch = {"spec": {"schedule": "@hourly", "jobTemplate": {"spec": {"jobQueue": "other", "parameters": {"a": "2"}}}}}
+    result = _patch(kubectl, namespace, "JobSchedule", "sched", patch)
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(kubectl("get", "jobschedule", "sched", "-n", namespace, "-o", "json").stdout)
+    assert stored["spec"]["jobTemplate"]["spec"] == {
+        "jobQueue": "other",
+        "jobDefinition": "d",
+        "parameters": {"a": "2"},
+    }
+    body = manifest("JobSchedule", {"jobTemplate": {"spec": {"cancel": {"reason": "x"}}}}, "stops")
+    result = kubectl(
+        "create",
+        "--dry-run=server",
+        "--validate=strict",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(body),
+        check=False,
+    )
+    assert result.returncode != 0 and 'unknown field "spec.jobTemplate.spec.cancel"' in result.stderr, result.stderr
 
 
 def test_categories_and_short_names(kubectl: Kubectl, crds: None, namespace: str) -> None:
     _apply(kubectl, namespace, manifest("BatchJob", {}, "job"))
+    _apply(kubectl, namespace, manifest("JobSchedule", {}, "sched"))
     listed = kubectl("get", "kubatch", "-n", namespace, "-o", "name").stdout
     assert "batchjob.kubatch.dev/job" in listed
+    assert kubectl("get", "js", "-n", namespace, "-o", "name").stdout.split() == ["jobschedule.kubatch.dev/sched"]
+    header = kubectl("get", "js", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "SCHEDULE", "SUSPEND", "LAST-SCHEDULE", "AGE"]
     wide = kubectl("get", "bj", "-n", namespace, "-o", "wide").stdout
     header = wide.splitlines()[0].split()
     assert header[:6] == ["NAME", "QUEUE", "STATUS", "REASON", "ATTEMPTS", "AGE"]

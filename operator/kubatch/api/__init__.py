@@ -1,4 +1,4 @@
-"""The kubatch custom resource API (`kubatch.dev/v1alpha1`): pydantic models of the six kinds.
+"""The kubatch custom resource API (`kubatch.dev/v1alpha1`): pydantic models of the seven kinds.
 `kubatch.api.crdgen` renders the CRDs in `crds/` from them."""
 
 from kubatch.api.batch_job import BatchJob, BatchJobSpec, BatchJobStatus
@@ -15,6 +15,7 @@ from kubatch.api.consumable_resource import (
 )
 from kubatch.api.job_definition import JobDefinition, JobDefinitionSpec, JobDefinitionStatus
 from kubatch.api.job_queue import JobQueue, JobQueueSpec, JobQueueStatus
+from kubatch.api.job_schedule import JobSchedule, JobScheduleSpec, JobScheduleStatus
 from kubatch.api.scheduling_policy import SchedulingPolicy, SchedulingPolicySpec, SchedulingPolicyStatus
 
 __all__ = [
@@ -38,6 +39,9 @@ __all__ = [
     "JobQueue",
     "JobQueueSpec",
     "JobQueueStatus",
+    "JobSchedule",
+    "JobScheduleSpec",
+    "JobScheduleStatus",
     "KindInfo",
     "SchedulingPolicy",
     "SchedulingPolicySpec",

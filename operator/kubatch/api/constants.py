@@ -40,6 +40,7 @@ SCHEDULING_POLICY = KindInfo("SchedulingPolicy", "schedulingpolicies", "scheduli
 CONSUMABLE_RESOURCE = KindInfo("ConsumableResource", "consumableresources", "consumableresource", "cres", "Cluster")
 JOB_DEFINITION = KindInfo("JobDefinition", "jobdefinitions", "jobdefinition", "jd", "Namespaced")
 BATCH_JOB = KindInfo("BatchJob", "batchjobs", "batchjob", "bj", "Namespaced")
+JOB_SCHEDULE = KindInfo("JobSchedule", "jobschedules", "jobschedule", "js", "Namespaced")
 
 KINDS: tuple[KindInfo, ...] = (
     COMPUTE_ENVIRONMENT,
@@ -48,5 +49,6 @@ KINDS: tuple[KindInfo, ...] = (
     CONSUMABLE_RESOURCE,
     JOB_DEFINITION,
     BATCH_JOB,
+    JOB_SCHEDULE,
 )
 KINDS_BY_NAME: dict[str, KindInfo] = {k.kind: k for k in KINDS}

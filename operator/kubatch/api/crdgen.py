@@ -29,6 +29,7 @@ from kubatch.api import (
     consumable_resource,
     job_definition,
     job_queue,
+    job_schedule,
     scheduling_policy,
 )
 from kubatch.api.constants import (
@@ -39,6 +40,7 @@ from kubatch.api.constants import (
     GROUP,
     JOB_DEFINITION,
     JOB_QUEUE,
+    JOB_SCHEDULE,
     SCHEDULING_POLICY,
     VERSION,
     KindInfo,
@@ -110,6 +112,14 @@ KIND_SCHEMAS: tuple[KindSchema, ...] = (
         batch_job.PRINTER_COLUMNS,
         batch_job.ROOT_VALIDATIONS,
         batch_job.SELECTABLE_FIELDS,
+    ),
+    KindSchema(
+        JOB_SCHEDULE,
+        job_schedule.JobSchedule,
+        job_schedule.JobScheduleSpec,
+        job_schedule.JobScheduleStatus,
+        job_schedule.PRINTER_COLUMNS,
+        job_schedule.ROOT_VALIDATIONS,
     ),
 )
 

@@ -21,6 +21,7 @@ CONTRACT = {
     "ConsumableResource": ("Cluster", "cres", ["TYPE", "TOTAL", "IN-USE", "AVAILABLE"]),
     "JobDefinition": ("Namespaced", "jd", ["TYPE", "REVISION", "STATUS", "AGE"]),
     "BatchJob": ("Namespaced", "bj", ["QUEUE", "STATUS", "REASON", "ATTEMPTS", "AGE"]),
+    "JobSchedule": ("Namespaced", "js", ["SCHEDULE", "SUSPEND", "LAST-SCHEDULE", "AGE"]),
 }
 
 

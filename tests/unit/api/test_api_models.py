@@ -18,6 +18,7 @@ from kubatch.api import (
     JobDefinition,
     JobDefinitionSpec,
     JobQueue,
+    JobSchedule,
     SchedulingPolicy,
     crdgen,
 )
@@ -34,6 +35,7 @@ RESOURCES: dict[str, type[BaseModel]] = {
     "ConsumableResource": ConsumableResource,
     "JobDefinition": JobDefinition,
     "BatchJob": BatchJob,
+    "JobSchedule": JobSchedule,
 }
 SCHEMAS = {c["spec"]["names"]["kind"]: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"] for c in crdgen.all_crds()}
 
