@@ -60,7 +60,7 @@ async def test_nodepool_accepted_and_follows_the_environment(harness: Harness, k
     h = harness
     h.controller(idle_seconds=45)
     ce = await h.create_env("karp", karpenter_spec())
-    await until(lambda: h.status(ce).get("status") == "VALID", 30, "VALID once the NodePool is applied")
+    await until(lambda: h.status(ce).get("status") == "VALID", 90, "VALID once the NodePool is applied")
     pool = await get_pool(h, ce)
     assert pool is not None
     assert requirement(pool, "node.kubernetes.io/instance-type") == ["m5.large", "m5.xlarge"]
@@ -101,7 +101,7 @@ async def test_nodepool_accepted_and_follows_the_environment(harness: Harness, k
     assert new["spec"]["disruption"]["consolidateAfter"] == "10m"
 
     await h.kube.delete(f"{CE_PATH}/{ce}")
-    await until(lambda: ce not in h.view.envs, 30, "CE gone")
+    await until(lambda: ce not in h.view.envs, 90, "CE gone")
     assert await get_pool(h, ce) is None
 
 
@@ -111,6 +111,6 @@ async def test_missing_nodepool_api_makes_the_environment_invalid(harness: Harne
     h = harness
     h.controller(provisioners={"karpenter": KarpenterProvisioner(h.kube, api="/apis/karpenter.sh/v0kubatchmissing")})
     ce = await h.create_env("nokarp", karpenter_spec())
-    await until(lambda: h.status(ce).get("status") == "INVALID", 30, "INVALID")
+    await until(lambda: h.status(ce).get("status") == "INVALID", 90, "INVALID")
     assert h.status(ce)["statusReason"] == f"CLIENT_ERROR - {MISSING_CRD}"
     assert MISSING_CRD == "Karpenter NodePool CRD (karpenter.sh/v1) is not installed"
