@@ -29,9 +29,9 @@ from kubatch.cluster.provisioners.base import (
     ce_taint,
     owner_reference,
 )
+from kubatch.cluster.provisioners.kwok_nodes import kwok_node
 from kubatch.core.instances import InstanceType
 from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
-from kubatch.devcluster.nodes import kwok_node
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
