@@ -23,9 +23,9 @@ from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.informer import Informer
 from kubatch.cluster.provisioners import KwokProvisioner
 from kubatch.cluster.view import View
+from kubatch.core.capacity import node_ready
 from kubatch.core.instances import InstanceType
 from kubatch.devcluster.cluster import ClusterInfo
-from kubatch.runtime.capacity import node_ready
 from kubatch.runtime.compute import ANNOTATION_CONTROLLER, FINALIZER, JOIN_FAILURE, ComputeController
 from tests.integration.helpers import NodeFactory
 

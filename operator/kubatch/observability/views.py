@@ -9,8 +9,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from kubatch.cluster.view import View
+from kubatch.core.capacity import env_view
 from kubatch.observability.metrics import Metrics, count_jobs, gauge
-from kubatch.runtime.capacity import env_view
 from kubatch.scheduler import Resources
 
 JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")

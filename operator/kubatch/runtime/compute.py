@@ -37,10 +37,10 @@ from kubatch.cluster.provisioners import (
     capacity_type,
 )
 from kubatch.cluster.view import View
+from kubatch.core.capacity import node_allocatable, node_ready, pool_nodes
 from kubatch.core.instances import CATALOG, UnknownInstanceType
 from kubatch.core.podspec import GPU_RESOURCE, LABEL_COMPUTE_ENVIRONMENT, PodSpecError, parse_quantity
 from kubatch.core.scaling import Decision, NodeInfo, Request, ScalingSpec, decide
-from kubatch.runtime.capacity import node_allocatable, node_ready, pool_nodes
 from kubatch.runtime.periodic import every
 from kubatch.runtime.pools import PoolController, pool_patch
 from kubatch.scheduler import Resources

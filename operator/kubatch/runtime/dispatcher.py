@@ -24,6 +24,7 @@ from typing import Any
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
 from kubatch.core.arrays import IndexSet
+from kubatch.core.capacity import env_view
 from kubatch.core.lifecycle import Definition, child_attempt_counts, parse_iso
 from kubatch.core.podspec import (
     LABEL_COMPUTE_ENVIRONMENT,
@@ -42,7 +43,6 @@ from kubatch.core.podspec import (
 )
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
-from kubatch.runtime.capacity import env_view
 from kubatch.runtime.consumables import Charge, Ledger, consumed_quantity, non_replenishable, started_units
 from kubatch.runtime.jobs import resolve_definition
 from kubatch.scheduler import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubatch.core.capacity import env_view
 from kubatch.devcluster.nodes import kwok_node
-from kubatch.runtime.capacity import env_view
 from kubatch.scheduler import Resources
 
 CE = "kubatch.dev/compute-environment"
