@@ -52,7 +52,7 @@ from kubatch.core.admission import (
     validate_job_definition,
     validate_job_queue,
 )
-from kubatch.core.revisions import RevisionRecord
+from kubatch.core.revisions import RevisionRecord, stored_records
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ JSON = dict[str, Any]
 Kind = Literal["BatchJob", "JobQueue", "JobDefinition"]
 GROUP_PATH = f"/apis/{GROUP}/{VERSION}"
 CONFIGURATION_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
-LABEL_REVISION_STATUS = "kubatch.dev/revision-status"
 CHECK_TIMEOUT = 3.5  # seconds; the API server gives the webhook 5
 NAMESPACE_TTL = 5.0  # seconds a namespace's labels are cached (a rejection always re-reads them)
 NOT_CHECKED = "kubatch admission: cross-object checks skipped ({}); the controller checks the object when it reconciles"
@@ -175,15 +174,13 @@ def webhook_configuration(name: str, base_url: str, ca_bundle: bytes, selector: 
     }
 
 
-def revision_records(revisions: Iterable[Mapping[str, Any]]) -> list[RevisionRecord]:
-    """ControllerRevisions of one definition as revision records (deregistration is applied later,
-    by ``kubatch.core.admission.definition_records``)."""
-    records = []
-    for cr in revisions:
-        labels = (cr.get("metadata") or {}).get("labels") or {}
-        active = labels.get(LABEL_REVISION_STATUS, "ACTIVE") == "ACTIVE"
-        records.append(RevisionRecord(int(cr.get("revision") or 0), active, (cr.get("data") or {}).get("spec") or {}))
-    return records
+def revision_records(
+    revisions: Iterable[Mapping[str, Any]], definition: Mapping[str, Any] | None
+) -> list[RevisionRecord]:
+    """ControllerRevisions of one definition as revision records: those ``definition`` registered
+    (retired ones, kept for the jobs of a deleted definition, are INACTIVE); deregistration is
+    applied later, by ``kubatch.core.admission.definition_records``."""
+    return stored_records(revisions, definition)
 
 
 class Unsure(Exception):
@@ -244,7 +241,7 @@ class Admission:
                 return False
             if definition is not None:
                 world.definitions[name] = definition
-            world.revisions[name] = revision_records((stored or {}).values())
+            world.revisions[name] = revision_records((stored or {}).values(), definition)
             return True
         if kind == "BatchJob":
             job = self.view.jobs.get(f"{world.namespace}/{name}")
@@ -277,7 +274,7 @@ class Admission:
             world.definitions.pop(name, None)
             if definition is not None:
                 world.definitions[name] = definition
-            world.revisions[name] = revision_records((revisions or {}).get("items") or [])
+            world.revisions[name] = revision_records((revisions or {}).get("items") or [], definition)
             return
         path = (
             f"{GROUP_PATH}/namespaces/{ns}/batchjobs/{name}"

@@ -159,15 +159,18 @@ def registered_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def definition_records(definition: JSON | None, stored: Iterable[RevisionRecord]) -> list[RevisionRecord]:
     """The revisions a reference can resolve to: the stored ones (all INACTIVE once the definition
-    is deregistered) plus, when the definition's current spec is not the latest stored revision yet,
-    the revision the controller is about to record for it."""
+    is deregistered; retired ones, kept for the jobs of a deleted definition, always) plus, when the
+    definition's current spec is not its latest stored revision yet, the revision the controller is
+    about to record for it (numbered after every stored one, retired ones included)."""
     spec = _spec(definition)
     deregistered = spec.get("deregistered") is True
-    records = [RevisionRecord(r.revision, r.active and not deregistered, r.spec) for r in stored]
+    records = [
+        RevisionRecord(r.revision, r.active and r.current and not deregistered, r.spec, r.current) for r in stored
+    ]
     if definition is None:
         return records
     current = registered_spec(spec)
-    latest = max(records, key=lambda r: r.revision, default=None)
+    latest = max((r for r in records if r.current), key=lambda r: r.revision, default=None)
     if latest is None or spec_hash(latest.spec) != spec_hash(current):
         records.append(RevisionRecord(next_revision(r.revision for r in records), not deregistered, current))
     return records
@@ -182,7 +185,8 @@ def resolve_definition(reference: Any, world: World) -> tuple[str, RevisionRecor
         return text, None, Violation("spec.jobDefinition", f"invalid job definition reference {text!r}: {e}")
     definition = world.definitions.get(ref.name)
     stored = world.revisions.get(ref.name, [])
-    if definition is None and not stored:
+    if definition is None:
+        # Revisions left by a deleted definition serve only the jobs already pinned to them.
         return (
             text,
             None,

@@ -6,6 +6,13 @@ resolves to (a bare name = the latest ACTIVE revision; ``name:N`` = exactly N, w
 ACTIVE to be submitted), the next revision number (revisions are never reused), a deterministic
 spec hash (to detect "the spec changed, register a new revision") and ControllerRevision names
 ``<jd>-<rev>``.
+
+Revisions outlive their definition object: a ControllerRevision records the uid of the
+JobDefinition that registered it, and one whose definition was deleted (or deleted and re-created
+under the same name) is *retired*: INACTIVE for new submissions, still readable by the jobs pinned
+to it, and removed only once no unfinished job runs it (``deletable_revisions``). The highest
+revision number of a name is never removed, so a definition re-created with that name continues
+the numbering instead of starting again at 1.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,253}$")
+LABEL_JOB_DEFINITION = "kubatch.dev/job-definition"
+LABEL_DEFINITION_UID = "kubatch.dev/job-definition-uid"
+LABEL_REVISION_STATUS = "kubatch.dev/revision-status"
 _ARN_MARKER = ":job-definition/"
 
 
@@ -37,6 +47,9 @@ class RevisionRecord:
     revision: int
     active: bool
     spec: Mapping[str, Any]
+    #: Registered by the definition object that exists now; False for a retired revision (its
+    #: definition was deleted, or deleted and re-created), which stays only for its pinned jobs.
+    current: bool = True
 
 
 class ResolutionError(ValueError):
@@ -90,6 +103,47 @@ def resolve(
     if not match.active:
         raise ResolutionError(f"Job definition {ref} is INACTIVE")
     return match
+
+
+def definition_uid(revision: Mapping[str, Any]) -> str | None:
+    """The uid of the JobDefinition that registered a ControllerRevision: its label, or (revisions
+    recorded before the label existed) its owner reference to the JobDefinition."""
+    md = revision.get("metadata") or {}
+    uid = (md.get("labels") or {}).get(LABEL_DEFINITION_UID)
+    if uid:
+        return str(uid)
+    for owner in md.get("ownerReferences") or []:
+        if owner.get("kind") == "JobDefinition" and owner.get("uid"):
+            return str(owner["uid"])
+    return None
+
+
+def stored_records(
+    revisions: Iterable[Mapping[str, Any]], definition: Mapping[str, Any] | None
+) -> list[RevisionRecord]:
+    """ControllerRevisions of one definition name as records. A revision is ACTIVE unless its
+    ``kubatch.dev/revision-status`` label says otherwise or it is retired (not registered by
+    ``definition``, the JobDefinition that exists now, or None). Deregistration
+    (``spec.deregistered``) is left to the caller."""
+    uid = str(((definition or {}).get("metadata") or {}).get("uid") or "") or None
+    records = []
+    for cr in revisions:
+        labels = (cr.get("metadata") or {}).get("labels") or {}
+        current = uid is not None and definition_uid(cr) == uid
+        active = current and labels.get(LABEL_REVISION_STATUS, "ACTIVE") == "ACTIVE"
+        spec = (cr.get("data") or {}).get("spec") or {}
+        records.append(RevisionRecord(int(cr.get("revision") or 0), active, spec, current))
+    return records
+
+
+def deletable_revisions(revisions: Iterable[int], retired: Iterable[int], in_use: Iterable[int]) -> list[int]:
+    """The retired revisions that can be deleted: those no unfinished job is pinned to, except the
+    highest revision number of the name, which keeps the count (a re-created definition continues
+    from it; once it registers a higher revision, the old highest can go too)."""
+    numbers = set(revisions)
+    top = max(numbers, default=0)
+    busy = set(in_use)
+    return sorted(r for r in set(retired) if r != top and r not in busy)
 
 
 def next_revision(existing: Iterable[int]) -> int:

@@ -33,7 +33,7 @@ from kubatch.core.lifecycle import (
     wanted_event,
 )
 from kubatch.core.podspec import PodSettings
-from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve
+from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve, stored_records
 from kubatch.core.states import TERMINAL, queue_disabled_reason
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
@@ -64,13 +64,13 @@ def merge_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
 
 
 def revision_records(view: View, ns: str, name: str) -> list[RevisionRecord]:
+    """The stored revisions of ``ns/name``; only those of the definition that exists now, and not
+    deregistered, are ACTIVE (retired ones are there for the jobs pinned to them)."""
     jd = view.definitions.get(f"{ns}/{name}")
     inactive_all = bool(jd and (jd.get("spec") or {}).get("deregistered"))
-    records = []
-    for rev, cr in view.revisions.get(f"{ns}/{name}", {}).items():
-        labels = cr.get("metadata", {}).get("labels") or {}
-        active = not inactive_all and labels.get("kubatch.dev/revision-status", "ACTIVE") == "ACTIVE"
-        records.append(RevisionRecord(rev, active, (cr.get("data") or {}).get("spec") or {}))
+    records = stored_records(view.revisions.get(f"{ns}/{name}", {}).values(), jd)
+    if inactive_all:
+        records = [RevisionRecord(r.revision, False, r.spec, r.current) for r in records]
     return records
 
 
@@ -114,8 +114,10 @@ def _resolve(view: View, job: Mapping[str, Any], ns: str, pinned: Any) -> tuple[
     try:
         rec = resolve(ref, records)
     except ResolutionError as e:
-        if not records and f"{ns}/{ref.name}" in view.definitions:
-            return None, None  # the revision is being recorded right now: look again shortly
+        if not any(r.current for r in records) and f"{ns}/{ref.name}" in view.definitions:
+            # Its first revision is being recorded right now (a re-created definition has only the
+            # retired revisions of the deleted one): look again shortly.
+            return None, None
         return None, str(e)
     return Definition(f"{ref.name}:{rec.revision}", rec.spec), None
 

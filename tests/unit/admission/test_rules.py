@@ -172,6 +172,23 @@ def test_definition_records_add_the_pending_revision_only_for_a_new_spec() -> No
     assert definition_records(None, [same]) == [same]
 
 
+def test_retired_revisions_serve_no_submission_but_keep_the_numbering() -> None:
+    """Revisions left by a deleted definition (current=False) are never resolved for a new job, and
+    the revision a re-created definition is about to record is numbered after them."""
+    spec = definition()["spec"]
+    retired = [RevisionRecord(1, False, spec, current=False), RevisionRecord(2, False, spec, current=False)]
+    w = world(revisions={"d": retired})
+    assert validate_batch_job(job(), w) == []  # resolves to the coming revision 3
+    assert "INACTIVE" in only(validate_batch_job(job(jobDefinition="d:2"), w)).message
+    assert [(r.revision, r.active) for r in definition_records(definition(), retired)] == [
+        (1, False),
+        (2, False),
+        (3, True),
+    ]
+    gone = only(validate_batch_job(job(jobDefinition="d:2"), world(definitions={}, revisions={"d": retired})))
+    assert 'job definition "d" does not exist' in gone.message
+
+
 def test_invalid_reference() -> None:
     assert only(validate_batch_job(job(jobDefinition="Bad Name"), world())).field == "spec.jobDefinition"
 
