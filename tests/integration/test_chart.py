@@ -231,6 +231,13 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
         ("list", "jobdefinitions.kubatch.dev", all_ns),
         ("watch", "jobdefinitions.kubatch.dev", all_ns),
         ("patch", "jobdefinitions.kubatch.dev", ("--subresource=status", "-n", other)),
+        # JobSchedules: the runs' BatchJobs are created, terminated (Replace) and deleted (history).
+        ("list", "jobschedules.kubatch.dev", all_ns),
+        ("watch", "jobschedules.kubatch.dev", all_ns),
+        ("patch", "jobschedules.kubatch.dev", ("--subresource=status", "-n", other)),
+        ("create", "batchjobs.kubatch.dev", ("-n", other)),
+        ("patch", "batchjobs.kubatch.dev", ("-n", other)),
+        ("delete", "batchjobs.kubatch.dev", ("-n", other)),
         *(
             (verb, f"{kind}.kubatch.dev", scope)
             for kind in ("jobqueues", "computeenvironments", "schedulingpolicies", "consumableresources")
@@ -253,8 +260,6 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
         ("list", "controllerrevisions.apps", all_ns),
         ("watch", "controllerrevisions.apps", all_ns),
         ("create", "controllerrevisions.apps", ("-n", other)),
-        ("patch", "controllerrevisions.apps", ("-n", other)),  # a revision's definition-uid label
-        ("delete", "controllerrevisions.apps", ("-n", other)),  # retired revisions of deleted definitions
         ("list", "nodes", ()),
         ("watch", "nodes", ()),
         ("patch", "nodes", ()),
@@ -269,10 +274,10 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
         ("list", "secrets", all_ns),
         ("watch", "secrets", all_ns),
         ("get", "configmaps", ("-n", ns)),
-        ("create", "batchjobs.kubatch.dev", ("-n", other)),
         ("update", "batchjobs.kubatch.dev", ("-n", other)),
-        ("delete", "batchjobs.kubatch.dev", ("-n", other)),
-        ("patch", "batchjobs.kubatch.dev", ("-n", other)),
+        ("create", "jobschedules.kubatch.dev", ("-n", other)),
+        ("patch", "jobschedules.kubatch.dev", ("-n", other)),
+        ("delete", "jobschedules.kubatch.dev", ("-n", other)),
         ("create", "jobdefinitions.kubatch.dev", ("-n", other)),
         ("create", "jobqueues.kubatch.dev", ()),
         ("delete", "computeenvironments.kubatch.dev", ()),

@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from kubatch.core.schedules import LABEL_SCHEDULE
+
 JSON = dict[str, Any]
 
 LABEL_JOB_NAME = "kubatch.dev/job-name"
@@ -90,6 +92,11 @@ class View:
         # Queue name -> when this replica first saw it DISABLED, until its status records disabledAt.
         self.disabled_seen: dict[str, float] = {}
         self.nodes: dict[str, JSON] = {}
+        # JobSchedules (ns/name), and the BatchJobs labelled kubatch.dev/schedule=<name> per schedule.
+        self.schedules: dict[str, JSON] = {}
+        self.scheduled_jobs: dict[str, set[str]] = defaultdict(set)
+        self.dirty_schedules: set[str] = set()
+        self.schedules_changed = asyncio.Event()  # a schedule, or a job of one, changed
         self.dependents: dict[str, set[str]] = defaultdict(set)  # job key -> keys of jobs depending on it
         self.dirty: set[str] = set()
         self.changed = asyncio.Event()  # something the dispatcher may care about changed
@@ -120,6 +127,23 @@ class View:
                 else:
                     self.dependents[target].discard(key)
 
+    def _index_schedule(self, key: str, job: JSON | None, old: JSON | None) -> None:
+        """Keep ``scheduled_jobs`` current and mark the schedules whose jobs changed."""
+        ns = key.split("/", 1)[0]
+        for source in (old, job):
+            schedule = (((source or {}).get("metadata") or {}).get("labels") or {}).get(LABEL_SCHEDULE)
+            if not schedule:
+                continue
+            owner = job_key(ns, schedule)
+            if source is job:
+                self.scheduled_jobs[owner].add(key)
+            elif job is None or (job.get("metadata") or {}).get("labels", {}).get(LABEL_SCHEDULE) != schedule:
+                self.scheduled_jobs[owner].discard(key)
+                if not self.scheduled_jobs[owner]:
+                    del self.scheduled_jobs[owner]
+            self.dirty_schedules.add(owner)
+            self.schedules_changed.set()
+
     def _index(self, key: str, job: JSON | None) -> None:
         state = ((job or {}).get("status") or {}).get("status") if job is not None else None
         if job is None or state in ("SUCCEEDED", "FAILED"):
@@ -143,6 +167,7 @@ class View:
                 self.overlay.pop(key, None)
                 self._index_deps(key, None, old)
                 self._index(key, None)
+                self._index_schedule(key, None, old)
         else:
             if old is not None and old["metadata"].get("uid") == md.get("uid") and _not_newer(obj, old):
                 # An older copy than the one our own write already gave us, or the watch's echo of
@@ -156,6 +181,7 @@ class View:
                 del self.overlay[key]  # a new object of the same name
             self.jobs[key] = obj
             self._index(key, obj)
+            self._index_schedule(key, obj, old)
             if old is None or (old.get("spec") or {}).get("dependsOn") != (obj.get("spec") or {}).get("dependsOn"):
                 self._index_deps(key, obj, old)
         self.mark(key)
@@ -232,6 +258,26 @@ class View:
         else:
             store[key] = obj
         self.changed.set()
+
+    def on_schedule(self, typ: str, obj: JSON) -> None:
+        """A JobSchedule changed (informer), or our status write's response."""
+        md = obj.get("metadata", {})
+        key = job_key(md.get("namespace", ""), md.get("name", ""))
+        old = self.schedules.get(key)
+        if typ == "DELETED":
+            if old is not None and old["metadata"].get("uid") == md.get("uid"):
+                del self.schedules[key]
+        else:
+            if old is not None and old["metadata"].get("uid") == md.get("uid") and _not_newer(obj, old):
+                return
+            self.schedules[key] = obj
+        self.dirty_schedules.add(key)
+        self.schedules_changed.set()
+
+    def take_dirty_schedules(self) -> set[str]:
+        """The schedules that changed (or whose jobs did) since the last call."""
+        keys, self.dirty_schedules = self.dirty_schedules, set()
+        return keys
 
     def on_definition(self, typ: str, obj: JSON) -> None:
         self.definitions_version += 1

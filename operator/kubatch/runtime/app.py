@@ -31,6 +31,7 @@ from kubatch.runtime.definitions import DefinitionController
 from kubatch.runtime.dispatcher import Dispatcher
 from kubatch.runtime.jobs import JobReconciler
 from kubatch.runtime.queues import StatusWriter
+from kubatch.runtime.schedules import ScheduleController
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class Runtime:
             settings=settings,
         )
         self.jobs.scheduler = self.dispatcher
-        self.definitions = DefinitionController(kube, self.view, is_leader=leading)
+        self.definitions = DefinitionController(kube, self.view)
         self.compute = ComputeController(kube, self.view, is_leader=leading)
         self.status = StatusWriter(
             kube,
@@ -167,7 +168,14 @@ class Runtime:
                 lambda t, o: v.on_named(v.consumables, t, o),
                 name="consumableresources",
             ),
+            Informer(kube, f"{GROUP_PATH}/jobschedules", v.on_schedule, name="jobschedules"),
         ]
+        # Start-up waits for every informer but this one: only the schedule loop needs JobSchedules
+        # (it waits for their first list itself), so an older CRD set without them runs the rest.
+        self.ungated = {"jobschedules"}
+        self.schedules = ScheduleController(
+            kube, self.view, self.events, is_leader=leading, synced=self.informers[-1].synced
+        )
         register_view_metrics(self.metrics, self.view, self)
         self.tasks: list[asyncio.Task[Any]] = []
         self.synced = asyncio.Event()
@@ -182,7 +190,7 @@ class Runtime:
         self.tasks.append(asyncio.create_task(self.events.run(), name="events"))
         for inf in self.informers:
             self.tasks.append(asyncio.create_task(inf.run(), name=f"informer-{inf.name}"))
-        await asyncio.gather(*(inf.synced.wait() for inf in self.informers))
+        await asyncio.gather(*(inf.synced.wait() for inf in self.informers if inf.name not in self.ungated))
         log.info(
             "view synced: %d jobs, %d job pods, %d nodes",
             len(self.view.jobs),
@@ -199,7 +207,7 @@ class Runtime:
         if self.options.leader_election:
             await self.leader.became_leader.wait()
             self.tasks.append(asyncio.create_task(self._watch_leadership(), name="leadership"))
-        for loop in (self.jobs, self.dispatcher, self.definitions, self.compute, self.status):
+        for loop in (self.jobs, self.dispatcher, self.definitions, self.compute, self.status, self.schedules):
             loop.ready.set()
         for name, coro in (
             ("jobs", self.jobs.run()),
@@ -207,6 +215,7 @@ class Runtime:
             ("definitions", self.definitions.run()),
             ("compute", self.compute.run()),
             ("status", self.status.run()),
+            ("schedules", self.schedules.run()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         for key in list(self.view.jobs):

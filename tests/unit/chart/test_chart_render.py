@@ -27,7 +27,7 @@ from tests.unit.chart.chartlib import (
 
 KUBATCH = "kubatch.dev"
 CLUSTER_KINDS = ["computeenvironments", "jobqueues", "schedulingpolicies", "consumableresources"]
-ALL_KINDS = [*CLUSTER_KINDS, "jobdefinitions", "batchjobs"]
+ALL_KINDS = [*CLUSTER_KINDS, "jobdefinitions", "batchjobs", "jobschedules"]
 WEBHOOK_PATHS = {
     "batchjobs": "/validate-batchjobs",
     "jobqueues": "/validate-jobqueues",
@@ -41,10 +41,14 @@ OPERATOR_GRANTS: set[Grant] = (
     | expand(KUBATCH, ["batchjobs/status", "jobdefinitions/status"], ["patch"])
     | expand(KUBATCH, CLUSTER_KINDS, ["get", "list", "watch", "patch"])
     | expand(KUBATCH, [f"{k}/status" for k in CLUSTER_KINDS], ["patch"])
+    # JobSchedules: their runs' BatchJobs are created, terminated (Replace) and deleted (history)
+    | expand(KUBATCH, ["jobschedules"], ["list", "watch"])
+    | expand(KUBATCH, ["jobschedules/status"], ["patch"])
+    | expand(KUBATCH, ["batchjobs"], ["create", "patch", "delete"])
     | expand("", ["pods"], ["list", "watch", "create", "delete"])
     | expand("", ["services"], ["create", "delete"])
     | expand("", ["events"], ["create", "patch"])
-    | expand("apps", ["controllerrevisions"], ["list", "watch", "create", "patch", "delete"])
+    | expand("apps", ["controllerrevisions"], ["list", "watch", "create"])
     | expand("", ["nodes"], ["list", "watch", "patch"])
     | expand("", ["namespaces"], ["get"])
 )
@@ -273,7 +277,7 @@ def test_aggregated_roles(default: list[Obj]) -> None:
     assert levels(admin) == {"admin"}
     assert levels(edit) == {"admin", "edit"}
     assert levels(view) == {"admin", "edit", "view"}
-    edit_grants = expand(KUBATCH, ["jobdefinitions", "batchjobs"], EDIT_VERBS)
+    edit_grants = expand(KUBATCH, ["jobdefinitions", "batchjobs", "jobschedules"], EDIT_VERBS)
     assert grants(edit["rules"]) == edit_grants
     assert grants(view["rules"]) == expand(KUBATCH, ALL_KINDS, ["get", "list", "watch"])
     assert grants(admin["rules"]) == edit_grants | expand(KUBATCH, CLUSTER_KINDS, [*EDIT_VERBS, "deletecollection"])
