@@ -260,6 +260,8 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
         ("list", "controllerrevisions.apps", all_ns),
         ("watch", "controllerrevisions.apps", all_ns),
         ("create", "controllerrevisions.apps", ("-n", other)),
+        ("patch", "controllerrevisions.apps", ("-n", other)),  # a revision's definition-uid label
+        ("delete", "controllerrevisions.apps", ("-n", other)),  # retired revisions of deleted definitions
         ("list", "nodes", ()),
         ("watch", "nodes", ()),
         ("patch", "nodes", ()),

@@ -124,7 +124,7 @@ class Runtime:
             settings=settings,
         )
         self.jobs.scheduler = self.dispatcher
-        self.definitions = DefinitionController(kube, self.view)
+        self.definitions = DefinitionController(kube, self.view, is_leader=leading)
         self.compute = ComputeController(kube, self.view, is_leader=leading)
         self.status = StatusWriter(
             kube,

@@ -48,7 +48,7 @@ OPERATOR_GRANTS: set[Grant] = (
     | expand("", ["pods"], ["list", "watch", "create", "delete"])
     | expand("", ["services"], ["create", "delete"])
     | expand("", ["events"], ["create", "patch"])
-    | expand("apps", ["controllerrevisions"], ["list", "watch", "create"])
+    | expand("apps", ["controllerrevisions"], ["list", "watch", "create", "patch", "delete"])
     | expand("", ["nodes"], ["list", "watch", "patch"])
     | expand("", ["namespaces"], ["get"])
 )
