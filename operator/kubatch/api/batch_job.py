@@ -39,6 +39,8 @@ JOB_STATUSES: tuple[str, ...] = get_args(JobStatusValue)
 TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})
 DependencyType = Literal["N_TO_N", "SEQUENTIAL"]
 
+# SubmitJob's jobName (kubatch.core.jobnames.AWS_JOB_NAME_PATTERN).
+AWS_JOB_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,127}$"
 # "name" (latest ACTIVE revision) or "name:revision".
 JOB_DEFINITION_REF_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[1-9][0-9]{0,8})?$"
 OverrideArg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
@@ -271,6 +273,12 @@ class BatchJobSpec(KubatchModel):
 
     model_config = ConfigDict(json_schema_extra=_spec_schema_extra)
 
+    jobName: Annotated[str, StringConstraints(max_length=128, pattern=AWS_JOB_NAME_PATTERN)] | None = None
+    """The job's name as AWS Batch has it (SubmitJob's jobName): 1 to 128 letters (upper or lower
+    case), digits, `-` and `_`, starting with a letter or digit. Shown and matched instead of
+    metadata.name (which a Kubernetes name must be) by `kubatch list`, `kubatch describe`, the
+    `Job-Name` column and the job's Events; `kubatch submit --job-name` sets it when the name given
+    cannot be an object name. Unset, the job's name is metadata.name."""
     jobQueue: DnsLabel
     """The JobQueue the job is submitted to."""
     jobDefinition: Annotated[str, StringConstraints(min_length=1, max_length=263, pattern=JOB_DEFINITION_REF_PATTERN)]
@@ -501,6 +509,7 @@ class BatchJob(KubatchModel):
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Job-Name", "type": "string", "jsonPath": ".spec.jobName", "priority": 1},
     {"name": "Queue", "type": "string", "jsonPath": ".spec.jobQueue"},
     {"name": "Status", "type": "string", "jsonPath": ".status.status"},
     {"name": "Reason", "type": "string", "jsonPath": ".status.statusReason"},
@@ -521,4 +530,4 @@ ROOT_VALIDATIONS: list[dict[str, Any]] = [
         "spec.dependsOn: a job cannot depend on itself",
     ),
 ]
-SELECTABLE_FIELDS: list[str] = [".spec.jobQueue", ".spec.shareIdentifier"]
+SELECTABLE_FIELDS: list[str] = [".spec.jobQueue", ".spec.shareIdentifier", ".spec.jobName"]

@@ -105,6 +105,7 @@ def describe_job(job: Mapping[str, Any], *, width: int = 80, now: datetime | Non
         key_values(
             [
                 ("Name", meta.get("name")),
+                ("Job name", spec.get("jobName")),
                 ("Namespace", meta.get("namespace")),
                 ("JobId", status.get("jobId") or meta.get("uid")),
                 ("Queue", spec.get("jobQueue")),

@@ -3,7 +3,8 @@
 As AWS Batch ListJobs: the queue scopes the listing (ListJobs' ``jobQueue``); a JOB_NAME,
 JOB_DEFINITION, BEFORE_CREATED_AT or AFTER_CREATED_AT filter makes the status filter ignored ("When
 the filter is used, jobStatus is ignored"); only the share identifier (SHARE_IDENTIFIER) combines
-with the status. JOB_NAME and JOB_DEFINITION values ending in ``*`` match by prefix. Unlike
+with the status. JOB_NAME and JOB_DEFINITION values ending in ``*`` match by prefix; JOB_NAME looks
+at the job's AWS name (``spec.jobName``) when it has one, and at its object name. Unlike
 ListJobs, several filters may be given at once: a job must match all of them.
 """
 
@@ -49,6 +50,14 @@ def _name_matches(pattern: str, name: str) -> bool:
     return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
 
 
+def _names(job: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names a JOB_NAME filter looks at: the AWS name (``spec.jobName``) when set, and the
+    object's name, which ``kubectl`` and the other commands use."""
+    name = str((job.get("metadata") or {}).get("name", ""))
+    aws = (job.get("spec") or {}).get("jobName")
+    return (str(aws), name) if aws else (name,)
+
+
 def _definition_matches(wanted: str, spec_ref: str, resolved: str) -> bool:
     """AWS JOB_DEFINITION filter: ``name`` matches every revision; ``name:3`` only revision 3
     (resolved, or as submitted); ``prefix*`` every definition whose name starts with ``prefix``."""
@@ -85,7 +94,7 @@ class JobFilter:
 
     def matches(self, job: Mapping[str, Any]) -> bool:
         meta, spec, status = job.get("metadata") or {}, job.get("spec") or {}, job.get("status") or {}
-        if self.names and not any(_name_matches(p, str(meta.get("name", ""))) for p in self.names):
+        if self.names and not any(_name_matches(p, n) for p in self.names for n in _names(job)):
             return False
         if self.queue and spec.get("jobQueue") != self.queue:
             return False

@@ -24,6 +24,8 @@ from kubatch.cluster.client import ApiError, Kube
 
 BASE_COLUMNS = ("NAME", "QUEUE", "STATUS", "REASON", "ATTEMPTS", "AGE")
 WIDE_COLUMNS = ("DEFINITION", "CE", "JOBID", "ARRAY")
+#: The AWS name (spec.jobName), after NAME: always with -o wide, else when a listed job has one.
+JOB_NAME_COLUMN = "JOB-NAME"
 
 
 def array_summary(job: Mapping[str, Any]) -> str:
@@ -37,12 +39,16 @@ def array_summary(job: Mapping[str, Any]) -> str:
     return " ".join([str(size), *parts])
 
 
-def job_row(job: Mapping[str, Any], *, wide: bool, namespaced: bool, now: datetime | None = None) -> list[object]:
+def job_row(
+    job: Mapping[str, Any], *, wide: bool, namespaced: bool, now: datetime | None = None, job_names: bool = False
+) -> list[object]:
     meta, spec, status = job.get("metadata") or {}, job.get("spec") or {}, job.get("status") or {}
     attempts = current_attempt(status)
     row: list[object] = [] if namespaced else [meta.get("namespace")]
+    row.append(meta.get("name"))
+    if job_names:
+        row.append(spec.get("jobName") or "")
     row += [
-        meta.get("name"),
         spec.get("jobQueue"),
         status.get("status") or "SUBMITTED",
         status.get("statusReason") or "",
@@ -66,12 +72,19 @@ def jobs_table(
     namespaced: bool = True,
     width: int | None = None,
     now: datetime | None = None,
+    job_names: bool | None = None,
 ) -> str:
-    """The BatchJob table; without ``wide`` it fits ``width`` (default 80) by truncating REASON then NAME."""
-    headers = ([] if namespaced else ["NAMESPACE"]) + list(BASE_COLUMNS) + (list(WIDE_COLUMNS) if wide else [])
-    rows = [job_row(j, wide=wide, namespaced=namespaced, now=now) for j in jobs]
+    """The BatchJob table; without ``wide`` it fits ``width`` (default 80) by truncating REASON then NAME.
+    JOB-NAME (``spec.jobName``, the AWS name) follows NAME when ``job_names``; by default with
+    ``wide`` or when a listed job has one."""
+    if job_names is None:
+        job_names = wide or any((j.get("spec") or {}).get("jobName") for j in jobs)
+    headers = ([] if namespaced else ["NAMESPACE"]) + [BASE_COLUMNS[0]]
+    headers += [JOB_NAME_COLUMN] if job_names else []
+    headers += list(BASE_COLUMNS[1:]) + (list(WIDE_COLUMNS) if wide else [])
+    rows = [job_row(j, wide=wide, namespaced=namespaced, now=now, job_names=job_names) for j in jobs]
     limit = None if wide else (width or 80)
-    return table(headers, rows, max_width=limit, flex=("NAMESPACE", "NAME", "REASON"))
+    return table(headers, rows, max_width=limit, flex=("NAMESPACE", "NAME", JOB_NAME_COLUMN, "REASON"))
 
 
 def filter_options(f: F) -> F:
@@ -142,8 +155,9 @@ def list_jobs(
     output: str,
 ) -> None:
     """List BatchJobs (as ListJobs): NAME filters match exactly, PREFIX* by prefix (so does
-    --definition NAME*). As in ListJobs, --status is ignored when a NAME, --definition or
-    --created-* filter is given; --queue and --share combine with it."""
+    --definition NAME*), case-insensitive, on the job's AWS name (spec.jobName) or its object name.
+    As in ListJobs, --status is ignored when a NAME, --definition or --created-* filter is given;
+    --queue and --share combine with it."""
     flt = build_filter(names, queue, statuses, definition, created_after, created_before, share)
     target = Target.resolve(kubeconfig, namespace)
     ns = None if all_namespaces else target.namespace

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubatch.cli.client import GROUP_VERSION
+from kubatch.core.jobnames import kubernetes_name
 
 JSON = dict[str, Any]
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -27,10 +28,13 @@ def parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
 
 
 def parse_dependency(text: str) -> JSON:
-    """``name`` or ``name:N_TO_N`` / ``name:SEQUENTIAL`` -> a dependsOn entry."""
+    """``name`` or ``name:N_TO_N`` / ``name:SEQUENTIAL`` -> a dependsOn entry. An AWS job name that
+    `submit --job-name` turned into another object name (``My_Job``) names that object."""
     name, sep, kind = text.partition(":")
-    if not DNS_LABEL.match(name) or len(name) > 63:
-        raise ValueError(f"dependency {text!r}: {name!r} is not a valid job name")
+    try:
+        name = kubernetes_name(name)
+    except ValueError:
+        raise ValueError(f"dependency {text!r}: {name!r} is not a valid job name") from None
     if not sep:
         return {"jobName": name}
     kind = kind.upper()
@@ -109,7 +113,9 @@ def build_batchjob(
     num_nodes: int | None = None,
     propagate_tags: bool | None = None,
 ) -> JSON:
-    """A BatchJob manifest. Without ``job_name`` the name is generated from the definition's.
+    """A BatchJob manifest. Without ``job_name`` the name is generated from the definition's. A
+    ``job_name`` that AWS accepts but Kubernetes does not (``My_Job``) goes to ``spec.jobName``, and
+    ``metadata.name`` is derived from it (``kubatch.core.jobnames.kubernetes_name``).
 
     Container overrides of a multi-node job (``num_nodes``) go to every node (targetNodes ``0:``),
     since the API takes either containerOverrides or nodeOverrides. ValueError on invalid input.
@@ -119,18 +125,18 @@ def build_batchjob(
     if not DNS_LABEL.match(job_queue):
         raise ValueError(f"job queue {job_queue!r} is not a valid name")
     metadata: JSON = {}
+    spec: JSON = {}
     if job_name:
-        if not DNS_LABEL.match(job_name) or len(job_name) > 63:
-            raise ValueError(
-                f"job name {job_name!r}: use at most 63 lowercase letters, digits and '-', "
-                "starting and ending with a letter or digit"
-            )
-        metadata["name"] = job_name
+        # An AWS job name (upper case, '_', up to 128 characters) that cannot be an object name is
+        # kept in spec.jobName, and the object gets a name derived from it.
+        metadata["name"] = kubernetes_name(job_name)
+        if metadata["name"] != job_name:
+            spec["jobName"] = job_name
     else:
         metadata["generateName"] = job_definition.split(":")[0][:57].rstrip("-.") + "-"
     if namespace:
         metadata["namespace"] = namespace
-    spec: JSON = {"jobQueue": job_queue, "jobDefinition": job_definition}
+    spec.update({"jobQueue": job_queue, "jobDefinition": job_definition})
     if parameters:
         spec["parameters"] = dict(parameters)
     if array_size is not None:

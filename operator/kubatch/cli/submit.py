@@ -10,6 +10,7 @@ from kubatch.cli.client import JSON, Target, connection_options, output_option, 
 from kubatch.cli.manifest import build_batchjob, parse_dependency, parse_pairs
 from kubatch.cli.render import dump
 from kubatch.cluster.client import Kube
+from kubatch.core.jobnames import job_name as job_name_of
 
 
 def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -21,7 +22,12 @@ def _pairs(items: tuple[str, ...], flag: str) -> dict[str, str]:
 
 @click.command("submit")
 @connection_options
-@click.option("--job-name", help="Name of the BatchJob (default: generated from the definition's name).")
+@click.option(
+    "--job-name",
+    help="Job name: up to 128 letters, digits, '-' and '_' (default: generated from the definition's name). "
+    "A name that cannot be a Kubernetes name (upper case, '_', over 63 characters) is kept in spec.jobName "
+    "and the BatchJob is named after it (lower case, '-', a short hash).",
+)
 @click.option("--job-queue", required=True, help="JobQueue to submit to.")
 @click.option("--job-definition", required=True, help="JobDefinition: NAME (latest ACTIVE revision) or NAME:REV.")
 @click.option("--parameters", "parameters", multiple=True, metavar="K=V", help="Ref:: parameter (repeatable).")
@@ -75,7 +81,8 @@ def submit(
 ) -> None:
     """Submit a job: create a BatchJob from a job definition, with overrides.
 
-    Prints the job's name and jobId (-o json|yaml for the created object)."""
+    Prints the job's name and jobId, and the BatchJob's name when it differs from the job name
+    (-o json|yaml for the created object)."""
     if command_line is not None and command_arg:
         raise click.UsageError("use either --command or --command-arg, not both")
     try:
@@ -126,4 +133,7 @@ def submit(
         click.echo(dump(created, output))
         return
     meta = created.get("metadata") or {}
-    click.echo(f"jobName: {meta.get('name')}\njobId: {meta.get('uid')}")
+    lines = [f"jobName: {job_name_of(created)}", f"jobId: {meta.get('uid')}"]
+    if (created.get("spec") or {}).get("jobName"):
+        lines.append(f"name: {meta.get('name')}")  # the BatchJob's name, for kubectl and the other commands
+    click.echo("\n".join(lines))

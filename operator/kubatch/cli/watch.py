@@ -60,8 +60,9 @@ class WatchView:
 
 
 def row_line(job: Mapping[str, Any], *, wide: bool, namespaced: bool, width: int) -> str:
-    """One job as a table row without header (the appended-lines mode)."""
-    return jobs_table([job], wide=wide, namespaced=namespaced, width=width).splitlines()[-1]
+    """One job as a table row without header (the appended-lines mode: JOB-NAME only with ``wide``,
+    so that every line has the same columns)."""
+    return jobs_table([job], wide=wide, namespaced=namespaced, width=width, job_names=wide).splitlines()[-1]
 
 
 @click.command("watch")
@@ -94,7 +95,12 @@ def watch(
     def render_all() -> None:
         width = terminal_width()
         shown = view.visible()
-        text = jobs_table(shown, wide=wide, namespaced=ns is not None, width=width) if shown else "No batchjobs."
+        names = None if tty else wide  # appended lines keep the first table's columns
+        text = (
+            jobs_table(shown, wide=wide, namespaced=ns is not None, width=width, job_names=names)
+            if shown
+            else "No batchjobs."
+        )
         if tty:
             stamp = datetime.now(UTC).strftime("%H:%M:%SZ")
             click.echo(f"{CLEAR}kubatch watch ({ns or 'all namespaces'})  {stamp}\n{text}")

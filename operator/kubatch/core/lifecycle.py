@@ -22,6 +22,7 @@ from typing import Any
 
 from kubatch.core.arrays import ArrayChildren, IndexSet
 from kubatch.core.deps import DependencyStatus, GateState, array_child_gates, dependency_gate
+from kubatch.core.jobnames import job_name
 from kubatch.core.podspec import (
     DEFAULT_GRACE_PERIOD_SECONDS,
     PodSettings,
@@ -191,6 +192,7 @@ class _Step:
     def __init__(self, job: Mapping[str, Any], pods: Mapping[str, Mapping[str, Any]], ctx: Context) -> None:
         self.job = job
         self.name = str(job["metadata"]["name"])
+        self.job_name = job_name(job)  # as AWS shows it (spec.jobName), in the Events' messages
         self.spec: Mapping[str, Any] = job.get("spec") or {}
         self.old: dict[str, Any] = dict(job.get("status") or {})
         self.status: dict[str, Any] = copy.deepcopy(self.old)
@@ -217,7 +219,7 @@ class _Step:
         if not path:
             path = [target]
         for st in path:
-            msg = reason if st == target and reason else f"{self.name} is {st.value}"
+            msg = reason if st == target and reason else f"{self.job_name} is {st.value}"
             self.d.events.append(JobEvent("Warning" if st == S.FAILED else "Normal", event_reason(st), msg))
         self.status["status"] = target.value
         self.status["statusReason"] = reason
@@ -240,6 +242,15 @@ class _Step:
     def finish(self) -> Decision:
         if self.status != self.old:
             self.d.status = self.status
+        if (self.spec.get("jobName") or self.name) != self.name:
+            # The job has an AWS name its object name cannot hold: every message says which job.
+            prefix = f"{self.job_name}: "
+            self.d.events = [
+                e
+                if e.message.startswith(f"{self.job_name} ")
+                else JobEvent(e.type, e.reason, prefix + e.message)
+                for e in self.d.events
+            ]
         return self.d
 
 
@@ -394,7 +405,7 @@ def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
         step.status["statusReason"] = ""
         step.status["queuedAt"] = step.now_iso
         step.status.pop("computeEnvironment", None)
-        step.d.events.append(JobEvent("Normal", event_reason(S.RUNNABLE), f"{step.name} is RUNNABLE (retry)"))
+        step.d.events.append(JobEvent("Normal", event_reason(S.RUNNABLE), f"{step.job_name} is RUNNABLE (retry)"))
         return
     step.move(transition.status, transition.status_reason)
 

@@ -654,8 +654,11 @@ class Dispatcher:
             reason = plan.blocked.get(head, "") if head else ""
             self.metrics.queue_blocked_events.labels(queue, reason_code(reason)).inc()
             if q is not None:
+                blocker = self.view.jobs.get(units[head][0].job_key) if head else None
+                aws_name = ((blocker or {}).get("spec") or {}).get("jobName")
+                by = f"{head} ({aws_name})" if aws_name else head  # with the job's AWS name, spec.jobName
                 self.events.record(
-                    q, "QueueBlocked", f"job queue {queue} is blocked by {head}: {reason}", type_="Warning"
+                    q, "QueueBlocked", f"job queue {queue} is blocked by {by}: {reason}", type_="Warning"
                 )
         self.blocked_queues = plan.blocked_queues
         self.front = dict(plan.queue_front)

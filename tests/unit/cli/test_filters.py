@@ -108,3 +108,14 @@ def test_definition_filter_prefix() -> None:
     assert names(JobFilter(definition="etl*"), jobs) == ["a", "b", "c"]
     assert names(JobFilter(definition="etl-*"), jobs) == ["b"]
     assert names(JobFilter(definition="etl"), jobs) == ["a"]
+
+
+def test_name_filter_matches_the_aws_job_name_when_set() -> None:
+    aws = job("render-frames-1a2b3c")
+    aws["spec"]["jobName"] = "Render_Frames"
+    jobs = [aws, job("render-other"), job("unrelated")]
+    assert names(JobFilter(names=("Render_Frames",)), jobs) == ["render-frames-1a2b3c"]
+    assert names(JobFilter(names=("render_frames",)), jobs) == ["render-frames-1a2b3c"]  # case-insensitive
+    assert names(JobFilter(names=("Render_*",)), jobs) == ["render-frames-1a2b3c"]
+    assert names(JobFilter(names=("render-*",)), jobs) == ["render-frames-1a2b3c", "render-other"]  # object name
+    assert names(JobFilter(names=("render-frames-1a2b3c",)), jobs) == ["render-frames-1a2b3c"]

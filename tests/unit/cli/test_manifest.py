@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubatch.cli.manifest import build_batchjob, container_overrides, parse_dependency, parse_pairs
+from kubatch.core.jobnames import kubernetes_name
 
 
 def test_minimal_job_has_name_queue_and_definition() -> None:
@@ -84,7 +85,9 @@ def test_multi_node_without_overrides_sets_only_num_nodes() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"job_name": "Bad_Name"}, "job name"),
+        ({"job_name": "bad.name"}, "job name"),
+        ({"job_name": "_leading"}, "job name"),
+        ({"job_name": "x" * 129}, "job name"),
         ({"job_definition": "bad def"}, "job definition"),
         ({"job_queue": "Q!"}, "job queue"),
         ({"array_size": 1}, "array size"),
@@ -122,8 +125,20 @@ def test_parse_dependency() -> None:
         parse_dependency("prep:SEQUENTIAL")
     with pytest.raises(ValueError, match="type must be"):
         parse_dependency("prep:ALL")
+    # An AWS name names the object `submit --job-name` made for it.
+    assert parse_dependency("Prep_1") == {"jobName": kubernetes_name("Prep_1")}
     with pytest.raises(ValueError, match="not a valid job name"):
-        parse_dependency("Prep")
+        parse_dependency("prep.1")
+
+
+def test_aws_job_name_goes_to_spec_job_name() -> None:
+    plain = build_batchjob(job_name="render-1", job_queue="q", job_definition="d")
+    assert plain["metadata"]["name"] == "render-1" and "jobName" not in plain["spec"]
+    aws = build_batchjob(job_name="Render_Frames_2024", job_queue="q", job_definition="d")
+    assert aws["spec"]["jobName"] == "Render_Frames_2024"
+    assert aws["metadata"]["name"] == kubernetes_name("Render_Frames_2024")
+    assert aws["metadata"]["name"].startswith("render-frames-2024-")
+    assert list(aws["spec"])[:2] == ["jobName", "jobQueue"]
 
 
 def test_container_overrides_empty_when_nothing_set() -> None:

@@ -180,3 +180,19 @@ def test_watch_view_tracks_events_and_reports_the_outcome() -> None:
 def test_watch_view_without_jobs_is_not_done() -> None:
     view = WatchView(JobFilter())
     assert view.outcome() is None
+
+
+def test_job_name_column_and_describe_show_the_aws_name() -> None:
+    aws = job("render-frames-1a2b3c")
+    aws["spec"]["jobName"] = "Render_Frames"
+    plain = job("plain")
+    assert "JOB-NAME" not in jobs_table([plain], now=NOW)  # no job has one: the table is as before
+    header, first, second = jobs_table([aws, plain], now=NOW, width=200).splitlines()
+    assert header.split()[:3] == ["NAME", "JOB-NAME", "QUEUE"]
+    assert first.split()[:3] == ["render-frames-1a2b3c", "Render_Frames", "high-priority"]
+    assert second.split()[:2] == ["plain", "high-priority"]
+    assert "JOB-NAME" in jobs_table([plain], wide=True, now=NOW)
+    assert "JOB-NAME" not in jobs_table([aws], now=NOW, job_names=False)
+    text = describe_job(aws, now=NOW)
+    assert "Job name:" in text and "Render_Frames" in text
+    assert "Job name:" not in describe_job(plain, now=NOW)

@@ -228,3 +228,20 @@ def test_a_plainly_queued_jobs_first_status_waits_longest_under_load() -> None:
         assert started.progress and started.due == pytest.approx(now + 9.0, abs=1.0)
 
     asyncio.run(scenario())
+
+
+def test_messages_name_the_job_by_its_aws_name() -> None:
+    """With spec.jobName (an AWS name the object name cannot hold), the Events say that name; the
+    pods keep names derived from the object's."""
+    status: dict[str, Any] = {}
+    messages: list[str] = []
+    for pods in ({}, {"j-a1": pod("Running")}, {"j-a1": pod("Succeeded")}):
+        aws = job(status)
+        aws["spec"]["jobName"] = "My_Job"
+        d = reconcile(aws, pods, ctx())
+        messages += [e.message for e in d.events]
+        status = d.status or status
+    assert status["status"] == "SUCCEEDED"
+    assert "My_Job is RUNNABLE" in messages and "My_Job is RUNNING" in messages
+    assert "My_Job: Essential container in task exited" in messages  # JobSucceeded, with its reason
+    assert all(m.startswith("My_Job") for m in messages)
