@@ -326,3 +326,30 @@ def test_a_restart_after_a_lost_status_write_does_not_submit_the_run_again(
     (again,) = sched.wait_jobs("rs", [name], "still one job")
     assert again["metadata"]["uid"] == job["metadata"]["uid"]  # the same job, not a new one
     assert "statusReason" not in sched.status("rs")
+
+
+def test_cli_lists_schedules_with_their_next_run(sched: Schedules, batch: Batch, cluster: Any) -> None:
+    from click.testing import CliRunner
+
+    from kubatch.cli.main import cli
+
+    due = minute(-2)
+    sched.create("listed", daily(due), last=due - timedelta(hours=1), timeZone="UTC")
+    sched.create("paused", "@hourly", last=None, suspend=True)
+    sched.wait_status("listed", "run recorded", lambda s: s.get("lastScheduleTime") == stamp(due))
+
+    def kubatch(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--kubeconfig", cluster.kubeconfig, "-n", batch.ns, *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    lines = kubatch("schedules").splitlines()
+    assert lines[0].split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "NEXT", "RUN"]
+    listed = next(line for line in lines if line.startswith("listed "))
+    assert f"{daily(due)}  UTC" in listed and "ago" in listed and listed.split()[-2:] == ["in", "23h"]
+    paused = next(line for line in lines if line.startswith("paused "))
+    assert paused.split()[-3:] == ["0", "never", "suspended"]
+    items = json.loads(kubatch("schedules", "-o", "json"))["items"]
+    by_name = {i["metadata"]["name"]: i for i in items}
+    assert by_name["listed"]["status"]["nextScheduleTime"] == stamp(due + timedelta(days=1))
+    assert by_name["paused"]["status"]["nextScheduleTime"] is None

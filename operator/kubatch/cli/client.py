@@ -30,6 +30,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "computeenvironments": ("computeenvironment", False),
     "schedulingpolicies": ("schedulingpolicy", False),
     "consumableresources": ("consumableresource", False),
+    "jobschedules": ("jobschedule", True),
 }
 
 

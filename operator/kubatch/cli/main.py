@@ -12,6 +12,7 @@ from kubatch.cli.jobs import cancel, list_jobs, terminate
 from kubatch.cli.logs import logs
 from kubatch.cli.operator_cmd import operator_cmd
 from kubatch.cli.queues import queue
+from kubatch.cli.schedules import schedules
 from kubatch.cli.submit import submit
 from kubatch.cli.watch import watch
 
@@ -31,7 +32,7 @@ def cli(ctx: click.Context, kubeconfig: str | None, namespace: str | None) -> No
     ctx.obj = GlobalOptions(kubeconfig=kubeconfig, namespace=namespace)
 
 
-for command in (submit, list_jobs, describe, cancel, terminate, logs, queue, watch):
+for command in (submit, list_jobs, describe, cancel, terminate, logs, queue, watch, schedules):
     cli.add_command(command)
 cli.add_command(dev)
 cli.add_command(operator_cmd)
