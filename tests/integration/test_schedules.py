@@ -282,6 +282,25 @@ def test_invalid_schedule_is_reported(sched: Schedules, batch: Batch) -> None:
     assert sched.names("bad") == []
 
 
+def test_webhook_rejects_invalid_schedules(admission_namespace: str, operator: Any, kubectl: Any) -> None:
+    body = {
+        "apiVersion": GROUP,
+        "kind": "JobSchedule",
+        "metadata": {"name": "bad", "namespace": admission_namespace},
+        "spec": {
+            "schedule": "*/0 * * * *",
+            "timeZone": "Mars/Olympus",
+            "jobTemplate": {"spec": {"jobQueue": "q", "jobDefinition": "d"}},
+        },
+    }
+    result = kubectl("create", "-f", "-", input=json.dumps(body), check=False)
+    assert result.returncode != 0
+    assert "spec.schedule: minute: the step in '*/0' must be 1 to 60" in result.stderr, result.stderr
+    assert "spec.timeZone: unknown time zone 'Mars/Olympus'" in result.stderr, result.stderr
+    body["spec"] = {**body["spec"], "schedule": "@weekly", "timeZone": "Pacific/Auckland"}
+    assert kubectl("create", "-f", "-", input=json.dumps(body), check=False).returncode == 0
+
+
 def test_a_refused_run_is_reported_and_the_next_one_tried(
     admission_namespace: str, operator: Any, kubectl: Any, kget: Any, make_node: Any
 ) -> None:

@@ -2,7 +2,8 @@
 
 Handlers (their ids are the URL paths, e.g. ``https://<service>/validate-batchjobs``):
 ``validate-batchjobs`` (BatchJob CREATE), ``validate-jobqueues`` (JobQueue CREATE, UPDATE),
-``validate-jobdefinitions`` (JobDefinition CREATE, UPDATE).
+``validate-jobdefinitions`` (JobDefinition CREATE, UPDATE), ``validate-jobschedules`` (JobSchedule
+CREATE, UPDATE: the schedule parses and can run, the time zone exists; needs no view).
 
 The world the rules look at comes from the runtime's cluster view; an object a request names that the
 view does not hold yet (it may lag an object created a moment ago) is fetched from the API server, and
@@ -53,6 +54,7 @@ from kubatch.core.admission import (
     validate_job_queue,
 )
 from kubatch.core.revisions import RevisionRecord, stored_records
+from kubatch.core.schedules import validate_job_schedule
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ WEBHOOKS: tuple[Webhook, ...] = (
     Webhook("validate-batchjobs", "batchjobs", ("CREATE",), True),
     Webhook("validate-jobqueues", "jobqueues", ("CREATE", "UPDATE"), False),
     Webhook("validate-jobdefinitions", "jobdefinitions", ("CREATE", "UPDATE"), True),
+    Webhook("validate-jobschedules", "jobschedules", ("CREATE", "UPDATE"), True),
 )
 
 _PATHS: dict[str, str] = {
@@ -366,6 +369,12 @@ async def validate_jobdefinitions(
     _reject(await _violations("JobDefinition", dict(body), dict(old) if old is not None else None, memo, warnings))
 
 
+async def validate_jobschedules(*, body: kopf.Body, **_: Any) -> None:
+    """JobSchedule CREATE/UPDATE: the schedule parses and can run, and its time zone exists (pure:
+    checked also before the view is synced)."""
+    _reject(validate_job_schedule(dict(body)))
+
+
 _registered = False
 
 
@@ -385,6 +394,7 @@ def register(registry: kopf.OperatorRegistry | None = None) -> None:
     on(GROUP, VERSION, "batchjobs", **kw("validate-batchjobs"))(validate_batchjobs)
     on(GROUP, VERSION, "jobqueues", **kw("validate-jobqueues"))(validate_jobqueues)
     on(GROUP, VERSION, "jobdefinitions", **kw("validate-jobdefinitions"))(validate_jobdefinitions)
+    on(GROUP, VERSION, "jobschedules", **kw("validate-jobschedules"))(validate_jobschedules)
     _registered = True
 
 

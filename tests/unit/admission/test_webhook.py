@@ -46,7 +46,12 @@ def test_options_from_env() -> None:
 def test_configuration() -> None:
     cfg = webhook_configuration("dev", "https://127.0.0.1:9443/", b"CA", ("sel", "on"))
     hooks = {h["name"]: h for h in cfg["webhooks"]}
-    assert set(hooks) == {"batchjobs.kubatch.dev", "jobqueues.kubatch.dev", "jobdefinitions.kubatch.dev"}
+    assert set(hooks) == {
+        "batchjobs.kubatch.dev",
+        "jobqueues.kubatch.dev",
+        "jobdefinitions.kubatch.dev",
+        "jobschedules.kubatch.dev",
+    }
     jobs = hooks["batchjobs.kubatch.dev"]
     assert jobs["clientConfig"] == {
         "url": "https://127.0.0.1:9443/validate-batchjobs",

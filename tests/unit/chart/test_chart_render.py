@@ -32,6 +32,7 @@ WEBHOOK_PATHS = {
     "batchjobs": "/validate-batchjobs",
     "jobqueues": "/validate-jobqueues",
     "jobdefinitions": "/validate-jobdefinitions",
+    "jobschedules": "/validate-jobschedules",
 }
 
 # What the operator reads and writes (the brief's list), and nothing more.
@@ -311,7 +312,8 @@ def test_webhook_configuration(default: list[Obj]) -> None:
         (rule,) = w["rules"]
         assert rule["apiGroups"] == [KUBATCH] and rule["apiVersions"] == ["v1alpha1"]
         assert rule["operations"] == ["CREATE", "UPDATE"]
-        assert rule["scope"] == ("Namespaced" if resource in ("batchjobs", "jobdefinitions") else "Cluster")
+        namespaced = resource in ("batchjobs", "jobdefinitions", "jobschedules")
+        assert rule["scope"] == ("Namespaced" if namespaced else "Cluster")
         assert "url" not in w["clientConfig"]
     fail = find(template("webhook.failurePolicy=Fail"), "ValidatingWebhookConfiguration")
     assert {w["failurePolicy"] for w in fail["webhooks"]} == {"Fail"}

@@ -1,0 +1,38 @@
+"""The JobSchedule webhook handler: refuses a schedule that cannot run, with every reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pytest
+
+from kubatch.controllers.admission import WEBHOOKS, validate_jobschedules, webhook_configuration
+
+
+def body(**spec: Any) -> kopf.Body:
+    template = {"spec": {"jobQueue": "q", "jobDefinition": "d"}}
+    return kopf.Body({"metadata": {"name": "s", "namespace": "ns"}, "spec": {"jobTemplate": template, **spec}})
+
+
+async def test_a_valid_schedule_is_allowed() -> None:
+    await validate_jobschedules(body=body(schedule="*/15 9-17 * * MON-FRI", timeZone="Europe/Paris"))
+    await validate_jobschedules(body=body(schedule="@daily"))
+
+
+async def test_an_invalid_schedule_is_refused_with_every_reason() -> None:
+    with pytest.raises(kopf.AdmissionError) as e:
+        await validate_jobschedules(body=body(schedule="0 0 30 2 *", timeZone="Europe/Pariss"))
+    message = str(e.value)
+    assert "spec.schedule: the schedule never runs: no month of FEB has day 30" in message
+    assert "spec.timeZone: unknown time zone 'Europe/Pariss'" in message
+    assert e.value.code == 400
+
+
+def test_the_webhook_is_configured_for_creates_and_updates() -> None:
+    (hook,) = [w for w in WEBHOOKS if w.plural == "jobschedules"]
+    assert hook.id == "validate-jobschedules" and hook.operations == ("CREATE", "UPDATE") and hook.namespaced
+    cfg = webhook_configuration("dev", "https://127.0.0.1:9443", b"CA", ("sel", "on"))
+    (entry,) = [w for w in cfg["webhooks"] if w["rules"][0]["resources"] == ["jobschedules"]]
+    assert entry["clientConfig"]["url"] == "https://127.0.0.1:9443/validate-jobschedules"
+    assert entry["namespaceSelector"] == {"matchLabels": {"sel": "on"}}
