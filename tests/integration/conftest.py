@@ -124,7 +124,14 @@ def operator(cluster: ClusterInfo, crds: None) -> Any:
         if IN_CLUSTER:
             # One operator acts on the cluster: the host process gives way to the chart's.
             operatorproc.stop(state)
-            return deploy.deploy(cluster, REPO, extra_env={"KUBATCH_TIME_LIMIT_SCALE": "0.01"})
+            return deploy.deploy(
+                cluster,
+                REPO,
+                extra_env={
+                    "KUBATCH_TIME_LIMIT_SCALE": "0.01",
+                    "KUBATCH_START_TIMEOUT_SECONDS": str(operatorproc.TEST_START_TIMEOUT_SECONDS),
+                },
+            )
         if cluster.real_nodes:
             deploy.undeploy(cluster)  # left by an in-cluster run: it would compete with the host process
         return operatorproc.ensure(cluster, state)

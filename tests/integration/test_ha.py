@@ -34,7 +34,11 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
         cluster,
         state,
         name="standby",
-        extra_env={"KUBATCH_LEADER_IDENTITY": f"standby-{batch.tag}", "KUBATCH_TIME_LIMIT_SCALE": "0.01"},
+        extra_env={
+            "KUBATCH_LEADER_IDENTITY": f"standby-{batch.tag}",
+            "KUBATCH_TIME_LIMIT_SCALE": "0.01",
+            "KUBATCH_START_TIMEOUT_SECONDS": str(operatorproc.TEST_START_TIMEOUT_SECONDS),
+        },
     )
     recorder = PodRecorder(cluster, batch.ns)
     # Hold the shared operator's lock while its leader is dead, so that no other test session

@@ -60,6 +60,9 @@ def slim_pod(pod: JSON) -> JSON:
             "startTime": st.get("startTime"),
             "containerStatuses": st.get("containerStatuses", []),
             "initContainerStatuses": st.get("initContainerStatuses", []),
+            # Whether and since when the pod is bound (the start bound counts from there), or why
+            # no node takes it.
+            "conditions": [c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled"],
         },
     }
 

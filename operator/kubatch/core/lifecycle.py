@@ -41,6 +41,7 @@ from kubatch.core.states import (
     DEFAULT_TERMINATE_REASON,
     REASON_DEPENDENT_JOB_FAILED,
     REASON_MAIN_NODE_EXITED,
+    SLOW_START_FACTOR,
     TERMINAL,
     AttemptOutcome,
     InvalidTransition,
@@ -50,6 +51,8 @@ from kubatch.core.states import (
     forward_path,
     observe_pod,
     observed_status,
+    start_block,
+    start_clock,
 )
 
 S = JobStatus
@@ -105,6 +108,10 @@ class Context:
     forced_cancel: Mapping[int | None, str] = field(default_factory=dict)  # index (None: the job) -> reason
     # ComputeEnvironments by name: a multi-node job's other nodes get its environment's tolerations.
     environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Seconds a pod that shows a start problem (a pull backing off, a missing Secret, no node taking
+    # it) may take to start before its attempt fails with "Task failed to start"; a pod that is only
+    # slow gets SLOW_START_FACTOR times as long. None: no bound.
+    start_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +311,8 @@ def _follow_attempt(
         step.delete_pod(pod, 0 if _finished(pod) else step.ctx.settings.termination_grace_period_seconds)
         return _AttemptView(S.FAILED, attempt_outcome(obs, terminate_reason=terminate_reason, now=now))
     outcome = attempt_outcome(obs, now=now)
+    if outcome is None and observed_status(obs) == S.STARTING:
+        outcome = _start_expired(step, pod, obs)
     if outcome is not None:
         if obs.node_vanished or not _finished(pod) or step.ctx.delete_finished_pods:
             step.delete_pod(pod, 0)
@@ -321,6 +330,35 @@ def _follow_attempt(
             step.d.wake_at(deadline)
         return _AttemptView(S.RUNNING, None, started)
     return _AttemptView(S.STARTING, None, None)
+
+
+def _awaiting_node(step: _Step, pod: Mapping[str, Any]) -> bool:
+    """The pod has no node yet and its environment is MANAGED and working: a node is being brought
+    up for it (in AWS that wait is capacity, spent in RUNNABLE)."""
+    if (pod.get("spec") or {}).get("nodeName"):
+        return False
+    ce_name = ((pod.get("metadata") or {}).get("labels") or {}).get("kubatch.dev/compute-environment")
+    ce = step.ctx.environments.get(str(ce_name)) if ce_name else None
+    if ce is None or (ce.get("spec") or {}).get("type") == "UNMANAGED":
+        return False
+    return (ce.get("status") or {}).get("status") not in ("INVALID", "DELETING")
+
+
+def _start_expired(step: _Step, pod: Mapping[str, Any], obs: PodObservation) -> AttemptOutcome | None:
+    """A STARTING attempt whose pod has not started within its bound fails with "Task failed to
+    start" (the container reason says what held it); until then the step looks again at the bound."""
+    bound = step.ctx.start_timeout
+    if not bound or bound <= 0:
+        return None
+    block = start_block(obs, awaiting_node=_awaiting_node(step, pod))
+    origin = parse_iso(start_clock(obs))
+    if block is None or origin is None:
+        return None
+    deadline = origin + bound * (1 if block.visible else SLOW_START_FACTOR)
+    if step.ctx.now < deadline:
+        step.d.wake_at(deadline)
+        return None
+    return attempt_outcome(obs, now=step.now_iso, start_failure=block)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -397,8 +435,9 @@ def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
         step.status["startedAt"] = step.status.get("startedAt") or outcome.started_at
     transition, _ = after_attempt(step.state, outcome, _strategy(step), attempt)
     if transition.status == S.RUNNABLE:
-        # A retried job goes back to RUNNABLE (and to the front of its queue): record the walk.
-        if step.state == S.STARTING:
+        # A retried job goes back to RUNNABLE (and to the front of its queue): record the walk (an
+        # attempt that never started goes back from STARTING: it never ran).
+        if step.state == S.STARTING and not outcome.start_failure:
             step.move(S.RUNNING)
         step.d.events.append(JobEvent("Normal", "JobRetry", f"attempt {attempt} failed: {outcome.status_reason}"))
         step.status["status"] = S.RUNNABLE.value

@@ -80,9 +80,16 @@ REASON_TIMEOUT = "Job attempt duration exceeded timeout"
 #: The pod could not start (image pull, container config); matches the guide's retry example
 #: ``{"onStatusReason": "Task failed to start", "action": "RETRY"}``.
 REASON_TASK_FAILED_TO_START = "Task failed to start"
-#: Container ``reason`` prefixes, as ECS reports them (user guide, "Common errors").
+#: Container ``reason`` prefixes, as ECS reports them (its "Stopped tasks error codes", which the
+#: user guide's retry section points to; the guide itself names ``CannotPullContainerError``).
 CONTAINER_REASON_CANNOT_PULL = "CannotPullContainerError"
 CONTAINER_REASON_CANNOT_CREATE = "CannotCreateContainerError"
+CONTAINER_REASON_CANNOT_START = "CannotStartContainerError"
+#: ECS's wording for what the task needs before its containers can be created (secrets, volumes).
+CONTAINER_REASON_RESOURCE_INIT = "ResourceInitializationError"
+#: A pod no node took (kube-scheduler's condition reason; ECS has no such case: it places a task
+#: only on an instance that has room).
+CONTAINER_REASON_UNSCHEDULABLE = "Unschedulable"
 #: Container ``reason`` for an OOM kill, ECS wording (Kubernetes says ``OOMKilled``).
 CONTAINER_REASON_OOM = "OutOfMemoryError: Container killed due to memory usage"
 #: Defaults when ``spec.cancel`` / ``spec.terminate`` carry no reason (AWS requires one; kubatch
@@ -277,15 +284,39 @@ def terminate(
 # --------------------------------------------------------------------------------------------
 # pods -> attempts
 # --------------------------------------------------------------------------------------------
-#: Kubernetes waiting reasons that mean the attempt cannot start (mapped to a failed attempt
-#: with statusReason "Task failed to start", as ECS does for CannotPullContainerError).
+#: Kubernetes waiting reasons of a container whose image cannot be had; the container reason is
+#: ``CannotPullContainerError: <kubelet message>``, as ECS reports a failed pull.
 IMAGE_START_FAILURES: frozenset[str] = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "ImageInspectError",
+        "RegistryUnavailable",
+        "SignatureValidationFailed",
+    }
 )
-CONFIG_START_FAILURES: frozenset[str] = frozenset(
-    {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
-)
-START_FAILURES: frozenset[str] = IMAGE_START_FAILURES | CONFIG_START_FAILURES
+#: Waiting reasons after which the pod can never start (the image reference is malformed, or the
+#: pull policy forbids the pull of an image the node lacks): the attempt fails at once.
+DEFINITIVE_START_FAILURES: frozenset[str] = frozenset({"InvalidImageName", "ErrImageNeverPull"})
+#: Waiting reasons of a container that cannot be created or started, with the ECS error code each
+#: maps to: a missing Secret or ConfigMap (``CreateContainerConfigError``) is what ECS calls a
+#: resource that cannot be initialised (``ResourceInitializationError: unable to pull secrets``).
+CONFIG_START_FAILURES: Mapping[str, str] = {
+    "CreateContainerConfigError": CONTAINER_REASON_RESOURCE_INIT,
+    "CreateContainerError": CONTAINER_REASON_CANNOT_CREATE,
+    "RunContainerError": CONTAINER_REASON_CANNOT_START,
+    "PreStartHookError": CONTAINER_REASON_CANNOT_START,
+}
+#: Every waiting reason that is a visible start problem. All but the definitive ones are retried by
+#: the kubelet (a pull backing off may succeed, a missing Secret may be created): the attempt fails
+#: once they outlast the start bound (``start_block``, ``core.lifecycle``).
+START_FAILURES: frozenset[str] = IMAGE_START_FAILURES | frozenset(CONFIG_START_FAILURES)
+#: A pod that shows no problem yet has not started (containers being created: a slow image pull, a
+#: volume that cannot be mounted, which only the pod's Events show as ``FailedMount``; a MANAGED
+#: environment's pod waiting for its new node) is given this many start bounds.
+SLOW_START_FACTOR = 3
 #: Pod-level reasons that mean the node went away under the pod.
 NODE_LOSS_POD_REASONS: frozenset[str] = frozenset({"NodeLost", "Shutdown", "Terminated", "NodeShutdown"})
 #: Kubernetes container reasons that carry no information (AWS leaves ``reason`` empty there).
@@ -319,6 +350,9 @@ class PodObservation:
     started_at: str | None = None  # status.startTime
     deleted: bool = False  # the pod is being deleted / is gone, not by kubatch
     node_vanished: bool = False  # its node disappeared
+    created_at: str | None = None  # metadata.creationTimestamp
+    scheduled_at: str | None = None  # when the PodScheduled condition became True (bound to a node)
+    unschedulable: str | None = None  # the scheduler's message while PodScheduled is False (Unschedulable)
 
 
 @dataclass(frozen=True)
@@ -393,6 +427,14 @@ def observe_pod(pod: Mapping[str, Any], *, node_exists: bool = True) -> PodObser
     statuses.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
     inits = tuple(_container_obs(s) for s in status.get("initContainerStatuses") or [])
     node = spec.get("nodeName")
+    scheduled_at = unschedulable = None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") != "PodScheduled":
+            continue
+        if cond.get("status") == "True":
+            scheduled_at = cond.get("lastTransitionTime")
+        elif cond.get("reason") == "Unschedulable":
+            unschedulable = str(cond.get("message") or "no node can take the pod")
     return PodObservation(
         pod_name=str(meta.get("name", "")),
         node_name=node,
@@ -404,6 +446,9 @@ def observe_pod(pod: Mapping[str, Any], *, node_exists: bool = True) -> PodObser
         started_at=status.get("startTime"),
         deleted=meta.get("deletionTimestamp") is not None,
         node_vanished=bool(node) and not node_exists,
+        created_at=meta.get("creationTimestamp"),
+        scheduled_at=scheduled_at,
+        unschedulable=None if node else unschedulable,
     )
 
 
@@ -428,13 +473,68 @@ def _container_reason(c: ContainerObservation) -> str:
     return c.reason if not c.message else f"{c.reason}: {c.message}"
 
 
-def _start_failure(obs: PodObservation) -> tuple[str, str] | None:
+@dataclass(frozen=True)
+class StartBlock:
+    """What keeps a pod that has not started from running.
+
+    ``reason`` is the container reason its attempt records if it fails for it (ECS wording, with
+    the Kubernetes message). ``definitive``: it can never start, the attempt fails at once.
+    ``visible``: a problem shows (a pull error, a container that cannot be created, a pod no node
+    takes), and the attempt fails once it outlasts the start bound; otherwise the pod is merely
+    slow (containers being created, a node being brought up) and gets ``SLOW_START_FACTOR`` bounds.
+    """
+
+    reason: str
+    definitive: bool = False
+    visible: bool = True
+
+
+def _with_message(kind: str, message: str | None) -> str:
+    return f"{kind}: {message}" if message else kind
+
+
+def start_block(obs: PodObservation, *, awaiting_node: bool = False) -> StartBlock | None:
+    """Why the pod of ``obs`` (phase Pending) has not started, or None when it is on its way by its
+    own doing (an init container is running: the job's own code, which AWS leaves unbounded in
+    STARTING) or has started. ``awaiting_node``: the pod waits for a node its MANAGED environment
+    is bringing up (slow, not a problem)."""
+    if obs.phase not in (None, "Pending"):
+        return None
+    if any(c.running for c in obs.init_containers) or any(c.running or c.exit_code is not None for c in obs.containers):
+        return None
     for c in (*obs.init_containers, *obs.containers):
-        if c.waiting_reason in IMAGE_START_FAILURES:
-            return CONTAINER_REASON_CANNOT_PULL, c.waiting_message or c.waiting_reason or ""
-        if c.waiting_reason in CONFIG_START_FAILURES:
-            return CONTAINER_REASON_CANNOT_CREATE, c.waiting_message or c.waiting_reason or ""
-    return None
+        reason = c.waiting_reason
+        if reason is None:
+            continue
+        if reason in IMAGE_START_FAILURES:
+            return StartBlock(
+                _with_message(CONTAINER_REASON_CANNOT_PULL, c.waiting_message or reason),
+                definitive=reason in DEFINITIVE_START_FAILURES,
+            )
+        if reason in CONFIG_START_FAILURES:
+            return StartBlock(_with_message(CONFIG_START_FAILURES[reason], c.waiting_message or reason))
+    if not obs.node_name:
+        message = obs.unschedulable or "the pod is not bound to a node"
+        return StartBlock(
+            _with_message(CONTAINER_REASON_UNSCHEDULABLE, message),
+            visible=obs.unschedulable is not None and not awaiting_node,
+        )
+    waiting = next((c for c in (*obs.init_containers, *obs.containers) if c.waiting_reason), None)
+    what = waiting.waiting_reason if waiting else "ContainerCreating"
+    detail = (waiting.waiting_message if waiting else None) or "containers not created"
+    return StartBlock(_with_message(CONTAINER_REASON_RESOURCE_INIT, f"{what}: {detail}"), visible=False)
+
+
+def start_clock(obs: PodObservation) -> str | None:
+    """Since when the start bound counts for the pod of ``obs``: its binding to a node (else its
+    start, else its creation), or the end of its last init container when later; None while an init
+    container runs (``start_block``)."""
+    if any(c.running for c in obs.init_containers):
+        return None
+    origin = (obs.scheduled_at or obs.started_at or obs.created_at) if obs.node_name else obs.created_at
+    inits = [c.finished_at for c in obs.init_containers if c.finished_at]
+    stamps = [s for s in (origin, *inits) if s]
+    return max(stamps) if stamps else None
 
 
 def _last_finish(containers: Sequence[ContainerObservation]) -> str | None:
@@ -448,6 +548,7 @@ def attempt_outcome(
     timed_out: bool = False,
     terminate_reason: str | None = None,
     now: str | None = None,
+    start_failure: StartBlock | None = None,
 ) -> AttemptOutcome | None:
     """Map an observed pod to a finished attempt, or ``None`` while the attempt is still going.
 
@@ -457,9 +558,11 @@ def attempt_outcome(
     (``OutOfMemoryError: Container killed due to memory usage`` for an OOM kill, as AWS)
     with the first non-zero exit code (spec order) and its reason, even if it is being deleted
     afterwards; a vanished node, an external deletion of an unfinished pod or a node-shutdown pod
-    reason give ``Host EC2 (instance <node>) terminated.``; an image pull / container creation
-    failure gives ``Task failed to start``. ``now`` is the stoppedAt used when
-    no container reports a finish time.
+    reason give ``Host EC2 (instance <node>) terminated.``; a pod that cannot start gives ``Task
+    failed to start``: at once when it never can (``StartBlock.definitive``: an invalid image name,
+    a missing image the pull policy forbids pulling), or when the caller says it outlasted its start
+    bound (``start_failure``, see ``start_block``). ``now`` is the stoppedAt used when no container
+    reports a finish time.
     """
     containers = obs.containers
     finished = all(c.exit_code is not None for c in containers) and bool(containers)
@@ -500,14 +603,16 @@ def attempt_outcome(
         return out(False, CONTAINER_REASON_OOM if reason == CONTAINER_REASON_OOM else REASON_ESSENTIAL_CONTAINER_EXITED)
     if obs.node_vanished or obs.deleted or node_loss:
         return out(False, host_terminated_reason(obs.node_name), host_lost=True)
-    start = _start_failure(obs)
-    if start is not None:
-        kind, message = start
-        reason = f"{kind}: {message}" if message else kind
+    block = start_failure
+    if block is None:
+        block = start_block(obs)
+        if block is not None and not block.definitive:
+            block = None
+    if block is not None:
         return AttemptOutcome(
             succeeded=False,
             exit_code=None,
-            reason=reason,
+            reason=block.reason,
             status_reason=REASON_TASK_FAILED_TO_START,
             pod_name=obs.pod_name,
             node_name=obs.node_name,

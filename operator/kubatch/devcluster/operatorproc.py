@@ -31,6 +31,9 @@ from kubatch.devcluster.procs import free_port, pid_alive, stop_pid
 PACKAGE = Path(__file__).resolve().parents[1]
 WEBHOOK_CONFIGURATION = "kubatch-test"
 WEBHOOK_LABEL = "admission.kubatch.dev/test"
+#: The shared test operator's KUBATCH_START_TIMEOUT_SECONDS; with KUBATCH_TIME_LIMIT_SCALE=0.01 a pod
+#: that shows a start problem fails its attempt after 10 s.
+TEST_START_TIMEOUT_SECONDS = 1000
 
 
 def code_hash() -> str:
@@ -172,7 +175,9 @@ def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
         port = current.metrics_port if port_free(current.metrics_port) else None
     # The same metrics port across restarts: a scraper (the metrics test's Prometheus) keeps working.
     # Tests of jobStateTimeLimitActions must not wait 10 real minutes: the shared test operator
-    # runs the time limits 100 times faster.
+    # runs the time limits 100 times faster. The start bound scales with them: its base of 1000 s
+    # makes 10 s (30 s for a pod that is only slow), so that a pod the scheduler briefly cannot place
+    # while other pods of a busy test finish, or one waiting for a kwok node, is not failed.
     # A fixed identity lets a restarted shared operator take its Lease back without waiting for it
     # to expire.
     op = start(
@@ -180,6 +185,7 @@ def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
         state,
         extra_env={
             "KUBATCH_TIME_LIMIT_SCALE": "0.01",
+            "KUBATCH_START_TIMEOUT_SECONDS": str(TEST_START_TIMEOUT_SECONDS),
             "KUBATCH_LEADER_IDENTITY": "kubatch-test",
             **webhook_env(state),
         },

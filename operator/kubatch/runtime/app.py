@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,9 @@ class Options:
     queued_max_seconds: float = 60.0
     events_per_second: float = 50.0
     job_events: str = "notable"
+    # Seconds a pod that shows a start problem may take to start ("Task failed to start" after), 0:
+    # no bound. Already multiplied by KUBATCH_TIME_LIMIT_SCALE (a testing knob, 1 in production).
+    start_timeout_seconds: float = 300.0
 
     @classmethod
     def from_env(cls) -> Options:
@@ -73,7 +77,29 @@ class Options:
             queued_max_seconds=float(env.get("KUBATCH_STATUS_QUEUED_MAX_SECONDS", "60")),
             events_per_second=float(env.get("KUBATCH_EVENTS_PER_SECOND", "50")),
             job_events=job_events_level(env.get("KUBATCH_JOB_EVENTS", "notable")),
+            start_timeout_seconds=seconds_setting(env, "KUBATCH_START_TIMEOUT_SECONDS", 300.0)
+            * time_limit_scale(env),
         )
+
+
+def time_limit_scale(env: Mapping[str, str]) -> float:
+    """KUBATCH_TIME_LIMIT_SCALE: a testing knob that shortens the time limits (jobStateTimeLimitActions,
+    the start bound) by this factor; 1 in production."""
+    return float(env.get("KUBATCH_TIME_LIMIT_SCALE", "1") or 1)
+
+
+def seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
+    """A non-negative number of seconds from the environment (unset or empty: ``default``)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, not {raw!r}")
+    return value
 
 
 def job_events_level(value: str) -> str:
@@ -113,6 +139,7 @@ class Runtime:
             coalesce_max_seconds=options.coalesce_max_seconds,
             queued_max_seconds=options.queued_max_seconds,
             job_events=options.job_events,
+            start_timeout=options.start_timeout_seconds or None,
         )
         self.dispatcher = Dispatcher(
             kube,

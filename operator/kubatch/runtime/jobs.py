@@ -175,6 +175,7 @@ class JobReconciler:
         coalesce_max_seconds: float = 5.0,
         queued_max_seconds: float = 60.0,
         job_events: str = "notable",
+        start_timeout: float | None = None,
     ) -> None:
         self.kube = kube
         self.view = view
@@ -193,6 +194,7 @@ class JobReconciler:
         self.coalesce_max_seconds = max(coalesce_seconds, coalesce_max_seconds)
         self.queued_max_seconds = max(coalesce_seconds, queued_max_seconds)
         self.job_events = job_events
+        self.start_timeout = start_timeout
         self.delete_slots = asyncio.Semaphore(32)
         self.pending: dict[str, PendingWrite] = {}
 
@@ -290,6 +292,7 @@ class JobReconciler:
             settings=self.settings,
             environments=self.view.envs,
             node_uids=NodeUids(self.view.nodes),
+            start_timeout=self.start_timeout,
         )
 
     def submitted_while_disabled(self, job: Mapping[str, Any], queue: str) -> bool:

@@ -21,6 +21,7 @@ from kubatch.core.states import (
     forward_path,
     observe_pod,
     observed_status,
+    start_block,
     terminate,
     transition,
 )
@@ -287,11 +288,19 @@ def test_node_vanished_and_external_deletion_are_host_losses() -> None:
 
 
 def test_image_pull_failure_fails_to_start() -> None:
-    out = attempt_outcome(observe_pod(_pod("Pending", waiting="ImagePullBackOff")))
+    # an image that can never be had fails the attempt at once
+    out = attempt_outcome(observe_pod(_pod("Pending", waiting="ErrImageNeverPull")))
     assert out is not None and out.start_failure
     assert out.status_reason == "Task failed to start"
     assert out.reason == "CannotPullContainerError: pull access denied"
     assert "startedAt" not in out.record()
+    # a pull backing off may still succeed: it fails only once it outlasts the start bound, which
+    # the lifecycle passes in (tests/unit/core/test_lifecycle_start.py)
+    backing_off = observe_pod(_pod("Pending", waiting="ImagePullBackOff"))
+    assert attempt_outcome(backing_off) is None
+    out = attempt_outcome(backing_off, start_failure=start_block(backing_off))
+    assert out is not None and out.start_failure
+    assert out.reason == "CannotPullContainerError: pull access denied"
     assert attempt_outcome(observe_pod(_pod("Pending", waiting="ContainerCreating"))) is None
 
 
