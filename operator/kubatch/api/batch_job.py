@@ -160,7 +160,11 @@ class StopRequest(KubatchModel):
 _STOP_FIELDS = ("cancel", "terminate")
 #: Maps of array index -> StopRequest: entries can be added after submission, never changed or removed.
 _CHILD_STOP_FIELDS = ("cancelChildren", "terminateChildren")
-_MUTABLE = "spec.cancel, spec.terminate, spec.cancelChildren and spec.terminateChildren"
+#: Fields that can be set, changed or removed at any time (how long the finished job is kept).
+_FREE_FIELDS = ("ttlSecondsAfterFinished",)
+_MUTABLE = (
+    "spec.cancel, spec.terminate, spec.cancelChildren, spec.terminateChildren and spec.ttlSecondsAfterFinished"
+)
 #: An array index as a map key: 0 to 9999, no leading zeros.
 CHILD_INDEX_PATTERN = "^(0|[1-9][0-9]{0,3})$"
 
@@ -241,6 +245,8 @@ def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
     assert isinstance(properties, dict)
     presence: list[tuple[str, str]] = []
     for name in cls.model_fields:
+        if name in _FREE_FIELDS:
+            continue
         transition = "self == oldSelf"
         if name in _STOP_FIELDS:
             message = f"spec.{name} cannot be changed or removed once set"
@@ -269,7 +275,7 @@ def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
 
 class BatchJobSpec(KubatchModel):
     """A job submission (AWS Batch SubmitJob). Immutable once created, except cancel and terminate
-    (set once) and cancelChildren and terminateChildren (entries added)."""
+    (set once), cancelChildren and terminateChildren (entries added) and ttlSecondsAfterFinished."""
 
     model_config = ConfigDict(json_schema_extra=_spec_schema_extra)
 
@@ -326,6 +332,11 @@ class BatchJobSpec(KubatchModel):
     """Array jobs: terminate single children (AWS Batch TerminateJob on `<jobId>:<index>`): like
     cancelChildren, and a STARTING or RUNNING child's pod is stopped and it fails. Entries can be
     added, not changed or removed."""
+    ttlSecondsAfterFinished: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    """Seconds the job is kept after it finished (SUCCEEDED or FAILED, from status.stoppedAt); then
+    kubatch deletes it, and its pods with it. Replaces the definition's ttlSecondsAfterFinished and
+    the operator's default (none: kept until deleted). A job that another, unfinished job depends
+    on is kept until that one finished. Can be set, changed or removed at any time."""
 
 
 class StatusSummary(KubatchModel):

@@ -78,6 +78,9 @@ class JobDefinitionSpec(KubatchModel):
     """Labels and annotations added to every pod of jobs of this definition."""
     consumableResourceProperties: ConsumableResourceProperties | None = None
     """Consumable resources every job of this definition must hold to start."""
+    ttlSecondsAfterFinished: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    """Seconds a job of this definition is kept after it finished, then deleted (a job's own
+    ttlSecondsAfterFinished replaces it; unset: the operator's default, none unless configured)."""
     deregistered: bool = False
     """Deregister the definition: its status becomes INACTIVE and no new job may use any of its
     revisions (jobs already submitted are not affected). Like in AWS Batch this cannot be undone."""

@@ -65,6 +65,11 @@ class Metrics:
             registry=r,
         )
         self.pods_created = PCounter("kubatch_pods_created", "Pods created by the operator.", registry=r)
+        self.jobs_expired = PCounter(
+            "kubatch_jobs_expired",
+            "Finished BatchJobs deleted because their time to live (ttlSecondsAfterFinished) passed.",
+            registry=r,
+        )
         self.queue_blocked_events = PCounter(
             "kubatch_queue_blocked", "Times a queue became blocked, by reason code.", ["queue", "reason"], registry=r
         )

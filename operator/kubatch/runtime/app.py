@@ -32,6 +32,7 @@ from kubatch.runtime.definitions import DefinitionController
 from kubatch.runtime.dispatcher import Dispatcher
 from kubatch.runtime.jobs import JobReconciler
 from kubatch.runtime.queues import StatusWriter
+from kubatch.runtime.retention import RetentionController
 from kubatch.runtime.schedules import ScheduleController
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class Options:
     # Seconds a pod that shows a start problem may take to start ("Task failed to start" after), 0:
     # no bound. Already multiplied by KUBATCH_TIME_LIMIT_SCALE (a testing knob, 1 in production).
     start_timeout_seconds: float = 300.0
+    # Seconds a finished job is kept before it is deleted, when neither it nor its definition sets
+    # ttlSecondsAfterFinished; None: kept until deleted by hand.
+    finished_job_ttl_seconds: float | None = None
 
     @classmethod
     def from_env(cls) -> Options:
@@ -79,6 +83,7 @@ class Options:
             job_events=job_events_level(env.get("KUBATCH_JOB_EVENTS", "notable")),
             start_timeout_seconds=seconds_setting(env, "KUBATCH_START_TIMEOUT_SECONDS", 300.0)
             * time_limit_scale(env),
+            finished_job_ttl_seconds=optional_seconds(env, "KUBATCH_FINISHED_JOB_TTL_SECONDS"),
         )
 
 
@@ -86,6 +91,13 @@ def time_limit_scale(env: Mapping[str, str]) -> float:
     """KUBATCH_TIME_LIMIT_SCALE: a testing knob that shortens the time limits (jobStateTimeLimitActions,
     the start bound) by this factor; 1 in production."""
     return float(env.get("KUBATCH_TIME_LIMIT_SCALE", "1") or 1)
+
+
+def optional_seconds(env: Mapping[str, str], name: str) -> float | None:
+    """A non-negative number of seconds from the environment, or None when unset or empty."""
+    if not env.get(name, "").strip():
+        return None
+    return seconds_setting(env, name, 0.0)
 
 
 def seconds_setting(env: Mapping[str, str], name: str, default: float) -> float:
@@ -152,6 +164,9 @@ class Runtime:
         )
         self.jobs.scheduler = self.dispatcher
         self.definitions = DefinitionController(kube, self.view, is_leader=leading)
+        self.retention = RetentionController(
+            kube, self.view, self.metrics, default_ttl=options.finished_job_ttl_seconds, is_leader=leading
+        )
         self.compute = ComputeController(kube, self.view, is_leader=leading)
         self.status = StatusWriter(
             kube,
@@ -234,7 +249,15 @@ class Runtime:
         if self.options.leader_election:
             await self.leader.became_leader.wait()
             self.tasks.append(asyncio.create_task(self._watch_leadership(), name="leadership"))
-        for loop in (self.jobs, self.dispatcher, self.definitions, self.compute, self.status, self.schedules):
+        for loop in (
+            self.jobs,
+            self.dispatcher,
+            self.definitions,
+            self.compute,
+            self.status,
+            self.schedules,
+            self.retention,
+        ):
             loop.ready.set()
         for name, coro in (
             ("jobs", self.jobs.run()),
@@ -243,6 +266,7 @@ class Runtime:
             ("compute", self.compute.run()),
             ("status", self.status.run()),
             ("schedules", self.schedules.run()),
+            ("retention", self.retention.run()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         for key in list(self.view.jobs):

@@ -175,6 +175,7 @@ def test_operator_environment(default: list[Obj]) -> None:
     assert e["KUBATCH_DELETE_FINISHED_PODS"] == "true"
     assert e["KUBATCH_JOB_EVENTS"] == "notable"
     assert e["KUBATCH_START_TIMEOUT_SECONDS"] == "300"
+    assert "KUBATCH_FINISHED_JOB_TTL_SECONDS" not in e  # finished jobs are kept unless asked
     assert e["KUBATCH_WEBHOOK_PORT"] == "9443"
     cert_dir = e["KUBATCH_WEBHOOK_CERT_DIR"]
     mount = next(m for m in container(default)["volumeMounts"] if m["mountPath"] == cert_dir)
@@ -193,10 +194,14 @@ def test_values_reach_the_environment() -> None:
         "operator.verbose=true",
         "operator.jobEvents=all",
         "operator.startTimeoutSeconds=0",
+        "operator.finishedJobTTLSeconds=604800",
     )
     e = env(objs)
     assert e["KUBATCH_JOB_EVENTS"] == "all"
     assert e["KUBATCH_START_TIMEOUT_SECONDS"] == "0"
+    assert e["KUBATCH_FINISHED_JOB_TTL_SECONDS"] == "604800"
+    zero = env(template("operator.finishedJobTTLSeconds=0"))
+    assert zero["KUBATCH_FINISHED_JOB_TTL_SECONDS"] == "0"
     assert e["KUBATCH_LEADER_ELECTION"] == "false"
     assert e["KUBATCH_DELETE_FINISHED_PODS"] == "false"
     assert e["KUBATCH_METRICS_PORT"] == "9090"
