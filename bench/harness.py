@@ -4,6 +4,7 @@ an API client, and helpers to make namespaces, kwok node pools, queues, definiti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import time
@@ -251,6 +252,9 @@ class Harness:
                     raise
                 await asyncio.sleep(1)
         for path in reversed(self.cluster_objects):
+            # Queues and environments go only once DISABLED (AWS Batch's rule, which kubatch keeps).
+            with contextlib.suppress(ApiError):
+                await self.k.merge_patch(path, {"spec": {"state": "DISABLED"}})
             await self.k.delete(path)
         self.cluster_objects.clear()
         if self.nodes:

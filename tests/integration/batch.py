@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from tests.integration.helpers import Kubectl, NodeFactory
+from tests.integration.helpers import Kubectl, NodeFactory, delete_cluster_objects
 
 GROUP = "kubatch.dev/v1alpha1"
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -192,5 +192,4 @@ class Batch:
         return sorted(out["items"], key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
 
     def cleanup(self) -> None:
-        for kind, name in reversed(self.cluster_objects):
-            self.kubectl("delete", kind, name, "--wait=false", "--ignore-not-found", check=False)
+        delete_cluster_objects(self.kubectl, self.cluster_objects)

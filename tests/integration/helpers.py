@@ -30,6 +30,21 @@ class NodeFactory(Protocol):
     ) -> str: ...
 
 
+#: Kinds that can be deleted only once DISABLED (AWS Batch's rule: the webhook refuses the DELETE of
+#: an ENABLED JobQueue, and an ENABLED ComputeEnvironment's deletion waits on its finalizer).
+DISABLE_BEFORE_DELETE = ("jobqueue", "computeenvironment")
+
+
+def delete_cluster_objects(kubectl: Kubectl, objects: list[tuple[str, str]]) -> None:
+    """Delete cluster-scoped kubatch objects (kind, name), the last created first, without waiting;
+    queues and compute environments are DISABLED first, so that they can go."""
+    for kind, name in reversed(objects):
+        if kind.lower() in DISABLE_BEFORE_DELETE:
+            patch = json.dumps({"spec": {"state": "DISABLED"}})
+            kubectl("patch", kind, name, "--type=merge", "-p", patch, check=False)
+        kubectl("delete", kind, name, "--wait=false", "--ignore-not-found", check=False)
+
+
 def fresh_namespace(kubectl: Kubectl, prefix: str) -> Iterator[str]:
     """Yield a new namespace whose default ServiceAccount is ready; delete it afterwards."""
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -18,7 +18,7 @@ import pytest
 
 from kubatch.devcluster.cluster import ClusterInfo, free_port
 from kubatch.devcluster.operatorproc import WEBHOOK_LABEL
-from tests.integration.helpers import Kubectl
+from tests.integration.helpers import Kubectl, delete_cluster_objects
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +79,7 @@ class Objects:
         return out.returncode, out.stderr
 
     def cleanup(self) -> None:
-        for kind, name in reversed(self.cluster):
-            self.kubectl("delete", kind, name, "--wait=false", "--ignore-not-found", check=False)
+        delete_cluster_objects(self.kubectl, self.cluster)
 
 
 @dataclass

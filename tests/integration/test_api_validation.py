@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.helpers import delete_cluster_objects
+
 pytestmark = pytest.mark.integration
 
 Kubectl = Callable[..., CompletedProcess[str]]
@@ -761,8 +763,8 @@ def cluster_name(kubectl: Kubectl, namespace: str) -> Iterator[str]:
     """A name for cluster-scoped objects of this test; they are deleted afterwards."""
     name = "t" + hashlib.sha1(namespace.encode()).hexdigest()[:12]
     yield name
-    for kind in ("computeenvironment", "jobqueue", "consumableresource", "schedulingpolicy"):
-        kubectl("delete", kind, name, "--ignore-not-found", "--wait=false", check=False)
+    kinds = ("schedulingpolicy", "consumableresource", "jobqueue", "computeenvironment")
+    delete_cluster_objects(kubectl, [(kind, name) for kind in kinds])
 
 
 def test_batch_job_spec_is_immutable(kubectl: Kubectl, crds: None, namespace: str) -> None:

@@ -90,9 +90,16 @@ class Harness:
                 f"/api/v1/namespaces/{ns}/pods", job_pod(f"{job}-{i}", ce, job, cpu=cpu, gpus=gpus, duration=duration)
             )
 
+    async def delete_env(self, name: str) -> None:
+        """Delete an environment the way that lets it go: DISABLED first (an ENABLED one's deletion
+        waits, as AWS deletes only a disabled environment)."""
+        with contextlib.suppress(ApiError):
+            await self.kube.merge_patch(f"{CE_PATH}/{name}", {"spec": {"state": "DISABLED"}})
+        await self.kube.delete(f"{CE_PATH}/{name}")
+
     async def close(self) -> None:
         for name in self.envs:
-            await self.kube.delete(f"{CE_PATH}/{name}")
+            await self.delete_env(name)
         deadline = time.monotonic() + 30
         while any(n in self.view.envs for n in self.envs) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -264,9 +271,45 @@ async def test_min_vcpus_creating_then_valid_then_deleting(harness: Harness) -> 
     await asyncio.sleep(2)  # idle longer than the idle time: minvCpus keeps the node
     assert len(h.nodes(ce)) == 1 and h.status(ce)["desiredvCpus"] == 4
 
-    await h.kube.delete(f"{CE_PATH}/{ce}")
+    await h.delete_env(ce)
     await until(lambda: ce not in h.view.envs, 90, "CE gone after cleanup", every=record)
     assert "DELETING" in seen
+    assert not h.nodes(ce)
+
+
+async def test_deletion_waits_until_disabled_and_its_jobs_are_done(harness: Harness, namespace: str) -> None:
+    """AWS deletes only a DISABLED environment (and no running job is killed by a delete): an ENABLED
+    environment being deleted keeps its node and its running pod, and says what it waits for; once
+    DISABLED it waits for the pod to finish; then its node is removed and it goes."""
+    h = harness
+    h.controller(idle_seconds=60)
+    ce = await h.create_env("del", managed(["m5.large"], max_vcpus=4))
+    await until(lambda: h.status(ce).get("status") == "VALID", 60, "VALID")
+    await h.create_pods(namespace, ce, "busy", 1, duration="12s")
+    await until(lambda: all(p["spec"].get("nodeName") for p in h.pods("busy", namespace)), 90, "the pod on a node")
+
+    await h.kube.delete(f"{CE_PATH}/{ce}")
+
+    def waiting_for(*parts: str) -> bool:
+        reason = str(h.status(ce).get("statusReason") or "")
+        return reason.startswith("DELETE_PENDING - ") and all(p in reason for p in parts)
+
+    await until(lambda: waiting_for("it is ENABLED", "1 job pod(s) still run on it"), 30, "the deletion waiting")
+    assert h.env(ce)["metadata"].get("deletionTimestamp")
+    assert len(h.nodes(ce)) == 1
+    assert h.status(ce)["status"] == "VALID"  # still served as before
+
+    await h.kube.merge_patch(f"{CE_PATH}/{ce}", {"spec": {"state": "DISABLED"}})
+    await until(
+        lambda: waiting_for("1 job pod(s) still run on it") and "ENABLED" not in h.status(ce)["statusReason"],
+        30,
+        "only the running pod left to wait for",
+    )
+    # The pod is never killed by the delete: it runs to its end, then the environment goes.
+    await until(
+        lambda: all(p["status"].get("phase") == "Succeeded" for p in h.pods("busy", namespace)), 60, "the pod done"
+    )
+    await until(lambda: ce not in h.view.envs, 90, "the environment gone once its pod finished")
     assert not h.nodes(ce)
 
 
@@ -355,7 +398,7 @@ async def test_unmanaged_delete_removes_label_and_taint(harness: Harness, make_n
     await until(
         lambda: h.status(name).get("status") == "VALID" and h.status(name).get("nodes") == 1, 90, "VALID with its node"
     )
-    await h.kube.delete(f"{CE_PATH}/{name}")
+    await h.delete_env(name)
     await until(lambda: name not in h.view.envs, 90, "CE gone")
     labels = h.view.nodes[node]["metadata"]["labels"]
     assert CE_LABEL not in labels and labels["pool"] == h.prefix

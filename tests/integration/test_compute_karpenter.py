@@ -100,7 +100,7 @@ async def test_nodepool_accepted_and_follows_the_environment(harness: Harness, k
     assert requirement(new, "karpenter.sh/capacity-type") == ["spot"]
     assert new["spec"]["disruption"]["consolidateAfter"] == "10m"
 
-    await h.kube.delete(f"{CE_PATH}/{ce}")
+    await h.delete_env(ce)
     await until(lambda: ce not in h.view.envs, 90, "CE gone")
     assert await get_pool(h, ce) is None
 

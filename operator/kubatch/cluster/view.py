@@ -282,6 +282,17 @@ class View:
         keys, self.dirty_schedules = self.dirty_schedules, set()
         return keys
 
+    def on_queue(self, typ: str, obj: JSON) -> None:
+        """A JobQueue changed. When one is deleted its unfinished jobs are looked at again: those that
+        have not started fail (``Context.queue_deleted``)."""
+        self.on_named(self.queues, typ, obj)
+        if typ != "DELETED":
+            return
+        name = obj.get("metadata", {}).get("name", "")
+        for key in list(self.active):
+            if ((self.jobs.get(key) or {}).get("spec") or {}).get("jobQueue") == name:
+                self.mark(key)
+
     def on_definition(self, typ: str, obj: JSON) -> None:
         self.definitions_version += 1
         self.on_named(self.definitions, typ, obj, namespaced=True)

@@ -2,6 +2,7 @@
 
 Handlers (their ids are the URL paths, e.g. ``https://<service>/validate-batchjobs``):
 ``validate-batchjobs`` (BatchJob CREATE), ``validate-jobqueues`` (JobQueue CREATE, UPDATE),
+``validate-jobqueues-delete`` (JobQueue DELETE: only a DISABLED queue goes),
 ``validate-jobdefinitions`` (JobDefinition CREATE, UPDATE), ``validate-jobschedules`` (JobSchedule
 CREATE, UPDATE: the schedule parses and can run, the time zone exists; needs no view).
 
@@ -53,6 +54,7 @@ from kubatch.core.admission import (
     validate_job_definition,
     validate_job_queue,
 )
+from kubatch.core.deletion import queue_deletion_refusal
 from kubatch.core.revisions import RevisionRecord, stored_records
 from kubatch.core.schedules import validate_job_schedule
 
@@ -69,17 +71,25 @@ NOT_CHECKED = "kubatch admission: cross-object checks skipped ({}); the controll
 
 @dataclass(frozen=True)
 class Webhook:
-    """One validating webhook: handler id (= URL path), plural, operations, scope."""
+    """One validating webhook: handler id (= URL path), plural, operations, scope; ``name``: the first
+    part of its name in the configuration (default: the plural)."""
 
     id: str
     plural: str
-    operations: tuple[Literal["CREATE", "UPDATE"], ...]
+    operations: tuple[Literal["CREATE", "UPDATE", "DELETE"], ...]
     namespaced: bool
+    name: str = ""
+
+    @property
+    def configuration_name(self) -> str:
+        return f"{self.name or self.plural}.{GROUP}"
 
 
 WEBHOOKS: tuple[Webhook, ...] = (
     Webhook("validate-batchjobs", "batchjobs", ("CREATE",), True),
     Webhook("validate-jobqueues", "jobqueues", ("CREATE", "UPDATE"), False),
+    # A JobQueue can be deleted only once it is DISABLED (AWS Batch DeleteJobQueue).
+    Webhook("validate-jobqueues-delete", "jobqueues", ("DELETE",), False, name="jobqueues-delete"),
     Webhook("validate-jobdefinitions", "jobdefinitions", ("CREATE", "UPDATE"), True),
     Webhook("validate-jobschedules", "jobschedules", ("CREATE", "UPDATE"), True),
 )
@@ -146,7 +156,7 @@ def webhook_configuration(name: str, base_url: str, ca_bundle: bytes, selector: 
     webhooks: list[JSON] = []
     for hook in WEBHOOKS:
         entry: JSON = {
-            "name": f"{hook.plural}.{GROUP}",
+            "name": hook.configuration_name,
             "clientConfig": {
                 "url": f"{base_url.rstrip('/')}/{hook.id}",
                 "caBundle": base64.b64encode(ca_bundle).decode("ascii"),
@@ -375,6 +385,15 @@ async def validate_jobschedules(*, body: kopf.Body, **_: Any) -> None:
     _reject(validate_job_schedule(dict(body)))
 
 
+async def validate_jobqueue_delete(*, body: kopf.Body, **_: Any) -> None:
+    """JobQueue DELETE: only a DISABLED queue can be deleted (AWS Batch DeleteJobQueue: "You must
+    first disable submissions for a queue"). Needs nothing but the queue itself (the request's
+    oldObject), so it never waits for the view."""
+    refusal = queue_deletion_refusal(dict(body))
+    if refusal:
+        raise kopf.AdmissionError(refusal, code=400)
+
+
 _registered = False
 
 
@@ -393,6 +412,7 @@ def register(registry: kopf.OperatorRegistry | None = None) -> None:
 
     on(GROUP, VERSION, "batchjobs", **kw("validate-batchjobs"))(validate_batchjobs)
     on(GROUP, VERSION, "jobqueues", **kw("validate-jobqueues"))(validate_jobqueues)
+    on(GROUP, VERSION, "jobqueues", **kw("validate-jobqueues-delete"))(validate_jobqueue_delete)
     on(GROUP, VERSION, "jobdefinitions", **kw("validate-jobdefinitions"))(validate_jobdefinitions)
     on(GROUP, VERSION, "jobschedules", **kw("validate-jobschedules"))(validate_jobschedules)
     _registered = True

@@ -102,6 +102,9 @@ class Context:
     nodes: frozenset[str] | None = None  # names of existing nodes; None = unknown (no node checks)
     node_uids: Mapping[str, str] = field(default_factory=dict)  # node name -> metadata.uid (attempt records)
     queue_missing: str | None = None  # why the job's queue cannot take it (a new job fails)
+    # The queue of a job that already has a status is gone: what has not started fails with this
+    # reason, as if cancelled (STARTING and RUNNING attempts finish).
+    queue_deleted: str | None = None
     delete_finished_pods: bool = True
     settings: PodSettings = field(default_factory=PodSettings)
     blocked_reason: str | None = None  # the scheduler's reason why this RUNNABLE job (queue head) waits
@@ -368,9 +371,17 @@ def _attempts(step: _Step) -> list[dict[str, Any]]:
     return list(step.status.get("attempts") or [])
 
 
+def _cancel_request(step: _Step) -> Mapping[str, Any] | None:
+    """``spec.cancel``, or the cancel a deleted queue implies for what has not started."""
+    cancel = step.spec.get("cancel")
+    if cancel is None and step.ctx.queue_deleted:
+        return {"reason": step.ctx.queue_deleted}
+    return cancel
+
+
 def _single(step: _Step) -> None:
     st = step.state
-    cancel = step.spec.get("cancel")
+    cancel = _cancel_request(step)
     terminate = step.spec.get("terminate")
     if terminate is not None and st in CANCELLABLE:
         step.move(S.FAILED, str(terminate.get("reason") or DEFAULT_TERMINATE_REASON))
@@ -606,7 +617,7 @@ def _array(step: _Step) -> None:
     attempts = _counter_map(props.get("attempts"))
     exit_codes = _counter_map(props.get("exitCodes"))
     reasons = _counter_map(props.get("statusReasons"))
-    cancel = step.spec.get("cancel")
+    cancel = _cancel_request(step)
     terminate = step.spec.get("terminate")
     waiting = children.get(S.SUBMITTED) | children.get(S.PENDING) | children.get(S.RUNNABLE)
 

@@ -138,6 +138,14 @@ def queue_disabled_reason(queue: str) -> str:
     return f"Job queue {queue} is DISABLED: new jobs can't be added to the queue"
 
 
+def queue_deleted_reason(queue: str) -> str:
+    """statusReason of a job that had not started when its queue was deleted. AWS's API reference
+    says only that "All jobs in the queue are eventually terminated when you delete a job queue";
+    kubatch fails the jobs that have not started with this reason and lets STARTING and RUNNING ones
+    finish (the user guide: "Wait for any running jobs to complete, then delete the job queue")."""
+    return f"Job queue {queue} was deleted"
+
+
 def host_terminated_reason(node_name: str | None) -> str:
     """``Host EC2 (instance <node>) terminated.`` -- the lost-host wording, with the Kubernetes
     node name in place of the instance id, so that ``onStatusReason: "Host EC2*"`` still matches."""

@@ -167,7 +167,7 @@ class Runtime:
         self.retention = RetentionController(
             kube, self.view, self.metrics, default_ttl=options.finished_job_ttl_seconds, is_leader=leading
         )
-        self.compute = ComputeController(kube, self.view, is_leader=leading)
+        self.compute = ComputeController(kube, self.view, is_leader=leading, events=self.events)
         self.status = StatusWriter(
             kube,
             self.view,
@@ -191,7 +191,7 @@ class Runtime:
                 label_selector=LABEL_JOB_DEFINITION,
                 name="controllerrevisions",
             ),
-            Informer(kube, f"{GROUP_PATH}/jobqueues", lambda t, o: v.on_named(v.queues, t, o), name="jobqueues"),
+            Informer(kube, f"{GROUP_PATH}/jobqueues", v.on_queue, name="jobqueues"),
             Informer(
                 kube,
                 f"{GROUP_PATH}/computeenvironments",

@@ -9,8 +9,11 @@ Per environment and sync:
 - MANAGED: the demand is the requests of its pods that no node holds yet; `core.scaling.decide`
   turns demand, nodes and time into nodes to add/remove/cordon, which the environment's
   provisioner (`cluster.provisioners`: kwok nodes or a Karpenter NodePool) carries out;
-- deleted (deletionTimestamp): DELETING, then its nodes or NodePool are removed (UNMANAGED: our
-  label and taint come off its nodes), then the finalizer goes;
+- deleted (deletionTimestamp): it waits, still served as before, until it is DISABLED, no job queue
+  names it and no job pod on it is unfinished (``core.deletion``; its statusReason says what it
+  waits for, and a Warning Event ``DeletionWaiting`` each time that changes); then DELETING, its
+  nodes or NodePool are removed (UNMANAGED: our label and taint come off its nodes), then the
+  finalizer goes;
 - writes status: status (CREATING, VALID, UPDATING, INVALID, DELETING), statusReason,
   desiredvCpus, nodes (Ready ones), capacity {vcpus, memory, gpus} of the Ready nodes and
   observedGeneration.
@@ -21,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from kubatch.api.constants import API_VERSION
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.provisioners import (
     LABEL_CAPACITY_TYPE,
@@ -38,9 +42,11 @@ from kubatch.cluster.provisioners import (
 )
 from kubatch.cluster.view import View
 from kubatch.core.capacity import node_allocatable, node_ready, pool_nodes
+from kubatch.core.deletion import environment_deletion_blockers, environment_deletion_wait
 from kubatch.core.instances import CATALOG, UnknownInstanceType
 from kubatch.core.podspec import GPU_RESOURCE, LABEL_COMPUTE_ENVIRONMENT, PodSpecError, parse_quantity
 from kubatch.core.scaling import Decision, NodeInfo, Request, ScalingSpec, decide
+from kubatch.observability.events import EventRecorder
 from kubatch.runtime.periodic import every
 from kubatch.runtime.pools import PoolController, pool_patch
 from kubatch.scheduler import Resources
@@ -205,6 +211,7 @@ class ComputeController:
         manage_pools: bool = True,
         clock: Callable[[], float] = time.time,
         controller_name: str = "",
+        events: EventRecorder | None = None,
     ) -> None:
         self.kube = kube
         self.view = view
@@ -226,6 +233,8 @@ class ComputeController:
         self.clock = clock
         self.gangs: dict[str, frozenset[str]] = {}
         self.controller_name = controller_name
+        self.events = events
+        self.deletion_waits: dict[str, str] = {}  # environment -> what its deletion waits for (last announced)
         self.idle_since: dict[str, float] = {}  # node -> since when it has run no pod
         self.decisions: dict[str, Decision] = {}  # environment -> last decision
 
@@ -240,6 +249,11 @@ class ComputeController:
         now = self.clock()
         pods = [p for by_name in list(self.view.pods.values()) for p in list(by_name.values())]
         pending, used = demand(pods)
+        unfinished = Counter(
+            str(((p.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPUTE_ENVIRONMENT))
+            for p in pods
+            if (p.get("status") or {}).get("phase") not in FINISHED_PHASES
+        )
         self.gangs = gangs_by_node(pods)
         self._track_idle(used, now)
         for name, ce in sorted(self.view.envs.items()):
@@ -247,7 +261,7 @@ class ComputeController:
             if not self.env_filter(name) or annotations.get(ANNOTATION_CONTROLLER, "") != self.controller_name:
                 continue
             try:
-                await self.sync_env(name, ce, pending.get(name, []), used, now)
+                await self.sync_env(name, ce, pending.get(name, []), used, now, unfinished=unfinished.get(name, 0))
             except ApiError as e:
                 log.warning("compute environment %s: %s", name, e)
 
@@ -261,13 +275,28 @@ class ComputeController:
 
     # ---- one environment -------------------------------------------------------------------------
     async def sync_env(
-        self, name: str, ce: JSON, pending: list[Request], used: Mapping[str, tuple[Request, int]], now: float
+        self,
+        name: str,
+        ce: JSON,
+        pending: list[Request],
+        used: Mapping[str, tuple[Request, int]],
+        now: float,
+        *,
+        unfinished: int = 0,
     ) -> None:
         md = ce.get("metadata") or {}
+        waiting = None
         if md.get("deletionTimestamp"):
-            await self._delete(name, ce)
-            return
-        if FINALIZER not in (md.get("finalizers") or []):
+            blockers = environment_deletion_blockers(name, ce, self.view.queues, unfinished)
+            if not blockers or FINALIZER not in (md.get("finalizers") or []):
+                self.deletion_waits.pop(name, None)
+                await self._delete(name, ce)
+                return
+            # AWS deletes only a DISABLED environment no queue uses; kubatch also lets its jobs
+            # finish. Until then it is served as before, and says what it waits for.
+            waiting = environment_deletion_wait(blockers)
+            self._announce_wait(name, ce, waiting)
+        elif FINALIZER not in (md.get("finalizers") or []):
             updated = await self._set_finalizers(ce, [*(md.get("finalizers") or []), FINALIZER])
             if updated is None:
                 return
@@ -279,7 +308,20 @@ class ComputeController:
         else:
             want = await self._sync_managed(name, ce, members, pending, used, now)
         want["observedGeneration"] = md.get("generation")
+        if waiting is not None:
+            own = want.get("statusReason")
+            want["statusReason"] = f"{waiting} ({own})" if own else waiting
         await self._write_status(name, ce, want)
+
+    def _announce_wait(self, name: str, ce: JSON, waiting: str) -> None:
+        """A Warning Event on the environment each time what its deletion waits for changes."""
+        if self.deletion_waits.get(name) == waiting:
+            return
+        self.deletion_waits[name] = waiting
+        log.info("compute environment %s: deletion waits: %s", name, waiting)
+        if self.events is not None:
+            obj = {"apiVersion": API_VERSION, "kind": "ComputeEnvironment", **ce}
+            self.events.record(obj, "DeletionWaiting", waiting, type_="Warning")
 
     async def _sync_managed(
         self,

@@ -34,7 +34,7 @@ from kubatch.core.lifecycle import (
 )
 from kubatch.core.podspec import PodSettings
 from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve, stored_records
-from kubatch.core.states import TERMINAL, queue_disabled_reason
+from kubatch.core.states import TERMINAL, queue_deleted_reason, queue_disabled_reason
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.queues import disabled_since
@@ -266,7 +266,7 @@ class JobReconciler:
             dep = self.view.jobs.get(job_key(ns, name)) if name else None
             if dep is not None and (dep.get("status") or {}).get("status"):
                 deps[name] = DependencyStatus.from_job(dep)
-        queue_missing = None
+        queue_missing = queue_deleted = None
         if not (job.get("status") or {}).get("status"):
             queue_name = str(spec.get("jobQueue", ""))
             queue = self.view.queues.get(queue_name)
@@ -276,6 +276,8 @@ class JobReconciler:
                 queue_missing = queue_disabled_reason(queue_name)
             elif error is None:
                 queue_missing = self.admission_problems(job)
+        elif str(spec.get("jobQueue", "")) not in self.view.queues:
+            queue_deleted = queue_deleted_reason(str(spec.get("jobQueue", "")))
         key = job_key(ns, job["metadata"]["name"])
         blocked = self.scheduler.blocked.get(key) if self.scheduler is not None else None
         forced = dict(self.scheduler.forced_cancel.get(key, {})) if self.scheduler is not None else {}
@@ -288,6 +290,7 @@ class JobReconciler:
             deps=deps,
             nodes=frozenset(self.view.nodes),
             queue_missing=queue_missing,
+            queue_deleted=queue_deleted,
             delete_finished_pods=self.delete_finished_pods,
             settings=self.settings,
             environments=self.view.envs,

@@ -49,6 +49,7 @@ def test_configuration() -> None:
     assert set(hooks) == {
         "batchjobs.kubatch.dev",
         "jobqueues.kubatch.dev",
+        "jobqueues-delete.kubatch.dev",
         "jobdefinitions.kubatch.dev",
         "jobschedules.kubatch.dev",
     }
@@ -66,6 +67,10 @@ def test_configuration() -> None:
     assert jobs["namespaceSelector"] == {"matchLabels": {"sel": "on"}}
     assert hooks["jobqueues.kubatch.dev"]["objectSelector"] == {"matchLabels": {"sel": "on"}}
     assert hooks["jobqueues.kubatch.dev"]["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+    deletes = hooks["jobqueues-delete.kubatch.dev"]
+    assert deletes["rules"][0]["operations"] == ["DELETE"] and deletes["rules"][0]["resources"] == ["jobqueues"]
+    assert deletes["clientConfig"]["url"] == "https://127.0.0.1:9443/validate-jobqueues-delete"
+    assert deletes["objectSelector"] == {"matchLabels": {"sel": "on"}}
     plain = webhook_configuration("dev", "https://h:1", b"CA")
     assert all("namespaceSelector" not in h and "objectSelector" not in h for h in plain["webhooks"])
 
@@ -79,6 +84,17 @@ def test_handler_ids_are_the_configured_paths() -> None:
         admission._registered = False
     ids = sorted(h.id for h in registry._webhooks.get_all_handlers())
     assert ids == sorted(w.id for w in admission.WEBHOOKS)
+
+
+async def test_only_a_disabled_queue_can_be_deleted() -> None:
+    enabled = kopf.Body({"metadata": {"name": "q"}, "spec": {"state": "ENABLED", "priority": 1}})
+    with pytest.raises(kopf.AdmissionError, match='job queue "q" is ENABLED: a job queue can be deleted only once'):
+        await admission.validate_jobqueue_delete(body=enabled)
+    unset = kopf.Body({"metadata": {"name": "q"}, "spec": {"priority": 1}})  # ENABLED is the default
+    with pytest.raises(kopf.AdmissionError):
+        await admission.validate_jobqueue_delete(body=unset)
+    disabled = kopf.Body({"metadata": {"name": "q"}, "spec": {"state": "DISABLED", "priority": 1}})
+    await admission.validate_jobqueue_delete(body=disabled)
 
 
 class FakeKube:

@@ -28,11 +28,14 @@ from tests.unit.chart.chartlib import (
 KUBATCH = "kubatch.dev"
 CLUSTER_KINDS = ["computeenvironments", "jobqueues", "schedulingpolicies", "consumableresources"]
 ALL_KINDS = [*CLUSTER_KINDS, "jobdefinitions", "batchjobs", "jobschedules"]
-WEBHOOK_PATHS = {
-    "batchjobs": "/validate-batchjobs",
-    "jobqueues": "/validate-jobqueues",
-    "jobdefinitions": "/validate-jobdefinitions",
-    "jobschedules": "/validate-jobschedules",
+# webhook name -> (resource, handler path, operations)
+WEBHOOKS = {
+    "batchjobs.validate.kubatch.dev": ("batchjobs", "/validate-batchjobs", ["CREATE", "UPDATE"]),
+    "jobqueues.validate.kubatch.dev": ("jobqueues", "/validate-jobqueues", ["CREATE", "UPDATE"]),
+    # a JobQueue can be deleted only once it is DISABLED
+    "jobqueues-delete.validate.kubatch.dev": ("jobqueues", "/validate-jobqueues-delete", ["DELETE"]),
+    "jobdefinitions.validate.kubatch.dev": ("jobdefinitions", "/validate-jobdefinitions", ["CREATE", "UPDATE"]),
+    "jobschedules.validate.kubatch.dev": ("jobschedules", "/validate-jobschedules", ["CREATE", "UPDATE"]),
 }
 
 # What the operator reads and writes (the brief's list), and nothing more.
@@ -305,21 +308,23 @@ def test_role_names_follow_the_release() -> None:
 
 def test_webhook_configuration(default: list[Obj]) -> None:
     vwc = find(default, "ValidatingWebhookConfiguration", "kubatch")
-    by_resource = {w["rules"][0]["resources"][0]: w for w in vwc["webhooks"]}
-    assert {r: w["clientConfig"]["service"]["path"] for r, w in by_resource.items()} == WEBHOOK_PATHS
-    for resource, w in by_resource.items():
+    by_name = {w["name"]: w for w in vwc["webhooks"]}
+    assert set(by_name) == set(WEBHOOKS)
+    for name, w in by_name.items():
+        resource, path, operations = WEBHOOKS[name]
         assert w["failurePolicy"] == "Ignore"
         assert w["sideEffects"] == "None"
         assert w["admissionReviewVersions"] == ["v1"]
         assert w["clientConfig"]["service"] == {
             "name": "kubatch-webhook",
             "namespace": "kubatch",
-            "path": WEBHOOK_PATHS[resource],
+            "path": path,
             "port": 443,
         }
         (rule,) = w["rules"]
         assert rule["apiGroups"] == [KUBATCH] and rule["apiVersions"] == ["v1alpha1"]
-        assert rule["operations"] == ["CREATE", "UPDATE"]
+        assert rule["resources"] == [resource]
+        assert rule["operations"] == operations
         namespaced = resource in ("batchjobs", "jobdefinitions", "jobschedules")
         assert rule["scope"] == ("Namespaced" if namespaced else "Cluster")
         assert "url" not in w["clientConfig"]
