@@ -95,7 +95,7 @@ async def test_nodepool_accepted_and_follows_the_environment(harness: Harness, k
         await asyncio.sleep(0.2)
         new = await get_pool(h, ce)
     assert new is not None and new["spec"]["limits"] == {"cpu": "32"}, "NodePool never followed the new spec"
-    assert requirement(new, "karpenter.k8s.aws/instance-family") == ["c5", "m5", "r5"]
+    assert requirement(new, "karpenter.k8s.aws/instance-family") == ["c6i", "c7i", "m6i", "r6i"]  # default_x86_64
     assert requirement(new, "node.kubernetes.io/instance-type") is None
     assert requirement(new, "karpenter.sh/capacity-type") == ["spot"]
     assert new["spec"]["disruption"]["consolidateAfter"] == "10m"

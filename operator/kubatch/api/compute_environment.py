@@ -99,8 +99,12 @@ class ComputeResources(KubatchModel):
     instanceTypes: (
         Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=32)] | None
     ) = None
-    """Instance types (e.g. m5.large), families (m5) or `optimal`. kwok uses them to size nodes;
-    Karpenter gets them as a node.kubernetes.io/instance-type requirement."""
+    """Instance types (e.g. c7g.large), families (c7g) or AWS's keywords `default_x86_64` (m6i, c6i,
+    r6i, c7i; also what unset means), `default_arm64` (m6g, c6g, r6g, c7g) and `optimal` (the same as
+    default_x86_64), all of one architecture. kwok sizes nodes from kubatch's catalogue (a type
+    outside it makes the environment INVALID there); Karpenter gets them as
+    node.kubernetes.io/instance-type or karpenter.k8s.aws/instance-family requirements, any EC2 name,
+    with the architecture as kubernetes.io/arch."""
     allocationStrategy: AllocationStrategy = "BEST_FIT"
     """How instance types are chosen: BEST_FIT, BEST_FIT_PROGRESSIVE, SPOT_CAPACITY_OPTIMIZED or
     SPOT_PRICE_CAPACITY_OPTIMIZED (the SPOT_ ones need type SPOT)."""

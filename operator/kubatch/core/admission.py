@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kubatch.core.deps import dependency_graph, find_cycle
+from kubatch.core.instances import Architecture, InstanceTypeError, architecture_conflict, environment_architecture
 from kubatch.core.podspec import PodSpecError, apply_container_overrides, apply_pod_overrides, parse_target_nodes
 from kubatch.core.revisions import (
     ResolutionError,
@@ -663,8 +664,19 @@ def _privilege_rules(
 
 
 # ---- JobQueue and JobDefinition ------------------------------------------------------------------------
+def _architecture(ce: JSON) -> Architecture | None:
+    """A compute environment's architecture (None: unknown, or its instance types are unusable,
+    which its own status reports)."""
+    try:
+        return environment_architecture(ce)
+    except InstanceTypeError:
+        return None
+
+
 def validate_job_queue(queue: JSON, world: World, old: JSON | None = None) -> list[Violation]:
-    """The queue's compute environments and scheduling policy exist (on UPDATE: the changed ones)."""
+    """The queue's compute environments and scheduling policy exist (on UPDATE: the changed ones),
+    and its environments share one architecture (when the list is set or changed; an UNMANAGED
+    environment counts with its nodeSelector's `kubernetes.io/arch`)."""
     out: list[Violation] = []
     before = set(_queue_envs(old)) if old is not None else set()
     for i, raw in enumerate(_l(_spec(queue).get("computeEnvironmentOrder"))):
@@ -676,6 +688,13 @@ def validate_job_queue(queue: JSON, world: World, old: JSON | None = None) -> li
                     f'compute environment "{name}" does not exist',
                 )
             )
+    order = _l(_spec(queue).get("computeEnvironmentOrder"))
+    if old is None or order != _l(_spec(old).get("computeEnvironmentOrder")):
+        conflict = architecture_conflict(
+            {name: _architecture(world.envs[name]) for name in _queue_envs(queue) if name in world.envs}
+        )
+        if conflict:
+            out.append(Violation("spec.computeEnvironmentOrder", conflict))
     policy = _s(_spec(queue).get("schedulingPolicy"))
     if policy and policy != _s(_spec(old).get("schedulingPolicy")) and policy not in world.policies:
         out.append(Violation("spec.schedulingPolicy", f'scheduling policy "{policy}" does not exist'))

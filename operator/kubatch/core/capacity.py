@@ -1,7 +1,8 @@
 """What a compute environment can hold, as the scheduler sees it.
 
 MANAGED: up to maxvCpus, each node at most the largest allowed instance type, GPUs only when a GPU
-instance type is allowed. UNMANAGED: the allocatable of the Ready nodes in its pool (labelled
+instance type is allowed (instance types outside kubatch's catalogue, which Karpenter launches,
+set no per-node limit). UNMANAGED: the allocatable of the Ready nodes in its pool (labelled
 `kubatch.dev/compute-environment=<name>`) that its jobs' pods can be scheduled on, capped by
 unmanagedvCpus when set. A node with a NoSchedule or NoExecute taint that the pods do not tolerate
 (kubatch's own taint, the environment's `spec.tolerations`, and `nvidia.com/gpu`, which GPU pods
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from kubatch.core.instances import UnknownInstanceType, expand_or_default
+from kubatch.core.instances import InstanceTypeError, may_have_gpus, select
 from kubatch.core.podspec import (
     GPU_RESOURCE,
     LABEL_COMPUTE_ENVIRONMENT,
@@ -25,6 +26,8 @@ from kubatch.core.podspec import (
 from kubatch.scheduler import ComputeEnv, Resources
 
 GPU = GPU_RESOURCE
+#: Memory per vCPU assumed for instance types outside the catalogue (the largest EC2 ratios are 32 GiB).
+UNKNOWN_GIB_PER_VCPU = 32
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -92,25 +95,34 @@ def env_view(name: str, ce: Mapping[str, Any], nodes: Mapping[str, Mapping[str, 
         )
     cr = spec.get("computeResources") or {}
     try:
-        types = expand_or_default(cr.get("instanceTypes"))
-    except UnknownInstanceType:
-        types = []
+        selection = select(cr.get("instanceTypes"))
+    except InstanceTypeError:
+        selection = None
     max_vcpus = float(cr.get("maxvCpus") or 0)
-    if not types:
+    if selection is None or not (selection.known or selection.unknown):
         return ComputeEnv(name=name, capacity=Resources(), used=used, state=state, status="INVALID", type="MANAGED")
-    largest = Resources(max(t.vcpus for t in types), max(t.memory_mib for t in types), max(t.gpus for t in types))
-    # Memory and GPUs scale with the vCPUs bought: the richest type per vCPU bounds them.
-    mem_per_vcpu = max(t.memory_mib / t.vcpus for t in types)
-    gpu_per_vcpu = max(t.gpus / t.vcpus for t in types)
+    types = selection.known
+    # Memory and GPUs scale with the vCPUs bought: the richest type per vCPU bounds them. A type
+    # outside the catalogue (Karpenter launches it) bounds nothing kubatch knows: no per-node limit,
+    # memory at UNKNOWN_GIB_PER_VCPU, and GPUs where it is of a GPU family.
+    mem_per_vcpu = max((t.memory_mib / t.vcpus for t in types), default=0.0)
+    gpu_per_vcpu = max((t.gpus / t.vcpus for t in types), default=0.0)
+    max_node: Resources | None = None
+    if selection.unknown:
+        mem_per_vcpu = max(mem_per_vcpu, UNKNOWN_GIB_PER_VCPU * 1024.0)
+        if any(may_have_gpus(n) for n in selection.unknown):
+            gpu_per_vcpu = max(gpu_per_vcpu, 1.0)
+    else:
+        max_node = Resources(max(t.vcpus for t in types), max(t.memory_mib for t in types), max(t.gpus for t in types))
     capacity = Resources(max_vcpus, int(max_vcpus * mem_per_vcpu), int(max_vcpus * gpu_per_vcpu))
     return ComputeEnv(
         name=name,
         capacity=capacity,
         used=used,
-        max_node=largest,
+        max_node=max_node,
         state=state,
         status=status,  # type: ignore[arg-type]
         type="MANAGED",
-        has_gpu_instance_types=largest.gpus > 0,
+        has_gpu_instance_types=any(t.gpus for t in types) or any(may_have_gpus(n) for n in selection.unknown),
         spot=(cr.get("type") == "SPOT"),
     )

@@ -127,13 +127,16 @@ class ScalingSpec:
         default_idle_seconds: float = 30.0,
         ready_timeout: float = 60.0,
         scale_out: bool = True,
+        instance_types: Sequence[InstanceType] | None = None,
     ) -> ScalingSpec:
-        """From `spec.computeResources` (raises UnknownInstanceType for a bad instanceTypes entry)."""
+        """From `spec.computeResources` (raises UnknownInstanceType for a bad instanceTypes entry),
+        or with the given ``instance_types`` (the catalogue's part of a list that Karpenter sizes)."""
         delay = cr.get("minScaleDownDelayMinutes")
+        types = expand_or_default(cr.get("instanceTypes")) if instance_types is None else instance_types
         return cls(
             min_vcpus=int(cr.get("minvCpus") or 0),
             max_vcpus=int(cr.get("maxvCpus") or 0),
-            instance_types=tuple(expand_or_default(cr.get("instanceTypes"))),
+            instance_types=tuple(types),
             strategy=str(cr.get("allocationStrategy") or "BEST_FIT"),
             idle_seconds=float(delay) * 60 if delay is not None else default_idle_seconds,
             ready_timeout=ready_timeout,

@@ -43,7 +43,7 @@ from kubatch.cluster.provisioners import (
 from kubatch.cluster.view import View
 from kubatch.core.capacity import node_allocatable, node_ready, pool_nodes
 from kubatch.core.deletion import environment_deletion_blockers, environment_deletion_wait
-from kubatch.core.instances import CATALOG, UnknownInstanceType
+from kubatch.core.instances import CATALOG, InstanceTypeError, select
 from kubatch.core.podspec import GPU_RESOURCE, LABEL_COMPUTE_ENVIRONMENT, PodSpecError, parse_quantity
 from kubatch.core.scaling import Decision, NodeInfo, Request, ScalingSpec, decide
 from kubatch.observability.events import EventRecorder
@@ -351,14 +351,21 @@ class ComputeController:
             and prev.get("observedGeneration") == generation
         )
         try:
+            selection = select(cr.get("instanceTypes"))
+            _ = selection.architecture  # raises MixedArchitectures
+            if provisioner.manages_nodes:
+                # kubatch sizes the nodes itself: every type must be in its catalogue (Karpenter
+                # knows every EC2 type, and sizing uses the catalogue's part of the list).
+                selection.require_known(f"the {provisioner.name} provisioner sizes nodes from it")
             sizing = ScalingSpec.from_resources(
                 cr,
                 default_idle_seconds=self.idle_seconds,
                 ready_timeout=self.node_ready_timeout if provisioner.manages_nodes else float("inf"),
                 scale_out=not sticky and provisioner.manages_nodes,
+                instance_types=selection.known,
             )
             await provisioner.ensure(ce)
-        except (UnknownInstanceType, ProvisionerError) as e:
+        except (InstanceTypeError, ProvisionerError) as e:
             return invalid(f"CLIENT_ERROR - {e}")
         allowed = {t.name for t in sizing.instance_types}
         cap_type = capacity_type(ce)

@@ -1,6 +1,7 @@
 """Status of JobQueues and ConsumableResources, computed from the view and written when it changes.
 
-A queue shows VALID/INVALID (INVALID when an environment it names is missing or INVALID), job
+A queue shows VALID/INVALID (INVALID when an environment it names is missing or INVALID, or when its
+environments are not all of one architecture, AWS's "must share the same architecture"), job
 counts per state, and its front: the first (up to 100) RUNNABLE jobs in dispatch order, with the
 time each became RUNNABLE and why the head waits (like GetJobQueueSnapshot). A DISABLED queue
 records since when (``disabledAt``), so that the controller refuses only jobs submitted after that,
@@ -18,6 +19,8 @@ from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
+from kubatch.core.capacity import pool_nodes
+from kubatch.core.instances import Architecture, InstanceTypeError, architecture_conflict, environment_architecture
 from kubatch.core.lifecycle import iso, parse_iso
 from kubatch.runtime.periodic import every
 from kubatch.scheduler import ShareUsage
@@ -28,9 +31,16 @@ GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
 STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 
-def queue_validity(queue: Mapping[str, Any], envs: Mapping[str, Mapping[str, Any]]) -> tuple[str, str]:
+def queue_validity(
+    queue: Mapping[str, Any],
+    envs: Mapping[str, Mapping[str, Any]],
+    nodes: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[str, str]:
+    """VALID, or INVALID with why: an environment missing or INVALID, or environments of different
+    architectures (an UNMANAGED one's is its nodeSelector's, else that of its ``nodes``)."""
     missing = []
     invalid = []
+    architectures: dict[str, Architecture | None] = {}
     for entry in (queue.get("spec") or {}).get("computeEnvironmentOrder") or []:
         name = str(entry.get("computeEnvironment"))
         ce = envs.get(name)
@@ -38,10 +48,19 @@ def queue_validity(queue: Mapping[str, Any], envs: Mapping[str, Mapping[str, Any
             missing.append(name)
         elif (ce.get("status") or {}).get("status") == "INVALID":
             invalid.append(name)
+        else:
+            labels = [(n.get("metadata") or {}).get("labels") or {} for n in pool_nodes(name, nodes or {})]
+            try:
+                architectures[name] = environment_architecture(ce, labels)
+            except InstanceTypeError:
+                architectures[name] = None
     if missing:
         return "INVALID", f"CLIENT_ERROR - compute environment(s) not found: {', '.join(missing)}"
     if invalid:
         return "INVALID", f"CLIENT_ERROR - compute environment(s) INVALID: {', '.join(invalid)}"
+    conflict = architecture_conflict(architectures)
+    if conflict:
+        return "INVALID", f"CLIENT_ERROR - {conflict}"
     return "VALID", ""
 
 
@@ -147,7 +166,7 @@ class StatusWriter:
         shares = self.share_rows()
         now = time.time()
         for name, queue in list(self.view.queues.items()):
-            status, reason = queue_validity(queue, self.view.envs)
+            status, reason = queue_validity(queue, self.view.envs, self.view.nodes)
             c = counts.get(name, Counter())
             since = disabled_since(self.view, name, now)
             want: dict[str, Any] = {

@@ -364,6 +364,33 @@ def test_queue_references() -> None:
     ]
 
 
+def test_queue_environments_share_one_architecture() -> None:
+    """AWS: "All compute environments that are associated with a job queue must share the same
+    architecture"; an UNMANAGED environment counts with its nodeSelector's kubernetes.io/arch."""
+
+    def managed(*types: str) -> dict[str, Any]:
+        return {"spec": {"type": "MANAGED", "computeResources": {"maxvCpus": 8, "instanceTypes": list(types)}}}
+
+    envs = {
+        "x86": managed("c6i"),
+        "default": managed(),
+        "arm": managed("default_arm64"),
+        "arm-pool": {"spec": {"type": "UNMANAGED", "nodeSelector": {"kubernetes.io/arch": "arm64"}}},
+        "any-pool": env(),
+        "broken": managed("m7g", "m7i"),
+    }
+    w = world(envs=envs)
+    assert validate_job_queue(queue(("x86", "default", "any-pool")), w) == []
+    assert validate_job_queue(queue(("arm", "arm-pool", "broken")), w) == []  # broken reports itself
+    v = only(validate_job_queue(queue(("x86", "arm")), w))
+    assert v.field == "spec.computeEnvironmentOrder"
+    assert "x86 (x86_64), arm (arm64)" in v.message and "must share the same architecture" in v.message
+    assert fields(validate_job_queue(queue(("default", "arm-pool")), w)) == ["spec.computeEnvironmentOrder"]
+    # An update that leaves the list alone is not refused for it (the queue's status reports it).
+    mixed = queue(("x86", "arm"))
+    assert validate_job_queue(queue(("x86", "arm"), priority=5), w, mixed) == []
+
+
 def test_definition_consumables_and_node_images() -> None:
     needs = {"consumableResourceList": [{"consumableResource": "lic", "quantity": 1}]}
     jd = definition(consumableResourceProperties=needs)

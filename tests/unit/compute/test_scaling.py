@@ -85,9 +85,9 @@ def test_pod_larger_than_every_type_is_unplaceable() -> None:
 
 def test_cheapest_type_that_holds_everything() -> None:
     d = decide(spec(("optimal",), max_vcpus=64), [], [Request(vcpus=0.5, memory_mib=3000)], 0)
-    assert d.add == ("c5.large",)
+    assert d.add == ("c6i.large",)  # optimal = default_x86_64 (m6i, c6i, r6i, c7i)
     mem = decide(spec(("optimal",), max_vcpus=64), [], [Request(vcpus=1, memory_mib=12000)], 0)
-    assert mem.add == ("r5.large",)
+    assert mem.add == ("r6i.large",)
 
 
 def test_min_vcpus_kept_and_topped_up() -> None:

@@ -2,10 +2,12 @@
 
 The NodePool (server-side applied, field manager `kubatch`) carries the environment's label and
 taint in its template, its instance types as requirements (exact types as
-`node.kubernetes.io/instance-type`, families and `optimal` as `karpenter.k8s.aws/instance-family`),
-the capacity type (EC2 -> on-demand, SPOT -> spot), `limits.cpu = maxvCpus`, the node class from
-`computeResources.nodeClassRef`, and empty-node consolidation after minScaleDownDelayMinutes (or
-the operator's idle time). Karpenter then launches and removes the nodes itself.
+`node.kubernetes.io/instance-type`, families and the keywords' families as
+`karpenter.k8s.aws/instance-family`; names outside kubatch's catalogue go through as they are), the
+architecture (`kubernetes.io/arch` amd64 or arm64, from the instance types), the capacity type
+(EC2 -> on-demand, SPOT -> spot), `limits.cpu = maxvCpus`, the node class from
+`computeResources.nodeClassRef`, and empty-node consolidation after minScaleDownDelayMinutes (or the
+operator's idle time). Karpenter then launches and removes the nodes itself.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from kubatch.cluster.provisioners.base import (
     ce_taint,
     owner_reference,
 )
-from kubatch.core.instances import CATALOG, KEYWORDS, InstanceType, expand_or_default
+from kubatch.core.instances import CATALOG, FAMILIES, KUBERNETES_ARCH, InstanceType, select
 from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
 
 API = "/apis/karpenter.sh/v1"
 LABEL_INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
+LABEL_ARCH = "kubernetes.io/arch"
 MISSING_CRD = "Karpenter NodePool CRD (karpenter.sh/v1) is not installed"
 
 
@@ -46,27 +49,28 @@ def nodepool_name(ce_name: str) -> str:
 
 
 def instance_requirements(names: Sequence[str] | None) -> list[JSON]:
-    """Requirements for the allowed instance types (raises UnknownInstanceType)."""
-    listed = [n.strip() for n in (names or [])] or ["optimal"]
-    types = expand_or_default(listed)  # validates every entry
-    exact = [n for n in listed if n in CATALOG]
-    families: list[str] = []
-    for n in listed:
-        if n in CATALOG:
-            continue
-        for fam in KEYWORDS.get(n, (n,)):
-            if fam not in families:
-                families.append(fam)
-    if exact and families:  # requirements are ANDed: mixed lists become exact types
-        return [{"key": LABEL_INSTANCE_TYPE, "operator": "In", "values": sorted(t.name for t in types)}]
-    if exact:
-        return [{"key": LABEL_INSTANCE_TYPE, "operator": "In", "values": sorted(set(exact))}]
-    return [{"key": LABEL_INSTANCE_FAMILY, "operator": "In", "values": sorted(families)}]
-
-
-def _types(ce: Mapping[str, Any]) -> list[InstanceType]:
-    cr = (ce.get("spec") or {}).get("computeResources") or {}
-    return expand_or_default(cr.get("instanceTypes"))
+    """Requirements for the allowed instance types (raises InstanceTypeError): exact types as
+    `node.kubernetes.io/instance-type`, families and keywords as `karpenter.k8s.aws/instance-family`,
+    names outside kubatch's catalogue passed through as they are (Karpenter knows every EC2 type),
+    and the list's architecture as `kubernetes.io/arch`."""
+    selection = select(names)
+    arch = selection.architecture  # validates the list
+    exact, families = list(selection.exact), list(selection.families)
+    if exact and families:
+        # Requirements are ANDed: a mixed list becomes exact types, which needs every family's sizes.
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise ProvisionerError(
+                f"instanceTypes mixes instance types with families outside kubatch's catalogue "
+                f"({', '.join(unknown)}), which one NodePool cannot express: list only families or only types"
+            )
+        listed = [t.name for t in selection.known] + [n for n in exact if n not in CATALOG]
+        types: list[JSON] = [{"key": LABEL_INSTANCE_TYPE, "operator": "In", "values": sorted(set(listed))}]
+    elif exact:
+        types = [{"key": LABEL_INSTANCE_TYPE, "operator": "In", "values": sorted(set(exact))}]
+    else:
+        types = [{"key": LABEL_INSTANCE_FAMILY, "operator": "In", "values": sorted(families)}]
+    return [*types, {"key": LABEL_ARCH, "operator": "In", "values": [KUBERNETES_ARCH[arch]]}]
 
 
 def nodepool_manifest(ce: Mapping[str, Any], *, default_idle_seconds: float = 30.0) -> JSON:
@@ -80,11 +84,10 @@ def nodepool_manifest(ce: Mapping[str, Any], *, default_idle_seconds: float = 30
     requirements = [
         *instance_requirements(cr.get("instanceTypes")),
         {"key": LABEL_CAPACITY_TYPE, "operator": "In", "values": [capacity_type(ce)]},
-        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
         {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
     ]
     taints = [ce_taint(ce_name)]
-    if all(t.gpus for t in _types(ce)):
+    if select(cr.get("instanceTypes")).gpu_only:
         taints.append(dict(GPU_TAINT))
     delay = cr.get("minScaleDownDelayMinutes")
     consolidate_after = f"{int(delay)}m" if delay is not None else f"{max(0, int(default_idle_seconds))}s"

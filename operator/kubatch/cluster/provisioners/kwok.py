@@ -1,10 +1,12 @@
 """kwok provisioner: simulated nodes (annotated `kwok.x-k8s.io/node: fake`) sized from the EC2
 instance table, created and deleted one by one as the scaler decides.
 
-Nodes are named `<ce>-<type-with-dashes>-<5 random chars>`, labelled with the instance type, the
-capacity type, `kubatch.dev/compute-environment=<ce>` and `kubatch.dev/managed-by=kubatch`,
-tainted for the environment (and `nvidia.com/gpu=present:NoSchedule` on GPU types), and carry an
-owner reference to the environment.
+Nodes are named `<ce>-<type-with-dashes>-<5 random chars>`, labelled with the instance type, its
+architecture (`kubernetes.io/arch`), the capacity type, `kubatch.dev/compute-environment=<ce>` and
+`kubatch.dev/managed-by=kubatch`, tainted for the environment (and `nvidia.com/gpu=present:NoSchedule`
+on GPU types), carry the type's Neuron devices as `aws.amazon.com/neuron` (trn1, inf2) and an owner
+reference to the environment. The kwok provisioner sizes every node itself, so an environment
+whose instance types are not all in kubatch's catalogue is INVALID with it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from kubatch.cluster.provisioners.base import (
     owner_reference,
 )
 from kubatch.cluster.provisioners.kwok_nodes import kwok_node
-from kubatch.core.instances import InstanceType
+from kubatch.core.instances import KUBERNETES_ARCH, NEURON_RESOURCE, InstanceType
 from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
 
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -51,10 +53,14 @@ def kwok_node_manifest(ce: Mapping[str, Any], itype: InstanceType, name: str) ->
         LABEL_CAPACITY_TYPE: capacity_type(ce),
         LABEL_COMPUTE_ENVIRONMENT: ce_name,
         LABEL_MANAGED_BY: MANAGED_BY,
+        "kubernetes.io/arch": KUBERNETES_ARCH[itype.arch],
     }
     node = kwok_node(
         name, cpu=itype.vcpus, memory=f"{itype.memory_mib}Mi", gpus=itype.gpus, labels=labels, taints=taints
     )
+    if itype.neuron:  # Trainium / Inferentia devices, as the Neuron device plugin reports them
+        for field in ("capacity", "allocatable"):
+            node["status"][field][NEURON_RESOURCE] = str(itype.neuron)
     if (ce.get("metadata") or {}).get("uid"):
         node["metadata"]["ownerReferences"] = [owner_reference(ce)]
     return node
