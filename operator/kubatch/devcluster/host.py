@@ -9,9 +9,12 @@ interrupted `up` or a crashed test run is still undone by the next `down`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 from pathlib import Path
+
+from kubatch.devcluster.procs import pid_alive
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SYS = Path("/proc/sys")
@@ -33,6 +36,26 @@ TOUCHED_SYSCTLS = (
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def bridge_owner(name: str) -> Path | None:
+    """The state directory of the local cluster that made bridge `name` (its alias), if any."""
+    out = _ip("-o", "link", "show", name, check=False).stdout
+    if not out:
+        return None
+    words = out.split()
+    if "alias" in words:
+        return Path(words[words.index("alias") + 1])
+    return Path("/unknown")  # made without an alias: some other tool's bridge
+
+
+def _cluster_runs(state: Path) -> bool:
+    """Whether a process recorded in `<state>/cluster.json` is alive (the owner of a bridge runs)."""
+    try:
+        pids = json.loads((state / "cluster.json").read_text()).get("pids", {})
+    except (OSError, ValueError):
+        return state == Path("/unknown")
+    return any(pid_alive(int(pid)) for pid in pids.values())
 
 
 def _chains() -> set[str]:
@@ -125,18 +148,30 @@ class HostLedger:
 
     # ---- bridges ------------------------------------------------------------------------------
     def add_bridge(self, name: str, address: str) -> None:
-        """A Linux bridge holding `address` (CIDR form), up. Reused when it already exists."""
-        if _ip("link", "show", name, check=False).returncode == 0:
-            return
-        self._append("bridges", name)
-        _ip("link", "add", name, "type", "bridge")
-        _ip("addr", "add", address, "dev", name)
+        """A Linux bridge holding `address` (CIDR form), up, labelled (its alias) with this state
+        directory. A bridge left by a cluster that no longer runs (its processes were ended without a
+        `down`) is adopted: recorded here, so this cluster's `down` removes it."""
+        if _ip("link", "show", name, check=False).returncode != 0:
+            self._append("bridges", name)
+            _ip("link", "add", name, "type", "bridge")
+        elif self.foreign_bridge(name):
+            raise RuntimeError(f"bridge {name} belongs to the running local cluster at {bridge_owner(name)}")
+        else:
+            self._append("bridges", name)
+        _ip("link", "set", name, "alias", str(self.state))
+        _ip("addr", "replace", address, "dev", name)
         _ip("link", "set", name, "up")
 
+    @property
+    def state(self) -> Path:
+        return self.dir.parent
+
     def foreign_bridge(self, name: str) -> bool:
-        """Whether bridge `name` exists but another ledger (another local cluster) made it."""
-        exists = _ip("link", "show", name, check=False).returncode == 0
-        return exists and name not in self._lines("bridges")
+        """Whether bridge `name` exists and belongs to another local cluster that still runs."""
+        owner = bridge_owner(name)
+        if owner is None or owner == self.state:
+            return False
+        return _cluster_runs(owner)
 
     def remove_bridges(self) -> None:
         for name in self._lines("bridges"):
