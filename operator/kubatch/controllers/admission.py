@@ -9,9 +9,24 @@ CREATE, UPDATE: the schedule parses and can run, the time zone exists; needs no 
 The world the rules look at comes from the runtime's cluster view; an object a request names that the
 view does not hold yet (it may lag an object created a moment ago) is fetched from the API server, and
 before anything is rejected every named object is fetched again from the API server, so a rejection
-never rests on a stale cache. When the checks cannot run (view not synced, API errors, time running
-out) the request is allowed with a warning: the controller re-checks at reconcile time, and the
-webhook configuration uses ``failurePolicy: Ignore`` for the same reason.
+never rests on a stale cache. When these checks cannot run (view not synced, API errors, time
+running out) the request is allowed with a warning: the controller re-checks at reconcile time.
+
+Access (``kubatch.core.access``, kubatch's ``iam:PassRole``): what a BatchJob (or a JobDefinition)
+makes its pods use beyond their own containers (a ServiceAccount, Secrets, ConfigMaps, claims,
+privileges) must be allowed to the requesting user (the AdmissionReview's ``userInfo``: username,
+uid, groups, extra), asked with SubjectAccessReviews (``AccessReviewer``). Unlike the cross-object
+checks this fails closed: when the reviews cannot be made the request is refused, since no one can
+check it later (the object does not record who created it). Allowed answers are cached for
+``ACCESS_TTL`` seconds per (user, groups, uid, extra, namespace, permission); denials are never
+cached, so a refusal always rests on a fresh review. Members of ``system:masters`` are not asked
+about (the API server's authorizer allows them everything). The two kinds of check run side by
+side, each within ``CHECK_TIMEOUT``.
+
+The local configuration (``webhook_configuration``, development and tests) uses ``failurePolicy:
+Ignore`` everywhere: the operator restarts on every code change. The Helm chart uses ``Fail`` for
+BatchJobs (a job admitted without the webhook cannot be checked for access by anyone) and
+``Ignore`` for the other kinds.
 
 Environment (read when the operator starts; the webhook is off unless KUBATCH_WEBHOOK_PORT is set):
 
@@ -34,16 +49,30 @@ import base64
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import kopf
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from kubatch.api.constants import GROUP, VERSION
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import LABEL_JOB_DEFINITION, View
+from kubatch.core.access import (
+    JobUse,
+    Permission,
+    batch_job_uses,
+    definition_violations,
+    describe_user,
+    first_round,
+    job_violations,
+    new_definition_uses,
+    schedule_uses,
+    scheduled_by,
+    still_open,
+)
 from kubatch.core.admission import (
     Ref,
     Violation,
@@ -57,6 +86,7 @@ from kubatch.core.admission import (
 from kubatch.core.deletion import queue_deletion_refusal
 from kubatch.core.revisions import RevisionRecord, stored_records
 from kubatch.core.schedules import validate_job_schedule
+from kubatch.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +97,12 @@ CONFIGURATION_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookcon
 CHECK_TIMEOUT = 3.5  # seconds; the API server gives the webhook 5
 NAMESPACE_TTL = 5.0  # seconds a namespace's labels are cached (a rejection always re-reads them)
 NOT_CHECKED = "kubatch admission: cross-object checks skipped ({}); the controller checks the object when it reconciles"
+AccessKind = Literal["BatchJob", "JobDefinition", "JobSchedule"]
+ACCESS_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+WHOAMI_PATH = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+ACCESS_TTL = 5.0  # seconds an allowed SubjectAccessReview answer is reused (denials never are)
+ACCESS_CACHE_SIZE = 10_000
+MASTERS = "system:masters"
 
 
 @dataclass(frozen=True)
@@ -200,14 +236,162 @@ class Unsure(Exception):
     """The checks could not be completed (the API server did not answer as expected)."""
 
 
+UserKey = tuple[str, str, tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]
+
+
+def user_key(userinfo: Mapping[str, Any]) -> UserKey:
+    """Everything of a user the authorizer may look at, hashable."""
+    extra = userinfo.get("extra") or {}
+    return (
+        str(userinfo.get("username") or ""),
+        str(userinfo.get("uid") or ""),
+        tuple(sorted(str(g) for g in userinfo.get("groups") or [])),
+        tuple(sorted((str(k), tuple(str(x) for x in v or [])) for k, v in extra.items())),
+    )
+
+
+def access_review(userinfo: Mapping[str, Any], namespace: str, permission: Permission) -> JSON:
+    """The SubjectAccessReview asking whether ``userinfo`` has ``permission`` in ``namespace``."""
+    username, uid, groups, extra = user_key(userinfo)
+    spec: JSON = {
+        "user": username,
+        "groups": list(groups),
+        "resourceAttributes": {
+            "namespace": namespace,
+            "verb": permission.verb,
+            "group": permission.group,
+            "resource": permission.resource,
+            **({"name": permission.name} if permission.name else {}),
+        },
+    }
+    if uid:
+        spec["uid"] = uid
+    if extra:
+        spec["extra"] = {k: list(v) for k, v in extra}
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+
+
+class AccessReviewer:
+    """Asks the API server what a user may do (SubjectAccessReviews), reusing allowed answers for
+    ``ttl`` seconds. ``reviews`` and ``review_seconds`` count the reviews made and their time."""
+
+    def __init__(self, kube: Kube, ttl: float = ACCESS_TTL, clock: Any = time.monotonic) -> None:
+        self.kube = kube
+        self.ttl = ttl
+        self.clock = clock
+        self._allowed: dict[tuple[UserKey, str, Permission], float] = {}
+        self.reviews = 0
+        self.review_seconds = 0.0
+
+    async def answers(
+        self, userinfo: Mapping[str, Any], namespace: str, permissions: Iterable[Permission]
+    ) -> dict[Permission, bool]:
+        """Whether the user has each permission in ``namespace``; ``Unsure`` when a review fails."""
+        wanted = set(permissions)
+        key = user_key(userinfo)
+        if MASTERS in key[2]:
+            return dict.fromkeys(wanted, True)
+        now = self.clock()
+        out: dict[Permission, bool] = {}
+        ask: list[Permission] = []
+        for permission in wanted:
+            expiry = self._allowed.get((key, namespace, permission))
+            if expiry is not None and now < expiry:
+                out[permission] = True
+            else:
+                ask.append(permission)
+        results = await asyncio.gather(*(self._review(userinfo, namespace, p) for p in ask))
+        now = self.clock()
+        if len(self._allowed) > ACCESS_CACHE_SIZE:
+            self._allowed.clear()
+        for permission, allowed in zip(ask, results, strict=True):
+            out[permission] = allowed
+            if allowed:
+                self._allowed[(key, namespace, permission)] = now + self.ttl
+        return out
+
+    async def _review(self, userinfo: Mapping[str, Any], namespace: str, permission: Permission) -> bool:
+        started = time.monotonic()
+        try:
+            result = await self.kube.request(
+                "POST", ACCESS_PATH, body=access_review(userinfo, namespace, permission), timeout=1.5, retries=1
+            )
+        except ApiError as e:
+            raise Unsure(f"SubjectAccessReview for {permission}: {e}") from e
+        finally:
+            self.reviews += 1
+            self.review_seconds += time.monotonic() - started
+        status = (result or {}).get("status") or {}
+        return status.get("allowed") is True and status.get("denied") is not True
+
+
 class Admission:
     """Builds the rules' world from the view (and the API server where needed) and runs the rules."""
 
-    def __init__(self, kube: Kube, view: View, synced: asyncio.Event) -> None:
+    def __init__(self, kube: Kube, view: View, synced: asyncio.Event, reviewer: AccessReviewer | None = None) -> None:
         self.kube = kube
         self.view = view
         self.synced = synced
+        self.reviewer = reviewer or AccessReviewer(kube)
+        #: The operator's own user name (``whoami``): its BatchJobs for JobSchedules are not checked.
+        self.identity: str | None = None
         self._labels: dict[str, tuple[float, dict[str, str] | None]] = {}
+
+    async def access(
+        self, kind: AccessKind, obj: Mapping[str, Any], old: Mapping[str, Any] | None, userinfo: Mapping[str, Any]
+    ) -> list[Violation]:
+        """What ``obj`` uses that the user may not use (``kubatch.core.access``); ``Unsure`` when the
+        definition or a review cannot be had."""
+        ns = str((obj.get("metadata") or {}).get("namespace") or "")
+        user = describe_user(userinfo)
+        job_uses: list[JobUse] = []
+        if kind == "BatchJob":
+            if self.identity and userinfo.get("username") == self.identity and scheduled_by(obj):
+                return []  # a run of a JobSchedule, whose author was checked (kubatch.core.access)
+            world = World(namespace=ns)
+            await self._definition(obj, world)
+            job_uses = batch_job_uses(obj, world)
+            uses = [u.use for u in job_uses]
+        elif kind == "JobSchedule":
+            world = World(namespace=ns)
+            template = ((obj.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}
+            await self._definition({"metadata": obj.get("metadata") or {}, "spec": template}, world)
+            job_uses = schedule_uses(obj, world, old)
+            uses = [u.use for u in job_uses]
+        else:
+            old_spec = (old.get("spec") or {}) if old is not None else None
+            uses = new_definition_uses(obj.get("spec") or {}, old_spec)
+        if not uses:
+            return []
+        answers = await self.reviewer.answers(userinfo, ns, first_round(uses))
+        more = still_open(uses, answers)
+        if more:
+            answers |= await self.reviewer.answers(userinfo, ns, more)
+        if kind == "JobDefinition":
+            return definition_violations(uses, answers, user, ns)
+        return job_violations(job_uses, answers, user, ns)
+
+    async def whoami(self) -> str | None:
+        """The operator's own user name (a SelfSubjectReview), None when it cannot be had."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        try:
+            review = await self.kube.request("POST", WHOAMI_PATH, body=body, timeout=5, retries=2)
+        except ApiError as e:
+            log.warning(
+                "the webhook does not know the operator's user name (%s): runs of JobSchedules are checked as its own",
+                e,
+            )
+            return None
+        name = (((review or {}).get("status") or {}).get("userInfo") or {}).get("username")
+        return str(name) if name else None
+
+    async def _definition(self, job: Mapping[str, Any], world: World) -> None:
+        """The job's definition and revisions into ``world``: from the view when it is synced and
+        holds them, else from the API server."""
+        refs = [r for r in references("BatchJob", job, world) if r[0] == "JobDefinition"]
+        for ref in refs:
+            if not (self.synced.is_set() and self._from_view(ref, world)):
+                await self._from_api(ref, world)
 
     async def check(self, kind: Kind, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[Violation]:
         """The violations of ``obj``, confirmed against the API server before any is returned."""
@@ -340,11 +524,28 @@ class Admission:
 
 
 async def _violations(
-    kind: Kind, body: Mapping[str, Any], old: Mapping[str, Any] | None, memo: kopf.Memo, warnings: list[str]
+    kind: Kind,
+    body: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    memo: kopf.Memo,
+    warnings: list[str],
+    userinfo: Mapping[str, Any] | None = None,
 ) -> list[Violation]:
-    """Run the checks; any failure of the checker itself allows the request with a warning."""
+    """Run the cross-object checks (a failure of the checker allows the request with a warning) and,
+    beside them, the access checks (a failure refuses it)."""
     admission: Admission | None = memo.get("admission")
-    if admission is None or not admission.synced.is_set():
+    if admission is None:
+        return [Violation("metadata", "kubatch admission is starting: try again in a few seconds")]
+    checks = [_cross_object(admission, kind, body, old, warnings)]
+    if kind == "BatchJob" or kind == "JobDefinition":
+        checks.append(_access(admission, kind, body, old, userinfo or {}))
+    return [v for found in await asyncio.gather(*checks) for v in found]
+
+
+async def _cross_object(
+    admission: Admission, kind: Kind, body: Mapping[str, Any], old: Mapping[str, Any] | None, warnings: list[str]
+) -> list[Violation]:
+    if not admission.synced.is_set():
         warnings.append(NOT_CHECKED.format("the operator's cluster view is not synced yet"))
         return []
     try:
@@ -355,14 +556,38 @@ async def _violations(
         return []
 
 
+async def _access(
+    admission: Admission,
+    kind: AccessKind,
+    body: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    userinfo: Mapping[str, Any],
+) -> list[Violation]:
+    try:
+        return await asyncio.wait_for(admission.access(kind, body, old, userinfo), timeout=CHECK_TIMEOUT)
+    except Exception as e:  # fail closed: no one can check who created the object later
+        log.warning("access check of %s failed: %r", kind, e)
+        reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        return [
+            Violation(
+                "spec",
+                f'kubatch admission could not check what user "{describe_user(userinfo)}" may use ({reason}); '
+                "try again",
+            )
+        ]
+
+
 def _reject(violations: list[Violation]) -> None:
     if violations:
         raise kopf.AdmissionError(join(violations), code=400)
 
 
-async def validate_batchjobs(*, body: kopf.Body, memo: kopf.Memo, warnings: list[str], **_: Any) -> None:
-    """BatchJob CREATE: queue, definition, dependencies, shares, consumables, overrides, privileges."""
-    _reject(await _violations("BatchJob", dict(body), None, memo, warnings))
+async def validate_batchjobs(
+    *, body: kopf.Body, memo: kopf.Memo, warnings: list[str], userinfo: Mapping[str, Any] | None = None, **_: Any
+) -> None:
+    """BatchJob CREATE: queue, definition, dependencies, shares, consumables, overrides, privileges,
+    and what the submitter may use."""
+    _reject(await _violations("BatchJob", dict(body), None, memo, warnings, userinfo))
 
 
 async def validate_jobqueues(
@@ -373,16 +598,18 @@ async def validate_jobqueues(
 
 
 async def validate_jobdefinitions(
-    *, body: kopf.Body, memo: kopf.Memo, warnings: list[str], old: kopf.Body | None = None, **_: Any
+    *,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    warnings: list[str],
+    old: kopf.Body | None = None,
+    userinfo: Mapping[str, Any] | None = None,
+    **_: Any,
 ) -> None:
-    """JobDefinition CREATE/UPDATE: consumable resources exist; multi-node ranges have images."""
-    _reject(await _violations("JobDefinition", dict(body), dict(old) if old is not None else None, memo, warnings))
-
-
-async def validate_jobschedules(*, body: kopf.Body, **_: Any) -> None:
-    """JobSchedule CREATE/UPDATE: the schedule parses and can run, and its time zone exists (pure:
-    checked also before the view is synced)."""
-    _reject(validate_job_schedule(dict(body)))
+    """JobDefinition CREATE/UPDATE: consumable resources exist; multi-node ranges have images; what
+    the definition uses is allowed to its author."""
+    previous = dict(old) if old is not None else None
+    _reject(await _violations("JobDefinition", dict(body), previous, memo, warnings, userinfo))
 
 
 async def validate_jobqueue_delete(*, body: kopf.Body, **_: Any) -> None:
@@ -392,6 +619,26 @@ async def validate_jobqueue_delete(*, body: kopf.Body, **_: Any) -> None:
     refusal = queue_deletion_refusal(dict(body))
     if refusal:
         raise kopf.AdmissionError(refusal, code=400)
+
+
+async def validate_jobschedules(
+    *,
+    body: kopf.Body,
+    memo: kopf.Memo | None = None,
+    old: kopf.Body | None = None,
+    userinfo: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """JobSchedule CREATE/UPDATE: the schedule parses and can run, and its time zone exists (pure:
+    checked also before the view is synced); its author may use what its runs would use."""
+    found = validate_job_schedule(dict(body))
+    admission: Admission | None = (memo or kopf.Memo()).get("admission")
+    if admission is None:
+        found.append(Violation("metadata", "kubatch admission is starting: try again in a few seconds"))
+    else:
+        previous = dict(old) if old is not None else None
+        found += await _access(admission, "JobSchedule", dict(body), previous, userinfo or {})
+    _reject(found)
 
 
 _registered = False
@@ -418,6 +665,20 @@ def register(registry: kopf.OperatorRegistry | None = None) -> None:
     _registered = True
 
 
+def access_metrics(reviewer: AccessReviewer) -> Iterator[Metric]:
+    """The reviews made and their time, as counters read at scrape time."""
+    reviews = CounterMetricFamily(
+        "kubatch_admission_access_reviews", "SubjectAccessReviews made by the webhook (cached answers not counted)."
+    )
+    reviews.add_metric([], reviewer.reviews)
+    seconds = CounterMetricFamily(
+        "kubatch_admission_access_review_seconds", "Time spent waiting for SubjectAccessReviews."
+    )
+    seconds.add_metric([], reviewer.review_seconds)
+    yield reviews
+    yield seconds
+
+
 async def setup(
     settings: kopf.OperatorSettings,
     memo: kopf.Memo,
@@ -425,6 +686,7 @@ async def setup(
     view: View,
     synced: asyncio.Event,
     options: WebhookOptions,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve the webhook (from the startup handler) and, for local use, configure the API server."""
     settings.admission.server = kopf.WebhookServer(
@@ -436,6 +698,10 @@ async def setup(
     )
     settings.admission.managed = None  # the chart (or `configure` below) owns the configuration
     memo.admission = Admission(kube, view, synced)
+    memo.admission.identity = await memo.admission.whoami()
+    if metrics is not None:
+        reviewer = memo.admission.reviewer
+        metrics.add_collector(lambda: access_metrics(reviewer))
     if options.configure:
         ca_file = options.ca_file or options.certfile
         body = webhook_configuration(

@@ -41,7 +41,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.runtime = runtime
     await runtime.start()
     if WEBHOOK is not None:
-        await admission.setup(settings, memo, kube, runtime.view, runtime.synced, WEBHOOK)
+        await admission.setup(settings, memo, kube, runtime.view, runtime.synced, WEBHOOK, runtime.metrics)
 
 
 @kopf.on.cleanup()

@@ -38,6 +38,12 @@ JobDefinitions are checked too, on CREATE (everything) and UPDATE (what the old 
 yet), as AWS checks ``iam:PassRole`` at RegisterJobDefinition; but a definition is only a
 template: the job check is the one that counts, since the job's submitter is the one passing the
 account.
+
+JobSchedules: the operator submits their runs, so the webhook would see the operator (which may
+create pods, and may not read Secrets) as the submitter. Instead a schedule's author is checked for
+its ``jobTemplate`` when the schedule is created or changed (``schedule_uses``: what the template
+would use through the definition's revision of that moment and its overrides), and a BatchJob
+created by the operator itself as a run of a schedule (``scheduled_by``) is not checked again.
 """
 
 from __future__ import annotations
@@ -297,6 +303,30 @@ def batch_job_uses(job: JSON, world: World) -> list[JobUse]:
         out += [JobUse("spec.jobDefinition", use, resolved) for use in definition_uses(record.spec)]
     out += [JobUse(f"spec.{use.path}", use) for use in override_uses(spec)]
     return out
+
+
+def schedule_uses(schedule: JSON, world: World, old: JSON | None = None) -> list[JobUse]:
+    """What the BatchJobs of a JobSchedule would use (its ``jobTemplate.spec`` judged as a job's,
+    fields under ``spec.jobTemplate``); on UPDATE only what the old template did not use yet."""
+
+    def uses(obj: JSON | None) -> list[JobUse]:
+        template = _d(_d(_d(obj).get("spec")).get("jobTemplate"))
+        job = {"metadata": _d(_d(obj).get("metadata")), "spec": _d(template.get("spec"))}
+        return [
+            JobUse("spec.jobTemplate." + item.field, item.use, item.definition) for item in batch_job_uses(job, world)
+        ]
+
+    found = uses(schedule)
+    if old is None:
+        return found
+    before = {item.use.key for item in uses(old)}
+    return [item for item in found if item.use.key not in before]
+
+
+def scheduled_by(job: JSON) -> bool:
+    """Whether a BatchJob names a JobSchedule as its controller (a run the operator submits)."""
+    refs = _l(_d(job.get("metadata")).get("ownerReferences"))
+    return any(_d(r).get("kind") == "JobSchedule" and _d(r).get("controller") is True for r in refs)
 
 
 def new_definition_uses(spec: JSON, old_spec: JSON | None) -> list[Use]:

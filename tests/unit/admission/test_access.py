@@ -24,6 +24,8 @@ from kubatch.core.access import (
     job_violations,
     new_definition_uses,
     override_uses,
+    schedule_uses,
+    scheduled_by,
     still_open,
 )
 from kubatch.core.admission import World
@@ -78,6 +80,9 @@ POD: dict[str, Any] = {
         }
     ],
 }
+
+
+SECRET_ENV = {"name": "S", "valueFrom": {"secretKeyRef": {"name": "x", "key": "k"}}}
 
 
 def keys(uses: list[Use]) -> list[tuple[str, str, str]]:
@@ -339,3 +344,24 @@ def test_every_reference_of_the_built_pods_is_a_checked_use(case: tuple[str, dic
     checked = {u.key for u in definition_uses(definition)} | {u.key for u in override_uses(job_spec)}
     for pod in _pods(definition, job_spec):
         assert pod_references(pod) <= checked
+
+
+def test_a_schedule_is_judged_by_its_job_template() -> None:
+    template = {"jobQueue": "q", "jobDefinition": "d", "podOverrides": {"containers": [{"env": [SECRET_ENV]}]}}
+    schedule = {"metadata": {"name": "s", "namespace": "t-1"}, "spec": {"jobTemplate": {"spec": template}}}
+    world = _world({"podProperties": {"serviceAccountName": "builder", "containers": [{"image": IMAGE}]}})
+    assert [(u.field, u.use.name, u.definition) for u in schedule_uses(schedule, world)] == [
+        ("spec.jobTemplate.spec.jobDefinition", "builder", "d:1"),
+        ("spec.jobTemplate.spec.podOverrides.containers[0].env[0].valueFrom.secretKeyRef.name", "x", ""),
+    ]
+    plain = {**schedule, "spec": {"jobTemplate": {"spec": {"jobQueue": "q", "jobDefinition": "d"}}}}
+    assert [u.use.name for u in schedule_uses(schedule, world, old=plain)] == ["x"]  # what the change adds
+    assert schedule_uses(schedule, world, old=schedule) == []
+
+
+def test_runs_of_schedules_are_recognised_by_their_controller_reference() -> None:
+    ref = {"apiVersion": "kubatch.dev/v1alpha1", "kind": "JobSchedule", "name": "s", "uid": "u", "controller": True}
+    assert scheduled_by({"metadata": {"ownerReferences": [ref]}})
+    assert not scheduled_by({"metadata": {"ownerReferences": [{**ref, "controller": False}]}})
+    assert not scheduled_by({"metadata": {"ownerReferences": [{**ref, "kind": "BatchJob"}]}})
+    assert not scheduled_by({"metadata": {}})
