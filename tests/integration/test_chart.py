@@ -266,6 +266,8 @@ def expectations(release: Release) -> list[tuple[bool, str, str, tuple[str, ...]
         ("watch", "nodes", ()),
         ("patch", "nodes", ()),
         ("get", "namespaces", ()),
+        # the webhook asks whether the user creating a job may use its ServiceAccount, Secrets, ...
+        ("create", "subjectaccessreviews.authorization.k8s.io", ()),
         ("create", "leases.coordination.k8s.io", ("-n", ns)),
         ("get", f"leases.coordination.k8s.io/{lease}", ("-n", ns)),
         ("update", f"leases.coordination.k8s.io/{lease}", ("-n", ns)),

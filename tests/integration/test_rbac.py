@@ -47,7 +47,7 @@ def roles(cluster: ClusterInfo, kubectl: Kubectl, crds: None) -> Iterator[Roles]
         capture_output=True, text=True, check=True, env=cluster.env(),
     ).stdout  # fmt: skip
     names = [d["metadata"]["name"] for d in yaml.safe_load_all(out) if d]
-    assert sorted(names) == sorted(f"{release}-kubatch-{r}" for r in ("admin", "edit", "view"))
+    assert sorted(names) == sorted(f"{release}-kubatch-{r}" for r in ("admin", "edit", "view", "submit"))
     kubectl("apply", "-f", "-", input=out)
     try:
         yield Roles(f"{release}-kubatch-view", f"{release}-kubatch-edit", f"{release}-kubatch-admin", tag)

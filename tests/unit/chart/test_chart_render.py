@@ -55,6 +55,8 @@ OPERATOR_GRANTS: set[Grant] = (
     | expand("apps", ["controllerrevisions"], ["list", "watch", "create", "patch", "delete"])
     | expand("", ["nodes"], ["list", "watch", "patch"])
     | expand("", ["namespaces"], ["get"])
+    # the webhook asks what the user creating a job may use
+    | expand("authorization.k8s.io", ["subjectaccessreviews"], ["create"])
 )
 KWOK_GRANTS = expand("", ["nodes"], ["create", "delete"])
 KARPENTER_GRANTS = expand("karpenter.sh", ["nodepools"], ["get", "list", "watch", "create", "patch", "delete"])
@@ -114,6 +116,7 @@ def test_helm_lint_with_every_toggle_on() -> None:
 def test_default_objects(default: list[Obj]) -> None:
     assert kinds(default) == sorted(
         [
+            "ClusterRole",
             "ClusterRole",
             "ClusterRole",
             "ClusterRole",
@@ -282,6 +285,7 @@ def test_aggregated_roles(default: list[Obj]) -> None:
     admin = find(default, "ClusterRole", "kubatch-admin")
     edit = find(default, "ClusterRole", "kubatch-edit")
     view = find(default, "ClusterRole", "kubatch-view")
+    submit = find(default, "ClusterRole", "kubatch-submit")
 
     def levels(role: Obj) -> set[str]:
         return {k.removeprefix(agg) for k, v in role["metadata"]["labels"].items() if k.startswith(agg) and v == "true"}
@@ -289,6 +293,10 @@ def test_aggregated_roles(default: list[Obj]) -> None:
     assert levels(admin) == {"admin"}
     assert levels(edit) == {"admin", "edit"}
     assert levels(view) == {"admin", "edit", "view"}
+    assert levels(submit) == set()  # bound where it is meant, never folded into the built-in roles
+    assert grants(submit["rules"]) == expand(KUBATCH, ["batchjobs"], ["create", "get", "list", "watch"]) | expand(
+        KUBATCH, ["jobdefinitions"], ["get", "list", "watch"]
+    )
     edit_grants = expand(KUBATCH, ["jobdefinitions", "batchjobs", "jobschedules"], EDIT_VERBS)
     assert grants(edit["rules"]) == edit_grants
     assert grants(view["rules"]) == expand(KUBATCH, ALL_KINDS, ["get", "list", "watch"])
@@ -300,7 +308,13 @@ def test_aggregated_roles(default: list[Obj]) -> None:
 def test_role_names_follow_the_release() -> None:
     objs = template(release="team-a")
     names = {o["metadata"]["name"] for o in objs if o["kind"] == "ClusterRole"}
-    assert names == {"team-a-kubatch", "team-a-kubatch-admin", "team-a-kubatch-edit", "team-a-kubatch-view"}
+    assert names == {
+        "team-a-kubatch",
+        "team-a-kubatch-admin",
+        "team-a-kubatch-edit",
+        "team-a-kubatch-view",
+        "team-a-kubatch-submit",
+    }
 
 
 # ---- the validating webhook ----------------------------------------------------------------------------
@@ -312,7 +326,8 @@ def test_webhook_configuration(default: list[Obj]) -> None:
     assert set(by_name) == set(WEBHOOKS)
     for name, w in by_name.items():
         resource, path, operations = WEBHOOKS[name]
-        assert w["failurePolicy"] == "Ignore"
+        # BatchJobs fail closed: what a job may use is checked for its submitter there, and nowhere else.
+        assert w["failurePolicy"] == ("Fail" if resource == "batchjobs" else "Ignore")
         assert w["sideEffects"] == "None"
         assert w["admissionReviewVersions"] == ["v1"]
         assert w["clientConfig"]["service"] == {
@@ -330,6 +345,8 @@ def test_webhook_configuration(default: list[Obj]) -> None:
         assert "url" not in w["clientConfig"]
     fail = find(template("webhook.failurePolicy=Fail"), "ValidatingWebhookConfiguration")
     assert {w["failurePolicy"] for w in fail["webhooks"]} == {"Fail"}
+    ignore = find(template("webhook.batchJobsFailurePolicy=Ignore"), "ValidatingWebhookConfiguration")
+    assert {w["failurePolicy"] for w in ignore["webhooks"]} == {"Ignore"}
 
 
 def _pem(b64: str) -> str:
