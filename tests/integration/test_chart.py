@@ -163,7 +163,9 @@ def test_chart_objects_exist(kget: Callable[..., Any], release: Release) -> None
     assert {w["clientConfig"]["service"]["path"] for w in vwc["webhooks"]} == {
         "/validate-batchjobs",
         "/validate-jobqueues",
+        "/validate-jobqueues-delete",
         "/validate-jobdefinitions",
+        "/validate-jobschedules",
     }
     # The operator pod exists; it stays Pending here (no node matches its nodeSelector).
     deadline = time.monotonic() + 30
