@@ -90,8 +90,14 @@ def test_dependency_chain_and_failure_cascade(batch: Batch) -> None:
     batch.job("z", q, "step", dependsOn=[{"jobName": "y"}])
     y = batch.wait_done("y")
     z = batch.wait_done("z")
-    assert y["status"] == "FAILED" and "Dependent Job failed" in y["statusReason"] and "x" in y["statusReason"]
-    assert z["status"] == "FAILED" and "y" in z["statusReason"]
+    # AWS's exact statusReason; which dependency failed is kubatch's detail, kept apart.
+    assert (y["status"], y["statusReason"]) == ("FAILED", "Dependent Job failed"), y
+    assert y.get("statusReasonDetail") == "dependency x failed", y
+    assert (z["status"], z["statusReason"], z.get("statusReasonDetail")) == (
+        "FAILED",
+        "Dependent Job failed",
+        "dependency y failed",
+    ), z
     assert not batch.pods("y") and not batch.pods("z")
 
 

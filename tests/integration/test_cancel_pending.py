@@ -28,7 +28,8 @@ def test_cancel_of_a_pending_job_is_immediate(batch: Batch) -> None:
     second = batch.wait_done("second", timeout=30)
     assert (second["status"], second["statusReason"]) == ("FAILED", "not needed")
     third = batch.wait_done("third", timeout=30)
-    assert (third["status"], third["statusReason"]) == ("FAILED", "Dependent Job failed: second")
+    assert (third["status"], third["statusReason"]) == ("FAILED", "Dependent Job failed")
+    assert third.get("statusReasonDetail") == "dependency second failed", third
     # The dependency is still running: the cancel did not wait for it.
     assert batch.status("first")["status"] == "RUNNING"
     assert not batch.pods("second") and not batch.pods("third")

@@ -73,5 +73,5 @@ def test_non_replenishable_units_never_come_back(batch: Batch, cluster: Any, ope
         return st if st.get("status") == "RUNNABLE" and reason.startswith("ACTION_REQUIRED") else None
 
     st = batch.wait_for(waits_for_units, "the fifth job held: no unit left", timeout=30)
-    assert f"consumable resource {tokens}, whose total is 0" in st["statusReason"]
+    assert f"consumable resource {tokens}, whose total is 0" in st.get("statusReasonDetail", ""), st
     assert not batch.pods("too-many")

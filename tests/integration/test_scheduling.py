@@ -194,7 +194,13 @@ def test_oversized_job_blocks_fifo_queue_until_time_limit_cancels_it(batch: Batc
             st if st.get("statusReason", "").startswith("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE") else None
         )
 
-    batch.wait_for(blocked, "huge blocked with MISCONFIGURATION reason", timeout=30)
+    held = batch.wait_for(blocked, "huge blocked with MISCONFIGURATION reason", timeout=30)
+    # AWS's exact sentence; kubatch's figures are in statusReasonDetail.
+    assert held["statusReason"] == (
+        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot meet "
+        "the CPU requirement of the job."
+    ), held
+    assert "maxvCpus" in held.get("statusReasonDetail", ""), held
     batch.wait_status("behind", "RUNNABLE")
     time.sleep(2)
     assert batch.status("behind")["status"] == "RUNNABLE", "the FIFO queue is blocked behind its head"
@@ -247,7 +253,7 @@ def test_non_replenishable_units_are_used_up(batch: Batch) -> None:
     waiting = [batch.status(n) for n in names[3:]]
     assert [w["status"] for w in waiting] == ["RUNNABLE", "RUNNABLE"]
     assert waiting[0]["statusReason"].startswith("ACTION_REQUIRED"), waiting[0]["statusReason"]
-    assert "whose total is 0" in waiting[0]["statusReason"]
+    assert "whose total is 0" in waiting[0].get("statusReasonDetail", ""), waiting[0]
 
     def used_up() -> bool:
         st = batch.kget("consumableresource", tokens).get("status") or {}

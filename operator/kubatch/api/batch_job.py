@@ -472,7 +472,14 @@ class BatchJobStatus(KubatchModel):
     status: JobStatusValue | None = None
     """SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED."""
     statusReason: str | None = None
-    """Why the job is in its status."""
+    """Why the job is in its status, in AWS Batch's words where AWS has them (for example `Dependent
+    Job failed`, or a blocked queue head's `MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s)
+    associated with the job queue cannot meet the CPU requirement of the job.`), so that
+    `evaluateOnExit.onStatusReason` and `jobStateTimeLimitActions` match as in AWS."""
+    statusReasonDetail: str | None = None
+    """kubatch's detail of the statusReason, which AWS's fixed text leaves out: the dependency that
+    failed, or which compute environment and figures block a queue head. Absent when there is none;
+    the job's Event for the change carries it too."""
     jobDefinition: str | None = None
     """The resolved definition revision, `name:revision`."""
     computeEnvironment: str | None = None

@@ -112,6 +112,7 @@ def describe_job(job: Mapping[str, Any], *, width: int = 80, now: datetime | Non
                 ("Definition", definition),
                 ("Status", status.get("status") or "SUBMITTED"),
                 ("Reason", status.get("statusReason")),
+                ("Reason detail", status.get("statusReasonDetail")),
                 ("Compute env", status.get("computeEnvironment")),
                 ("Share", status.get("shareIdentifier") or spec.get("shareIdentifier")),
                 ("Priority", status.get("schedulingPriority")),

@@ -108,6 +108,7 @@ class Context:
     delete_finished_pods: bool = True
     settings: PodSettings = field(default_factory=PodSettings)
     blocked_reason: str | None = None  # the scheduler's reason why this RUNNABLE job (queue head) waits
+    blocked_detail: str | None = None  # kubatch's detail of that reason (status.statusReasonDetail)
     forced_cancel: Mapping[int | None, str] = field(default_factory=dict)  # index (None: the job) -> reason
     # ComputeEnvironments by name: a multi-node job's other nodes get its environment's tolerations.
     environments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -216,23 +217,40 @@ class _Step:
     def state(self) -> JobStatus:
         return S(self.status.get("status") or S.SUBMITTED)
 
-    def move(self, target: JobStatus, reason: str = "") -> None:
-        """Walk to ``target`` recording one event per intermediate state."""
+    def set_reason(self, reason: str, detail: str = "") -> None:
+        """statusReason (AWS's text) and statusReasonDetail (kubatch's detail of it, absent if none)."""
+        self.status["statusReason"] = reason
+        if detail:
+            self.status["statusReasonDetail"] = detail
+        else:
+            self.status.pop("statusReasonDetail", None)
+
+    def set_blocked_reason(self) -> None:
+        """The scheduler's reason why this RUNNABLE (or PENDING array) job waits, if it changed."""
+        reason, detail = self.ctx.blocked_reason or "", self.ctx.blocked_detail or ""
+        if (self.status.get("statusReason") or "", self.status.get("statusReasonDetail") or "") != (reason, detail):
+            self.set_reason(reason, detail)
+
+    def move(self, target: JobStatus, reason: str = "", detail: str = "") -> None:
+        """Walk to ``target`` recording one event per intermediate state. ``detail`` (kubatch's, kept
+        out of AWS's statusReason) goes to statusReasonDetail and into the target's Event."""
         cur = self.state
         try:
             path = forward_path(cur, target) if cur != target else []
         except InvalidTransition:
             path = [target]  # a status edited by hand: record where the job really is
         if not path and cur == target:
-            self.status["statusReason"] = reason
+            self.set_reason(reason, detail)
             return
         if not path:
             path = [target]
         for st in path:
             msg = reason if st == target and reason else f"{self.job_name} is {st.value}"
+            if st == target and reason and detail:
+                msg = f"{reason} ({detail})"
             self.d.events.append(JobEvent("Warning" if st == S.FAILED else "Normal", event_reason(st), msg))
         self.status["status"] = target.value
-        self.status["statusReason"] = reason
+        self.set_reason(reason, detail)
         if target == S.RUNNING and not self.status.get("startedAt"):
             self.status["startedAt"] = self.now_iso
         if target in TERMINAL:
@@ -395,7 +413,7 @@ def _single(step: _Step) -> None:
     if st == S.PENDING:
         gate = dependency_gate(step.job, step.ctx.deps)
         if gate.state == GateState.FAILED:
-            step.move(S.FAILED, f"{REASON_DEPENDENT_JOB_FAILED}: {gate.dependency}")
+            step.move(S.FAILED, REASON_DEPENDENT_JOB_FAILED, f"dependency {gate.dependency} failed")
             return
         if gate.state == GateState.WAIT:
             return
@@ -412,8 +430,8 @@ def _single(step: _Step) -> None:
             forced = step.ctx.forced_cancel.get(None)
             if forced:
                 step.move(S.FAILED, forced)
-            elif (step.status.get("statusReason") or "") != (step.ctx.blocked_reason or ""):
-                step.status["statusReason"] = step.ctx.blocked_reason or ""
+            else:
+                step.set_blocked_reason()
             return  # waiting for the dispatcher
         step.status["computeEnvironment"] = (pod["metadata"].get("labels") or {}).get(
             "kubatch.dev/compute-environment", step.status.get("computeEnvironment", "")
@@ -452,7 +470,7 @@ def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
             step.move(S.RUNNING)
         step.d.events.append(JobEvent("Normal", "JobRetry", f"attempt {attempt} failed: {outcome.status_reason}"))
         step.status["status"] = S.RUNNABLE.value
-        step.status["statusReason"] = ""
+        step.set_reason("")
         step.status["queuedAt"] = step.now_iso
         step.status.pop("computeEnvironment", None)
         step.d.events.append(JobEvent("Normal", event_reason(S.RUNNABLE), f"{step.job_name} is RUNNABLE (retry)"))
@@ -474,8 +492,8 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
             forced = step.ctx.forced_cancel.get(None)
             if forced:
                 step.move(S.FAILED, forced)
-            elif (step.status.get("statusReason") or "") != (step.ctx.blocked_reason or ""):
-                step.status["statusReason"] = step.ctx.blocked_reason or ""
+            else:
+                step.set_blocked_reason()
             return
         step.status["computeEnvironment"] = (main_pod["metadata"].get("labels") or {}).get(
             "kubatch.dev/compute-environment", ""
@@ -711,8 +729,8 @@ def _array(step: _Step) -> None:
         step.move(new_state, reason)
     if new_state == S.PENDING and children.get(S.RUNNABLE) and not step.status.get("queuedAt"):
         step.status["queuedAt"] = step.now_iso
-    if new_state == S.PENDING and (step.status.get("statusReason") or "") != (step.ctx.blocked_reason or ""):
-        step.status["statusReason"] = step.ctx.blocked_reason or ""
+    if new_state == S.PENDING:
+        step.set_blocked_reason()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -147,6 +147,7 @@ class Dispatcher:
         self.consumers: set[str] = set()  # jobs that hold consumable resources
         self.sized: set[str] = set()  # jobs whose needs are known
         self.blocked: dict[str, str] = {}  # job key -> reason for the lifecycle step
+        self.blocked_detail: dict[str, str] = {}  # job key -> kubatch's detail of that reason
         self.blocked_since: dict[str, tuple[str, float]] = {}
         self.forced_cancel: dict[str, dict[int | None, str]] = defaultdict(dict)
         self.front: dict[str, tuple[str, ...]] = {}
@@ -626,9 +627,12 @@ class Dispatcher:
     def _record_blocking(self, plan: Plan, units: Mapping[str, tuple[Unit, Definition]]) -> None:
         now = self.now()
         new_blocked: dict[str, str] = {}
+        new_detail: dict[str, str] = {}
         for key, reason in plan.blocked.items():
             unit, _ = units[key]
             new_blocked[unit.job_key] = reason
+            if key in plan.blocked_detail:
+                new_detail[unit.job_key] = plan.blocked_detail[key]
             code = reason_code(reason)
             prev = self.blocked_since.get(key)
             if prev is None or prev[0] != code:
@@ -637,9 +641,10 @@ class Dispatcher:
             if key not in plan.blocked:
                 del self.blocked_since[key]
         for job in set(self.blocked) | set(new_blocked):
-            if self.blocked.get(job) != new_blocked.get(job):
+            if self.blocked.get(job) != new_blocked.get(job) or self.blocked_detail.get(job) != new_detail.get(job):
                 self.view.mark(job)
         self.blocked = new_blocked
+        self.blocked_detail = new_detail
         for queue in plan.blocked_queues - self.blocked_queues:
             q = self.view.queues.get(queue)
             head = next(
@@ -652,14 +657,14 @@ class Dispatcher:
                 None,
             )
             reason = plan.blocked.get(head, "") if head else ""
+            detail = plan.blocked_detail.get(head, "") if head else ""
             self.metrics.queue_blocked_events.labels(queue, reason_code(reason)).inc()
             if q is not None:
                 blocker = self.view.jobs.get(units[head][0].job_key) if head else None
                 aws_name = ((blocker or {}).get("spec") or {}).get("jobName")
                 by = f"{head} ({aws_name})" if aws_name else head  # with the job's AWS name, spec.jobName
-                self.events.record(
-                    q, "QueueBlocked", f"job queue {queue} is blocked by {by}: {reason}", type_="Warning"
-                )
+                message = f"job queue {queue} is blocked by {by}: {reason}" + (f" ({detail})" if detail else "")
+                self.events.record(q, "QueueBlocked", message, type_="Warning")
         self.blocked_queues = plan.blocked_queues
         self.front = dict(plan.queue_front)
 

@@ -280,9 +280,11 @@ class JobReconciler:
             queue_deleted = queue_deleted_reason(str(spec.get("jobQueue", "")))
         key = job_key(ns, job["metadata"]["name"])
         blocked = self.scheduler.blocked.get(key) if self.scheduler is not None else None
+        blocked_detail = self.scheduler.blocked_detail.get(key) if self.scheduler is not None else None
         forced = dict(self.scheduler.forced_cancel.get(key, {})) if self.scheduler is not None else {}
         return Context(
             blocked_reason=blocked,
+            blocked_detail=blocked_detail,
             forced_cancel=forced,
             now=time.time(),
             definition=definition,

@@ -31,6 +31,10 @@ Semantics (AWS Batch user guide; spec §1.2, §2, §5, §6):
   4. (no reason, fair share only) the queue's ``computeReservation`` limit is reached;
   5. ``CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY`` — fits in principle, not now: consumable units or
      environment capacity are taken.
+* The statusReason is ``CODE - sentence`` with AWS's fixed sentence for the code (the capacity
+  sentence names the environments where AWS names an instance type; the consumable sentence is
+  kubatch's, AWS has none); kubatch's detail (which environment, which figures) is kept apart in
+  ``Plan.blocked_detail`` so that the statusReason stays AWS's.
 * ``jobStateTimeLimitActions``: a head job whose reason code equals an action's ``reason`` (only the
   three actionable codes), and which the runtime recorded as blocked with that same code
   (``Job.blocked_reason``) for at least ``maxTimeSeconds`` (since ``blocked_since``, or
@@ -69,11 +73,20 @@ CANCEL_REASON_PREFIX = "Canceled by JobStateTimeLimit action due to reason: "
 #: How many RUNNABLE jobs ``Plan.queue_front`` lists per queue (GetJobQueueSnapshot shows 100).
 FRONT_SIZE = 100
 
-_CE_MAX_DETAIL = "CE(s) associated with the job queue cannot meet the CPU requirement of the job."
-_JOB_REQ_DETAIL = (
+#: The statusReason sentences, exactly AWS's (user guide, "Jobs stuck in a RUNNABLE status"); what
+#: kubatch knows beyond them (which environment, which figures) goes to ``Plan.blocked_detail``.
+_CE_MAX_SENTENCE = "CE(s) associated with the job queue cannot meet the CPU requirement of the job."
+_JOB_REQ_SENTENCE = (
     "The job resource requirement (vCPU/memory/GPU) is higher than that can be met by the CE(s) "
     "attached to the job queue."
 )
+_CE_INVALID_SENTENCE = "CE(s) associated with the job queue are invalid."
+#: AWS's capacity sentence names an instance type; kubatch does not choose one per job and names
+#: the queue's compute environment(s) in the brackets instead.
+_CAPACITY_SENTENCE = "Service cannot fulfill the capacity requested for instance type [{where}]"
+#: A consumable resource that does not exist or is too small: AWS documents no reason for this
+#: (kubatch's own sentence, under the non-actionable ACTION_REQUIRED code).
+_CONSUMABLE_SENTENCE = "A consumable resource the job requires does not exist or is smaller than the request."
 
 
 def reason_code(status_reason: str) -> str:
@@ -86,7 +99,9 @@ class Plan:
     """The decisions of one cycle.
 
     ``placements``: (job key, environment name) in dispatch order — start these jobs there.
-    ``blocked``: job key -> statusReason (``CODE - detail``) for each queue head that cannot run.
+    ``blocked``: job key -> statusReason (``CODE - sentence``, AWS's fixed sentence) for each queue
+    head that cannot run; ``blocked_detail``: job key -> kubatch's detail for it (which environment,
+    which figures; may be empty), which the runtime writes to ``status.statusReasonDetail``.
     ``cancellations``: job key -> statusReason for heads cancelled by a time-limit action.
     ``queue_front``: queue name -> the first (up to 100) job keys still RUNNABLE after this plan,
     in dispatch order (the GetJobQueueSnapshot view). ``blocked_queues``: queues whose head has a
@@ -95,6 +110,7 @@ class Plan:
 
     placements: list[tuple[str, str]] = field(default_factory=list)
     blocked: dict[str, str] = field(default_factory=dict)
+    blocked_detail: dict[str, str] = field(default_factory=dict)
     cancellations: dict[str, str] = field(default_factory=dict)
     queue_front: dict[str, tuple[str, ...]] = field(default_factory=dict)
     blocked_queues: frozenset[str] = frozenset()
@@ -113,9 +129,7 @@ class _FifoOrder:
     __slots__ = ("_heap",)
 
     def __init__(self, jobs: Iterable[Job]) -> None:
-        self._heap: list[tuple[tuple[int, tuple[float | int | str, ...], str], Job]] = [
-            (j.fifo_rank, j) for j in jobs
-        ]
+        self._heap: list[tuple[tuple[int, tuple[float | int | str, ...], str], Job]] = [(j.fifo_rank, j) for j in jobs]
         heapq.heapify(self._heap)
 
     def peek(self) -> Job | None:
@@ -192,13 +206,13 @@ class _Cycle:
         self.consumable_total = {c.name: c.total for c in snapshot.consumables}
         self.result = Plan()
 
-    def _no_env_reason(self, ctx: _QueueContext) -> str:
+    def _no_env_reason(self, ctx: _QueueContext) -> tuple[str, str]:
         states = ", ".join(f"{n}: {self.env_states.get(n, 'MISSING')}" for n in ctx.all_names)
-        return f"{ACTION_REQUIRED} - CE(s) associated with the job queue are invalid. ({states})"
+        return f"{ACTION_REQUIRED} - {_CE_INVALID_SENTENCE}", states
 
-    def try_place(self, job: Job, ctx: _QueueContext) -> tuple[str | None, str | None]:
-        """Place ``job`` if possible: (env name, None) placed; (None, reason) head reason;
-        (None, None) held by computeReservation."""
+    def try_place(self, job: Job, ctx: _QueueContext) -> tuple[str | None, tuple[str, str] | None]:
+        """Place ``job`` if possible: (env name, None) placed; (None, (statusReason, detail)) head
+        reason; (None, None) held by computeReservation."""
         if not ctx.envs:
             return None, self._no_env_reason(ctx)
         total = job.total
@@ -218,29 +232,34 @@ class _Cycle:
         if len(misfits) == len(ctx.envs):
             codes = {code for _, code, _ in misfits}
             code = CE_MAX_RESOURCE if codes == {CE_MAX_RESOURCE} else JOB_RESOURCE_REQUIREMENT
-            base = _CE_MAX_DETAIL if code == CE_MAX_RESOURCE else _JOB_REQ_DETAIL
+            sentence = _CE_MAX_SENTENCE if code == CE_MAX_RESOURCE else _JOB_REQ_SENTENCE
             details = "; ".join(f"{name}: {detail}" for name, c, detail in misfits if c == code)
-            return None, f"{code} - {base} ({details})"
+            return None, (f"{code} - {sentence}", details)
         waiting: list[str] = []
         for name, qty in job.consumables:
             if name not in self.consumable_total:
-                return None, f"{ACTION_REQUIRED} - consumable resource {name} does not exist."
+                return None, (
+                    f"{ACTION_REQUIRED} - {_CONSUMABLE_SENTENCE}",
+                    f"consumable resource {name} does not exist",
+                )
             if qty > self.consumable_total[name]:
                 return None, (
-                    f"{ACTION_REQUIRED} - the job needs {qty} of consumable resource {name}, "
-                    f"whose total is {self.consumable_total[name]}."
+                    f"{ACTION_REQUIRED} - {_CONSUMABLE_SENTENCE}",
+                    f"the job needs {qty} of consumable resource {name}, whose total is {self.consumable_total[name]}",
                 )
             if qty > self.consumable_avail[name]:
                 waiting.append(name)
         if ctx.reservation_limit is not None and ctx.used_vcpus + tv > ctx.reservation_limit + EPSILON:
             return None, None
+        names = ", ".join(e.name for e in ctx.envs)
+        capacity = f"{INSUFFICIENT_CAPACITY} - {_CAPACITY_SENTENCE.format(where=names)}"
         if waiting:
-            return None, (f"{INSUFFICIENT_CAPACITY} - waiting for consumable resource(s) [{', '.join(waiting)}]")
+            return None, (capacity, f"waiting for consumable resource(s) [{', '.join(waiting)}]")
         if target is None:
-            names = ", ".join(e.name for e in ctx.envs)
             return None, (
-                f"{INSUFFICIENT_CAPACITY} - Service cannot fulfill the capacity requested "
-                f"({_fmt_res(tv, total.memory_mib, total.gpus)}) in compute environment(s) [{names}]"
+                capacity,
+                f"{_fmt_res(tv, total.memory_mib, total.gpus)} requested; "
+                f"no room now in compute environment(s) [{names}]",
             )
         free = self.free[target]
         free[0] -= tv
@@ -328,13 +347,14 @@ def plan(snapshot: Snapshot) -> Plan:
                 break
             job = head
             if placing:
-                target, reason = cycle.try_place(job, ctx)
+                target, why = cycle.try_place(job, ctx)
                 if target is not None:
                     result.placements.append((job.key, target))
                     order.take(True)
                     continue
                 placing = False
-                if reason is not None:
+                if why is not None:
+                    reason, detail = why
                     cancel = cycle.time_limit_cancel(job, queue, reason)
                     if cancel is not None:
                         result.cancellations[job.key] = cancel
@@ -342,6 +362,8 @@ def plan(snapshot: Snapshot) -> Plan:
                         placing = True
                         continue
                     result.blocked[job.key] = reason
+                    if detail:
+                        result.blocked_detail[job.key] = detail
                     blocked_queues.add(queue.name)
             front.append(job.key)
             order.take(True)
@@ -349,6 +371,7 @@ def plan(snapshot: Snapshot) -> Plan:
     return Plan(
         placements=result.placements,
         blocked=result.blocked,
+        blocked_detail=result.blocked_detail,
         cancellations=result.cancellations,
         queue_front=result.queue_front,
         blocked_queues=frozenset(blocked_queues),

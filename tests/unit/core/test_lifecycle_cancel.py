@@ -36,4 +36,6 @@ def test_cancel_of_a_pending_job_applies_while_its_dependency_runs() -> None:
     failed = {"second": DependencyStatus(JobStatus.FAILED)}
     d = reconcile(pending("third", "second"), {}, Context(now=NOW, definition=DEF, deps=failed))
     assert d.status is not None
-    assert (d.status["status"], d.status["statusReason"]) == ("FAILED", f"{REASON_DEPENDENT_JOB_FAILED}: second")
+    assert (d.status["status"], d.status["statusReason"]) == ("FAILED", REASON_DEPENDENT_JOB_FAILED)
+    assert d.status["statusReasonDetail"] == "dependency second failed"
+    assert any(e.message == f"{REASON_DEPENDENT_JOB_FAILED} (dependency second failed)" for e in d.events)

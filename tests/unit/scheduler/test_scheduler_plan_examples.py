@@ -122,7 +122,12 @@ def test_oversized_job_blocks_fifo_queue_with_max_resource() -> None:
     jobs = [job("small0", "q", seq=0), job("huge", "q", 64.0, seq=1), job("small2", "q", seq=2)]
     p = plan(snap([env("ce", 16), env("ce2", 32)], [queue("q", "ce", "ce2")], jobs))
     assert placed_keys(p) == ["small0"]
-    assert p.blocked["huge"].startswith(CE_MAX_RESOURCE + " - ")
+    # AWS's exact sentence; which environment and figures are kubatch's detail, kept apart.
+    assert p.blocked["huge"] == (
+        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated with the job queue cannot meet "
+        "the CPU requirement of the job."
+    )
+    assert p.blocked_detail["huge"] == "ce: needs 64 vCPU, maxvCpus 16; ce2: needs 64 vCPU, maxvCpus 32"
     assert "small2" not in p.blocked
     assert p.blocked_queues == {"q"}
     assert p.queue_front["q"] == ("huge", "small2")
@@ -130,7 +135,11 @@ def test_oversized_job_blocks_fifo_queue_with_max_resource() -> None:
 
 def test_gpu_job_without_gpu_environment_is_job_resource_requirement() -> None:
     p = plan(snap([env("ce", 16, gpus=8)], [queue("q", "ce")], [job("g", "q", gpus=1)]))
-    assert p.blocked["g"].startswith(JOB_RESOURCE_REQUIREMENT + " - ")
+    assert p.blocked["g"] == (
+        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement (vCPU/memory/GPU) is higher "
+        "than that can be met by the CE(s) attached to the job queue."
+    )
+    assert p.blocked_detail["g"] == "ce: GPU job but the CE has no GPU instance types"
     gpu_ce = env("ce", 16, gpus=8, has_gpu_instance_types=True)
     p = plan(snap([gpu_ce], [queue("q", "ce")], [job("g", "q", gpus=1)]))
     assert p.placements == [("g", "ce")]
@@ -145,13 +154,17 @@ def test_memory_larger_than_any_instance_is_job_resource_requirement() -> None:
 def test_all_environments_invalid_is_action_required() -> None:
     envs = [env("a", 8, status="INVALID"), env("b", 8, state="DISABLED")]
     p = plan(snap(envs, [queue("q", "a", "b", "missing")], [job("j", "q")]))
-    assert p.blocked["j"].startswith(ACTION_REQUIRED + " - CE(s) associated with the job queue are invalid.")
+    assert p.blocked["j"] == "ACTION_REQUIRED - CE(s) associated with the job queue are invalid."
+    assert p.blocked_detail["j"] == "a: ENABLED/INVALID, b: DISABLED/VALID, missing: MISSING"
     assert p.blocked_queues == {"q"}
 
 
 def test_missing_consumable_is_action_required() -> None:
     p = plan(snap([env("ce", 8)], [queue("q", "ce")], [job("j", "q", consumables=(("nope", 1),))]))
-    assert p.blocked["j"].startswith(ACTION_REQUIRED + " - ")
+    assert p.blocked["j"] == (
+        "ACTION_REQUIRED - A consumable resource the job requires does not exist or is smaller than the request."
+    )
+    assert p.blocked_detail["j"] == "consumable resource nope does not exist"
 
 
 def test_blocked_head_in_lower_queue_does_not_stop_other_queues() -> None:
@@ -170,7 +183,10 @@ def test_consumable_with_two_units_places_two_of_six() -> None:
     p = plan(snap([env("ce", 64)], [queue("q", "ce")], jobs, consumables=(Consumable("lic", 2),)))
     assert placed_keys(p) == ["j0", "j1"]
     assert reason_code(p.blocked["j2"]) == INSUFFICIENT_CAPACITY
-    assert "lic" in p.blocked["j2"]
+    assert p.blocked["j2"] == (
+        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for instance type [ce]"
+    )
+    assert p.blocked_detail["j2"] == "waiting for consumable resource(s) [lic]"
 
 
 def test_consumable_in_use_and_non_replenishable() -> None:
