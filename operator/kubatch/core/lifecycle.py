@@ -25,6 +25,7 @@ from kubatch.core.deps import DependencyStatus, GateState, array_child_gates, de
 from kubatch.core.jobnames import job_name
 from kubatch.core.podspec import (
     DEFAULT_GRACE_PERIOD_SECONDS,
+    MAX_PROPAGATED_TAGS,
     PodSettings,
     PodSpecError,
     build_pod,
@@ -32,6 +33,7 @@ from kubatch.core.podspec import (
     main_node_of,
     num_nodes_of,
     pod_name,
+    propagated_tags,
 )
 from kubatch.core.retry import after_attempt, effective_strategy, effective_timeout
 from kubatch.core.states import (
@@ -41,6 +43,7 @@ from kubatch.core.states import (
     DEFAULT_TERMINATE_REASON,
     REASON_DEPENDENT_JOB_FAILED,
     REASON_MAIN_NODE_EXITED,
+    REASON_TOO_MANY_TAGS,
     SLOW_START_FACTOR,
     TERMINAL,
     AttemptOutcome,
@@ -756,6 +759,12 @@ def reconcile(job: Mapping[str, Any], pods: Mapping[str, Mapping[str, Any]], ctx
             return step.finish()
         if ctx.definition is not None:
             step.status["jobDefinition"] = ctx.definition.resolved
+            tags = propagated_tags(ctx.definition.spec, step.spec)
+            if len(tags) > MAX_PROPAGATED_TAGS:
+                # AWS: "If the total number of combined tags from the job and job definition is over
+                # 50, the job's moved to the FAILED state."
+                step.move(S.FAILED, REASON_TOO_MANY_TAGS, f"{len(tags)} tags after merging job and job definition tags")
+                return step.finish()
     if step.state in TERMINAL:
         for pod in pods.values():
             if not _finished(pod):

@@ -66,7 +66,8 @@ AlreadyExists the runtime must compare the existing pod's ownerReference uid wit
 ``enableServiceLinks`` is off for containerProperties pods (no service env vars injected).
 
 Tag propagation (``propagateTags``: the job's value, else the definition's, else false): JD tags
-overlaid by job tags (job wins). Every propagated tag is recorded in the annotation
+overlaid by job tags (job wins); more than ``MAX_PROPAGATED_TAGS`` (50) merged tags fail the job at
+submission (``core.lifecycle``, as AWS Batch). Every propagated tag is recorded in the annotation
 ``kubatch.dev/tags`` (JSON, lossless). Each tag whose key is a valid Kubernetes label key becomes a
 label when its value is a valid label value, otherwise an annotation. Keys under ``kubatch.dev/``,
 ``kubernetes.io/`` and ``k8s.io/`` are never propagated as labels/annotations. Label precedence,
@@ -620,11 +621,6 @@ def propagated_tags(definition_spec: Mapping[str, Any], job_spec: Mapping[str, A
     merged = {str(k): str(v) for k, v in (definition_spec.get("tags") or {}).items()}
     merged.update({str(k): str(v) for k, v in (job_spec.get("tags") or {}).items()})
     return merged
-
-
-def too_many_tags(definition_spec: Mapping[str, Any], job_spec: Mapping[str, Any]) -> bool:
-    """True when propagation would carry more than 50 tags (the job then goes to FAILED)."""
-    return len(propagated_tags(definition_spec, job_spec)) > MAX_PROPAGATED_TAGS
 
 
 def tag_metadata(tags: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

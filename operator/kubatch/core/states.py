@@ -108,7 +108,8 @@ REASON_MAIN_NODE_EXITED = "Main node exited"
 REASON_JOB_DEFINITION_NOT_FOUND = "Job definition not found"
 REASON_JOB_DEFINITION_INACTIVE = "Job definition is INACTIVE"
 #: More than 50 tags after merging JD and job tags with propagateTags (user guide, "Propagate
-#: tags": the job goes to FAILED).
+#: tags": "the job's moved to the FAILED state"; the guide gives no statusReason, this is kubatch's
+#: fixed wording, the count goes to statusReasonDetail).
 REASON_TOO_MANY_TAGS = "Too many tags to propagate: more than 50 tags after merging job and job definition tags"
 
 #: Blocked-queue reasons (user guide, "Jobs stuck in a RUNNABLE status"), exact strings.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubatch.core.lifecycle import Context, Definition, reconcile
+from kubatch.core.states import REASON_TOO_MANY_TAGS
 
 NOW = 1_800_000_000.0
 DEF = Definition("d:1", {"type": "container", "containerProperties": {"image": "busybox"}})
@@ -45,3 +46,30 @@ def test_detail_does_not_outlive_its_reason() -> None:
     assert d.status is not None
     assert (d.status["status"], d.status["statusReason"]) == ("FAILED", "no longer needed")
     assert "statusReasonDetail" not in d.status
+
+
+def test_more_than_50_propagated_tags_fail_the_job_at_submission() -> None:
+    definition = Definition(
+        "d:1",
+        {
+            "type": "container",
+            "containerProperties": {"image": "busybox"},
+            "propagateTags": True,
+            "tags": {f"d{i}": "v" for i in range(30)},
+        },
+    )
+    job: dict[str, Any] = {
+        "metadata": {"name": "j", "namespace": "ns", "uid": "j-uid"},
+        "spec": {"jobQueue": "q", "jobDefinition": "d", "tags": {f"j{i}": "v" for i in range(21)}},
+    }
+    d = reconcile(job, {}, Context(now=NOW, definition=definition))
+    assert d.status is not None and d.create == []
+    assert (d.status["status"], d.status["statusReason"]) == ("FAILED", REASON_TOO_MANY_TAGS)
+    assert d.status["statusReasonDetail"] == "51 tags after merging job and job definition tags"
+    # 50 are fine; so are 51 that are not propagated (the job's propagateTags: false wins).
+    job["spec"]["tags"] = {f"j{i}": "v" for i in range(20)}
+    d = reconcile(job, {}, Context(now=NOW, definition=definition))
+    assert d.status is not None and d.status["status"] != "FAILED"
+    job["spec"] = {**job["spec"], "tags": {f"j{i}": "v" for i in range(21)}, "propagateTags": False}
+    d = reconcile(job, {}, Context(now=NOW, definition=definition))
+    assert d.status is not None and d.status["status"] != "FAILED"

@@ -23,11 +23,11 @@ from kubatch.core.podspec import (
     parse_quantity,
     parse_target_nodes,
     pod_name,
+    propagated_tags,
     resource_needs,
     scheduling_priority,
     select_node_range,
     tolerates,
-    too_many_tags,
     untolerated_taints,
 )
 
@@ -444,8 +444,8 @@ def test_tag_propagation() -> None:
     assert recorded["Cost Center"] == "42" and recorded["project"] == "y"
     off = _build(_job(propagateTags=False, tags={"run": "1"}), jd)["metadata"]
     assert "run" not in off["labels"] and ANNOTATION_TAGS not in off["annotations"]
-    assert not too_many_tags(jd, job)
-    assert too_many_tags(jd, {"tags": {f"k{i}": "v" for i in range(50)}})
+    assert len(propagated_tags(jd, job["spec"])) == 5
+    assert len(propagated_tags(jd, {"tags": {f"k{i}": "v" for i in range(50)}})) == 54
 
 
 def test_settings() -> None:
