@@ -95,7 +95,8 @@ class ContainerOverrides(KubatchModel):
     ) = None
     """Replaces the definition's VCPU, MEMORY or GPU."""
     instanceType: Annotated[str, StringConstraints(max_length=64)] | None = None
-    """Informational: the instance type requested (multi-node jobs)."""
+    """Replaces the definition's instanceType: the pod gets the nodeSelector
+    `node.kubernetes.io/instance-type: <value>`, so it runs only on a node of that type."""
 
 
 class PodContainerOverride(KubatchModel):

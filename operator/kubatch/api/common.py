@@ -437,8 +437,11 @@ class ContainerProperties(KubatchModel):
     linuxParameters: LinuxParameters | None = None
     """Linux-specific settings: /dev/shm size, tmpfs, devices, init process."""
     instanceType: Annotated[str, StringConstraints(max_length=64)] | None = None
-    """Informational: the instance type requested, as in AWS Batch multi-node jobs. Placement is
-    decided by the compute environment's nodes."""
+    """The instance type the pod must run on, as in AWS Batch multi-node jobs: the pod gets the
+    nodeSelector `node.kubernetes.io/instance-type: <value>`. The scheduler still places the job
+    on a compute environment by its capacity alone; if no node of that type comes (an UNMANAGED
+    environment without one, a NodePool that does not allow it), the pod stays unschedulable and
+    the attempt fails with `Task failed to start` after the start bound."""
     serviceAccountName: DnsSubdomain | None = None
     """The Kubernetes service account the pod runs as; this replaces AWS Batch jobRoleArn
     (use IRSA or EKS Pod Identity on the service account to reach AWS). It must exist in the job's

@@ -646,3 +646,12 @@ def test_eks_properties_service_account_is_kept() -> None:
     jd = {"eksProperties": {"podProperties": {**POD_JD["podProperties"], "serviceAccountName": "eks-sa"}}}
     settings = PodSettings(service_account_name="operator-default")  # containerProperties jobs only
     assert _build(_job(), jd, settings=settings)["spec"]["serviceAccountName"] == "eks-sa"
+
+
+def test_instance_type_is_a_node_selector_and_the_override_replaces_it() -> None:
+    jd = {**RENDER, "containerProperties": {**RENDER["containerProperties"], "instanceType": "m5.large"}}
+    key = "node.kubernetes.io/instance-type"
+    assert _build(_job(), jd)["spec"]["nodeSelector"][key] == "m5.large"
+    over = _job(containerOverrides={"instanceType": "c6i.xlarge"})
+    assert _build(over, jd)["spec"]["nodeSelector"][key] == "c6i.xlarge"
+    assert key not in (_build(_job())["spec"].get("nodeSelector") or {})
