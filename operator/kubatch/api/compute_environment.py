@@ -94,8 +94,9 @@ class ComputeResources(KubatchModel):
     maxvCpus: Annotated[int, Field(ge=0)]
     """Most vCPUs the environment scales to (it may exceed this by at most one node)."""
     desiredvCpus: Annotated[int, Field(ge=0)] | None = None
-    """Starting size, between minvCpus and maxvCpus; kubatch then sets it from queue demand. It can
-    be raised but not lowered (lower minvCpus instead)."""
+    """Recorded only: validated as in AWS Batch (between minvCpus and maxvCpus; it can be raised but
+    not lowered, lower minvCpus instead) and otherwise without effect. kubatch sizes the environment
+    from queue demand (never below minvCpus) and writes its own figure to status.desiredvCpus."""
     instanceTypes: (
         Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=32)] | None
     ) = None
@@ -115,8 +116,9 @@ class ComputeResources(KubatchModel):
     minScaleDownDelayMinutes: Annotated[int, Field(ge=0, le=10080)] | None = None
     """Minutes an idle node is kept after its last job ended before it is removed."""
     tags: Tags | None = None
-    """Tags for the nodes of this environment, as AWS Batch computeResources.tags (Karpenter passes
-    them on to the cloud instances)."""
+    """Recorded only, as AWS Batch computeResources.tags: kubatch passes them to neither nodes nor
+    Karpenter. To tag the cloud instances, put the tags in the Karpenter node class
+    (EC2NodeClass spec.tags) that nodeClassRef names."""
 
 
 # A taint key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
