@@ -486,15 +486,14 @@ class BatchJobStatus(KubatchModel):
     computeEnvironment: str | None = None
     """The compute environment the job (its current attempt) was placed on."""
     shareIdentifier: str | None = None
-    """The fair-share identifier used for scheduling."""
+    """The fair-share identifier used for scheduling (spec.shareIdentifier), written at submission."""
     schedulingPriority: int | None = None
-    """The effective scheduling priority."""
+    """The effective scheduling priority (spec.schedulingPriorityOverride, else the definition's
+    schedulingPriority), written at submission when either is set."""
     createdAt: datetime | None = None
     """When the job was submitted."""
     queuedAt: datetime | None = None
     """When the job last became RUNNABLE."""
-    position: int | None = None
-    """Position in its queue's dispatch order at the last scheduling cycle (0 = next)."""
     startedAt: datetime | None = None
     """When the first attempt started RUNNING."""
     stoppedAt: datetime | None = None
@@ -509,8 +508,6 @@ class BatchJobStatus(KubatchModel):
     """Nodes of a multi-node job."""
     dependsOn: list[DependencyStatus] | None = None
     """Dependencies, resolved."""
-    consumableResources: list[str] | None = None
-    """ConsumableResources the job holds (locked from STARTING until it ends)."""
 
 
 class BatchJob(KubatchModel):

@@ -139,9 +139,10 @@ class ShareUsage(KubatchModel):
     shareIdentifier: str
     """The share."""
     usage: Annotated[float, Field(ge=0)] = 0
-    """Decayed vCPU-seconds times the weight factor; the lowest usage is served first."""
+    """Decayed vCPU-seconds; the share with the lowest usage times weightFactor is served first."""
     weightFactor: float | None = None
-    """The effective weight factor."""
+    """The effective weight factor: the policy's for the share, a `prefix*` entry's times the number
+    of active shares it matches, 1 for a share the policy does not name."""
     runningvCpus: Annotated[float, Field(ge=0)] | None = None
     """vCPUs of the share's STARTING and RUNNING jobs."""
     activeJobs: Annotated[int, Field(ge=0)] | None = None

@@ -116,7 +116,6 @@ def describe_job(job: Mapping[str, Any], *, width: int = 80, now: datetime | Non
                 ("Compute env", status.get("computeEnvironment")),
                 ("Share", status.get("shareIdentifier") or spec.get("shareIdentifier")),
                 ("Priority", status.get("schedulingPriority")),
-                ("Position", status.get("position")),
                 ("Created", local_time(status.get("createdAt") or meta.get("creationTimestamp"))),
                 ("Runnable since", local_time(runnable) if runnable else None),
                 ("Started", local_time(status.get("startedAt")) if status.get("startedAt") else None),

@@ -34,6 +34,7 @@ from kubatch.core.podspec import (
     num_nodes_of,
     pod_name,
     propagated_tags,
+    scheduling_priority,
 )
 from kubatch.core.retry import after_attempt, effective_strategy, effective_timeout
 from kubatch.core.states import (
@@ -759,6 +760,13 @@ def reconcile(job: Mapping[str, Any], pods: Mapping[str, Mapping[str, Any]], ctx
             return step.finish()
         if ctx.definition is not None:
             step.status["jobDefinition"] = ctx.definition.resolved
+            # As DescribeJobs shows them: the share, and the effective priority when one is set.
+            if step.spec.get("shareIdentifier"):
+                step.status["shareIdentifier"] = str(step.spec["shareIdentifier"])
+            if step.spec.get("schedulingPriorityOverride") is not None or (
+                ctx.definition.spec.get("schedulingPriority") is not None
+            ):
+                step.status["schedulingPriority"] = scheduling_priority(ctx.definition.spec, step.spec)
             tags = propagated_tags(ctx.definition.spec, step.spec)
             if len(tags) > MAX_PROPAGATED_TAGS:
                 # AWS: "If the total number of combined tags from the job and job definition is over

@@ -23,7 +23,8 @@ from kubatch.core.capacity import pool_nodes
 from kubatch.core.instances import Architecture, InstanceTypeError, architecture_conflict, environment_architecture
 from kubatch.core.lifecycle import iso, parse_iso
 from kubatch.runtime.periodic import every
-from kubatch.scheduler import ShareUsage
+from kubatch.scheduler import Policy, ShareUsage
+from kubatch.scheduler.fairshare import ShareWeights
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +152,43 @@ class StatusWriter:
         return out
 
     def share_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Per fair-share queue, its shares' usage, effective weight factor (the policy's, a
+        ``prefix*`` entry's times its active shares, as the scheduler weighs them) and unfinished
+        jobs; the 20 heaviest users."""
         rows: dict[str, list[dict[str, Any]]] = {}
+        jobs: Counter[tuple[str, str]] = Counter()
+        for key in self.view.active:
+            spec = (self.view.jobs.get(key) or {}).get("spec") or {}
+            if spec.get("shareIdentifier"):
+                jobs[(str(spec.get("jobQueue", "")), str(spec["shareIdentifier"]))] += 1
+        listed: set[tuple[str, str]] = set()
         for su in self.shares():
+            listed.add((su.queue, su.share))
             rows.setdefault(su.queue, []).append(
                 {"shareIdentifier": su.share, "usage": round(su.usage, 3), "runningvCpus": round(su.running_vcpus, 3)}
             )
+        for (queue, share), _ in jobs.items():
+            if (queue, share) not in listed:
+                rows.setdefault(queue, []).append({"shareIdentifier": share, "usage": 0.0, "runningvCpus": 0.0})
         for queue, items in rows.items():
+            weights = ShareWeights(self.policy_of(queue), (r["shareIdentifier"] for r in items))
+            for r in items:
+                r["weightFactor"] = round(weights.weight(r["shareIdentifier"]), 6)
+                r["activeJobs"] = jobs.get((queue, r["shareIdentifier"]), 0)
             items.sort(key=lambda r: (-r["usage"], -r["runningvCpus"], r["shareIdentifier"]))
             rows[queue] = items[:20]
         return rows
+
+    def policy_of(self, queue: str) -> Policy | None:
+        """The fair-share policy of ``queue`` as the scheduler reads it (weights; unset weightFactor 1)."""
+        name = str(((self.view.queues.get(queue) or {}).get("spec") or {}).get("schedulingPolicy") or "")
+        policy = self.view.policies.get(name)
+        if policy is None:
+            return None
+        fs = (policy.get("spec") or {}).get("fairsharePolicy") or {}
+        distribution = fs.get("shareDistribution") or []
+        weights = tuple((str(d.get("shareIdentifier")), float(d.get("weightFactor") or 1.0)) for d in distribution)
+        return Policy(name=name, weights=weights)
 
     async def sync(self) -> None:
         counts = queue_counts(self.view)
