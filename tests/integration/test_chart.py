@@ -188,7 +188,11 @@ def test_webhook_certificate_survives_upgrades(
     assert {w["failurePolicy"] for w in vwc["webhooks"]} == {"Fail"}
     helm("upgrade", *release.helm_args())
     vwc = kget("validatingwebhookconfiguration", full)
-    assert {w["failurePolicy"] for w in vwc["webhooks"]} == {"Ignore"}
+    # Back to the defaults: Ignore, except BatchJobs (webhook.batchJobsFailurePolicy: the access
+    # checks must not be skipped when the webhook is down).
+    policies = {w["clientConfig"]["service"]["path"]: w["failurePolicy"] for w in vwc["webhooks"]}
+    assert policies.pop("/validate-batchjobs") == "Fail"
+    assert set(policies.values()) == {"Ignore"}
 
 
 # ---- the ServiceAccount's permissions ------------------------------------------------------------------
