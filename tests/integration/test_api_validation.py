@@ -99,6 +99,12 @@ class Invalid:
 
 RETRY = {"attempts": 2}
 INVALID: list[Invalid] = [
+    Invalid(
+        "log-driver-unknown",
+        "JobDefinition",
+        container(logConfiguration={"logDriver": "stdout"}),
+        "spec.containerProperties.logConfiguration.logDriver",
+    ),
     # BatchJob
     Invalid("array-size-1", "BatchJob", {"arrayProperties": {"size": 1}}, "spec.arrayProperties.size"),
     Invalid("array-size-10001", "BatchJob", {"arrayProperties": {"size": 10001}}, "spec.arrayProperties.size"),
@@ -708,6 +714,28 @@ VALID: list[Valid] = [
                 ],
             }
         },
+    ),
+    # AWS fields kubatch accepts and ignores (docs/differences.md): strict validation takes them.
+    Valid(
+        "log-configuration",
+        "JobDefinition",
+        container(
+            logConfiguration={
+                "logDriver": "awslogs",
+                "options": {"awslogs-group": "/batch/x", "awslogs-stream-prefix": "x"},
+                "secretOptions": [{"name": "token", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/t"}],
+            }
+        ),
+    ),
+    Valid(
+        "linux-parameters",
+        "JobDefinition",
+        container(
+            linuxParameters={
+                "initProcessEnabled": True,
+                "devices": [{"hostPath": "/dev/fuse", "containerPath": "/dev/fuse", "permissions": ["READ"]}],
+            }
+        ),
     ),
     Valid("zero-quantity", "ConsumableResource", {"totalQuantity": 0, "resourceType": "NON_REPLENISHABLE"}),
     Valid("schedule-macro", "JobSchedule", {"schedule": "@daily", "timeZone": "America/Argentina/Buenos_Aires"}),

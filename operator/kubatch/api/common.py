@@ -357,8 +357,11 @@ class Ulimit(KubatchModel):
 
 
 class Device(KubatchModel):
-    """A device of the node made available in the container (a hostPath volume of the device
-    file). Needs allowHostPath on the job queue and on the compute environment."""
+    """A device of the node (AWS Batch linuxParameters.devices). Accepted and not passed to the pod:
+    Kubernetes has no per-container device rule, so a mounted device file could be opened only by a
+    privileged container, which sees the node's devices anyway. Use privileged (or a device plugin's
+    resource through podProperties). It still counts as a use of the node's paths: it needs
+    allowHostPath on the job queue and on the compute environment."""
 
     hostPath: AbsolutePath
     """The device's path on the node."""
@@ -383,14 +386,43 @@ class LinuxParameters(KubatchModel):
     """Linux-specific container settings (AWS Batch `linuxParameters`)."""
 
     initProcessEnabled: bool | None = None
-    """Run an init process that reaps zombies. kubatch enables shareProcessNamespace on the pod,
-    which makes the pod's pause process PID 1."""
+    """Run an init process that reaps zombies: kubatch sets shareProcessNamespace on the pod, which
+    makes the pod's pause process (it reaps orphans) PID 1, and the job's process another PID."""
     sharedMemorySize: Annotated[int, Field(ge=1)] | None = None
     """Size of /dev/shm in MiB (a memory-backed emptyDir mounted at /dev/shm)."""
     tmpfs: Annotated[list[Tmpfs], Field(max_length=32)] | None = None
     """tmpfs mounts."""
     devices: Annotated[list[Device], Field(max_length=32)] | None = None
-    """Host devices made available in the container."""
+    """Host devices: accepted and ignored (see devices[].description)."""
+
+
+LogDriver = Literal[
+    "awslogs", "fluentd", "gelf", "json-file", "journald", "logentries", "syslog", "splunk", "awsfirelens"
+]
+
+
+class LogSecretOption(KubatchModel):
+    """A secret passed to the log driver (AWS Batch logConfiguration.secretOptions)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """The option's name."""
+    valueFrom: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    """Where AWS reads the secret from (an ARN)."""
+
+
+class LogConfiguration(KubatchModel):
+    """The container's log driver, as AWS Batch logConfiguration. Accepted so that AWS Batch job
+    definitions apply unchanged, and ignored: a Kubernetes container writes to its node's container
+    logs (`kubectl logs`, `kubatch logs`); shipping them elsewhere is the cluster's log agent's work."""
+
+    logDriver: LogDriver
+    """awslogs, fluentd, gelf, json-file, journald, logentries, syslog, splunk or awsfirelens."""
+    options: Annotated[dict[str, Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=64)] | None = (
+        None
+    )
+    """Driver options."""
+    secretOptions: Annotated[list[LogSecretOption], Field(max_length=32)] | None = None
+    """Secrets for the driver."""
 
 
 class ContainerProperties(KubatchModel):
@@ -427,6 +459,8 @@ class ContainerProperties(KubatchModel):
     """Where volumes are mounted."""
     ulimits: Annotated[list[Ulimit], Field(max_length=16, json_schema_extra=list_map("name"))] | None = None
     """ulimits (accepted for compatibility; see ulimits[].description)."""
+    logConfiguration: LogConfiguration | None = None
+    """The log driver: accepted and ignored (see logConfiguration.description)."""
     user: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9]+(:[0-9]+)?$")] | None = None
     """The numeric user (and optionally group) the container runs as, `uid` or `uid:gid`. Kubernetes
     needs numbers, so user names are not accepted."""

@@ -52,9 +52,11 @@ DNS-valid consistently in volumes and mounts. ``user`` "uid" / "uid:gid" / "root
 ``serviceAccountName`` (AWS's replacement of ``jobRoleArn`` on Kubernetes; without it the operator's
 ``PodSettings.service_account_name``, else the namespace's default; in a multi-node job each node
 range's ``container`` has its own). ``linuxParameters.sharedMemorySize`` -> an emptyDir
-(medium Memory, sizeLimit) on /dev/shm; ``tmpfs`` -> emptyDir Memory mounts. Ignored, no Kubernetes
-equivalent: ``linuxParameters.devices`` (needs privileged or a device plugin), ``initProcessEnabled``,
-``maxSwap``/``swappiness``, ``ulimits``, ``logConfiguration``, IAM roles. ``instanceType`` ->
+(medium Memory, sizeLimit) on /dev/shm; ``tmpfs`` -> emptyDir Memory mounts;
+``initProcessEnabled`` -> the pod's ``shareProcessNamespace`` (the pause process is PID 1 and reaps
+orphans). Accepted and ignored, no Kubernetes equivalent: ``linuxParameters.devices`` (a device file
+opens only in a privileged container, which sees the node's devices anyway), ``maxSwap``/``swappiness``,
+``ulimits``, ``logConfiguration``, IAM roles. ``instanceType`` ->
 nodeSelector ``node.kubernetes.io/instance-type``.
 
 Pod naming (deterministic, a DNS label of at most 63 characters): ``<job>-a<attempt>``,
@@ -838,6 +840,10 @@ def _build_pod(
             pod_spec["serviceAccountName"] = str(service_account)
         if resolved.props.get("instanceType"):
             pod_spec["nodeSelector"] = {INSTANCE_TYPE_LABEL: str(resolved.props["instanceType"])}
+        if (resolved.props.get("linuxParameters") or {}).get("initProcessEnabled"):
+            # No per-container init in Kubernetes: with a shared process namespace the pod's pause
+            # process is PID 1 and reaps orphaned processes, what AWS's init process is for.
+            pod_spec["shareProcessNamespace"] = True
     else:
         pod_spec = copy.deepcopy(resolved.props)
         template_meta = pod_spec.pop("metadata", None)

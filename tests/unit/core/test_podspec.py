@@ -655,3 +655,16 @@ def test_instance_type_is_a_node_selector_and_the_override_replaces_it() -> None
     over = _job(containerOverrides={"instanceType": "c6i.xlarge"})
     assert _build(over, jd)["spec"]["nodeSelector"][key] == "c6i.xlarge"
     assert key not in (_build(_job())["spec"].get("nodeSelector") or {})
+
+
+def test_init_process_enabled_shares_the_process_namespace() -> None:
+    props = {**RENDER["containerProperties"], "linuxParameters": {"initProcessEnabled": True}}
+    assert _build(_job(), {**RENDER, "containerProperties": props})["spec"]["shareProcessNamespace"] is True
+    assert "shareProcessNamespace" not in _build(_job())["spec"]
+    # devices and logConfiguration are accepted and change nothing in the pod.
+    ignored = {
+        **RENDER["containerProperties"],
+        "linuxParameters": {"devices": [{"hostPath": "/dev/fuse"}]},
+        "logConfiguration": {"logDriver": "awslogs"},
+    }
+    assert _build(_job(), {**RENDER, "containerProperties": ignored}) == _build(_job())
