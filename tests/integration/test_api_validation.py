@@ -99,6 +99,17 @@ class Invalid:
 
 RETRY = {"attempts": 2}
 INVALID: list[Invalid] = [
+    # eksProperties / eksPropertiesOverride are podProperties / podOverrides in kubatch.
+    Invalid(
+        "eks-properties",
+        "JobDefinition",
+        {"containerProperties": DELETE, "eksProperties": {"podProperties": POD}},
+        'unknown field "spec.eksProperties"',
+    ),
+    Invalid(
+        "queue-arn-as-definition", "BatchJob", {"jobDefinition": "arn:aws:batch:x:1:job-queue/q"}, "spec.jobDefinition"
+    ),
+    Invalid("deprecated-vcpus-zero", "JobDefinition", container(vcpus=0), "spec.containerProperties.vcpus"),
     Invalid(
         "log-driver-unknown",
         "JobDefinition",
@@ -715,6 +726,11 @@ VALID: list[Valid] = [
             }
         },
     ),
+    # AWS spellings kubatch accepts (docs/differences.md): job definition ARNs, deprecated vcpus/memory.
+    Valid("definition-arn", "BatchJob", {"jobDefinition": "arn:aws:batch:us-east-1:123456789012:job-definition/d:3"}),
+    Valid("definition-arn-latest", "BatchJob", {"jobDefinition": "arn:aws-cn:batch:cn-north-1:1:job-definition/d"}),
+    Valid("deprecated-vcpus-memory", "JobDefinition", container(resourceRequirements=DELETE, vcpus=2, memory=2048)),
+    Valid("deprecated-override", "BatchJob", {"containerOverrides": {"vcpus": 1, "memory": 512}}),
     # AWS fields kubatch accepts and ignores (docs/differences.md): strict validation takes them.
     Valid(
         "log-configuration",

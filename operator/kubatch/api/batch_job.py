@@ -41,8 +41,12 @@ DependencyType = Literal["N_TO_N", "SEQUENTIAL"]
 
 # SubmitJob's jobName (kubatch.core.jobnames.AWS_JOB_NAME_PATTERN).
 AWS_JOB_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,127}$"
-# "name" (latest ACTIVE revision) or "name:revision".
-JOB_DEFINITION_REF_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[1-9][0-9]{0,8})?$"
+# "name" (latest ACTIVE revision) or "name:revision", optionally as a job definition ARN
+# (arn:<partition>:batch:<region>:<account>:job-definition/name:revision; kubatch.core.revisions).
+JOB_DEFINITION_REF_PATTERN = (
+    r"^(arn:aws[a-z-]*:batch:[a-z0-9-]*:[0-9]*:job-definition/)?"
+    r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[1-9][0-9]{0,8})?$"
+)
 OverrideArg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
@@ -83,6 +87,13 @@ class JobDependency(KubatchModel):
 
 class ContainerOverrides(KubatchModel):
     """Changes to the definition's container for this job (AWS Batch containerOverrides)."""
+
+    vcpus: Annotated[int, Field(ge=1)] | None = None
+    """Deprecated in AWS Batch (use resourceRequirements): replaces the VCPU requirement unless
+    resourceRequirements gives one."""
+    memory: Annotated[int, Field(ge=4)] | None = None
+    """Deprecated in AWS Batch (use resourceRequirements): replaces the MEMORY requirement (MiB)
+    unless resourceRequirements gives one."""
 
     command: Annotated[list[OverrideArg], Field(max_length=64)] | None = None
     """Replaces the command (no empty strings)."""
@@ -288,8 +299,10 @@ class BatchJobSpec(KubatchModel):
     cannot be an object name. Unset, the job's name is metadata.name."""
     jobQueue: DnsLabel
     """The JobQueue the job is submitted to."""
-    jobDefinition: Annotated[str, StringConstraints(min_length=1, max_length=263, pattern=JOB_DEFINITION_REF_PATTERN)]
-    """A JobDefinition in the job's namespace: `name` (its latest ACTIVE revision) or `name:revision`."""
+    jobDefinition: Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=JOB_DEFINITION_REF_PATTERN)]
+    """A JobDefinition in the job's namespace: `name` (its latest ACTIVE revision) or `name:revision`,
+    also as AWS writes it, `arn:aws:batch:<region>:<account>:job-definition/name:revision` (only the
+    name and revision count: the definition is looked up in the job's namespace)."""
     parameters: Parameters | None = None
     """Values for `Ref::<name>` tokens; they take precedence over the definition's parameters."""
     arrayProperties: ArrayProperties | None = None

@@ -447,6 +447,12 @@ class ContainerProperties(KubatchModel):
         Annotated[list[ResourceRequirement], Field(max_length=3, json_schema_extra=list_map("type"))] | None
     ) = None
     """VCPU, MEMORY (MiB) and GPU; each at most once."""
+    vcpus: Annotated[int, Field(ge=1)] | None = None
+    """Deprecated in AWS Batch (use resourceRequirements): the vCPUs, used when resourceRequirements
+    has no VCPU entry."""
+    memory: Annotated[int, Field(ge=4)] | None = None
+    """Deprecated in AWS Batch (use resourceRequirements): the memory in MiB, used when
+    resourceRequirements has no MEMORY entry."""
     environment: (
         Annotated[list[EnvironmentVariable], Field(max_length=256, json_schema_extra=list_map("name"))] | None
     ) = None

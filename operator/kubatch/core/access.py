@@ -27,9 +27,9 @@ not create pods. What a job reads (Secrets, ConfigMaps) needs ``get`` on that ob
 else the user may do: a job must not read what its submitter could not read.
 
 Where a use comes from: the job definition (the revision the job resolves to: every node range of
-a multi-node definition; ``containerProperties``; ``podProperties`` / ``eksProperties.podProperties``)
-and the job's own overrides (``podOverrides``, ``nodeOverrides.nodePropertyOverrides[].podOverrides``,
-``eksPropertiesOverride``: env ``secretKeyRef`` / ``configMapKeyRef``). A use named by the definition
+a multi-node definition; ``containerProperties``; ``podProperties``) and the job's own overrides
+(``podOverrides``, ``nodeOverrides.nodePropertyOverrides[].podOverrides``: env ``secretKeyRef`` /
+``configMapKeyRef``). A use named by the definition
 is counted even when an override replaces it (conservative). The namespace's ``default``
 ServiceAccount (and an unset ``serviceAccountName``, which the operator may map to an account its
 admin chose) needs nothing: any submitter's job may run as it.
@@ -239,12 +239,9 @@ def _holder_uses(holder: JSON, prefix: str, container_key: str) -> list[Use]:
     container = holder.get(container_key)
     if isinstance(container, Mapping):
         out += container_properties_uses(container, _join(prefix, container_key))
-    for key, path in (("podProperties", "podProperties"), ("eksProperties", "eksProperties.podProperties")):
-        template = holder.get(key)
-        if key == "eksProperties":
-            template = _d(template).get("podProperties")
-        if isinstance(template, Mapping):
-            out += pod_properties_uses(template, _join(prefix, path))
+    template = holder.get("podProperties")
+    if isinstance(template, Mapping):
+        out += pod_properties_uses(template, _join(prefix, "podProperties"))
     return out
 
 
@@ -269,13 +266,9 @@ def _pod_override_uses(overrides: JSON, prefix: str) -> list[Use]:
 def override_uses(job_spec: JSON) -> list[Use]:
     """What a BatchJob's own overrides add, with paths relative to the job's spec."""
     out: list[Use] = []
-    pod_keys = (("podOverrides", "podOverrides"), ("eksPropertiesOverride", "eksPropertiesOverride.podProperties"))
-    for key, path in pod_keys:
-        overrides = job_spec.get(key)
-        if key == "eksPropertiesOverride":
-            overrides = _d(overrides).get("podProperties")
-        if isinstance(overrides, Mapping):
-            out += _pod_override_uses(overrides, path)
+    overrides = job_spec.get("podOverrides")
+    if isinstance(overrides, Mapping):
+        out += _pod_override_uses(overrides, "podOverrides")
     container = job_spec.get("containerOverrides")
     if isinstance(container, Mapping):
         out += _service_account(container, "containerOverrides")

@@ -509,8 +509,6 @@ def _override_rules(spec: Mapping[str, Any], resolved: str, definition: Mapping[
 
 def _pod_template(props: Mapping[str, Any]) -> Mapping[str, Any] | None:
     template = props.get("podProperties")
-    if template is None:
-        template = _d(props.get("eksProperties")).get("podProperties")
     return template if isinstance(template, Mapping) else None
 
 

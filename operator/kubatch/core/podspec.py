@@ -9,16 +9,16 @@ Sources of the pod, in order of precedence:
 - ``nodeProperties`` (multinode): the ``nodeRangeProperties`` entry whose ``targetNodes`` covers the
   node index -- the narrowest range wins (first in list order on a tie); ``targetNodes`` is ``n``,
   ``n:``, ``:m``, ``n:m`` (inclusive) or ``:`` (all). A range holds ``container`` (containerProperties
-  shape) or ``podProperties`` / ``eksProperties.podProperties``. ``nodeOverrides.nodePropertyOverrides``
+  shape) or ``podProperties``. ``nodeOverrides.nodePropertyOverrides``
   are selected the same way (narrowest range covering the node wins) and hold
   ``containerOverrides`` and/or ``podOverrides``; ``nodeOverrides.numNodes`` replaces ``numNodes``.
 - ``containerProperties``: one container named ``main``. ``command`` maps to the container's
   ``args``, not ``command``: in AWS Batch it is Docker CMD, so the image ENTRYPOINT still runs and
   existing AWS Batch images behave the same. Overrides: ``containerOverrides.command`` replaces,
   ``environment`` merges by name, ``resourceRequirements`` merge by type, ``instanceType`` replaces.
-- ``podProperties`` (EKS-style template, also read from ``eksProperties.podProperties``): passed
+- ``podProperties`` (AWS's ``eksProperties.podProperties``; the CRDs take only this name): passed
   through as a pod spec (``metadata`` goes to the pod's metadata). Unnamed containers are named
-  ``main`` (one container) or ``container-<i>``. ``podOverrides`` (or
+  ``main`` (one container) or ``container-<i>``. ``podOverrides`` (AWS's
   ``eksPropertiesOverride.podProperties``) merge containers/initContainers by name (an unnamed
   override applies to the first container): ``image``/``command``/``args`` replace, ``env`` merges by
   name, ``resources`` merge per key, other fields replace; ``metadata`` labels/annotations merge.
@@ -437,16 +437,12 @@ def main_node_of(definition_spec: Mapping[str, Any]) -> int:
 
 
 def _pod_template(props: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    template = props.get("podProperties")
-    if template is None:
-        template = (props.get("eksProperties") or {}).get("podProperties")
+    template: Mapping[str, Any] | None = props.get("podProperties")
     return template
 
 
 def _pod_overrides(overrides_holder: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    over = overrides_holder.get("podOverrides")
-    if over is None:
-        over = (overrides_holder.get("eksPropertiesOverride") or {}).get("podProperties")
+    over: Mapping[str, Any] | None = overrides_holder.get("podOverrides")
     return over
 
 

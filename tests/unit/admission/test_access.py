@@ -115,8 +115,6 @@ def test_pod_properties_uses() -> None:
         ("podProperties.imagePullSecrets[0].name", "Secret", "registry"),
         ("podProperties.hostNetwork", "hostNetwork", ""),
     ]
-    eks = definition_uses({"eksProperties": {"podProperties": {"serviceAccountName": "x", "containers": []}}})
-    assert keys(eks) == [("eksProperties.podProperties.serviceAccountName", "ServiceAccount", "x")]
 
 
 def test_every_node_range_counts() -> None:

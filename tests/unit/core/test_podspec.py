@@ -416,7 +416,7 @@ def test_pod_overrides() -> None:
 
 
 def test_unnamed_pod_container_is_main() -> None:
-    jd = {"eksProperties": {"podProperties": {"containers": [{"image": "x", "command": ["Ref::a"]}]}}}
+    jd = {"podProperties": {"containers": [{"image": "x", "command": ["Ref::a"]}]}}
     pod = _build(_job(parameters={"a": "b"}), jd)
     (c,) = pod["spec"]["containers"]
     assert c["name"] == "main" and c["command"] == ["b"]
@@ -642,8 +642,8 @@ def test_multinode_ranges_have_their_own_service_account() -> None:
     assert sa == {0: "wide-sa", 4: None, 11: "last-sa"}
 
 
-def test_eks_properties_service_account_is_kept() -> None:
-    jd = {"eksProperties": {"podProperties": {**POD_JD["podProperties"], "serviceAccountName": "eks-sa"}}}
+def test_pod_properties_service_account_is_kept() -> None:
+    jd = {"podProperties": {**POD_JD["podProperties"], "serviceAccountName": "eks-sa"}}
     settings = PodSettings(service_account_name="operator-default")  # containerProperties jobs only
     assert _build(_job(), jd, settings=settings)["spec"]["serviceAccountName"] == "eks-sa"
 
@@ -668,3 +668,18 @@ def test_init_process_enabled_shares_the_process_namespace() -> None:
         "logConfiguration": {"logDriver": "awslogs"},
     }
     assert _build(_job(), {**RENDER, "containerProperties": ignored}) == _build(_job())
+
+
+def test_deprecated_vcpus_and_memory_and_their_overrides() -> None:
+    props = {"image": "busybox", "vcpus": 2, "memory": 512}
+    c = _build(_job(), {"type": "container", "containerProperties": props})["spec"]["containers"][0]
+    assert c["resources"]["requests"] == {"cpu": "2", "memory": "512Mi"}
+    over = _job(containerOverrides={"vcpus": 1, "memory": 256})
+    c = _build(over, {"type": "container", "containerProperties": props})["spec"]["containers"][0]
+    assert c["resources"]["requests"] == {"cpu": "1", "memory": "256Mi"}
+
+
+def test_eks_properties_are_not_a_pod_source() -> None:
+    # The CRDs take podProperties only (AWS's eksProperties.podProperties under kubatch's name).
+    with pytest.raises(PodSpecError):
+        _build(_job(), {"type": "container", "eksProperties": {"podProperties": POD_JD["podProperties"]}})
