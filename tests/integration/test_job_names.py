@@ -8,13 +8,12 @@ import json
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from kubatch.cli.main import cli
 from kubatch.core.jobnames import kubernetes_name
 from kubatch.devcluster.cluster import ClusterInfo
 from tests.integration.batch import Batch
 from tests.integration.helpers import Kubectl
+from tests.integration.test_cli import Run
 
 pytestmark = pytest.mark.integration
 
@@ -64,20 +63,6 @@ def test_job_name_pattern_and_immutability(kubectl: Kubectl, crds: None, namespa
         ).stdout
     )
     assert [j["metadata"]["name"] for j in selected["items"]] == ["aws"]
-
-
-class Run:
-    """The CLI in-process against the test cluster and namespace."""
-
-    def __init__(self, kubeconfig: str, namespace: str) -> None:
-        self.kubeconfig = kubeconfig
-        self.namespace = namespace
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        result = CliRunner().invoke(cli, ["--kubeconfig", self.kubeconfig, "-n", self.namespace, *args])
-        if result.exception and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result.exit_code, result.stdout, result.stderr
 
 
 def test_submit_list_and_describe_by_aws_name(
