@@ -750,6 +750,8 @@ VALID: list[Valid] = [
             linuxParameters={
                 "initProcessEnabled": True,
                 "devices": [{"hostPath": "/dev/fuse", "containerPath": "/dev/fuse", "permissions": ["READ"]}],
+                "maxSwap": 1024,
+                "swappiness": 60,
             }
         ),
     ),

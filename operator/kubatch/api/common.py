@@ -394,6 +394,10 @@ class LinuxParameters(KubatchModel):
     """tmpfs mounts."""
     devices: Annotated[list[Device], Field(max_length=32)] | None = None
     """Host devices: accepted and ignored (see devices[].description)."""
+    maxSwap: Annotated[int, Field(ge=0)] | None = None
+    """Swap in MiB: accepted and ignored (Kubernetes sets swap per node, not per container)."""
+    swappiness: Annotated[int, Field(ge=0, le=100)] | None = None
+    """Accepted and ignored, as maxSwap."""
 
 
 LogDriver = Literal[
