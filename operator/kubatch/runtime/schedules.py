@@ -107,8 +107,11 @@ class ScheduleController:
                     except Exception:
                         log.exception("schedule %s: sync failed", key)
                         self._retry_later(key)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that
+            # arrives as the event fires, and the loop would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.view.schedules_changed.wait(), timeout=self._sleep())
+                async with asyncio.timeout(self._sleep()):
+                    await self.view.schedules_changed.wait()
             self.woken += 1
 
     def _due_keys(self) -> set[str]:
