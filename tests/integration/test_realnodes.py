@@ -107,7 +107,7 @@ def submit(batch: Batch, base: str, definition: str, **spec: Any) -> str:
 
 def test_environment_exit_code_and_logs(rbatch: Batch, cluster: ClusterInfo) -> None:
     names = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JQ_NAME", "AWS_BATCH_CE_NAME")
-    script = "sleep 5; " + "".join(f"echo {v}=${v}; " for v in names) + "exit 3"
+    script = "sleep 5; " + "".join(f"echo {v}=${v}; " for v in names) + "sleep 2; exit 3"
     d = rbatch.definition(rbatch.name("env"), {"type": "container", "containerProperties": container(script)})
     job = submit(rbatch, "env", d)
     log = LogFollower(rbatch, cluster, job)
@@ -123,10 +123,8 @@ def test_environment_exit_code_and_logs(rbatch: Batch, cluster: ClusterInfo) -> 
 
 
 def test_array_children_see_their_own_index(rbatch: Batch, cluster: ClusterInfo) -> None:
-    d = rbatch.definition(
-        rbatch.name("arr"),
-        {"type": "container", "containerProperties": container('sleep 5; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"')},
-    )
+    script = 'sleep 5; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"; sleep 2'
+    d = rbatch.definition(rbatch.name("arr"), {"type": "container", "containerProperties": container(script)})
     job = submit(rbatch, "arr", d, arrayProperties={"size": 4})
     logs = {i: LogFollower(rbatch, cluster, f"{job}:{i}") for i in range(4)}
     status = rbatch.wait_done(job, timeout=240)
@@ -178,7 +176,7 @@ def test_out_of_memory_of_a_child_process_follows_the_exit_code(rbatch: Batch) -
     assert status["attempts"][0]["container"]["reason"] == REASON_OOM
 
 
-TRAP = "trap 'echo got SIGTERM; exit 143' TERM; echo started; while true; do sleep 1; done"
+TRAP = "trap 'echo got SIGTERM; sleep 1; exit 143' TERM; echo started; while true; do sleep 1; done"
 
 
 def test_timeout_and_terminate_send_sigterm(rbatch: Batch, cluster: ClusterInfo) -> None:
@@ -246,14 +244,18 @@ def test_multi_node_workers_reach_the_main_node(rbatch: Batch, cluster: ClusterI
     nodes = len(cluster.real_nodes)
     assert nodes >= 3, "the multi-node test needs three real nodes"
     # Worker 1 finds the main node by AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS, worker 2 by its DNS
-    # name (pod hostname + the job's headless Service), as an MPI hostfile would.
+    # name (pod hostname + the job's headless Service), as an MPI hostfile would. The main node acks
+    # each message and counts distinct workers; a worker resends until acked (a connection queued
+    # behind another one's listener can be reset).
     script = (
         'if [ "$AWS_BATCH_JOB_NODE_INDEX" = "$AWS_BATCH_JOB_MAIN_NODE_INDEX" ]; then '
-        "  sleep 5; for i in 1 2; do nc -l -p 5000; done; echo main done; "
+        "  sleep 5; : > /tmp/got; "
+        "  until [ \"$(sort -u /tmp/got | grep -c '^worker')\" -ge 2 ]; do echo ack | nc -l -p 5000 >> /tmp/got; done; "
+        "  sort -u /tmp/got | grep '^worker'; echo main done; sleep 2; "
         "else "
         '  if [ "$AWS_BATCH_JOB_NODE_INDEX" = 1 ]; then main="$AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS";'
         "  else main=Ref::main; fi; "
-        '  until echo "worker $AWS_BATCH_JOB_NODE_INDEX via $main" | nc -w 2 "$main" 5000;'
+        '  until echo "worker $AWS_BATCH_JOB_NODE_INDEX via $main" | nc -w 3 "$main" 5000 | grep -q ack;'
         "  do sleep 1; done; "
         "fi"
     )
@@ -283,7 +285,7 @@ def test_secret_reaches_the_container_as_env_and_volume(rbatch: Batch, cluster: 
     secret = rbatch.name("creds")
     rbatch.kubectl("create", "secret", "generic", secret, "-n", rbatch.ns, "--from-literal=password=s3cr3t-value")
     props = container(
-        'sleep 5; echo "env=$DB_PASSWORD"; echo "file=$(cat /creds/password)"',
+        'sleep 5; echo "env=$DB_PASSWORD"; echo "file=$(cat /creds/password)"; sleep 2',
         secrets=[{"name": "DB_PASSWORD", "valueFrom": f"{secret}:password"}],
         volumes=[{"name": "creds", "secret": {"secretName": secret}}],
         mountPoints=[{"sourceVolume": "creds", "containerPath": "/creds", "readOnly": True}],
@@ -302,7 +304,7 @@ def test_pods_reach_the_api_server_and_cluster_dns(rbatch: Batch, cluster: Clust
     server (a TLS answer), and Service names resolve through cluster DNS."""
     script = (
         "sleep 5; nslookup kubernetes.default.svc.cluster.local && "
-        'echo | nc -w 3 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" && echo api-reachable'
+        'echo | nc -w 3 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" && echo api-reachable; sleep 2'
     )
     d = rbatch.definition(rbatch.name("net"), {"type": "container", "containerProperties": container(script)})
     job = submit(rbatch, "net", d)

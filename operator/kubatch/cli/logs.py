@@ -14,6 +14,7 @@ import click
 from kubatch.cli.children import JobAddress, attempt_pod, parse_address
 from kubatch.cli.client import CliError, Target, connection_options, get_object, get_pod, pod_path
 from kubatch.cluster.client import Kube
+from kubatch.core.podspec import pod_name as first_pod_name
 
 MAIN_CONTAINER = "main"
 POLL_SECONDS = 0.25
@@ -75,7 +76,8 @@ async def locate(
             if not wait:
                 raise CliError(str(e)) from e
             # Not started as far as the (possibly deferred) status says: its first attempt's pod.
-            pod_name, n = attempt_pod(job, addr, 1)
+            name = str((job.get("metadata") or {}).get("name", addr.name))
+            pod_name, n = first_pod_name(name, 1, array_index=addr.index, node_index=addr.node), 1
         pod = await get_pod(kube, namespace, pod_name)
         if pod is not None and (not wait or container_started(pod, pick_container(pod, container))):
             return pod_name, n, pod
