@@ -4,6 +4,7 @@ main-node exit stopping the others, GPU placement and limits."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -80,7 +81,14 @@ def test_three_node_job_runs_on_distinct_nodes_with_main_ip(batch: Batch) -> Non
     pods = {int(p["metadata"]["labels"]["kubatch.dev/node-index"]): p for p in batch.pods("mpi-1")}
     assert sorted(pods) == [0, 1, 2]
     assert len({p["spec"]["nodeName"] for p in pods.values()}) == 3, "nodes must be distinct"
-    main_ip = pods[0]["status"]["podIP"]
+    # Every other node gets the main pod's IP, recorded on the job (a simulated node can report a
+    # second IP later; the real-node tests connect to the address for real).
+    main_ip = batch.wait_for(
+        lambda: (batch.status("mpi-1").get("nodeProperties") or {}).get("mainNodeAddress"),
+        "main node address recorded",
+        timeout=60,
+    )
+    assert ipaddress.ip_address(main_ip).version == 4
     for i, pod in pods.items():
         env = env_of(pod)
         assert env["AWS_BATCH_JOB_NODE_INDEX"] == str(i)

@@ -25,6 +25,7 @@ from kubatch.core.deps import DependencyStatus, GateState, array_child_gates, de
 from kubatch.core.jobnames import job_name
 from kubatch.core.podspec import (
     DEFAULT_GRACE_PERIOD_SECONDS,
+    ENV_MAIN_NODE_IP,
     MAX_PROPAGATED_TAGS,
     PodSettings,
     PodSpecError,
@@ -482,6 +483,26 @@ def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
     step.move(transition.status, transition.status_reason)
 
 
+def _main_node_address(
+    pods: Mapping[str, Mapping[str, Any]], names: Mapping[int, str], main: int, main_pod: Mapping[str, Any] | None
+) -> str | None:
+    """The address this attempt's other nodes were given, else the main pod's IP.
+
+    The nodes created first fix it: every later node of the attempt gets the same address, even if
+    the main pod's reported IP were to change (a simulated node can report a second one).
+    """
+    for k, nm in names.items():
+        pod = pods.get(nm)
+        if k == main or pod is None:
+            continue
+        containers = (pod.get("spec") or {}).get("containers") or []
+        for e in (containers[0].get("env") or []) if containers else []:
+            if e.get("name") == ENV_MAIN_NODE_IP and e.get("value"):
+                return str(e["value"])
+    ip = ((main_pod or {}).get("status") or {}).get("podIP")
+    return str(ip) if ip else None
+
+
 def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] | None) -> None:
     """Main node first; the others once it runs (with its IP); the job follows the main node."""
     assert step.ctx.definition is not None
@@ -523,7 +544,10 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
         else:
             entry["status"] = S.RUNNABLE.value if view.outcome is None else S.FAILED.value
         nodes_status.append(entry)
+    main_ip = _main_node_address(step.pods, names, main, main_pod)
     step.status["nodeProperties"] = {"numNodes": n, "mainNode": main, "nodes": nodes_status}
+    if main_ip:
+        step.status["nodeProperties"]["mainNodeAddress"] = main_ip
     if view.outcome is not None:
         # The main node exited (or the job stopped): stop every other node; the job takes its result.
         for k, nm in names.items():
@@ -536,7 +560,6 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
         _record_outcome(step, outcome, attempt)
         return
     if view.state == S.RUNNING:
-        main_ip = ((main_pod or {}).get("status") or {}).get("podIP")
         if st != S.RUNNING:
             step.move(S.RUNNING)
         if main_ip:

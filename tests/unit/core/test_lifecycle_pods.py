@@ -79,6 +79,31 @@ def test_other_nodes_of_an_environment_without_tolerations_get_only_kubatchs() -
         assert p["spec"]["tolerations"] == [OWN]
 
 
+def env(pod: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in pod["spec"]["containers"][0].get("env", [])}
+
+
+def test_other_nodes_get_the_main_pods_ip_and_the_job_records_it() -> None:
+    ctx = Context(now=NOW, definition=MNP, nodes=frozenset({"n1"}))
+    d = reconcile(job(), {"mpi-n0-a1": running_main_pod()}, ctx)
+    assert {env(p)["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] for p in d.create} == {"10.0.0.5"}
+    assert d.status is not None
+    assert d.status["nodeProperties"]["mainNodeAddress"] == "10.0.0.5"
+
+
+def test_a_node_created_later_gets_the_address_its_siblings_got() -> None:
+    ctx = Context(now=NOW, definition=MNP, nodes=frozenset({"n1"}))
+    first = reconcile(job(), {"mpi-n0-a1": running_main_pod()}, ctx)
+    node1 = next(p for p in first.create if p["metadata"]["name"] == "mpi-n1-a1")
+    moved = running_main_pod()
+    moved["status"]["podIP"] = "10.0.0.9"
+    d = reconcile(job(), {"mpi-n0-a1": moved, "mpi-n1-a1": node1}, ctx)
+    assert [p["metadata"]["name"] for p in d.create] == ["mpi-n2-a1"]
+    assert env(d.create[0])["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] == "10.0.0.5"
+    assert d.status is not None
+    assert d.status["nodeProperties"]["mainNodeAddress"] == "10.0.0.5"
+
+
 # node UIDs in attempt records ---------------------------------------------------------------------
 def single_job(status: dict[str, Any]) -> dict[str, Any]:
     return {
