@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kubatch.core.lifecycle import parse_iso
+from kubatch.core.timestamps import parse_iso
 from tests.integration.batch import GROUP, Batch
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from kubatch.core.lifecycle import parse_iso
+from kubatch.core.timestamps import parse_iso
 from tests.integration.batch import Batch
 
 pytestmark = pytest.mark.integration

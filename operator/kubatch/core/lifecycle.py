@@ -14,10 +14,8 @@ Pure: no kopf, no I/O. The runtime executes the returned actions and writes the 
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from kubatch.core.arrays import ArrayChildren, IndexSet
@@ -59,33 +57,9 @@ from kubatch.core.states import (
     start_block,
     start_clock,
 )
+from kubatch.core.timestamps import iso, parse_iso
 
 S = JobStatus
-
-
-def iso(ts: float) -> str:
-    return _iso_second(int(ts))
-
-
-@functools.lru_cache(maxsize=8)
-def _iso_second(second: int) -> str:
-    # Every step formats "now": thousands of steps share a second, so the formatting is cached.
-    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(value: str | None) -> float | None:
-    """Epoch seconds of an RFC 3339 timestamp as Kubernetes writes them (None when absent or bad)."""
-    if not value:
-        return None
-    return _parse_iso(value)
-
-
-@functools.lru_cache(maxsize=65536)
-def _parse_iso(value: str) -> float | None:
-    try:
-        return datetime.fromisoformat(value[:19]).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
 from kubatch.core.arrays import IndexSet
 from kubatch.core.capacity import env_view
-from kubatch.core.lifecycle import Definition, child_attempt_counts, parse_iso
+from kubatch.core.lifecycle import Definition, child_attempt_counts
 from kubatch.core.podspec import (
     LABEL_COMPUTE_ENVIRONMENT,
     Needs,
@@ -41,6 +41,7 @@ from kubatch.core.podspec import (
     resource_needs,
     scheduling_priority,
 )
+from kubatch.core.timestamps import parse_iso
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.consumables import Charge, Ledger, consumed_quantity, non_replenishable, started_units

@@ -28,13 +28,13 @@ from kubatch.core.lifecycle import (
     Definition,
     DeletePod,
     JobEvent,
-    parse_iso,
     reconcile,
     wanted_event,
 )
 from kubatch.core.podspec import PodSettings
 from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve, stored_records
 from kubatch.core.states import TERMINAL, queue_deleted_reason, queue_disabled_reason
+from kubatch.core.timestamps import parse_iso
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.queues import disabled_since

@@ -21,7 +21,7 @@ from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
 from kubatch.core.capacity import pool_nodes
 from kubatch.core.instances import Architecture, InstanceTypeError, architecture_conflict, environment_architecture
-from kubatch.core.lifecycle import iso, parse_iso
+from kubatch.core.timestamps import iso, parse_iso
 from kubatch.runtime.periodic import every
 from kubatch.scheduler import Policy, ShareUsage
 from kubatch.scheduler.fairshare import ShareWeights

@@ -18,8 +18,8 @@ from typing import Any
 
 from kubatch.cluster.client import Kube
 from kubatch.cluster.view import View
-from kubatch.core.lifecycle import parse_iso
 from kubatch.core.retention import DEFAULT_BATCH, due, expires_at, ttl_seconds, waiting_dependents
+from kubatch.core.timestamps import parse_iso
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.jobs import resolve_definition
 from kubatch.runtime.periodic import every

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from kubatch.core.lifecycle import Context, Definition, parse_iso, reconcile
+from kubatch.core.lifecycle import Context, Definition, reconcile
 from kubatch.core.states import (
     REASON_TASK_FAILED_TO_START,
     SLOW_START_FACTOR,
@@ -26,6 +26,7 @@ from kubatch.core.states import (
     start_block,
     start_clock,
 )
+from kubatch.core.timestamps import parse_iso
 
 CE_LABEL = "kubatch.dev/compute-environment"
 DEF = Definition("d:1", {"type": "container", "containerProperties": {"image": "busybox"}})

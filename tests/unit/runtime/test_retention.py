@@ -7,8 +7,8 @@ import asyncio
 from typing import Any
 
 from kubatch.cluster.view import View
-from kubatch.core.lifecycle import parse_iso
 from kubatch.core.retention import due, expires_at, ttl_seconds, waiting_dependents
+from kubatch.core.timestamps import parse_iso
 from kubatch.runtime.retention import RetentionController
 
 STOPPED = "2027-01-15T08:00:00Z"
