@@ -8,11 +8,12 @@ lifecycle reads. Each change marks the affected jobs dirty and wakes the loops t
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
 from kubatch.core.schedules import LABEL_SCHEDULE
+from kubatch.core.timestamps import parse_iso
 
 JSON = dict[str, Any]
 
@@ -67,6 +68,20 @@ def slim_pod(pod: JSON) -> JSON:
     }
 
 
+_DONE_PHASES = ("Succeeded", "Failed")
+
+
+def _run_seconds(pod: JSON) -> float | None:
+    """How long a finished pod's first container ran (None when it never started)."""
+    for cs in pod["status"].get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated") or {}
+        started, finished = parse_iso(term.get("startedAt")), parse_iso(term.get("finishedAt"))
+        if started is not None and finished is not None:
+            return max(0.0, finished - started)
+        return None
+    return None
+
+
 def job_key(ns: str, name: str) -> str:
     return f"{ns}/{name}"
 
@@ -105,6 +120,8 @@ class View:
         self.changed = asyncio.Event()  # something the dispatcher may care about changed
         self.job_dirty = asyncio.Event()
         self.listeners: list[Callable[[str, str, JSON], None]] = []
+        # (job key, seconds its main container ran) of pods seen finishing: run times to learn from.
+        self.finished_runs: deque[tuple[str, float]] = deque(maxlen=10_000)
 
     # ---- helpers ----------------------------------------------------------------------------------
     def mark(self, key: str) -> None:
@@ -240,7 +257,13 @@ class View:
             old = pods.get(name)
             if old is not None and old["metadata"].get("uid") == uid and _not_newer(obj, old):
                 return  # older, or the echo of the pod our own create returned
-            pods[name] = slim_pod(obj)
+            pods[name] = pods_new = slim_pod(obj)
+            if pods_new["status"]["phase"] in _DONE_PHASES and (
+                old is None or old["status"]["phase"] not in _DONE_PHASES
+            ):
+                ran = _run_seconds(pods_new)
+                if ran is not None:
+                    self.finished_runs.append((key, ran))
         self.mark(key)
         self.changed.set()
 

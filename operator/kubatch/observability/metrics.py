@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PCounter
+from prometheus_client import Gauge as PGauge
 from prometheus_client import Histogram as PHistogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -68,6 +69,18 @@ class Metrics:
         self.jobs_expired = PCounter(
             "kubatch_jobs_expired",
             "Finished BatchJobs deleted because their time to live (ttlSecondsAfterFinished) passed.",
+            registry=r,
+        )
+        self.head_estimated_wait = PGauge(
+            "kubatch_queue_head_estimated_wait_seconds",
+            "Seconds until the first RUNNABLE job of a queue is expected to start (latest start-time estimate).",
+            ["queue"],
+            registry=r,
+        )
+        self.estimate_seconds = PHistogram(
+            "kubatch_start_estimate_seconds",
+            "Duration of one start-time estimate (a forward simulation of every queue's front).",
+            buckets=CYCLE_BUCKETS,
             registry=r,
         )
         self.queue_blocked_events = PCounter(

@@ -45,6 +45,7 @@ from kubatch.core.timestamps import parse_iso
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.consumables import Charge, Ledger, consumed_quantity, non_replenishable, started_units
+from kubatch.runtime.estimates import StartEstimator, head_waits
 from kubatch.runtime.jobs import resolve_definition
 from kubatch.scheduler import (
     Consumable,
@@ -169,6 +170,11 @@ class Dispatcher:
         self.ledger = Ledger(kube, view)  # NON_REPLENISHABLE units, charged before a unit's pod exists
         self.ledger_swept = False  # the startup sweep charged units started without a charge
         self.ledger_pruned_at = 0.0
+        self.estimator = StartEstimator(
+            view, requests=pod_requests, definition_spec=self._definition_spec, now=lambda: self.now()
+        )
+        self._estimating: asyncio.Task[None] | None = None
+        self._estimated_queues: set[str] = set()  # queues with a head_estimated_wait value
 
     # ---- loop ---------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -607,6 +613,9 @@ class Dispatcher:
         self.cycles += 1
         self.last_plan = plan
         self._record_blocking(plan, units)
+        if self.estimator.due():
+            # Off the dispatch path: the cycle does not wait for the simulation.
+            self._estimating = asyncio.create_task(self._estimate(snap, plan))
         for key, reason in plan.cancellations.items():
             unit, _ = units[key]
             self.forced_cancel[unit.job_key][unit.index] = reason
@@ -624,6 +633,27 @@ class Dispatcher:
         if tasks:
             await asyncio.gather(*tasks)
         return plan
+
+    def _definition_spec(self, job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        definition, _ = resolve_definition(self.view, job)
+        return None if definition is None else definition.spec
+
+    async def _estimate(self, snap: Snapshot, plan: Plan) -> None:
+        started = time.perf_counter()
+        try:
+            estimates = await self.estimator.refresh(snap, plan)
+        except Exception:
+            log.exception("start-time estimate failed")
+            return
+        self.metrics.estimate_seconds.observe(time.perf_counter() - started)
+        if estimates is None:
+            return
+        waits = head_waits(estimates, plan.queue_front, snap.now)
+        for queue, wait in waits.items():
+            self.metrics.head_estimated_wait.labels(queue).set(wait)
+        for queue in self._estimated_queues - set(waits):
+            self.metrics.head_estimated_wait.remove(queue)  # no head, or none expected to start
+        self._estimated_queues = set(waits)
 
     def _record_blocking(self, plan: Plan, units: Mapping[str, tuple[Unit, Definition]]) -> None:
         now = self.now()
