@@ -8,6 +8,7 @@ lifecycle reads. Each change marks the affected jobs dirty and wakes the loops t
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +70,8 @@ def slim_pod(pod: JSON) -> JSON:
 
 
 _DONE_PHASES = ("Succeeded", "Failed")
+#: Key of the monotonic time a pod of the view was first seen Running (kept across its updates).
+_SEEN_RUNNING = "_seenRunning"
 
 
 def _run_seconds(pod: JSON) -> float | None:
@@ -257,15 +260,22 @@ class View:
             old = pods.get(name)
             if old is not None and old["metadata"].get("uid") == uid and _not_newer(obj, old):
                 return  # older, or the echo of the pod our own create returned
-            pods[name] = pods_new = slim_pod(obj)
-            if pods_new["status"]["phase"] in _DONE_PHASES and (
-                old is None or old["status"]["phase"] not in _DONE_PHASES
-            ):
-                ran = _run_seconds(pods_new)
-                if ran is not None:
-                    self.finished_runs.append((key, ran))
+            pods[name] = slim = slim_pod(obj)
+            self._note_run(key, slim, old)
         self.mark(key)
         self.changed.set()
+
+    def _note_run(self, key: str, pod: JSON, old: JSON | None) -> None:
+        """Remember when a pod was first seen running; when it is seen finishing, record how long it
+        ran (as seen here: the containers' own timestamps count whole seconds only)."""
+        phase = pod["status"]["phase"]
+        seen = None if old is None else old.get(_SEEN_RUNNING)
+        if phase == "Running":
+            pod[_SEEN_RUNNING] = seen if seen is not None else time.monotonic()
+        elif phase in _DONE_PHASES and (old is None or old["status"]["phase"] not in _DONE_PHASES):
+            ran = time.monotonic() - seen if seen is not None else _run_seconds(pod)
+            if ran is not None:
+                self.finished_runs.append((key, ran))
 
     def pod_deleted(self, ns: str, name: str, uid: str | None, job: str, *, keep_tombstone: int = 100_000) -> None:
         """Our DELETE of a pod succeeded: drop it now, and ignore its events until the watch's DELETED."""

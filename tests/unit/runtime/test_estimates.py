@@ -67,14 +67,25 @@ def test_runs_are_learned_from_pods_seen_finishing_and_from_finished_jobs_attemp
     done = {"status": "SUCCEEDED", "attempts": [{"startedAt": iso(NOW - 100), "stoppedAt": iso(NOW - 60)}]}
     view.on_job("ADDED", batch_job("old", done))
     view.on_job("ADDED", batch_job("a", {"status": "RUNNING"}))
-    view.on_pod("ADDED", pod("a", "Running", NOW - 30))
-    view.on_pod("MODIFIED", pod("a", "Succeeded", NOW - 30, NOW - 10, rv="2"))
+    # First seen finished: its container's timestamps tell how long it ran.
+    view.on_pod("ADDED", pod("a", "Succeeded", NOW - 30, NOW - 10, rv="2"))
     view.on_pod("MODIFIED", pod("a", "Succeeded", NOW - 30, NOW - 10, rv="3"))  # counted once
     est = estimator(view)
     est.learn()
     # 40 s from the finished job's attempt, then 20 s from the pod: 40 + 0.3 * (20 - 40).
     assert est.run_times.expected("ns/sleep") == 34.0
     assert not view.finished_runs
+
+
+def test_a_pod_seen_running_is_timed_by_the_view_not_by_whole_second_timestamps() -> None:
+    view = View()
+    view.on_job("ADDED", batch_job("a", {"status": "RUNNING"}, "fast:1"))
+    view.on_pod("ADDED", pod("a", "Running", NOW - 30))
+    view.on_pod("MODIFIED", pod("a", "Running", NOW - 30, rv="2"))
+    view.on_pod("MODIFIED", pod("a", "Succeeded", NOW - 30, NOW - 10, rv="3"))
+    [(key, ran)] = list(view.finished_runs)
+    assert key == "ns/a"
+    assert 0 <= ran < 5  # the view saw it run for an instant, not the 20 s its timestamps claim
 
 
 def test_live_pods_hold_capacity_until_their_expected_end_bounded_by_the_timeout() -> None:
