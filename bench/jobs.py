@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bench.estimates import EstimateTracker
 from bench.harness import Harness, submit
 from bench.trackers import JobTracker, PodTracker, Sampler, until
 
@@ -19,6 +20,7 @@ class KubatchRun:
     pods: PodTracker
     end: float
     samples: list[dict[str, float]]
+    estimates: dict[str, float]  # job name -> the first estimatedStartAt its queue's front showed
 
     @property
     def makespan(self) -> float:
@@ -32,8 +34,10 @@ async def run_kubatch(h: Harness, ns: str, manifests: list[dict[str, Any]], *, t
     """Submit `manifests` (bounded concurrency) and wait until every job is SUCCEEDED or FAILED."""
     jobs = JobTracker(h.k, ns)
     pods = PodTracker(h.k, ns)
+    estimates = EstimateTracker(h.k, ns)
     await jobs.start()
     await pods.start()
+    await estimates.start()
     sampler = Sampler(pods, jobs)
     sampler.start()
     t0 = time.time()
@@ -45,4 +49,5 @@ async def run_kubatch(h: Harness, ns: str, manifests: list[dict[str, Any]], *, t
         samples = await sampler.stop()
         await jobs.stop()
         await pods.stop()
-    return KubatchRun(t0, submitted, submit_end, jobs, pods, end, samples)
+        await estimates.stop()
+    return KubatchRun(t0, submitted, submit_end, jobs, pods, end, samples, estimates.first)
