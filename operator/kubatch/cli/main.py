@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kubatch import __version__
+from kubatch.cli.api import api
 from kubatch.cli.client import GlobalOptions
 from kubatch.cli.describe import describe
 from kubatch.cli.dev import dev
@@ -36,6 +37,7 @@ for command in (submit, list_jobs, describe, cancel, terminate, logs, queue, wat
     cli.add_command(command)
 cli.add_command(dev)
 cli.add_command(operator_cmd)
+cli.add_command(api)
 
 
 def main() -> None:

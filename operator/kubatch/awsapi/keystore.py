@@ -1,0 +1,111 @@
+"""The access keys on the API server: looked up per request (``get``, cached briefly) and managed by
+``kubatch api keys`` (``create``, ``list_keys``, ``delete``, ``rotate``).
+
+``get`` reads the key's Secret by name (one GET; the server needs ``get secrets`` in the keys
+namespace only) and keeps the answer ``ttl`` seconds (5 by default), a missing key 1 second: a
+deleted or rotated key stops working within ``ttl``, a new one works at once. A Secret that is not a
+well-formed key is treated as no key (and logged by name, never by content).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubatch.awsapi.keys import (
+    LABEL_API_KEY,
+    AccessKey,
+    Identity,
+    from_secret,
+    generate,
+    secret_name,
+    to_secret,
+)
+from kubatch.cluster.client import ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEYS_NAMESPACE = "kubatch-system"
+KEY_TTL = 5.0
+MISSING_TTL = 1.0
+CACHE_SIZE = 10_000
+
+
+def secrets_path(namespace: str, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{namespace}/secrets"
+    return f"{base}/{name}" if name else base
+
+
+@dataclass
+class KeyStore:
+    kube: Kube
+    namespace: str = DEFAULT_KEYS_NAMESPACE
+    ttl: float = KEY_TTL
+    clock: Callable[[], float] = time.monotonic
+    _cache: dict[str, tuple[float, AccessKey | None]] = field(default_factory=dict)
+
+    async def get(self, access_key_id: str) -> AccessKey | None:
+        """The key, or None when there is no such key."""
+        now = self.clock()
+        cached = self._cache.get(access_key_id)
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        key = await self._read(access_key_id)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[access_key_id] = (now + (self.ttl if key else MISSING_TTL), key)
+        return key
+
+    async def _read(self, access_key_id: str) -> AccessKey | None:
+        try:
+            secret = await self.kube.get(secrets_path(self.namespace, secret_name(access_key_id)))
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        if (secret.get("metadata", {}).get("labels") or {}).get(LABEL_API_KEY) != "true":
+            return None
+        try:
+            key = from_secret(secret)
+        except ValueError as e:
+            log.warning("access key Secret %s/%s is malformed: %s", self.namespace, secret_name(access_key_id), e)
+            return None
+        return key if key.access_key_id == access_key_id else None
+
+    # ---- management (kubatch api keys) -------------------------------------------------------------
+
+    async def create(self, namespace: str, identity: Identity) -> AccessKey:
+        key = generate(namespace, identity)
+        await self.kube.create(secrets_path(self.namespace), to_secret(key, self.namespace))
+        return key
+
+    async def list_keys(self) -> list[AccessKey]:
+        """Every well-formed key, by namespace and id."""
+        page = await self.kube.get(secrets_path(self.namespace), labelSelector=f"{LABEL_API_KEY}=true")
+        keys = []
+        for secret in page.get("items") or []:
+            try:
+                keys.append(from_secret(secret))
+            except ValueError as e:
+                log.warning("skipping malformed access key Secret %s: %s", secret["metadata"]["name"], e)
+        return sorted(keys, key=lambda k: (k.namespace, k.access_key_id))
+
+    async def delete(self, access_key_id: str) -> bool:
+        """Whether the key existed."""
+        if await self._read(access_key_id) is None:
+            return False
+        await self.kube.delete(secrets_path(self.namespace, secret_name(access_key_id)))
+        self._cache.pop(access_key_id, None)
+        return True
+
+    async def rotate(self, access_key_id: str) -> AccessKey | None:
+        """A new key (new id and secret) for the same namespace and identity; the old one is deleted.
+        None when there is no such key."""
+        old = await self._read(access_key_id)
+        if old is None:
+            return None
+        new = await self.create(old.namespace, old.identity)
+        await self.delete(access_key_id)
+        return new
