@@ -124,7 +124,10 @@ class FrontOfQueueJob(KubatchModel):
     shareIdentifier: str | None = None
     """Its share (fair-share queues)."""
     earliestTimeAtPosition: datetime | None = None
-    """Since when it has been at this position."""
+    """When the job moved to its current position (AWS GetJobQueueSnapshot's field): kept while the
+    job stays at this position, also across operator restarts (it is carried over from this status),
+    set anew when it moves (a job ahead of it started or left, or another job went ahead of it). The
+    front is looked at every 2 seconds, so this is the first time it was seen there."""
     position: Annotated[int, Field(ge=1)] | None = None
     """1 for the head of the queue."""
     queuedAt: datetime | None = None
@@ -149,6 +152,60 @@ class ShareUsage(KubatchModel):
     """The share's jobs that are not finished."""
 
 
+CapacityUnit = Literal["vCPU", "MiB", "GPU"]
+
+
+class CapacityUsage(KubatchModel):
+    """An amount of capacity in use, as AWS's capacityUsage items."""
+
+    capacityUnit: CapacityUnit
+    """vCPU (AWS's unit for compute jobs), MiB (memory) or GPU."""
+    quantity: Annotated[float, Field(ge=0)]
+    """How much: vCPUs (fractions allowed), MiB of memory or whole GPUs."""
+
+
+class ShareCapacityUsage(KubatchModel):
+    """Capacity held by one share's STARTING and RUNNING jobs."""
+
+    shareIdentifier: str
+    """The share."""
+    capacityUsage: Annotated[list[CapacityUsage], Field(max_length=3)]
+    """vCPU, MiB and GPU in use."""
+
+
+class ComputeEnvironmentCapacityUsage(KubatchModel):
+    """Capacity the queue's STARTING and RUNNING jobs hold in one compute environment."""
+
+    computeEnvironment: str
+    """The compute environment."""
+    capacityUsage: Annotated[list[CapacityUsage], Field(max_length=3)]
+    """vCPU, MiB and GPU in use."""
+
+
+class FairshareUtilization(KubatchModel):
+    """Fair-share figures of the queue (AWS's queueUtilization.fairshareUtilization)."""
+
+    activeShareCount: Annotated[int, Field(ge=0)] = 0
+    """Active share identifiers: those with a SUBMITTED, PENDING, RUNNABLE, STARTING or RUNNING job,
+    or that held vCPUs within the policy's shareDecaySeconds (AWS's definition; the n of
+    computeReservation's (computeReservation/100)^n)."""
+    topCapacityUtilization: Annotated[list[ShareCapacityUsage], Field(max_length=20)] | None = None
+    """The 20 shares holding the most vCPUs (only shares with STARTING or RUNNING jobs), most first."""
+
+
+class QueueUtilization(KubatchModel):
+    """What the queue's jobs hold right now (AWS GetJobQueueSnapshot's queueUtilization): the
+    requests of their STARTING and RUNNING pods."""
+
+    totalCapacityUsage: Annotated[list[CapacityUsage], Field(max_length=3)] | None = None
+    """vCPU, MiB and GPU in use by the queue's jobs."""
+    computeEnvironmentUsage: Annotated[list[ComputeEnvironmentCapacityUsage], Field(max_length=10)] | None = None
+    """The same per compute environment where the queue's jobs hold any, by name (kubatch's addition;
+    an environment taken out of the queue appears while jobs it started there run)."""
+    fairshareUtilization: FairshareUtilization | None = None
+    """Active shares and the shares' capacity (fair-share queues only)."""
+
+
 class JobQueueStatus(KubatchModel):
     """State of the queue, written by kubatch."""
 
@@ -164,8 +221,12 @@ class JobQueueStatus(KubatchModel):
     """The first RUNNABLE jobs in dispatch order (at most 100), as of lastUpdatedAt."""
     shareUsage: list[ShareUsage] | None = None
     """Usage of the active shares (fair-share queues; at most 20, highest usage first)."""
+    queueUtilization: QueueUtilization | None = None
+    """Capacity the queue's jobs hold, in total, per compute environment and (fair share) per share."""
     lastUpdatedAt: datetime | None = None
-    """When front and shareUsage were computed."""
+    """When this status last changed. kubatch recomputes it every 2 seconds and writes it only when
+    something in it changed (a share's decayed usage alone is refreshed at most every 30 seconds),
+    so while the operator runs the status is current even when lastUpdatedAt is old."""
     disabledAt: datetime | None = None
     """Since when the queue is DISABLED (unset while ENABLED): a job created later is refused, one
     created before still runs."""

@@ -1,4 +1,6 @@
-"""`kubatch queue NAME`: a JobQueue's state, the front of the queue and why its head waits."""
+"""`kubatch queue NAME`: a JobQueue's state, the front of the queue and why its head waits, the
+capacity its jobs hold (per compute environment and per share) and the active shares, as AWS's
+GetJobQueueSnapshot gives them."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from kubatch.core.arrays import IndexSet
 
 
 def normalize_front(entries: Sequence[Mapping[str, Any]]) -> list[JSON]:
-    """Front entries as {position, namespace, job, status, statusReason, since}, accepting both
-    ``jobName``/``arrayIndex``/``runnableAt`` and ``name``/``earliestTimeAtPosition`` spellings."""
+    """Front entries as {position, namespace, job, shareIdentifier, status, statusReason, since,
+    earliestTimeAtPosition} (``since``: RUNNABLE since), accepting both ``jobName``/``arrayIndex``/
+    ``runnableAt`` and ``name``/``queuedAt`` spellings."""
     out: list[JSON] = []
     for i, e in enumerate(entries):
         name = str(e.get("jobName") or e.get("name") or "")
@@ -29,9 +32,11 @@ def normalize_front(entries: Sequence[Mapping[str, Any]]) -> list[JSON]:
                 "position": e.get("position", i),
                 "namespace": e.get("namespace") or "",
                 "job": name,
+                "shareIdentifier": e.get("shareIdentifier") or "",
                 "status": e.get("status") or "RUNNABLE",
                 "statusReason": e.get("statusReason") or "",
-                "since": e.get("runnableAt") or e.get("earliestTimeAtPosition"),
+                "since": e.get("runnableAt") or e.get("queuedAt"),
+                "earliestTimeAtPosition": e.get("earliestTimeAtPosition"),
             }
         )
     return out
@@ -73,31 +78,53 @@ def runnable_front(jobs: Iterable[Mapping[str, Any]], queue: str, limit: int) ->
 
 
 def front_table(front: Sequence[Mapping[str, Any]], width: int | None, now: datetime | None = None) -> str:
+    """POS, JOB, STATUS, WAITING (since RUNNABLE), AT-POSITION (since at this position), SHARE (when
+    any entry has one), REASON."""
+    shares = any(f.get("shareIdentifier") for f in front)
     rows = [
         [
             f.get("position"),
             f"{f['namespace']}/{f['job']}" if f.get("namespace") else f.get("job"),
             f.get("status"),
             age(f.get("since"), now) if f.get("since") else "",
+            age(f.get("earliestTimeAtPosition"), now) if f.get("earliestTimeAtPosition") else "",
+            *([f.get("shareIdentifier") or ""] if shares else []),
             f.get("statusReason"),
         ]
         for f in front
     ]
-    return table(["POS", "JOB", "STATUS", "WAITING", "REASON"], rows, max_width=width, flex=("JOB", "REASON"))
+    headers = ["POS", "JOB", "STATUS", "WAITING", "AT-POSITION", *(["SHARE"] if shares else []), "REASON"]
+    return table(headers, rows, max_width=width, flex=("JOB", "REASON", "SHARE"))
 
 
-def share_table(shares: Sequence[Mapping[str, Any]], width: int | None) -> str:
+def capacity_text(usage: Sequence[Mapping[str, Any]] | None) -> str:
+    """``2 vCPU, 512 MiB, 0 GPU`` of AWS-style ``capacityUsage`` items."""
+    return ", ".join(f"{_num(u.get('quantity'))} {u.get('capacityUnit')}" for u in usage or [])
+
+
+def _units(usage: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    return {str(u.get("capacityUnit")): u.get("quantity") for u in usage or []}
+
+
+def share_table(
+    shares: Sequence[Mapping[str, Any]], width: int | None, capacity: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """The shareUsage rows, with the memory and GPUs each share holds (``capacity``: the queue's
+    ``fairshareUtilization.topCapacityUtilization``)."""
+    held = {str(c.get("shareIdentifier")): _units(c.get("capacityUsage")) for c in capacity}
     rows = [
         [
             s.get("shareIdentifier"),
             _num(s.get("usage")),
             _num(s.get("weightFactor")),
             _num(s.get("runningVcpus", s.get("runningvCpus"))),
+            _num(held.get(str(s.get("shareIdentifier")), {}).get("MiB", 0 if held else None)),
+            _num(held.get(str(s.get("shareIdentifier")), {}).get("GPU", 0 if held else None)),
             s.get("activeJobs", ""),
         ]
         for s in shares
     ]
-    headers = ["SHARE", "USAGE", "WEIGHT", "RUNNING-VCPUS", "ACTIVE-JOBS"]
+    headers = ["SHARE", "USAGE", "WEIGHT", "RUNNING-VCPUS", "MEMORY-MIB", "GPUS", "ACTIVE-JOBS"]
     return table(headers, rows, max_width=width, flex=("SHARE",))
 
 
@@ -118,6 +145,13 @@ def queue_text(
 ) -> str:
     """The text of `kubatch queue NAME`."""
     meta, spec, status = queue.get("metadata") or {}, queue.get("spec") or {}, queue.get("status") or {}
+    util = status.get("queueUtilization") or {}
+    fairshare = util.get("fairshareUtilization") or {}
+    per_env = util.get("computeEnvironmentUsage") or []
+    in_use = capacity_text(util.get("totalCapacityUsage"))
+    if in_use and len(per_env) > 1:
+        by_env = (f"{e.get('computeEnvironment')}: {capacity_text(e.get('capacityUsage'))}" for e in per_env)
+        in_use += " (" + "; ".join(by_env) + ")"
     ces = ", ".join(
         f"{c.get('computeEnvironment')}"
         for c in sorted(spec.get("computeEnvironmentOrder") or [], key=lambda c: c.get("order", 0))
@@ -133,6 +167,7 @@ def queue_text(
                 ("Compute envs", ces),
                 ("Scheduling", f"fair share ({spec['schedulingPolicy']})" if spec.get("schedulingPolicy") else "FIFO"),
                 ("Jobs", counts(status.get("jobCounts"), STATES) or "none"),
+                ("In use", in_use or None),
                 ("Updated", age(status["lastUpdatedAt"], now) + " ago" if status.get("lastUpdatedAt") else None),
             ]
         )
@@ -146,8 +181,12 @@ def queue_text(
         parts.append(title + "\n" + front_table(front, width, now))
     else:
         parts.append("No RUNNABLE jobs.")
-    if status.get("shareUsage"):
-        parts.append("Share usage:\n" + share_table(status["shareUsage"], width))
+    if fairshare or status.get("shareUsage"):
+        active = fairshare.get("activeShareCount")
+        title = "Share usage" + (f" ({active} active share{'' if active == 1 else 's'})" if active is not None else "")
+        rows = status.get("shareUsage") or []
+        held = fairshare.get("topCapacityUtilization") or []
+        parts.append(title + (":\n" + share_table(rows, width, held) if rows else ": none"))
     return "\n".join(parts)
 
 

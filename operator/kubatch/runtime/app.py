@@ -177,6 +177,10 @@ class Runtime:
             lambda: self.dispatcher.usage_rows,
             self.dispatcher.consumables_consumed,
             is_leader=leading,
+            active_shares=lambda: (
+                self.dispatcher.tracker.active_shares(self.dispatcher.now()) | self.dispatcher.active_job_shares()
+            ),
+            planned=lambda: self.dispatcher.cycles > 0,
         )
         v = self.view
         self.informers = [

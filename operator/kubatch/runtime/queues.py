@@ -3,7 +3,10 @@
 A queue shows VALID/INVALID (INVALID when an environment it names is missing or INVALID, or when its
 environments are not all of one architecture, AWS's "must share the same architecture"), job
 counts per state, and its front: the first (up to 100) RUNNABLE jobs in dispatch order, with the
-time each became RUNNABLE and why the head waits (like GetJobQueueSnapshot). A DISABLED queue
+time each became RUNNABLE, since when it is at its position and why the head waits, and the
+capacity its jobs hold (like GetJobQueueSnapshot: ``kubatch.core.queue_snapshot``). The status is
+written only when it changed, stamped ``lastUpdatedAt``; none is written before the dispatcher's
+first plan (the front would be empty and lose its times). A DISABLED queue
 records since when (``disabledAt``), so that the controller refuses only jobs submitted after that,
 also after a restart. A consumable resource shows its in-use and available quantities.
 """
@@ -21,9 +24,11 @@ from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
 from kubatch.core.capacity import pool_nodes
 from kubatch.core.instances import Architecture, InstanceTypeError, architecture_conflict, environment_architecture
+from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
+from kubatch.core.queue_snapshot import QueueUse, queue_utilization, status_changed, tally, with_times_at_position
 from kubatch.core.timestamps import iso, parse_iso
 from kubatch.runtime.periodic import every
-from kubatch.scheduler import Policy, ShareUsage
+from kubatch.scheduler import Policy, Resources, ShareUsage
 from kubatch.scheduler.fairshare import ShareWeights
 
 log = logging.getLogger(__name__)
@@ -112,6 +117,9 @@ class StatusWriter:
         *,
         period: float = 2.0,
         is_leader: Callable[[], bool] | None = None,
+        active_shares: Callable[[], Iterable[tuple[str, str]]] = tuple,
+        planned: Callable[[], bool] = lambda: True,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.kube = kube
         self.view = view
@@ -122,6 +130,9 @@ class StatusWriter:
         self.consumed = consumed
         self.period = period
         self.is_leader = is_leader or (lambda: True)
+        self.active_shares = active_shares  # (queue, share) pairs the scheduler counts as active
+        self.planned = planned  # the dispatcher has made a plan (its front is known)
+        self.now = now
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -150,6 +161,23 @@ class StatusWriter:
                 entry["statusReason"] = blocked[job_key]
             out.append(entry)
         return out
+
+    def utilization(self) -> dict[str, QueueUse]:
+        """Per queue, what its jobs' live (STARTING or RUNNING) pods request."""
+        from kubatch.runtime.dispatcher import pod_requests  # the dispatcher imports runtime.jobs, which imports us
+
+        def holdings() -> Iterable[tuple[str, str | None, str | None, Resources]]:
+            for key, pods in self.view.pods.items():
+                spec = (self.view.jobs.get(key) or {}).get("spec") or {}
+                if not spec:
+                    continue
+                queue, share = str(spec.get("jobQueue", "")), spec.get("shareIdentifier")
+                for pod in pods.values():
+                    if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                        env = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPUTE_ENVIRONMENT)
+                        yield queue, share, env, pod_requests(pod)
+
+        return tally(holdings())
 
     def share_rows(self) -> dict[str, list[dict[str, Any]]]:
         """Per fair-share queue, its shares' usage, effective weight factor (the policy's, a
@@ -191,23 +219,36 @@ class StatusWriter:
         return Policy(name=name, weights=weights)
 
     async def sync(self) -> None:
+        if self.planned():
+            await self.sync_queues()
+        await self.sync_consumables()
+
+    async def sync_queues(self) -> None:
         counts = queue_counts(self.view)
         shares = self.share_rows()
-        now = time.time()
+        use = self.utilization()
+        active: Counter[str] = Counter(queue for queue, _ in set(self.active_shares()))
+        now = self.now()
         for name, queue in list(self.view.queues.items()):
             status, reason = queue_validity(queue, self.view.envs, self.view.nodes)
             c = counts.get(name, Counter())
             since = disabled_since(self.view, name, now)
+            fair = bool((queue.get("spec") or {}).get("schedulingPolicy"))
+            written = queue.get("status") or {}
             want: dict[str, Any] = {
                 "status": status,
                 "statusReason": reason,
                 "jobCounts": {s: int(c.get(s, 0)) for s in STATES},
-                "front": self.front_entries(name),
+                "front": with_times_at_position(written.get("front"), self.front_entries(name), iso(now)),
+                "queueUtilization": queue_utilization(use.get(name), fair_share=fair, active_shares=active[name]),
                 "disabledAt": None if since is None else iso(since),
             }
-            if (queue.get("spec") or {}).get("schedulingPolicy"):
+            if fair:
                 want["shareUsage"] = shares.get(name, [])
-            await self._write(self.view.queues, "jobqueues", name, queue, want)
+            if status_changed(written, want, now):
+                await self._write(self.view.queues, "jobqueues", name, {**want, "lastUpdatedAt": iso(now)})
+
+    async def sync_consumables(self) -> None:
         in_use = self.in_use()
         consumed = self.consumed()
         for name, res in list(self.view.consumables.items()):
@@ -219,14 +260,11 @@ class StatusWriter:
                 "inUseQuantity": used,
                 "availableQuantity": max(0, total - used),
             }
-            await self._write(self.view.consumables, "consumableresources", name, res, amounts)
+            have = res.get("status") or {}
+            if any(have.get(k) != v for k, v in amounts.items()):
+                await self._write(self.view.consumables, "consumableresources", name, amounts)
 
-    async def _write(
-        self, store: dict[str, Any], plural: str, name: str, obj: Mapping[str, Any], want: dict[str, Any]
-    ) -> None:
-        have = obj.get("status") or {}
-        if all(have.get(k) == v for k, v in want.items()):
-            return
+    async def _write(self, store: dict[str, Any], plural: str, name: str, want: dict[str, Any]) -> None:
         try:
             updated = await self.kube.merge_patch(f"{GROUP_PATH}/{plural}/{name}/status", {"status": want})
             self.view.on_named(store, "MODIFIED", updated)

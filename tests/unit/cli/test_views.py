@@ -123,11 +123,53 @@ def test_normalize_front_accepts_both_spellings() -> None:
     front = normalize_front([
         {"jobName": "a", "namespace": "ns", "arrayIndex": 3, "runnableAt": "t", "position": 1,
          "statusReason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"},
-        {"name": "b:4", "namespace": "ns", "earliestTimeAtPosition": "u"},
+        {"name": "b:4", "namespace": "ns", "queuedAt": "u", "earliestTimeAtPosition": "v", "shareIdentifier": "s"},
     ])
-    assert front[0] == {"position": 1, "namespace": "ns", "job": "a:3", "status": "RUNNABLE",
-                        "statusReason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", "since": "t"}
+    assert front[0] == {"position": 1, "namespace": "ns", "job": "a:3", "shareIdentifier": "", "status": "RUNNABLE",
+                        "statusReason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", "since": "t",
+                        "earliestTimeAtPosition": None}
     assert (front[1]["job"], front[1]["since"], front[1]["position"]) == ("b:4", "u", 1)
+    assert (front[1]["earliestTimeAtPosition"], front[1]["shareIdentifier"]) == ("v", "s")
+
+
+def cap(vcpu: float, mib: int, gpu: int = 0) -> list[dict[str, Any]]:
+    return [{"capacityUnit": "vCPU", "quantity": vcpu}, {"capacityUnit": "MiB", "quantity": mib},
+            {"capacityUnit": "GPU", "quantity": gpu}]
+
+
+def test_queue_text_shows_the_snapshot_fields() -> None:
+    status = {
+        **QUEUE["status"],
+        "lastUpdatedAt": "2026-01-01T11:59:30Z",
+        "queueUtilization": {
+            "totalCapacityUsage": cap(3.5, 1536, 1),
+            "computeEnvironmentUsage": [{"computeEnvironment": "cpu", "capacityUsage": cap(3, 1024)},
+                                        {"computeEnvironment": "spot", "capacityUsage": cap(0.5, 512, 1)}],
+            "fairshareUtilization": {"activeShareCount": 2, "topCapacityUtilization": [
+                {"shareIdentifier": "teamA", "capacityUsage": cap(3, 1024)},
+                {"shareIdentifier": "teamB", "capacityUsage": cap(0.5, 512, 1)}]},
+        },
+        "shareUsage": [{"shareIdentifier": "teamA", "usage": 12.5, "runningvCpus": 3, "weightFactor": 1.0,
+                        "activeJobs": 4},
+                       {"shareIdentifier": "teamB", "usage": 1.0, "runningvCpus": 0.5, "weightFactor": 1.0,
+                        "activeJobs": 1}],
+    }
+    front = normalize_front([{"name": "a", "namespace": "ns", "position": 1, "shareIdentifier": "teamA",
+                              "queuedAt": "2026-01-01T11:50:00Z", "earliestTimeAtPosition": "2026-01-01T11:59:00Z"}])
+    text = queue_text({**QUEUE, "spec": {**QUEUE["spec"], "schedulingPolicy": "fs"}, "status": status}, front,
+                      width=None, now=NOW)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert "In use: 3.5 vCPU, 1536 MiB, 1 GPU (cpu: 3 vCPU, 1024 MiB, 0 GPU; spot: 0.5 vCPU, 512 MiB, 1 GPU)" in lines
+    assert "Updated: 30s ago" in lines
+    assert "POS JOB STATUS WAITING AT-POSITION SHARE REASON" in lines
+    assert "1 ns/a RUNNABLE 10m 60s teamA" in lines
+    assert "Share usage (2 active shares):" in lines
+    assert "SHARE USAGE WEIGHT RUNNING-VCPUS MEMORY-MIB GPUS ACTIVE-JOBS" in lines
+    assert "teamA 12.5 1 3 1024 0 4" in lines
+    assert "teamB 1 1 0.5 512 1 1" in lines
+    # One environment: no breakdown.
+    status["queueUtilization"]["computeEnvironmentUsage"] = status["queueUtilization"]["computeEnvironmentUsage"][:1]
+    assert "In use:        3.5 vCPU, 1536 MiB, 1 GPU" in queue_text({**QUEUE, "status": status}, [], now=NOW)
 
 
 def test_queue_text_explains_why_the_head_waits() -> None:
