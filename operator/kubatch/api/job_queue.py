@@ -128,6 +128,11 @@ class FrontOfQueueJob(KubatchModel):
     job stays at this position, also across operator restarts (it is carried over from this status),
     set anew when it moves (a job ahead of it started or left, or another job went ahead of it). The
     front is looked at every 2 seconds, so this is the first time it was seen there."""
+    estimatedStartAt: datetime | None = None
+    """When the job is expected to start, if nothing else is submitted (kubatch's addition: the
+    scheduler's plan simulated forward with run times learned per job definition; concepts.md,
+    "When will my job start?"). Unset when the job cannot start as things are (e.g. a head that
+    can never be placed, or a job behind it)."""
     position: Annotated[int, Field(ge=1)] | None = None
     """1 for the head of the queue."""
     queuedAt: datetime | None = None

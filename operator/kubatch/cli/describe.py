@@ -10,8 +10,17 @@ import click
 
 from kubatch.cli.children import STATES, JobAddress, child_view, node_view, parse_address
 from kubatch.cli.client import JSON, CliError, Target, connection_options, get_object, get_pod, output_option
-from kubatch.cli.render import dump, human_duration, key_values, local_time, parse_time, table, terminal_width
-from kubatch.cluster.client import Kube
+from kubatch.cli.render import (
+    dump,
+    human_duration,
+    key_values,
+    local_time,
+    parse_time,
+    starts_in,
+    table,
+    terminal_width,
+)
+from kubatch.cluster.client import ApiError, Kube
 
 
 def _duration(start: object, stop: object, now: datetime) -> str:
@@ -93,8 +102,25 @@ def nodes_table(np: Mapping[str, Any], width: int) -> str:
     return table(["NODE", "STATUS", "EXIT", "POD", "HOST"], rows, max_width=width, flex=("POD", "HOST"))
 
 
-def describe_job(job: Mapping[str, Any], *, width: int = 80, now: datetime | None = None) -> str:
-    """The text of `describe NAME`."""
+async def front_entry(kube: Kube, job: Mapping[str, Any]) -> JSON | None:
+    """The entry of a RUNNABLE job in its queue's front (position, start estimate), if it is there."""
+    meta, spec = job.get("metadata") or {}, job.get("spec") or {}
+    if (job.get("status") or {}).get("status") != "RUNNABLE" or not spec.get("jobQueue"):
+        return None
+    try:
+        queue = await get_object(kube, "jobqueues", str(spec["jobQueue"]), None)
+    except (CliError, ApiError):
+        return None  # the queue is gone, or the user may not read it: describe the job anyway
+    for entry in (queue.get("status") or {}).get("front") or []:
+        if entry.get("namespace") == meta.get("namespace") and entry.get("name") == meta.get("name"):
+            return dict(entry)
+    return None
+
+
+def describe_job(
+    job: Mapping[str, Any], *, width: int = 80, now: datetime | None = None, front: Mapping[str, Any] | None = None
+) -> str:
+    """The text of `describe NAME`; ``front``: the job's entry in its queue's front, if there."""
     now = now or datetime.now(UTC)
     meta, spec, status = job.get("metadata") or {}, job.get("spec") or {}, job.get("status") or {}
     definition = status.get("jobDefinition") or spec.get("jobDefinition")
@@ -118,6 +144,8 @@ def describe_job(job: Mapping[str, Any], *, width: int = 80, now: datetime | Non
                 ("Priority", status.get("schedulingPriority")),
                 ("Created", local_time(status.get("createdAt") or meta.get("creationTimestamp"))),
                 ("Runnable since", local_time(runnable) if runnable else None),
+                ("Queue position", (front or {}).get("position")),
+                ("Expected start", _expected_start(front, now)),
                 ("Started", local_time(status.get("startedAt")) if status.get("startedAt") else None),
                 ("Stopped", local_time(status.get("stoppedAt")) if status.get("stoppedAt") else None),
                 ("Cancel", (spec.get("cancel") or {}).get("reason")),
@@ -139,6 +167,12 @@ def describe_job(job: Mapping[str, Any], *, width: int = 80, now: datetime | Non
         head = f"Nodes: {np.get('numNodes')} (main node {np.get('mainNode')})"
         sections.append(head + ("\n" + _indent(nodes_table(np, width - 2)) if np.get("nodes") else ""))
     return "\n".join(sections)
+
+
+def _expected_start(front: Mapping[str, Any] | None, now: datetime) -> str | None:
+    if not front or not front.get("estimatedStartAt"):
+        return None
+    return f"{local_time(front['estimatedStartAt'])} ({starts_in(front['estimatedStartAt'], now)})"
 
 
 def describe_part(view: Mapping[str, Any], pod: Mapping[str, Any] | None) -> str:
@@ -189,20 +223,20 @@ def describe(kubeconfig: str | None, namespace: str | None, address: str, output
         raise click.BadParameter(str(e), param_hint="ADDRESS") from e
     target = Target.resolve(kubeconfig, namespace)
 
-    async def fetch(kube: Kube) -> tuple[JSON, JSON | None, JSON | None]:
+    async def fetch(kube: Kube) -> tuple[JSON, JSON | None, JSON | None, JSON | None]:
         job = await get_object(kube, "batchjobs", addr.name, target.namespace)
         if addr.index is None and addr.node is None:
-            return job, None, None
+            return job, None, None, await front_entry(kube, job)
         try:
             view = part_view(job, addr)
         except ValueError as e:
             raise CliError(str(e)) from e
         pod = await get_pod(kube, target.namespace, view["podName"]) if view.get("podName") else None
-        return job, view, pod
+        return job, view, pod, None
 
-    job, view, pod = target.run(fetch)
+    job, view, pod, front = target.run(fetch)
     if view is None:
-        click.echo(dump(job, output) if output != "table" else describe_job(job, width=terminal_width()))
+        click.echo(dump(job, output) if output != "table" else describe_job(job, width=terminal_width(), front=front))
     elif output != "table":
         click.echo(dump({**view, "pod": pod_line(view.get("podName"), pod)}, output))
     else:

@@ -12,14 +12,14 @@ import click
 
 from kubatch.cli.children import STATES
 from kubatch.cli.client import JSON, Target, connection_options, get_object, output_option, resource_path
-from kubatch.cli.render import age, counts, dump, key_values, table, terminal_width
+from kubatch.cli.render import age, counts, dump, key_values, starts_in, table, terminal_width
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.core.arrays import IndexSet
 
 
 def normalize_front(entries: Sequence[Mapping[str, Any]]) -> list[JSON]:
     """Front entries as {position, namespace, job, shareIdentifier, status, statusReason, since,
-    earliestTimeAtPosition} (``since``: RUNNABLE since), accepting both ``jobName``/``arrayIndex``/
+    earliestTimeAtPosition, estimatedStartAt} (``since``: RUNNABLE since), accepting both ``jobName``/``arrayIndex``/
     ``runnableAt`` and ``name``/``queuedAt`` spellings."""
     out: list[JSON] = []
     for i, e in enumerate(entries):
@@ -37,6 +37,7 @@ def normalize_front(entries: Sequence[Mapping[str, Any]]) -> list[JSON]:
                 "statusReason": e.get("statusReason") or "",
                 "since": e.get("runnableAt") or e.get("queuedAt"),
                 "earliestTimeAtPosition": e.get("earliestTimeAtPosition"),
+                "estimatedStartAt": e.get("estimatedStartAt"),
             }
         )
     return out
@@ -78,9 +79,10 @@ def runnable_front(jobs: Iterable[Mapping[str, Any]], queue: str, limit: int) ->
 
 
 def front_table(front: Sequence[Mapping[str, Any]], width: int | None, now: datetime | None = None) -> str:
-    """POS, JOB, STATUS, WAITING (since RUNNABLE), AT-POSITION (since at this position), SHARE (when
-    any entry has one), REASON."""
+    """POS, JOB, STATUS, WAITING (since RUNNABLE), AT-POSITION (since at this position), STARTS (the
+    start estimate, when any entry has one), SHARE (when any entry has one), REASON."""
     shares = any(f.get("shareIdentifier") for f in front)
+    estimates = any(f.get("estimatedStartAt") for f in front)
     rows = [
         [
             f.get("position"),
@@ -88,12 +90,22 @@ def front_table(front: Sequence[Mapping[str, Any]], width: int | None, now: date
             f.get("status"),
             age(f.get("since"), now) if f.get("since") else "",
             age(f.get("earliestTimeAtPosition"), now) if f.get("earliestTimeAtPosition") else "",
+            *([starts_in(f.get("estimatedStartAt"), now) or "?"] if estimates else []),
             *([f.get("shareIdentifier") or ""] if shares else []),
             f.get("statusReason"),
         ]
         for f in front
     ]
-    headers = ["POS", "JOB", "STATUS", "WAITING", "AT-POSITION", *(["SHARE"] if shares else []), "REASON"]
+    headers = [
+        "POS",
+        "JOB",
+        "STATUS",
+        "WAITING",
+        "AT-POSITION",
+        *(["STARTS"] if estimates else []),
+        *(["SHARE"] if shares else []),
+        "REASON",
+    ]
     return table(headers, rows, max_width=width, flex=("JOB", "REASON", "SHARE"))
 
 

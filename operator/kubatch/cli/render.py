@@ -103,6 +103,15 @@ def age(timestamp: object, now: datetime | None = None) -> str:
     return human_duration(((now or datetime.now(UTC)) - t).total_seconds())
 
 
+def starts_in(timestamp: object, now: datetime | None = None) -> str:
+    """``in 2m5s`` until an RFC 3339 timestamp (``now`` once it has passed), or ``""`` when unset."""
+    t = parse_time(timestamp)
+    if t is None:
+        return ""
+    left = (t - (now or datetime.now(UTC))).total_seconds()
+    return "now" if left < 1 else f"in {human_duration(left)}"
+
+
 def local_time(timestamp: object) -> str:
     """A timestamp as written (UTC), or ``-``."""
     t = parse_time(timestamp)

@@ -4,6 +4,10 @@
   writer of the queue's status carries it over from the status it wrote before while the job (same
   namespace, name and jobId) is at the same position, so it stays put across cycles and across an
   operator restart; a job that moved gets the current time.
+* ``estimatedStartAt`` of each front entry (kubatch's addition): when the job is expected to start
+  (:mod:`kubatch.scheduler.estimate`). A new estimate within ``ESTIMATE_TOLERANCE_SECONDS`` or a
+  tenth of the remaining wait of the written one keeps the written one, so estimates that wobble
+  do not rewrite the queue every cycle.
 * ``queueUtilization``: the capacity (vCPU, MiB of memory, GPU) the queue's STARTING and RUNNING
   pods request, in total, per compute environment and, for a fair-share queue, per share (the 20
   largest) with the number of active shares.
@@ -19,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubatch.core.timestamps import parse_iso
+from kubatch.core.timestamps import iso, parse_iso
 from kubatch.scheduler.snapshot import Resources
 
 #: Shares listed in ``fairshareUtilization.topCapacityUtilization`` (AWS's console shows 20).
@@ -28,6 +32,8 @@ TOP_SHARES = 20
 MAX_ENVIRONMENTS = 10
 #: Seconds between writes caused only by shares' decayed usage drifting.
 USAGE_REFRESH_SECONDS = 30.0
+#: A front entry's new start estimate this close to the written one keeps the written one.
+ESTIMATE_TOLERANCE_SECONDS = 5.0
 
 
 def with_times_at_position(
@@ -46,6 +52,28 @@ def with_times_at_position(
             entry["earliestTimeAtPosition"] = now
         out.append(entry)
     return out
+
+
+def with_estimates(
+    previous: Sequence[Mapping[str, Any]] | None, entries: list[dict[str, Any]], now: float
+) -> list[dict[str, Any]]:
+    """``entries`` whose ``estimatedStartAt`` (epoch seconds when set) is written as RFC 3339: the
+    written one (in ``previous``, the written front) when the new one is within the tolerance (see
+    module docstring) of it, else the new one."""
+    before = {(p.get("namespace"), p.get("name"), p.get("jobId")): p for p in previous or ()}
+    for entry in entries:
+        expected = entry.get("estimatedStartAt")
+        if not isinstance(expected, int | float):
+            continue
+        old = before.get((entry.get("namespace"), entry.get("name"), entry.get("jobId")))
+        written = parse_iso((old or {}).get("estimatedStartAt"))
+        if written is not None:
+            tolerance = max(ESTIMATE_TOLERANCE_SECONDS, 0.1 * (written - now))
+            if abs(float(expected) - written) <= tolerance:
+                entry["estimatedStartAt"] = old["estimatedStartAt"]  # type: ignore[index]
+                continue
+        entry["estimatedStartAt"] = iso(float(expected))
+    return entries
 
 
 _NONE = Resources()

@@ -181,6 +181,7 @@ class Runtime:
                 self.dispatcher.tracker.active_shares(self.dispatcher.now()) | self.dispatcher.active_job_shares()
             ),
             planned=lambda: self.dispatcher.cycles > 0,
+            estimate=self.dispatcher.estimator.start_of,
         )
         v = self.view
         self.informers = [

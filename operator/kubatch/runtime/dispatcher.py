@@ -45,6 +45,7 @@ from kubatch.core.timestamps import parse_iso
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.consumables import Charge, Ledger, consumed_quantity, non_replenishable, started_units
+from kubatch.runtime.estimates import DEFAULT_INTERVAL as ESTIMATE_INTERVAL
 from kubatch.runtime.estimates import StartEstimator, head_waits
 from kubatch.runtime.jobs import resolve_definition
 from kubatch.scheduler import (
@@ -171,7 +172,11 @@ class Dispatcher:
         self.ledger_swept = False  # the startup sweep charged units started without a charge
         self.ledger_pruned_at = 0.0
         self.estimator = StartEstimator(
-            view, requests=pod_requests, definition_spec=self._definition_spec, now=lambda: self.now()
+            view,
+            requests=pod_requests,
+            definition_spec=self._definition_spec,
+            interval=float(os.environ.get("KUBATCH_ESTIMATE_INTERVAL_SECONDS", "") or ESTIMATE_INTERVAL),
+            now=lambda: self.now(),
         )
         self._estimating: asyncio.Task[None] | None = None
         self._estimated_queues: set[str] = set()  # queues with a head_estimated_wait value

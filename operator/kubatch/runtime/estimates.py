@@ -24,8 +24,9 @@ from kubatch.scheduler.snapshot import Job, Resources, Snapshot
 
 JSON = Mapping[str, Any]
 
-#: Seconds between two estimates (each simulates every queue's front).
-DEFAULT_INTERVAL = 5.0
+#: Seconds between two estimates (each simulates every queue's front); the queues' status is
+#: refreshed as often, so a front shows estimates at most this old.
+DEFAULT_INTERVAL = 2.0
 
 
 def job_key_of(unit_key: str) -> str:

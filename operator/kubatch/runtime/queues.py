@@ -25,7 +25,14 @@ from kubatch.cluster.view import View
 from kubatch.core.capacity import pool_nodes
 from kubatch.core.instances import Architecture, InstanceTypeError, architecture_conflict, environment_architecture
 from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
-from kubatch.core.queue_snapshot import QueueUse, queue_utilization, status_changed, tally, with_times_at_position
+from kubatch.core.queue_snapshot import (
+    QueueUse,
+    queue_utilization,
+    status_changed,
+    tally,
+    with_estimates,
+    with_times_at_position,
+)
 from kubatch.core.timestamps import iso, parse_iso
 from kubatch.runtime.periodic import every
 from kubatch.scheduler import Policy, Resources, ShareUsage
@@ -119,6 +126,7 @@ class StatusWriter:
         is_leader: Callable[[], bool] | None = None,
         active_shares: Callable[[], Iterable[tuple[str, str]]] = tuple,
         planned: Callable[[], bool] = lambda: True,
+        estimate: Callable[[str], float | None] = lambda _key: None,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.kube = kube
@@ -132,6 +140,7 @@ class StatusWriter:
         self.is_leader = is_leader or (lambda: True)
         self.active_shares = active_shares  # (queue, share) pairs the scheduler counts as active
         self.planned = planned  # the dispatcher has made a plan (its front is known)
+        self.estimate = estimate  # scheduler key -> expected start (epoch seconds), if estimated
         self.now = now
         self.ready = asyncio.Event()
 
@@ -157,6 +166,9 @@ class StatusWriter:
             }
             if (job.get("spec") or {}).get("shareIdentifier"):
                 entry["shareIdentifier"] = job["spec"]["shareIdentifier"]
+            expected = self.estimate(key)
+            if expected is not None:
+                entry["estimatedStartAt"] = expected
             if pos == 1 and job_key in blocked:
                 entry["statusReason"] = blocked[job_key]
             out.append(entry)
@@ -239,7 +251,11 @@ class StatusWriter:
                 "status": status,
                 "statusReason": reason,
                 "jobCounts": {s: int(c.get(s, 0)) for s in STATES},
-                "front": with_times_at_position(written.get("front"), self.front_entries(name), iso(now)),
+                "front": with_estimates(
+                    written.get("front"),
+                    with_times_at_position(written.get("front"), self.front_entries(name), iso(now)),
+                    now,
+                ),
                 "queueUtilization": queue_utilization(use.get(name), fair_share=fair, active_shares=active[name]),
                 "disabledAt": None if since is None else iso(since),
             }

@@ -127,7 +127,7 @@ def test_normalize_front_accepts_both_spellings() -> None:
     ])
     assert front[0] == {"position": 1, "namespace": "ns", "job": "a:3", "shareIdentifier": "", "status": "RUNNABLE",
                         "statusReason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", "since": "t",
-                        "earliestTimeAtPosition": None}
+                        "earliestTimeAtPosition": None, "estimatedStartAt": None}
     assert (front[1]["job"], front[1]["since"], front[1]["position"]) == ("b:4", "u", 1)
     assert (front[1]["earliestTimeAtPosition"], front[1]["shareIdentifier"]) == ("v", "s")
 
@@ -238,3 +238,23 @@ def test_job_name_column_and_describe_show_the_aws_name() -> None:
     text = describe_job(aws, now=NOW)
     assert "Job name:" in text and "Render_Frames" in text
     assert "Job name:" not in describe_job(plain, now=NOW)
+
+
+def test_queue_front_shows_when_each_job_is_expected_to_start() -> None:
+    front = normalize_front([
+        {"name": "a", "namespace": "ns", "position": 1, "queuedAt": "2026-01-01T11:50:00Z",
+         "estimatedStartAt": "2026-01-01T12:02:05Z"},
+        {"name": "b", "namespace": "ns", "position": 2, "queuedAt": "2026-01-01T11:50:00Z"},
+    ])
+    lines = [" ".join(line.split()) for line in queue_text(QUEUE, front, width=None, now=NOW).splitlines()]
+    assert "POS JOB STATUS WAITING AT-POSITION STARTS REASON" in lines
+    assert any(line.startswith("1 ns/a RUNNABLE 10m") and line.endswith("in 2m") for line in lines)
+    assert any(line.startswith("2 ns/b RUNNABLE 10m") and line.endswith("?") for line in lines)
+
+
+def test_describe_shows_the_queue_position_and_the_expected_start() -> None:
+    j = job("a", "RUNNABLE")
+    text = describe_job(j, now=NOW, front={"position": 3, "estimatedStartAt": "2026-01-01T12:00:40Z"})
+    assert "Queue position:  3" in text
+    assert "2026-01-01 12:00:40Z (in 40s)" in text
+    assert "Expected start" not in describe_job(j, now=NOW)

@@ -11,8 +11,10 @@ from kubatch.core.queue_snapshot import (
     queue_utilization,
     status_changed,
     tally,
+    with_estimates,
     with_times_at_position,
 )
+from kubatch.core.timestamps import iso
 from kubatch.scheduler.snapshot import Resources
 
 T0, T1 = "2026-01-01T12:00:00Z", "2026-01-01T12:00:30Z"
@@ -126,3 +128,27 @@ def test_share_usage_drift_alone_is_written_at_most_every_30_seconds() -> None:
     assert status_changed(written, {**drifted, "status": "INVALID"}, now=t0 + 1)
     # A status never stamped: written.
     assert status_changed({k: v for k, v in written.items() if k != "lastUpdatedAt"}, drifted, now=t0)
+
+
+def test_start_estimates_are_written_as_timestamps_and_small_wobbles_keep_the_written_one() -> None:
+    now = 1_800_000_000.0
+    written = [
+        {"namespace": "ns", "name": "a", "jobId": "1", "estimatedStartAt": iso(now + 100)},
+        {"namespace": "ns", "name": "b", "jobId": "2", "estimatedStartAt": iso(now + 1000)},
+        {"namespace": "ns", "name": "c", "jobId": "3", "estimatedStartAt": iso(now + 10)},
+    ]
+    entries = [
+        {"namespace": "ns", "name": "a", "jobId": "1", "estimatedStartAt": now + 104},  # within 5 s: kept
+        {"namespace": "ns", "name": "b", "jobId": "2", "estimatedStartAt": now + 1090},  # within 10 % of 1000 s
+        {"namespace": "ns", "name": "c", "jobId": "3", "estimatedStartAt": now + 30},  # moved: new
+        {"namespace": "ns", "name": "d", "jobId": "4", "estimatedStartAt": now + 50},  # new entry
+        {"namespace": "ns", "name": "e", "jobId": "5"},  # no estimate
+    ]
+    out = with_estimates(written, entries, now)
+    assert [e.get("estimatedStartAt") for e in out] == [
+        iso(now + 100),
+        iso(now + 1000),
+        iso(now + 30),
+        iso(now + 50),
+        None,
+    ]
