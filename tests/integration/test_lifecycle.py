@@ -8,9 +8,14 @@ from typing import Any
 
 import pytest
 
+from kubatch.core.timestamps import parse_iso
 from tests.integration.batch import Batch
 
 pytestmark = pytest.mark.integration
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (parse_iso(end) or 0.0) - (parse_iso(start) or 0.0)
 
 
 def env_of(pod: dict[str, Any]) -> dict[str, str]:
@@ -209,6 +214,79 @@ def test_timeout_fails_the_attempt_without_retry(batch: Batch) -> None:
     assert st["status"] == "FAILED"
     assert st["statusReason"] == "Job attempt duration exceeded timeout"
     assert len(st["attempts"]) == 1
+
+
+def test_a_retried_attempt_gets_a_fresh_timeout(batch: Batch) -> None:
+    """AWS: "If a job attempt fails on its own, then it can retry if retries are enabled, and the
+    timeout countdown is started over for the new attempt"; a timed-out attempt is not retried.
+    (The clock is AWS's minimum, 60 s, which the test operator does not scale.)"""
+    q = batch.queue([batch.environment()])
+    batch.container_definition("clocked", retryStrategy={"attempts": 3}, timeout={"attemptDurationSeconds": 60})
+    # 35 s that fail, then 35 s that succeed: 70 s in all, each attempt within its own 60 s.
+    batch.job("again", q, "clocked", duration="35s", annotations={"sim.kubatch.dev/exit-code-attempt-1": "1"})
+    # 10 s that fail, then an attempt that runs until its own 60 s are up (not the first one's).
+    batch.job(
+        "again-slow",
+        q,
+        "clocked",
+        duration="1h",
+        annotations={"sim.kubatch.dev/duration-attempt-1": "10s", "sim.kubatch.dev/exit-code-attempt-1": "1"},
+    )
+    done = batch.wait_done("again", timeout=150)
+    assert done["status"] == "SUCCEEDED", done
+    first, second = done["attempts"]
+    assert (first["container"]["exitCode"], second["container"]["exitCode"]) == (1, 0)
+    assert first["statusReason"] == "Essential container in task exited"
+    assert seconds_between(first["startedAt"], second["stoppedAt"]) >= 65, done["attempts"]
+
+    slow = batch.wait_done("again-slow", timeout=150)
+    assert slow["status"] == "FAILED", slow
+    assert slow["statusReason"] == "Job attempt duration exceeded timeout"
+    first, second = slow["attempts"]  # the timeout is final: no third attempt
+    assert first["container"]["exitCode"] == 1
+    assert second["statusReason"] == "Job attempt duration exceeded timeout"
+    assert 59 <= seconds_between(second["startedAt"], second["stoppedAt"]) <= 80, slow["attempts"]
+    assert seconds_between(first["startedAt"], second["stoppedAt"]) >= 68, slow["attempts"]
+
+
+def test_an_array_timeout_applies_to_each_child(batch: Batch) -> None:
+    """AWS: "The timeout specified in the attemptDurationSeconds parameter applies to each child
+    job. The parent array job does not have a timeout." Two vCPUs run two children at a time (in
+    index order): child 0 runs for an hour and times out; child 1 (35 s) and then child 2 (35 s)
+    succeed, child 2 ending more than 60 s after child 0 started."""
+    q = batch.queue([batch.environment(cpu=2)])
+    batch.container_definition("clocked", timeout={"attemptDurationSeconds": 60})
+    batch.job(
+        "frames",
+        q,
+        "clocked",
+        duration="35s",
+        arrayProperties={"size": 3},
+        annotations={"sim.kubatch.dev/duration-index-0": "1h"},
+    )
+    started: dict[int, float] = {}
+
+    def record_until_done() -> dict[str, Any] | None:
+        for pod in batch.pods("frames"):
+            for c in (pod.get("status") or {}).get("containerStatuses") or []:
+                at = parse_iso(((c.get("state") or {}).get("running") or {}).get("startedAt"))
+                if at is not None:
+                    started.setdefault(int(pod["metadata"]["labels"]["kubatch.dev/array-index"]), at)
+        st = batch.status("frames")
+        return st if st.get("status") in ("SUCCEEDED", "FAILED") else None
+
+    done = batch.wait_for(record_until_done, "the array done", timeout=150, interval=0.5)
+    props = done["arrayProperties"]
+    assert done["status"] == "FAILED", done
+    assert props["statusSummary"]["SUCCEEDED"] == 2 and props["statusSummary"]["FAILED"] == 1, props
+    assert props["indexes"] == {"FAILED": "0", "SUCCEEDED": "1-2"}, props
+    assert props["statusReasons"] == {"Job attempt duration exceeded timeout": "0"}, props
+    assert props["exitCodes"].get("0") == "1-2", props
+    assert props["attempts"] == {"1": "0-2"}, props  # each child ran once
+    assert sorted(started) == [0, 1, 2], started
+    # Child 2 started once child 1 ended and ran past child 0's 60 s: its own clock.
+    assert started[2] - started[0] >= 30, started
+    assert (parse_iso(done["stoppedAt"]) or 0) - started[0] >= 65, (done["stoppedAt"], started)
 
 
 def test_revisions_are_pinned_at_submission(batch: Batch) -> None:
