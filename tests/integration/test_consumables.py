@@ -1,11 +1,14 @@
-"""NON_REPLENISHABLE consumable resources on the real control plane: the units a job used never come
+"""Consumable resources on the real control plane. NON_REPLENISHABLE: the units a job used never come
 back, also when the finished jobs are deleted and after the operator is killed and started again
-(the count lives in the ConsumableResource's status, not in the operator)."""
+(the count lives in the ConsumableResource's status, not in the operator). REPLENISHABLE: a resource
+deleted while jobs wait for it and created again (the waiting jobs then run, and the units of a job
+that kept running meanwhile are counted), and array children, each taking its own units."""
 
 from __future__ import annotations
 
 import fcntl
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ import pytest
 from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import Batch
 
-# The test kills the shared operator: it runs with the other restart tests (same xdist worker).
+# One test kills the shared operator: the module runs with the other restart tests (same xdist worker).
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
 
 
@@ -75,3 +78,105 @@ def test_non_replenishable_units_never_come_back(batch: Batch, cluster: Any, ope
     st = batch.wait_for(waits_for_units, "the fifth job held: no unit left", timeout=30)
     assert f"consumable resource {tokens}, whose total is 0" in st.get("statusReasonDetail", ""), st
     assert not batch.pods("too-many")
+
+
+def consumable_status(batch: Batch, name: str) -> dict[str, Any]:
+    return dict(batch.kget("consumableresource", name).get("status") or {})
+
+
+def live_pods(batch: Batch, job: str) -> list[dict[str, Any]]:
+    """The job's pods that have not finished (they hold the job's units)."""
+    return [p for p in batch.pods(job) if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+
+
+def test_a_deleted_resource_holds_its_jobs_until_it_is_created_again(batch: Batch) -> None:
+    q = batch.queue([batch.environment(cpu=4)])
+    lic = batch.name("lic")
+    spec = {"resourceType": "REPLENISHABLE", "totalQuantity": 1}
+    batch.cluster_object("ConsumableResource", lic, spec)
+    batch.container_definition(
+        "licensed",
+        consumableResourceProperties={"consumableResourceList": [{"consumableResource": lic, "quantity": 1}]},
+    )
+    batch.job("holder", q, "licensed", duration="40s")
+    batch.wait_status("holder", "RUNNING")
+    waiters = [batch.job(f"w-{i}", q, "licensed", duration="3s") for i in range(2)]
+    for w in waiters:
+        batch.wait_status(w, "RUNNABLE")
+
+    batch.kubectl("delete", "consumableresource", lic)
+
+    def missing() -> dict[str, Any] | None:
+        st = batch.status("w-0")
+        return st if "does not exist" in (st.get("statusReasonDetail") or "") else None
+
+    held = batch.wait_for(missing, "the head waits for the missing resource", timeout=30)
+    assert held["status"] == "RUNNABLE", held
+    assert held["statusReason"] == (
+        "ACTION_REQUIRED - A consumable resource the job requires does not exist or is smaller than the request."
+    ), held
+    assert held["statusReasonDetail"] == f"consumable resource {lic} does not exist", held
+    # The job already running keeps running; nothing else starts.
+    assert batch.status("holder")["status"] == "RUNNING"
+    assert not batch.pods("w-0") and not batch.pods("w-1")
+
+    # Created again (two units): the holder's unit is counted, so one waiter runs at a time beside it.
+    batch.cluster_object("ConsumableResource", lic, {**spec, "totalQuantity": 2})
+    saw_full = False
+    beside: set[str] = set()
+    deadline = time.monotonic() + 90
+    while batch.status("holder").get("status") == "RUNNING" and time.monotonic() < deadline:
+        running = [w for w in waiters if live_pods(batch, w)]
+        assert len(running) <= 1, f"more units handed out than exist: {running}"
+        beside.update(running)
+        st = consumable_status(batch, lic)
+        saw_full = saw_full or (st.get("inUseQuantity") == 2 and st.get("availableQuantity") == 0)
+        time.sleep(0.3)
+    assert beside, "no waiter ran beside the holder once the resource was back"
+    assert saw_full, "the status never counted the holder's unit and a waiter's"
+    assert batch.wait_done("holder")["status"] == "SUCCEEDED"
+    assert all(batch.wait_done(w)["status"] == "SUCCEEDED" for w in waiters)
+
+    def returned() -> dict[str, Any] | None:
+        st = consumable_status(batch, lic)
+        ok = (st.get("totalQuantity"), st.get("inUseQuantity"), st.get("availableQuantity")) == (2, 0, 2)
+        return st if ok else None
+
+    batch.wait_for(returned, "all units back")
+
+
+def test_array_children_each_take_their_units(batch: Batch) -> None:
+    q = batch.queue([batch.environment(cpu=8)])
+    seats = batch.cluster_object(
+        "ConsumableResource", batch.name("seat"), {"resourceType": "REPLENISHABLE", "totalQuantity": 5}
+    )
+    # Two units a child: two children at a time (four units), the fifth unit stays free.
+    batch.container_definition(
+        "seated",
+        consumableResourceProperties={"consumableResourceList": [{"consumableResource": seats, "quantity": 2}]},
+    )
+    batch.job("render", q, "seated", duration="3s", arrayProperties={"size": 5})
+    peak = 0
+    saw_four = False
+    deadline = time.monotonic() + 120
+    while batch.status("render").get("status") not in ("SUCCEEDED", "FAILED"):
+        assert time.monotonic() < deadline, batch.status("render")
+        running = live_pods(batch, "render")
+        assert len(running) <= 2, [p["metadata"]["name"] for p in running]
+        peak = max(peak, len(running))
+        st = consumable_status(batch, seats)
+        assert (st.get("inUseQuantity") or 0) <= 4, st
+        saw_four = saw_four or (st.get("inUseQuantity") == 4 and st.get("availableQuantity") == 1)
+        time.sleep(0.3)
+    done = batch.status("render")
+    assert done["status"] == "SUCCEEDED", done
+    assert done["arrayProperties"]["statusSummary"]["SUCCEEDED"] == 5
+    assert peak == 2
+    assert saw_four, "the status never showed two children's units in use"
+
+    def returned() -> dict[str, Any] | None:
+        st = consumable_status(batch, seats)
+        ok = (st.get("totalQuantity"), st.get("inUseQuantity"), st.get("availableQuantity")) == (5, 0, 5)
+        return st if ok else None
+
+    batch.wait_for(returned, "the children's units back")
