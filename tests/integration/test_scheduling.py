@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.batch import GROUP, Batch
+from tests.integration.test_multinode_gpu import mnp_definition
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +149,67 @@ def test_compute_reservation_leaves_room_for_inactive_shares(batch: Batch) -> No
     # One active share, computeReservation 50: (50/100)^1 of the capacity stays free.
     counts = fair_share_wave(batch, {"teamA": 1.0}, capacity=4, per_share=4, reservation=50)
     assert counts == Counter({"teamA": 2})
+
+
+def test_fair_share_weighs_every_node_of_multi_node_jobs(batch: Batch) -> None:
+    """Two shares of equal weight submit multi-node jobs: teamA's of four 1-vCPU nodes, teamB's of
+    two. Counting every node, an 8-vCPU wave gives each share 4 vCPUs: one teamA job and two teamB
+    jobs (counting main nodes only would have given one each). The queue's share usage counts
+    every node's vCPUs too. Six 2-vCPU nodes capped at 8 vCPUs: room for any placement of the
+    nodes (one node of a job per Kubernetes node)."""
+    ce = batch.environment(nodes=6, cpu=2, unmanaged_vcpus=8, state="DISABLED")
+    policy = batch.cluster_object(
+        "SchedulingPolicy",
+        batch.name("fs"),
+        {
+            "fairsharePolicy": {
+                "shareDecaySeconds": 3600,
+                "shareDistribution": [
+                    {"shareIdentifier": "teamA", "weightFactor": 1.0},
+                    {"shareIdentifier": "teamB", "weightFactor": 1.0},
+                ],
+            }
+        },
+    )
+    q = batch.queue([ce], policy=policy)
+    mnp_definition(batch, "wide", 4)
+    mnp_definition(batch, "narrow", 2)
+    names: dict[str, str] = {}
+    for i in range(3):
+        names[batch.job(f"a-{i}", q, "wide", duration="1h", shareIdentifier="teamA")] = "teamA"
+    for i in range(4):
+        names[batch.job(f"b-{i}", q, "narrow", duration="1h", shareIdentifier="teamB")] = "teamB"
+    wait_runnable(batch, list(names))
+    set_ce_state(batch, ce, "ENABLED")
+
+    def every_node_running() -> Counter[str] | None:
+        pods = batch.kget("pods", "-n", batch.ns)["items"]
+        running = Counter(
+            p["metadata"]["labels"]["kubatch.dev/job-name"] for p in pods if p["status"].get("phase") == "Running"
+        )
+        if sum(running.values()) < 8:
+            return None
+        by_share: Counter[str] = Counter()
+        for job, n in running.items():
+            by_share[names[job]] += n
+        return by_share
+
+    nodes = batch.wait_for(every_node_running, "8 nodes running", timeout=90)
+    assert nodes == Counter({"teamA": 4, "teamB": 4}), nodes
+    time.sleep(2)  # nothing more starts
+    jobs = Counter(names[n] for n in running_jobs(batch, list(names)))
+    assert jobs == Counter({"teamA": 1, "teamB": 2}), jobs
+
+    def share_rows() -> dict[str, dict[str, Any]] | None:
+        rows = (batch.kget("jobqueue", q).get("status") or {}).get("shareUsage") or []
+        by_share = {r["shareIdentifier"]: r for r in rows}
+        ok = all(by_share.get(s, {}).get("usage", 0) >= 20 for s in ("teamA", "teamB"))
+        return by_share if ok else None
+
+    rows = batch.wait_for(share_rows, "both shares' usage recorded", timeout=60)
+    assert rows["teamA"]["runningvCpus"] == rows["teamB"]["runningvCpus"] == 4, rows
+    ratio = rows["teamA"]["usage"] / rows["teamB"]["usage"]
+    assert 0.75 <= ratio <= 1.33, rows  # 4 vCPUs each since the wave (main nodes only: 1 and 2)
 
 
 def test_consumable_resource_limits_concurrency_and_is_returned(batch: Batch) -> None:
