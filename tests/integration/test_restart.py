@@ -1,5 +1,6 @@
 """Crash safety: the operator killed with SIGKILL mid-run and started again loses no job,
-duplicates no attempt and leaves nothing stuck (state lives only in the API server)."""
+duplicates no attempt and leaves nothing stuck (state lives only in the API server); fair-share
+usage recorded before a restart still orders the shares after it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from kubatch.core.timestamps import parse_iso
 from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import Batch
+from tests.integration.test_consumables import restart_operator
 
 # Tests that kill the shared operator run one after the other (same xdist worker).
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
@@ -111,3 +114,50 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(batch: Batch, cluster: Any
     # Every attempt had exactly one pod, named after the job and attempt.
     expected_pods = {f"r-{i}-a1" for i in range(20)} | {f"r-{i}-a2" for i in range(0, 20, 5)}
     assert set(recorder.uids) == expected_pods
+
+
+def share_usage(batch: Batch, queue: str) -> dict[str, float]:
+    rows = (batch.kget("jobqueue", queue).get("status") or {}).get("shareUsage") or []
+    return {r["shareIdentifier"]: float(r.get("usage") or 0) for r in rows}
+
+
+def test_fair_share_usage_survives_a_restart(batch: Batch, cluster: Any, operator: Any) -> None:
+    """teamA used the queue before the operator restarts; after it, a wave of one teamA job (the
+    older) and one teamB job on a single vCPU gives teamB the vCPU first. (Had the usage been lost,
+    the two shares would tie and teamA would go first: ties go by share identifier.)"""
+    ce = batch.environment(cpu=1)
+    policy = batch.cluster_object(
+        "SchedulingPolicy",
+        batch.name("fs"),
+        {
+            "fairsharePolicy": {
+                "shareDecaySeconds": 3600,
+                "shareDistribution": [
+                    {"shareIdentifier": "teamA", "weightFactor": 1.0},
+                    {"shareIdentifier": "teamB", "weightFactor": 1.0},
+                ],
+            }
+        },
+    )
+    q = batch.queue([ce], policy=policy)
+    batch.container_definition("work")
+    batch.job("history", q, "work", duration="6s", shareIdentifier="teamA")
+    assert batch.wait_done("history")["status"] == "SUCCEEDED"
+    recorded = batch.wait_for(
+        lambda: (u := share_usage(batch, q)).get("teamA", 0) >= 3 and u, "teamA's usage recorded", timeout=30
+    )
+    batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", json.dumps({"spec": {"state": "DISABLED"}}))
+
+    restart_operator(cluster)
+    batch.job("a-next", q, "work", duration="4s", shareIdentifier="teamA")
+    time.sleep(1.1)  # distinct creation seconds: teamA's job is the older one
+    batch.job("b-first", q, "work", duration="4s", shareIdentifier="teamB")
+    for name in ("a-next", "b-first"):
+        batch.wait_status(name, "RUNNABLE")
+    # The restarted operator's status still has teamA's usage (decayed by seconds out of an hour).
+    batch.wait_for(lambda: share_usage(batch, q).get("teamA", 0) >= 0.9 * recorded["teamA"], "usage kept", timeout=10)
+    batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", json.dumps({"spec": {"state": "ENABLED"}}))
+    b = batch.wait_done("b-first")
+    a = batch.wait_done("a-next")
+    assert (a["status"], b["status"]) == ("SUCCEEDED", "SUCCEEDED")
+    assert (parse_iso(a["startedAt"]) or 0) >= (parse_iso(b["stoppedAt"]) or 0) - 1, (a, b)
