@@ -467,6 +467,18 @@ INVALID: list[Invalid] = [
     ),
     Invalid("max-vcpus-negative", "ComputeEnvironment", {"computeResources": {"maxvCpus": -1}}, "maxvCpus"),
     Invalid("ce-state", "ComputeEnvironment", {"state": "PAUSED"}, "spec.state"),
+    Invalid(
+        "update-timeout-0",
+        "ComputeEnvironment",
+        {"updatePolicy": {"jobExecutionTimeoutMinutes": 0}},
+        "spec.updatePolicy.jobExecutionTimeoutMinutes",
+    ),
+    Invalid(
+        "update-timeout-7201",
+        "ComputeEnvironment",
+        {"updatePolicy": {"jobExecutionTimeoutMinutes": 7201}},
+        "spec.updatePolicy.jobExecutionTimeoutMinutes",
+    ),
     # JobQueue
     Invalid(
         "queue-no-compute-environment", "JobQueue", {"computeEnvironmentOrder": []}, "spec.computeEnvironmentOrder"
@@ -681,6 +693,12 @@ VALID: list[Valid] = [
     Valid("single-node-ranges", "JobDefinition", nodes(3, "2", "0", "1")),
     Valid("one-node", "JobDefinition", nodes(1, "0")),
     Valid("pod-definition", "JobDefinition", pod()),
+    Valid(
+        "update-policy",
+        "ComputeEnvironment",
+        {"updatePolicy": {"terminateJobsOnUpdate": False, "jobExecutionTimeoutMinutes": 7200}},
+    ),
+    Valid("update-policy-terminate", "ComputeEnvironment", {"updatePolicy": {"terminateJobsOnUpdate": True}}),
     Valid(
         "unmanaged",
         "ComputeEnvironment",

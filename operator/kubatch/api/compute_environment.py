@@ -44,7 +44,9 @@ class NodeClassRef(KubatchModel):
 
 
 class ComputeResources(KubatchModel):
-    """How a MANAGED environment's capacity is sized and made."""
+    """How a MANAGED environment's capacity is sized and made. Changing type, instanceTypes,
+    allocationStrategy or nodeClassRef is an infrastructure update: the nodes made before are
+    replaced, as spec.updatePolicy says; the other fields scale in place."""
 
     model_config = model_rules(
         cel(
@@ -118,7 +120,26 @@ class ComputeResources(KubatchModel):
     tags: Tags | None = None
     """Recorded only, as AWS Batch computeResources.tags: kubatch passes them to neither nodes nor
     Karpenter. To tag the cloud instances, put the tags in the Karpenter node class
-    (EC2NodeClass spec.tags) that nodeClassRef names."""
+    (EC2NodeClass spec.tags) that nodeClassRef names. Changing them is therefore no infrastructure
+    update (the nodes stay)."""
+
+
+class UpdatePolicy(KubatchModel):
+    """What happens to running jobs when an infrastructure update replaces the nodes they run on
+    (AWS Batch UpdatePolicy). An infrastructure update is a change of computeResources.type,
+    instanceTypes, allocationStrategy or nodeClassRef; the environment is UPDATING until every node
+    of the earlier spec is gone. New jobs go to new nodes; a node of the earlier spec is removed once
+    its jobs are done."""
+
+    terminateJobsOnUpdate: bool = False
+    """true: jobs running on a replaced node are terminated at once (jobExecutionTimeoutMinutes is
+    ignored). false: they may run jobExecutionTimeoutMinutes more, then they are terminated. A
+    terminated job's attempt ends as on a lost host (`Host EC2 (instance <node>) terminated.`): it
+    is retried only when its retry strategy says so."""
+    jobExecutionTimeoutMinutes: Annotated[int, Field(ge=1, le=7200)] = 30
+    """Minutes the jobs running on a replaced node may still run when terminateJobsOnUpdate is false
+    (1 to 7200, default 30), counted from when kubatch sees the update. Shortening it during an
+    update brings the moment forward; lengthening it never postpones a moment already set."""
 
 
 # A taint key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters.
@@ -217,6 +238,10 @@ class ComputeEnvironmentSpec(KubatchModel):
     """Allow host path volumes and devices on these nodes."""
     tags: Tags | None = None
     """Tags of the compute environment."""
+    updatePolicy: UpdatePolicy | None = None
+    """MANAGED: what an infrastructure update does to running jobs (unset: terminateJobsOnUpdate false,
+    jobExecutionTimeoutMinutes 30). No effect on an UNMANAGED environment, whose nodes kubatch does
+    not make."""
 
 
 class ResourceAmounts(KubatchModel):

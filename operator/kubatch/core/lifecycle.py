@@ -14,6 +14,7 @@ Pure: no kopf, no I/O. The runtime executes the returned actions and writes the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ from kubatch.core.states import (
     start_clock,
 )
 from kubatch.core.timestamps import iso, parse_iso
+from kubatch.core.updates import REASON_NODE_REPLACED
 
 S = JobStatus
 
@@ -95,6 +97,9 @@ class Context:
     # it) may take to start before its attempt fails with "Task failed to start"; a pod that is only
     # slow gets SLOW_START_FACTOR times as long. None: no bound.
     start_timeout: float | None = None
+    # Nodes an infrastructure update replaces -> when the attempts still running there end (epoch
+    # seconds; ``core.updates``): then they end as on a lost host, retried as the strategy says.
+    node_deadlines: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -310,6 +315,13 @@ def _follow_attempt(
     if terminate_reason is not None:
         step.delete_pod(pod, 0 if _finished(pod) else step.ctx.settings.termination_grace_period_seconds)
         return _AttemptView(S.FAILED, attempt_outcome(obs, terminate_reason=terminate_reason, now=now))
+    if _node_replaced(step, pod):
+        # Its node is being replaced and its time is up: the attempt ends as on a lost host.
+        step.delete_pod(pod, step.ctx.settings.termination_grace_period_seconds)
+        outcome = attempt_outcome(dataclasses.replace(obs, node_vanished=True), now=now)
+        if outcome is not None and outcome.host_lost:
+            outcome = dataclasses.replace(outcome, reason=REASON_NODE_REPLACED)
+        return _AttemptView(S.FAILED, outcome)
     outcome = attempt_outcome(obs, now=now)
     if outcome is None and observed_status(obs) == S.STARTING:
         outcome = _start_expired(step, pod, obs)
@@ -330,6 +342,19 @@ def _follow_attempt(
             step.d.wake_at(deadline)
         return _AttemptView(S.RUNNING, None, started)
     return _AttemptView(S.STARTING, None, None)
+
+
+def _node_replaced(step: _Step, pod: Mapping[str, Any]) -> bool:
+    """The unfinished pod's node is replaced by an infrastructure update and its deadline has come
+    (until then the step looks again at the deadline)."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    deadline = step.ctx.node_deadlines.get(str(node)) if node else None
+    if deadline is None or _finished(pod):
+        return False
+    if step.ctx.now < deadline:
+        step.d.wake_at(deadline)
+        return False
+    return True
 
 
 def _awaiting_node(step: _Step, pod: Mapping[str, Any]) -> bool:
@@ -509,7 +534,12 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
         entry: dict[str, Any] = {"nodeIndex": k, "podName": names[k]}
         if pod is not None:
             obs = observe_pod(pod)
-            entry["status"] = observed_status(obs).value
+            seen = observed_status(obs)
+            if view.outcome is not None and seen not in TERMINAL:
+                # The attempt ended (the main node exited, timed out, was terminated) and this node is
+                # being stopped: its last word is the attempt's end, never a RUNNING left behind.
+                seen = S.SUCCEEDED if k == main and view.outcome.succeeded else S.FAILED
+            entry["status"] = seen.value
             if obs.node_name:
                 entry["nodeName"] = obs.node_name
             code = next((c.exit_code for c in obs.containers if c.exit_code is not None), None)
@@ -533,6 +563,12 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
             pass
         _record_outcome(step, outcome, attempt)
         return
+    for k, nm in names.items():
+        pod = step.pods.get(nm)
+        if k != main and pod is not None and _node_replaced(step, pod):
+            # Another node's pod on a node being replaced: stopped at its deadline like the main
+            # node's would be (what a lost node means for the job is the main node's to show).
+            step.delete_pod(pod, step.ctx.settings.termination_grace_period_seconds)
     if view.state == S.RUNNING:
         if st != S.RUNNING:
             step.move(S.RUNNING)

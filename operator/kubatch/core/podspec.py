@@ -75,6 +75,11 @@ label when its value is a valid label value, otherwise an annotation. Keys under
 ``kubernetes.io/`` and ``k8s.io/`` are never propagated as labels/annotations. Label precedence,
 lowest first: tags, podProperties.metadata, definition podMetadata, job podMetadata, podOverrides
 metadata, kubatch labels (always win).
+
+Every pod carries the annotation ``karpenter.sh/do-not-disrupt: "true"`` (below the tags and the
+metadata, which may set it otherwise): Karpenter never moves a running job off a node on its own
+(drift, consolidation); an infrastructure update ends the jobs still running on a replaced node as
+the environment's ``updatePolicy`` says (``core.updates``).
 """
 
 from __future__ import annotations
@@ -102,6 +107,8 @@ LABEL_ARRAY_INDEX = "kubatch.dev/array-index"
 LABEL_NODE_INDEX = "kubatch.dev/node-index"
 ANNOTATION_JOB_DEFINITION = "kubatch.dev/job-definition"
 ANNOTATION_TAGS = "kubatch.dev/tags"
+#: Karpenter's pod annotation that keeps it from disrupting the pod's node voluntarily.
+ANNOTATION_DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
 #: Node label and taint key of a compute environment's nodes.
 CE_NODE_KEY = LABEL_COMPUTE_ENVIRONMENT
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
@@ -890,7 +897,8 @@ def _build_pod(
         pod_spec["hostname"] = name
         pod_spec["subdomain"] = headless_service_name(job_name)
 
-    labels, annotations = tag_metadata(propagated_tags(definition_spec, spec))
+    labels, tag_annotations = tag_metadata(propagated_tags(definition_spec, spec))
+    annotations = {ANNOTATION_DO_NOT_DISRUPT: "true", **tag_annotations}
     for source in (template_meta, definition_spec.get("podMetadata"), spec.get("podMetadata")):
         more_labels, more_annotations = _meta(source)
         labels.update(more_labels)

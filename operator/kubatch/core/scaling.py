@@ -18,8 +18,10 @@ nodes to add (instance types), which to remove, and the environment's desiredvCp
   job that started there) still get nodes, and an idle node they are about to use is kept.
 - Nodes with no running pod are removed after `idle_seconds` (nodes above maxvCpus as soon as they
   are idle) down to minvCpus; nodes of an outdated instance or capacity type (an infrastructure
-  update) are cordoned while busy and removed as soon as they are idle; nodes not Ready within
-  `ready_timeout` are reported as failed and removed. Busy nodes are never removed.
+  update) are cordoned while busy and removed as soon as they are idle, or `drain_grace` seconds
+  after their `terminate_at` (the jobs there were terminated then; ``core.updates``) even when pods
+  are still bound to them; nodes not Ready within `ready_timeout` are reported as failed and
+  removed. Other busy nodes are never removed.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class NodeInfo:
     """Its instance or capacity type is no longer allowed by the environment's spec."""
     spread_keys: frozenset[str] = frozenset()
     """Gang keys of the unfinished pods bound to it (no second pod of those gangs fits here)."""
+    terminate_at: float | None = None
+    """An outdated node's deadline: when the jobs still running on it are terminated."""
 
     @property
     def busy(self) -> bool:
@@ -110,6 +114,8 @@ class ScalingSpec:
     ready_timeout: float = 60.0
     scale_out: bool = True
     """False while the environment is INVALID: only scale-in happens."""
+    drain_grace: float = 120.0
+    """Seconds after an outdated node's terminate_at at which it goes even if pods are still bound."""
 
     @property
     def progressive(self) -> bool:
@@ -128,6 +134,7 @@ class ScalingSpec:
         ready_timeout: float = 60.0,
         scale_out: bool = True,
         instance_types: Sequence[InstanceType] | None = None,
+        drain_grace: float = 120.0,
     ) -> ScalingSpec:
         """From `spec.computeResources` (raises UnknownInstanceType for a bad instanceTypes entry),
         or with the given ``instance_types`` (the catalogue's part of a list that Karpenter sizes)."""
@@ -141,6 +148,7 @@ class ScalingSpec:
             idle_seconds=float(delay) * 60 if delay is not None else default_idle_seconds,
             ready_timeout=ready_timeout,
             scale_out=scale_out,
+            drain_grace=drain_grace,
         )
 
 
@@ -341,7 +349,16 @@ def decide(spec: ScalingSpec, nodes: Iterable[NodeInfo], pending: Iterable[Reque
         if (over_max or idle_for >= spec.idle_seconds) and total - n.vcpus >= spec.min_vcpus:
             remove.append(n.name)
             total -= n.vcpus
-    cordon = [n.name for n in live if n.outdated and n.busy]
+    overdue = {
+        n.name
+        for n in live
+        if n.outdated and n.busy and n.terminate_at is not None and now >= n.terminate_at + spec.drain_grace
+    }
+    for n in live:
+        if n.name in overdue:
+            remove.append(n.name)
+            total -= n.vcpus
+    cordon = [n.name for n in live if n.outdated and n.busy and n.name not in overdue]
 
     # 3. Scale out for the pods nothing holds, then up to minvCpus.
     add: list[InstanceType] = []

@@ -9,6 +9,13 @@ Per environment and sync:
 - MANAGED: the demand is the requests of its pods that no node holds yet; `core.scaling.decide`
   turns demand, nodes and time into nodes to add/remove/cordon, which the environment's
   provisioner (`cluster.provisioners`: kwok nodes or a Karpenter NodePool) carries out;
+- infrastructure updates (`core.updates`): a node whose `kubatch.dev/infrastructure` label is not
+  the fingerprint of the current spec (or, unlabelled, whose instance or capacity type is no longer
+  allowed) is replaced: idle, it is removed (kwok; Karpenter replaces drifted nodes itself); still
+  running jobs, it is cordoned, tainted and annotated with the moment its jobs are terminated
+  (`updatePolicy`; the job lifecycle does the terminating), and removed once idle or, as a
+  backstop, `drain_grace` seconds after that moment. The environment is UPDATING meanwhile, with an
+  Event `InfrastructureUpdate` when that starts and `InfrastructureUpdated` when it ends;
 - deleted (deletionTimestamp): it waits, still served as before, until it is DISABLED, no job queue
   names it and no job pod on it is unfinished (``core.deletion``; its statusReason says what it
   waits for, and a Warning Event ``DeletionWaiting`` each time that changes); then DELETING, its
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +54,17 @@ from kubatch.core.deletion import environment_deletion_blockers, environment_del
 from kubatch.core.instances import CATALOG, InstanceTypeError, select
 from kubatch.core.podspec import GPU_RESOURCE, LABEL_COMPUTE_ENVIRONMENT, PodSpecError, parse_quantity
 from kubatch.core.scaling import Decision, NodeInfo, Request, ScalingSpec, decide
+from kubatch.core.timestamps import iso
+from kubatch.core.updates import (
+    ANNOTATION_TERMINATE_JOBS_AT,
+    TAINT_INFRASTRUCTURE_UPDATE,
+    UpdatePolicy,
+    drain_deadline,
+    drain_mark,
+    infrastructure_hash,
+    is_replaced,
+    terminate_jobs_at,
+)
 from kubatch.observability.events import EventRecorder
 from kubatch.runtime.periodic import every
 from kubatch.runtime.pools import PoolController, pool_patch
@@ -144,6 +163,7 @@ def node_info(
     outdated: bool,
     now: float,
     spread_keys: frozenset[str] = frozenset(),
+    terminate_at: float | None = None,
 ) -> NodeInfo:
     md = node.get("metadata") or {}
     name = str(md.get("name", ""))
@@ -168,6 +188,7 @@ def node_info(
         idle_since=idle_since,
         outdated=outdated,
         spread_keys=spread_keys,
+        terminate_at=terminate_at,
     )
 
 
@@ -195,6 +216,10 @@ class ComputeController:
     `controller_name`: handle only environments whose annotation `kubatch.dev/compute-controller`
     equals it (default "": the environments without that annotation), so that several controllers
     (a test's and an operator's) can share one cluster without fighting over an environment.
+    `time_limit_scale`: multiplies `updatePolicy.jobExecutionTimeoutMinutes` (a testing knob, 1 in
+    production; default: KUBATCH_TIME_LIMIT_SCALE, as the other time limits). `drain_grace`:
+    seconds after a replaced node's deadline at which it is removed even if pods are still bound to
+    it (its jobs were terminated at the deadline).
     """
 
     def __init__(
@@ -212,6 +237,8 @@ class ComputeController:
         clock: Callable[[], float] = time.time,
         controller_name: str = "",
         events: EventRecorder | None = None,
+        time_limit_scale: float | None = None,
+        drain_grace: float = 120.0,
     ) -> None:
         self.kube = kube
         self.view = view
@@ -237,6 +264,10 @@ class ComputeController:
         self.deletion_waits: dict[str, str] = {}  # environment -> what its deletion waits for (last announced)
         self.idle_since: dict[str, float] = {}  # node -> since when it has run no pod
         self.decisions: dict[str, Decision] = {}  # environment -> last decision
+        if time_limit_scale is None:
+            time_limit_scale = float(os.environ.get("KUBATCH_TIME_LIMIT_SCALE", "1") or 1)
+        self.time_limit_scale = time_limit_scale
+        self.drain_grace = drain_grace
 
     async def run(self) -> None:
         await every(
@@ -363,20 +394,30 @@ class ComputeController:
                 ready_timeout=self.node_ready_timeout if provisioner.manages_nodes else float("inf"),
                 scale_out=not sticky and provisioner.manages_nodes,
                 instance_types=selection.known,
+                drain_grace=self.drain_grace,
             )
             await provisioner.ensure(ce)
         except (InstanceTypeError, ProvisionerError) as e:
             return invalid(f"CLIENT_ERROR - {e}")
         allowed = {t.name for t in sizing.instance_types}
         cap_type = capacity_type(ce)
+        current = infrastructure_hash(spec)
+        replaced = {
+            str(n["metadata"]["name"]): is_replaced(
+                n, current, fallback=provisioner.manages_nodes and is_outdated(n, allowed, cap_type)
+            )
+            for n in members
+        }
+        members, deadlines = await self._mark_replaced(name, ce, members, replaced, used, now)
         infos = [
             node_info(
                 n,
                 used,
                 self.idle_since.get(str(n["metadata"]["name"])),
-                outdated=provisioner.manages_nodes and is_outdated(n, allowed, cap_type),
+                outdated=replaced[str(n["metadata"]["name"])],
                 now=now,
                 spread_keys=self.gangs.get(str(n["metadata"]["name"]), frozenset()),
+                terminate_at=deadlines.get(str(n["metadata"]["name"])),
             )
             for n in members
         ]
@@ -395,16 +436,101 @@ class ComputeController:
             return {**want, "status": "INVALID", "statusReason": reason}
         if sticky:
             return {**want, "status": "INVALID", "statusReason": prev.get("statusReason")}
-        if outdated:
-            return {
-                **want,
-                "status": "UPDATING",
-                "statusReason": f"infrastructure update: {len(outdated)} node(s) of the earlier spec draining",
-            }
+        if any(i.outdated for i in infos):
+            # Also the sync that removes the last idle node of the earlier spec says UPDATING once,
+            # so that every infrastructure update is seen (and announced) as one.
+            reason = f"infrastructure update: {len(outdated)} node(s) of the earlier spec draining"
+            pending_deadlines = [deadlines[n] for n in outdated if n in deadlines]
+            if pending_deadlines:
+                reason += f"; jobs still running there are terminated at {iso(min(pending_deadlines))}"
+            if prev.get("status") != "UPDATING":
+                self._announce_update(ce, UpdatePolicy.from_spec(spec), len({i.name for i in infos if i.outdated}))
+            return {**want, "status": "UPDATING", "statusReason": reason}
+        if prev.get("status") == "UPDATING":
+            self._record(ce, "InfrastructureUpdated", "Infrastructure update done: every node runs the current spec")
         creating = prev.get("status") in (None, "", "CREATING")
         if creating and provisioner.manages_nodes and stats["capacity"]["vcpus"] < min_vcpus:
             return {**want, "status": "CREATING", "statusReason": f"waiting for {min_vcpus} vCPUs of Ready nodes"}
         return {**want, "status": "VALID", "statusReason": ""}
+
+    def _record(self, ce: JSON, reason: str, message: str) -> None:
+        log.info("compute environment %s: %s", (ce.get("metadata") or {}).get("name"), message)
+        if self.events is not None:
+            self.events.record({"apiVersion": API_VERSION, "kind": "ComputeEnvironment", **ce}, reason, message)
+
+    def _announce_update(self, ce: JSON, policy: UpdatePolicy, nodes: int) -> None:
+        message = f"Infrastructure update: {nodes} node(s) of the earlier spec are replaced; new jobs go to new nodes"
+        if policy.terminate_jobs_on_update:
+            message += "; running jobs there are terminated at once (updatePolicy.terminateJobsOnUpdate)"
+        else:
+            message += (
+                f"; running jobs there may run {policy.job_execution_timeout_minutes} more minute(s) "
+                "(updatePolicy.jobExecutionTimeoutMinutes), then they are terminated"
+            )
+        self._record(ce, "InfrastructureUpdate", message)
+
+    async def _mark_replaced(
+        self,
+        name: str,
+        ce: JSON,
+        members: list[Mapping[str, Any]],
+        replaced: Mapping[str, bool],
+        used: Mapping[str, tuple[Request, int]],
+        now: float,
+    ) -> tuple[list[Mapping[str, Any]], dict[str, float]]:
+        """Cordon, taint and annotate the replaced nodes that still run jobs with the moment their
+        jobs are terminated (kept from an earlier sync or process: the annotation is the record);
+        take the marks off a node that is current again (the spec went back). Returns the members as
+        they are now and the deadlines by node."""
+        policy = UpdatePolicy.from_spec(ce.get("spec") or {})
+        out: list[Mapping[str, Any]] = []
+        deadlines: dict[str, float] = {}
+        for node in members:
+            node_name = str(node["metadata"]["name"])
+            existing = terminate_jobs_at(node)
+            patch: JSON | None = None
+            if replaced.get(node_name) and node_name in used:
+                deadline = drain_deadline(existing, policy, now, scale=self.time_limit_scale)
+                deadlines[node_name] = deadline
+                patch = drain_mark(node, name, deadline)
+                if patch is not None and existing is None:
+                    log.info(
+                        "compute environment %s: node %s replaced; its jobs are terminated at %s",
+                        name,
+                        node_name,
+                        iso(deadline),
+                    )
+            elif replaced.get(node_name) and existing is not None:
+                deadlines[node_name] = existing
+            elif not replaced.get(node_name) and existing is not None:
+                taints = [
+                    t
+                    for t in (node.get("spec") or {}).get("taints") or []
+                    if t.get("key") != TAINT_INFRASTRUCTURE_UPDATE
+                ]
+                patch = {
+                    "metadata": {"annotations": {ANNOTATION_TERMINATE_JOBS_AT: None}},
+                    "spec": {"unschedulable": None, "taints": taints},
+                }
+            if patch is None:
+                out.append(node)
+                continue
+            try:
+                updated = await self.kube.merge_patch(f"/api/v1/nodes/{node_name}", patch)
+            except ApiError as e:
+                if e.status != 404:
+                    raise
+                continue
+            self.view.on_node("MODIFIED", updated)
+            self._mark_jobs_on(node_name)
+            out.append(updated)
+        return out, deadlines
+
+    def _mark_jobs_on(self, node_name: str) -> None:
+        """The jobs with a pod on ``node_name`` look at its new deadline (or its lifted one)."""
+        for key, pods in list(self.view.pods.items()):
+            if any((p.get("spec") or {}).get("nodeName") == node_name for p in pods.values()):
+                self.view.mark(key)
 
     async def _apply(
         self, ce: JSON, provisioner: Provisioner, decision: Decision, members: list[Mapping[str, Any]]

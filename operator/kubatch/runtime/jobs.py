@@ -35,6 +35,7 @@ from kubatch.core.podspec import PodSettings
 from kubatch.core.revisions import ResolutionError, RevisionRecord, parse_reference, resolve, stored_records
 from kubatch.core.states import TERMINAL, queue_deleted_reason, queue_disabled_reason
 from kubatch.core.timestamps import parse_iso
+from kubatch.core.updates import terminate_jobs_at
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.queues import disabled_since
@@ -156,6 +157,27 @@ class NodeUids(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+
+class NodeDeadlines(Mapping[str, float]):
+    """The view's nodes as name -> the deadline of a node an infrastructure update replaces
+    (annotation ``kubatch.dev/terminate-jobs-at``), read on demand; nodes without one are absent."""
+
+    def __init__(self, nodes: Mapping[str, Mapping[str, Any]]) -> None:
+        self.nodes = nodes
+
+    def __getitem__(self, name: str) -> float:
+        node = self.nodes.get(name)
+        deadline = terminate_jobs_at(node) if node is not None else None
+        if deadline is None:
+            raise KeyError(name)
+        return deadline
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, node in self.nodes.items() if terminate_jobs_at(node) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class JobReconciler:
@@ -298,6 +320,7 @@ class JobReconciler:
             environments=self.view.envs,
             node_uids=NodeUids(self.view.nodes),
             start_timeout=self.start_timeout,
+            node_deadlines=NodeDeadlines(self.view.nodes),
         )
 
     def submitted_while_disabled(self, job: Mapping[str, Any], queue: str) -> bool:

@@ -8,6 +8,13 @@ architecture (`kubernetes.io/arch` amd64 or arm64, from the instance types), the
 (EC2 -> on-demand, SPOT -> spot), `limits.cpu = maxvCpus`, the node class from
 `computeResources.nodeClassRef`, and empty-node consolidation after minScaleDownDelayMinutes (or the
 operator's idle time). Karpenter then launches and removes the nodes itself.
+
+The template labels the nodes with the environment's infrastructure fingerprint
+(`kubatch.dev/infrastructure`, `core.updates`): an infrastructure update changes the template, so
+Karpenter sees the nodes made before as drifted and replaces them, and kubatch sees which nodes are
+of the earlier spec. Job pods carry `karpenter.sh/do-not-disrupt` (`core.podspec`): Karpenter replaces
+a drifted node only once no job runs there, and kubatch terminates the jobs still running on it
+when the environment's `updatePolicy` says so.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from kubatch.cluster.provisioners.base import (
 )
 from kubatch.core.instances import CATALOG, FAMILIES, KUBERNETES_ARCH, InstanceType, select
 from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
+from kubatch.core.updates import LABEL_INFRASTRUCTURE, infrastructure_hash
 
 API = "/apis/karpenter.sh/v1"
 LABEL_INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
@@ -97,7 +105,11 @@ def nodepool_manifest(ce: Mapping[str, Any], *, default_idle_seconds: float = 30
     }
     if md.get("uid"):
         metadata["ownerReferences"] = [owner_reference(ce)]
-    template_labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_COMPUTE_ENVIRONMENT: ce_name}
+    template_labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_COMPUTE_ENVIRONMENT: ce_name,
+        LABEL_INFRASTRUCTURE: infrastructure_hash(ce.get("spec") or {}),
+    }
     return {
         "apiVersion": "karpenter.sh/v1",
         "kind": "NodePool",

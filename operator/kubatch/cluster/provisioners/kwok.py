@@ -2,8 +2,9 @@
 instance table, created and deleted one by one as the scaler decides.
 
 Nodes are named `<ce>-<type-with-dashes>-<5 random chars>`, labelled with the instance type, its
-architecture (`kubernetes.io/arch`), the capacity type, `kubatch.dev/compute-environment=<ce>` and
-`kubatch.dev/managed-by=kubatch`, tainted for the environment (and `nvidia.com/gpu=present:NoSchedule`
+architecture (`kubernetes.io/arch`), the capacity type, `kubatch.dev/compute-environment=<ce>`,
+`kubatch.dev/managed-by=kubatch` and the environment's infrastructure fingerprint
+(`kubatch.dev/infrastructure`, see `core.updates`), tainted for the environment (and `nvidia.com/gpu=present:NoSchedule`
 on GPU types), carry the type's Neuron devices as `aws.amazon.com/neuron` (trn1, inf2) and an owner
 reference to the environment. The kwok provisioner sizes every node itself, so an environment
 whose instance types are not all in kubatch's catalogue is INVALID with it.
@@ -34,6 +35,7 @@ from kubatch.cluster.provisioners.base import (
 from kubatch.cluster.provisioners.kwok_nodes import kwok_node
 from kubatch.core.instances import KUBERNETES_ARCH, NEURON_RESOURCE, InstanceType
 from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
+from kubatch.core.updates import LABEL_INFRASTRUCTURE, infrastructure_hash
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -53,6 +55,7 @@ def kwok_node_manifest(ce: Mapping[str, Any], itype: InstanceType, name: str) ->
         LABEL_CAPACITY_TYPE: capacity_type(ce),
         LABEL_COMPUTE_ENVIRONMENT: ce_name,
         LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_INFRASTRUCTURE: infrastructure_hash(ce.get("spec") or {}),
         "kubernetes.io/arch": KUBERNETES_ARCH[itype.arch],
     }
     node = kwok_node(
