@@ -214,6 +214,7 @@ def test_a_failing_child_node_is_ignored_the_main_node_decides(batch: Batch) -> 
     nodes = {n["nodeIndex"]: n for n in done["nodeProperties"]["nodes"]}
     assert (nodes[1]["status"], nodes[1].get("exitCode")) == ("FAILED", 1), nodes
     assert nodes[0]["status"] == "SUCCEEDED", nodes
+    assert nodes[2]["status"] == "FAILED", nodes  # stopped with the job, not left RUNNING
     # The main node's exit stops node 2, which was still running.
     batch.wait_for(lambda: not batch.pods("child-fails"), "every node stopped", timeout=60)
 
@@ -268,6 +269,7 @@ def test_the_timeout_covers_the_whole_multi_node_job(batch: Batch) -> None:
     (attempt,) = done["attempts"]
     assert attempt["statusReason"] == "Job attempt duration exceeded timeout"
     assert attempt["container"]["podName"] == "timed-n0-a1"
+    assert [n["status"] for n in done["nodeProperties"]["nodes"]] == ["FAILED"] * 3, done["nodeProperties"]
     ran = (parse_iso(done["stoppedAt"]) or 0) - (parse_iso(done["startedAt"]) or 0)
     assert 59 <= ran <= 80, (done["startedAt"], done["stoppedAt"])
     # The main node and the children are all stopped, none restarted.

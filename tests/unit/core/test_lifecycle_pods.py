@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubatch.core.lifecycle import Context, Definition, reconcile
+from kubatch.core.timestamps import parse_iso
 
 NOW = 1_800_000_000.0
 CE_LABEL = "kubatch.dev/compute-environment"
@@ -152,3 +153,79 @@ def test_a_node_kubatch_no_longer_knows_has_no_uid() -> None:
     assert d.status is not None
     (attempt,) = d.status["attempts"]
     assert attempt["container"]["nodeName"] == "n1" and "nodeUid" not in attempt["container"]
+
+
+# the main node decides; nodes stopped with the attempt ---------------------------------------------
+def node_pod(k: int, phase: str, exit_code: int | None = None) -> dict[str, Any]:
+    """Node ``k`` of attempt 1 of the ``mpi`` job, running or finished with ``exit_code``."""
+    started = "2027-01-15T08:00:01Z"
+    if exit_code is None:
+        state: dict[str, Any] = {"running": {"startedAt": started}}
+    else:
+        reason = "Completed" if exit_code == 0 else "Error"
+        state = {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": started}}
+    return {
+        "metadata": {
+            "name": f"mpi-n{k}-a1",
+            "uid": f"pod-{k}",
+            "labels": {"kubatch.dev/job-name": "mpi", "kubatch.dev/attempt": "1", CE_LABEL: "ce"},
+        },
+        "spec": {"nodeName": f"n{k}", "containers": [{"name": "main"}]},
+        "status": {"phase": phase, "podIP": f"10.0.0.{k + 5}", "containerStatuses": [{"name": "main", "state": state}]},
+    }
+
+
+def running_job() -> dict[str, Any]:
+    j = job()
+    j["status"]["status"] = "RUNNING"
+    j["status"]["startedAt"] = "2027-01-15T08:00:01Z"
+    return j
+
+
+def node_states(status: dict[str, Any]) -> list[tuple[str, int | None]]:
+    return [(n["status"], n.get("exitCode")) for n in status["nodeProperties"]["nodes"]]
+
+
+MNP_RETRIED = Definition("mpi:1", {**MNP.spec, "retryStrategy": {"attempts": 2}})
+NODES = frozenset({"n0", "n1", "n2"})
+
+
+def test_a_child_node_failing_changes_nothing_but_its_own_state() -> None:
+    ctx = Context(now=NOW, definition=MNP_RETRIED, nodes=NODES)
+    pods = {
+        "mpi-n0-a1": node_pod(0, "Running"),
+        "mpi-n1-a1": node_pod(1, "Failed", 1),
+        "mpi-n2-a1": node_pod(2, "Running"),
+    }
+    d = reconcile(running_job(), pods, ctx)
+    assert d.status is not None
+    assert d.status["status"] == "RUNNING" and "attempts" not in d.status
+    assert node_states(d.status) == [("RUNNING", None), ("FAILED", 1), ("RUNNING", None)]
+    assert not d.delete and not d.create
+
+
+def test_nodes_still_running_when_the_main_node_exits_are_recorded_stopped() -> None:
+    ctx = Context(now=NOW, definition=MNP_RETRIED, nodes=NODES)
+    pods = {
+        "mpi-n0-a1": node_pod(0, "Succeeded", 0),
+        "mpi-n1-a1": node_pod(1, "Failed", 1),
+        "mpi-n2-a1": node_pod(2, "Running"),
+    }
+    d = reconcile(running_job(), pods, ctx)
+    assert d.status is not None and d.status["status"] == "SUCCEEDED"
+    # Node 2 is stopped with the job: FAILED, not a RUNNING left on a finished job.
+    assert node_states(d.status) == [("SUCCEEDED", 0), ("FAILED", 1), ("FAILED", None)]
+    assert {x.name for x in d.delete} >= {"mpi-n2-a1"}
+
+
+def test_a_timed_out_multi_node_job_stops_and_fails_every_node() -> None:
+    timed = Definition("mpi:1", {**MNP_RETRIED.spec, "timeout": {"attemptDurationSeconds": 60}})
+    started = parse_iso("2027-01-15T08:00:01Z")
+    assert started is not None
+    pods = {f"mpi-n{k}-a1": node_pod(k, "Running") for k in range(3)}
+    d = reconcile(running_job(), pods, Context(now=started + 61, definition=timed, nodes=NODES))
+    assert d.status is not None
+    assert (d.status["status"], d.status["statusReason"]) == ("FAILED", "Job attempt duration exceeded timeout")
+    assert len(d.status["attempts"]) == 1  # a timeout is not retried
+    assert node_states(d.status) == [("FAILED", None)] * 3
+    assert {x.name for x in d.delete} == set(pods)
