@@ -13,9 +13,11 @@ One job per module:
 - ``sigv4``: verification of AWS Signature Version 4 (pure).
 - ``keys``: access keys as Kubernetes Secrets (pure: the Secret's shape, key generation);
   ``keystore``: reading and managing them on the API server.
-- ``impersonation``: a Kubernetes client acting as a key's identity.
+- ``impersonation``: a Kubernetes client acting as a key's identity; ``authn``: the front door
+  (signature, key, identity).
 - ``arns``: ARNs in AWS's format, and names or ARNs wherever AWS accepts either.
 - ``jobs``, ``listing``, ``definitions``: pure translation of the job and job definition operations;
   ``job_ops``, ``definition_ops``: those operations against the API server.
-- ``server``: the aiohttp application (authentication, dispatch, errors); ``tls``: its certificate.
+- ``server``: the aiohttp application (authentication, dispatch, errors); ``app``: the API
+  assembled; ``tls``: its certificate.
 """

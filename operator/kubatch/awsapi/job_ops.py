@@ -1,0 +1,292 @@
+"""The job operations against the API server: SubmitJob, DescribeJobs, ListJobs, CancelJob,
+TerminateJob. Every read and write of a job is made as the caller (``ctx.user``), in the caller's
+namespace, so RBAC decides; two lookups that reveal nothing of another namespace are made with the
+server's own client: whether a job queue exists (queues are cluster-scoped, and the submit-only
+role cannot read them), and the ``kubatch.dev/job-id`` label the server adds to the BatchJob the
+caller created (a metadata patch the caller may not be allowed).
+
+Finding jobs by jobId: ``kubatch.dev/job-id in (...)`` (one list per DescribeJobs, served by the
+API server's cache); a job created another way (kubectl, a JobSchedule) has no label and is found
+by ``status.jobId`` once kubatch has written its first status, one request per such id where the
+CRD offers that field selector.
+
+SubmitJob checks first, with AWS's messages, that the queue exists (``JobQueue <q> not found.``)
+and that the definition exists and is ACTIVE (``JobDefinition name <d> does not exist or is not in
+ACTIVE status``); the validating webhook (where it runs) and the CRD check the rest, and their
+refusals come back as ClientException. CancelJob and TerminateJob set ``spec.cancel`` /
+``spec.terminate`` (``cancelChildren`` / ``terminateChildren`` for ``<jobId>:<index>``); a job
+already cancelled (terminated) is left as it is and the call succeeds, as in AWS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kubatch.awsapi import jobs
+from kubatch.awsapi.arns import Arns
+from kubatch.awsapi.definitions import definition_status
+from kubatch.awsapi.errors import ClientException, from_kube
+from kubatch.awsapi.jobs import JobRef
+from kubatch.awsapi.listing import created_within, page, parse_list_jobs, sort_key
+from kubatch.awsapi.protocol import JSON, Call, required_str, string_list
+from kubatch.awsapi.server import Context, Handler
+from kubatch.cluster.client import ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+LABEL_JOB_ID = jobs.LABEL_JOB_ID
+QUEUE_TTL = 5.0
+#: Ids per label selector (a selector stays far below the API server's URL limits).
+IDS_PER_LIST = 100
+_queues_seen: dict[str, float] = {}
+
+
+def batchjobs_path(namespace: str, name: str | None = None) -> str:
+    base = f"{GROUP_PATH}/namespaces/{namespace}/batchjobs"
+    return f"{base}/{name}" if name else base
+
+
+def arns(ctx: Context) -> Arns:
+    return Arns(ctx.config.region, ctx.config.account)
+
+
+async def queue_exists(kube: Kube, name: str) -> bool:
+    """Whether the JobQueue exists (an answer of yes is reused for a few seconds)."""
+    now = time.monotonic()
+    if _queues_seen.get(name, 0.0) > now:
+        return True
+    try:
+        await kube.get(f"{GROUP_PATH}/jobqueues/{name}")
+    except ApiError as e:
+        if e.status == 404:
+            return False
+        raise
+    if len(_queues_seen) > 10_000:
+        _queues_seen.clear()
+    _queues_seen[name] = now + QUEUE_TTL
+    return True
+
+
+async def find_jobs(ctx: Context, ids: Iterable[str]) -> dict[str, JSON]:
+    """The caller's namespace's BatchJobs with these jobIds (those that exist)."""
+    wanted = jobs.unique([i for i in ids if i])
+    found: dict[str, JSON] = {}
+    for start in range(0, len(wanted), IDS_PER_LIST):
+        chunk = wanted[start : start + IDS_PER_LIST]
+        selector = f"{LABEL_JOB_ID} in ({','.join(chunk)})" if len(chunk) > 1 else f"{LABEL_JOB_ID}={chunk[0]}"
+        if not all(_label_value(i) for i in chunk):
+            selector = ""
+        if selector:
+            listed = await ctx.user.get(batchjobs_path(ctx.namespace), labelSelector=selector)
+            for job in listed.get("items") or []:
+                found[jobs.job_id(job)] = job
+    for missing in [i for i in wanted if i not in found]:
+        job = await _by_status_job_id(ctx, missing)
+        if job is not None:
+            found[missing] = job
+    return found
+
+
+def _label_value(text: str) -> bool:
+    return 0 < len(text) <= 63 and all(c.isalnum() or c in "-_." for c in text) and text[0].isalnum()
+
+
+async def _by_status_job_id(ctx: Context, job_id: str) -> JSON | None:
+    """A job without the label (created by kubectl, say), by ``status.jobId`` where the CRD offers
+    that field selector."""
+    try:
+        listed = await ctx.user.get(batchjobs_path(ctx.namespace), fieldSelector=f"status.jobId={job_id}")
+    except ApiError as e:
+        if e.status == 400:  # the CRD does not offer the selector
+            return None
+        raise
+    items = listed.get("items") or []
+    return items[0] if items else None
+
+
+async def find_job(ctx: Context, ref: JobRef) -> JSON:
+    found = await find_jobs(ctx, [ref.job_id])
+    job = found.get(ref.job_id)
+    if job is None:
+        raise ClientException(f"Job {ref} not found.")
+    return job
+
+
+# ---- SubmitJob -----------------------------------------------------------------------------------
+
+
+async def submit_job(ctx: Context, call: Call) -> JSON:
+    body = call.body
+    queue_value = required_str(body, "jobQueue")
+    definition_value = required_str(body, "jobDefinition")
+    required_str(body, "jobName")
+    queue = jobs.queue_name(queue_value)
+    deps = jobs.dependency_ids(body)
+    found = await find_jobs(ctx, deps) if deps else {}
+    for dep in deps:
+        if dep not in found:
+            raise ClientException(f"dependsOn: job {dep} not found.")
+    names = {i: found[i]["metadata"]["name"] for i in found}
+    manifest = jobs.submit_manifest(body, ctx.namespace, names, int(time.time() * 1000))
+    queue_ok, definition = await asyncio.gather(
+        queue_exists(ctx.kube, queue), _definition(ctx, manifest["spec"]["jobDefinition"])
+    )
+    if not queue_ok:
+        raise ClientException(f"JobQueue {queue_value} not found.")
+    if definition is None or definition_status(definition) != "ACTIVE" or not _has_revision(manifest, definition):
+        raise ClientException(f"JobDefinition name {definition_value} does not exist or is not in ACTIVE status")
+    try:
+        created = await ctx.user.request(
+            "POST", batchjobs_path(ctx.namespace), params={"fieldValidation": "Strict"}, body=manifest, retries=0
+        )
+    except ApiError as e:
+        raise from_kube(e, "batch:SubmitJob") from None
+    job_id = str(created["metadata"]["uid"])
+    try:
+        await ctx.kube.merge_patch(
+            batchjobs_path(ctx.namespace, created["metadata"]["name"]),
+            {"metadata": {"labels": {LABEL_JOB_ID: job_id}}},
+        )
+    except ApiError as e:  # found by status.jobId instead, once kubatch wrote it
+        log.warning("could not label BatchJob %s/%s: %s", ctx.namespace, created["metadata"]["name"], e)
+    return {"jobArn": arns(ctx).job(job_id), "jobName": body["jobName"], "jobId": job_id}
+
+
+async def _definition(ctx: Context, reference: str) -> JSON | None:
+    name = reference.split(":", 1)[0]
+    try:
+        result: JSON = await ctx.user.get(f"{GROUP_PATH}/namespaces/{ctx.namespace}/jobdefinitions/{name}")
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise from_kube(e, "batch:SubmitJob") from None
+    return result
+
+
+def _has_revision(manifest: JSON, definition: JSON) -> bool:
+    _, _, revision = str(manifest["spec"]["jobDefinition"]).partition(":")
+    latest = (definition.get("status") or {}).get("revision")
+    return not revision or latest is None or int(revision) <= int(latest)
+
+
+# ---- DescribeJobs, ListJobs ----------------------------------------------------------------------
+
+
+async def describe_jobs(ctx: Context, call: Call) -> JSON:
+    wanted = string_list(call.body, "jobs")
+    if not wanted:
+        raise ClientException("jobs is required: a list of up to 100 job IDs")
+    if len(wanted) > 100:
+        raise ClientException("jobs: at most 100 job IDs")
+    refs = [JobRef.parse(w) for w in wanted]
+    found = await find_jobs(ctx, [r.job_id for r in refs])
+    out = []
+    for ref in jobs.unique([str(r) for r in refs]):
+        parsed = JobRef.parse(ref)
+        job = found.get(parsed.job_id)
+        if job is None:
+            continue
+        try:
+            out.append(jobs.detail(job, parsed, arns(ctx)))
+        except ClientException:
+            continue  # a child or node the job does not have: not found, as AWS leaves it out
+    return {"jobs": out}
+
+
+async def list_namespace_jobs(ctx: Context, queue: str) -> list[JSON]:
+    """Every BatchJob of the caller's namespace in ``queue`` (the CRD's spec.jobQueue field selector)."""
+    items: list[JSON] = []
+    cont: str | None = None
+    while True:
+        params: dict[str, Any] = {"fieldSelector": f"spec.jobQueue={queue}", "limit": 500}
+        if cont:
+            params["continue"] = cont
+        listed = await ctx.user.get(batchjobs_path(ctx.namespace), **params)
+        items.extend(listed.get("items") or [])
+        cont = (listed.get("metadata") or {}).get("continue")
+        if not cont:
+            return items
+
+
+async def list_jobs(ctx: Context, call: Call) -> JSON:
+    query = parse_list_jobs(call.body)
+    a = arns(ctx)
+    entries: list[tuple[tuple[int, int, str], JSON]] = []
+    if query.queue is not None:
+        for job in await list_namespace_jobs(ctx, query.queue):
+            status = (job.get("status") or {}).get("status") or "SUBMITTED"
+            if query.status is not None and status != query.status:
+                continue
+            if not query.filter.matches(job):
+                continue
+            summary = jobs.job_summary(job, a)
+            if not created_within(summary.get("createdAt"), query):
+                continue
+            entries.append((sort_key(summary.get("createdAt"), jobs.submitted_at(job), summary["jobId"]), summary))
+    else:
+        ref = query.array_job or query.multi_node_job
+        assert ref is not None
+        job = await find_job(ctx, ref)
+        summaries = jobs.child_summaries(job, a) if query.array_job else jobs.node_summaries(job, a)
+        for position, summary in enumerate(summaries):
+            if query.status is not None and summary["status"] != query.status:
+                continue
+            entries.append(((position, 0, summary["jobId"]), summary))
+    summaries, token = page(entries, query)
+    return {"jobSummaryList": summaries, "nextToken": token}
+
+
+# ---- CancelJob, TerminateJob ---------------------------------------------------------------------
+
+
+async def _stop(ctx: Context, call: Call, field: str, action: str) -> JSON:
+    ref = JobRef.parse(required_str(call.body, "jobId"))
+    reason = required_str(call.body, "reason")
+    if len(reason) > 1024:
+        raise ClientException("reason: at most 1024 characters")
+    if ref.node is not None:
+        raise ClientException(f"{ref}: a node of a multi-node job is stopped with its job ({ref.job_id})")
+    job = await find_job(ctx, ref)
+    spec = job.get("spec") or {}
+    if ref.index is not None:
+        size = int((spec.get("arrayProperties") or {}).get("size") or 0)
+        if ref.index >= size:
+            raise ClientException(f"Job {ref} not found.")
+        children = f"{field}Children"
+        if str(ref.index) in (spec.get(children) or {}):
+            return {}
+        patch: JSON = {"spec": {children: {str(ref.index): {"reason": reason}}}}
+    else:
+        if spec.get(field):
+            return {}
+        patch = {"spec": {field: {"reason": reason}}}
+    path = batchjobs_path(ctx.namespace, job["metadata"]["name"])
+    try:
+        await ctx.user.merge_patch(path, patch)
+    except ApiError as e:
+        if e.status == 422:  # set meanwhile by another call: AWS succeeds all the same
+            return {}
+        raise from_kube(e, action) from None
+    return {}
+
+
+async def cancel_job(ctx: Context, call: Call) -> JSON:
+    return await _stop(ctx, call, "cancel", "batch:CancelJob")
+
+
+async def terminate_job(ctx: Context, call: Call) -> JSON:
+    return await _stop(ctx, call, "terminate", "batch:TerminateJob")
+
+
+HANDLERS: dict[str, Handler] = {
+    "SubmitJob": submit_job,
+    "DescribeJobs": describe_jobs,
+    "ListJobs": list_jobs,
+    "CancelJob": cancel_job,
+    "TerminateJob": terminate_job,
+}
