@@ -1,4 +1,4 @@
-"""The kubatch custom resource API (`kubatch.dev/v1alpha1`): pydantic models of the seven kinds.
+"""The kubatch custom resource API (`kubatch.dev/v1alpha1`): pydantic models of the eight kinds.
 `kubatch.api.crdgen` renders the CRDs in `crds/` from them."""
 
 from kubatch.api.batch_job import BatchJob, BatchJobSpec, BatchJobStatus
@@ -17,6 +17,11 @@ from kubatch.api.job_definition import JobDefinition, JobDefinitionSpec, JobDefi
 from kubatch.api.job_queue import JobQueue, JobQueueSpec, JobQueueStatus
 from kubatch.api.job_schedule import JobSchedule, JobScheduleSpec, JobScheduleStatus
 from kubatch.api.scheduling_policy import SchedulingPolicy, SchedulingPolicySpec, SchedulingPolicyStatus
+from kubatch.api.service_environment import (
+    ServiceEnvironment,
+    ServiceEnvironmentSpec,
+    ServiceEnvironmentStatus,
+)
 
 __all__ = [
     "API_VERSION",
@@ -46,4 +51,7 @@ __all__ = [
     "SchedulingPolicy",
     "SchedulingPolicySpec",
     "SchedulingPolicyStatus",
+    "ServiceEnvironment",
+    "ServiceEnvironmentSpec",
+    "ServiceEnvironmentStatus",
 ]

@@ -33,9 +33,16 @@ from kubatch.api.common import (
 )
 from kubatch.api.common import Arg as _Arg
 from kubatch.api.constants import API_VERSION, BATCH_JOB
+from kubatch.api.service_environment import CapacityUsage, ServiceType
 
 JobStatusValue = Literal["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatusValue)
+#: A BatchJob's status: a job's, or a service job's, which has SCHEDULED between RUNNABLE and STARTING.
+BatchJobStatusValue = Literal[
+    "SUBMITTED", "PENDING", "RUNNABLE", "SCHEDULED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"
+]
+#: A service request payload is at most 10 KiB (AWS SubmitServiceJob's serviceRequestPayload).
+MAX_SERVICE_PAYLOAD_BYTES = 10 * 1024
 TERMINAL_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})
 DependencyType = Literal["N_TO_N", "SEQUENTIAL"]
 
@@ -48,6 +55,8 @@ JOB_DEFINITION_REF_PATTERN = (
     r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[1-9][0-9]{0,8})?$"
 )
 OverrideArg = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+#: The CRD bounds the characters; the webhook and the controller bound the bytes (UTF-8).
+ServicePayload = Annotated[str, StringConstraints(min_length=2, max_length=MAX_SERVICE_PAYLOAD_BYTES)]
 
 
 class ArrayProperties(KubatchModel):
@@ -162,6 +171,15 @@ class NodeOverrides(KubatchModel):
     """Per-range changes."""
 
 
+class ServiceJobTimeout(KubatchModel):
+    """A time limit per service job attempt (AWS ServiceJobTimeout)."""
+
+    attemptDurationSeconds: Annotated[int, Field(ge=60)]
+    """Seconds an attempt's workload may be active (at least 60). For KUBERNETES_JOB it becomes the
+    Job's spec.activeDeadlineSeconds (the payload's own, when shorter, stays): the Job controller
+    then stops the Job's pods and fails it (reason DeadlineExceeded)."""
+
+
 class StopRequest(KubatchModel):
     """A request to stop the job, with the reason that becomes its statusReason."""
 
@@ -198,7 +216,54 @@ TerminateChildren = Annotated[
     dict[str, StopRequest], Field(max_length=10000, json_schema_extra=_child_keys("terminateChildren"))
 ]
 
+#: Fields a service job (spec.serviceJobType) does not take: they describe pods kubatch builds from a
+#: job definition, and a service job's workload comes whole from its payload (cancelChildren and
+#: terminateChildren need arrayProperties already).
+_JOB_ONLY_FIELDS = (
+    "parameters",
+    "arrayProperties",
+    "dependsOn",
+    "containerOverrides",
+    "podOverrides",
+    "nodeOverrides",
+    "timeout",
+    "schedulingPriorityOverride",
+    "propagateTags",
+    "podMetadata",
+    "consumableResourcePropertiesOverride",
+)
+
 _SPEC_RULES: list[JsonDict] = [
+    cel(
+        "has(self.jobDefinition) != has(self.serviceJobType)",
+        "spec: set spec.jobDefinition (a job) or spec.serviceJobType with spec.serviceRequestPayload "
+        "(a service job), exactly one of them",
+        field_path=".jobDefinition",
+    ),
+    cel(
+        "has(self.serviceJobType) == has(self.serviceRequestPayload)",
+        "spec.serviceRequestPayload: a service job needs spec.serviceJobType and spec.serviceRequestPayload "
+        "together",
+        field_path=".serviceRequestPayload",
+    ),
+    cel(
+        "!has(self.serviceJobType) || (" + " && ".join(f"!has(self.{f})" for f in _JOB_ONLY_FIELDS) + ")",
+        "spec: a service job (spec.serviceJobType) takes none of " + ", ".join(_JOB_ONLY_FIELDS)
+        + " (its workload comes whole from spec.serviceRequestPayload)",
+        field_path=".serviceJobType",
+    ),
+    cel(
+        "has(self.serviceJobType) || (!has(self.timeoutConfig) && !has(self.schedulingPriority))",
+        "spec: spec.timeoutConfig and spec.schedulingPriority are for service jobs (jobs use spec.timeout and "
+        "spec.schedulingPriorityOverride)",
+        field_path=".timeoutConfig",
+    ),
+    cel(
+        "!has(self.serviceJobType) || !has(self.retryStrategy) || !has(self.retryStrategy.evaluateOnExit) || "
+        "self.retryStrategy.evaluateOnExit.all(e, !has(e.onExitCode) && !has(e.onReason))",
+        "spec.retryStrategy.evaluateOnExit: a service job's conditions take onStatusReason only",
+        field_path=".retryStrategy",
+    ),
     cel(
         "!has(self.dependsOn) || has(self.arrayProperties) || self.dependsOn.all(d, !has(d.type))",
         "spec.dependsOn: N_TO_N and SEQUENTIAL dependencies need spec.arrayProperties",
@@ -299,10 +364,30 @@ class BatchJobSpec(KubatchModel):
     cannot be an object name. Unset, the job's name is metadata.name."""
     jobQueue: DnsLabel
     """The JobQueue the job is submitted to."""
-    jobDefinition: Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=JOB_DEFINITION_REF_PATTERN)]
+    jobDefinition: (
+        Annotated[str, StringConstraints(min_length=1, max_length=400, pattern=JOB_DEFINITION_REF_PATTERN)] | None
+    ) = None
     """A JobDefinition in the job's namespace: `name` (its latest ACTIVE revision) or `name:revision`,
     also as AWS writes it, `arn:aws:batch:<region>:<account>:job-definition/name:revision` (only the
-    name and revision count: the definition is looked up in the job's namespace)."""
+    name and revision count: the definition is looked up in the job's namespace). Required, except
+    for a service job (spec.serviceJobType), which has none."""
+    serviceJobType: ServiceType | None = None
+    """Makes this a service job (AWS SubmitServiceJob): `KUBERNETES_JOB`, the type of the service job
+    queue's ServiceEnvironment. A service job is not run by kubatch: when its queue's service
+    environment has room, kubatch creates the workload of spec.serviceRequestPayload (SCHEDULED)
+    and follows it (STARTING, RUNNING, SUCCEEDED or FAILED, from the workload's own status)."""
+    serviceRequestPayload: ServicePayload | None = None
+    """The workload, passed through as AWS passes a service request payload: for KUBERNETES_JOB a
+    `batch/v1` Job manifest as JSON (or YAML) text, at most 10 KiB. kubatch names it
+    `<job>-a<attempt>`, creates it in the job's namespace, owned by this BatchJob and labelled with
+    its job id; it sets spec.suspend to false and, with spec.timeoutConfig, spec.activeDeadlineSeconds.
+    The rest is the Job controller's: a Job the API server refuses fails its attempt with the API
+    server's message."""
+    timeoutConfig: ServiceJobTimeout | None = None
+    """Service jobs: a time limit per attempt (AWS SubmitServiceJob's timeoutConfig)."""
+    schedulingPriority: Annotated[int, Field(ge=0, le=9999)] | None = None
+    """Service jobs on fair-share queues: the scheduling priority within the share (0 to 9999,
+    higher first), as AWS SubmitServiceJob's schedulingPriority."""
     parameters: Parameters | None = None
     """Values for `Ref::<name>` tokens; they take precedence over the definition's parameters."""
     arrayProperties: ArrayProperties | None = None
@@ -316,7 +401,8 @@ class BatchJobSpec(KubatchModel):
     nodeOverrides: NodeOverrides | None = None
     """Changes to a multi-node definition."""
     retryStrategy: RetryStrategy | None = None
-    """Replaces the definition's retry strategy."""
+    """Replaces the definition's retry strategy. A service job's: attempts (1 to 10, every
+    placement into RUNNABLE counted) and evaluateOnExit entries with onStatusReason only."""
     timeout: JobTimeout | None = None
     """Replaces the definition's timeout."""
     shareIdentifier: Annotated[str, StringConstraints(pattern=SHARE_IDENTIFIER_PATTERN, max_length=255)] | None = None
@@ -450,11 +536,22 @@ class AttemptContainer(KubatchModel):
     """Where the logs are, when a log shipper is configured."""
 
 
+class ServiceResourceId(KubatchModel):
+    """The workload of a service job's attempt (AWS ServiceResourceId)."""
+
+    name: str
+    """What value is: `JobUid` (KUBERNETES_JOB: the batch/v1 Job's metadata.uid)."""
+    value: str
+    """The identifier."""
+
+
 class Attempt(KubatchModel):
     """One finished attempt."""
 
     container: AttemptContainer | None = None
     """The container's outcome."""
+    serviceResourceId: ServiceResourceId | None = None
+    """Service jobs: the attempt's workload (its Job is `<job>-a<attempt>` in the job's namespace)."""
     startedAt: datetime | None = None
     """When the attempt started RUNNING."""
     stoppedAt: datetime | None = None
@@ -483,8 +580,9 @@ class BatchJobStatus(KubatchModel):
     """The metadata.generation this status describes."""
     jobId: str | None = None
     """The job's id (the BatchJob's uid)."""
-    status: JobStatusValue | None = None
-    """SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED."""
+    status: BatchJobStatusValue | None = None
+    """SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED; service jobs also
+    SCHEDULED (handed to their service, between RUNNABLE and STARTING)."""
     statusReason: str | None = None
     """Why the job is in its status, in AWS Batch's words where AWS has them (for example `Dependent
     Job failed`, or a blocked queue head's `MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s)
@@ -498,6 +596,12 @@ class BatchJobStatus(KubatchModel):
     """The resolved definition revision, `name:revision`."""
     computeEnvironment: str | None = None
     """The compute environment the job (its current attempt) was placed on."""
+    serviceEnvironment: str | None = None
+    """Service jobs: the service environment the current attempt was scheduled on."""
+    scheduledAt: datetime | None = None
+    """Service jobs: when the current attempt became SCHEDULED."""
+    capacityUsage: Annotated[list[CapacityUsage], Field(max_length=1)] | None = None
+    """Service jobs: the capacity the current attempt holds in its service environment."""
     shareIdentifier: str | None = None
     """The fair-share identifier used for scheduling (spec.shareIdentifier), written at submission."""
     schedulingPriority: int | None = None
@@ -546,6 +650,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Definition", "type": "string", "jsonPath": ".status.jobDefinition", "priority": 1},
     {"name": "CE", "type": "string", "jsonPath": ".status.computeEnvironment", "priority": 1},
+    {"name": "Service-Type", "type": "string", "jsonPath": ".spec.serviceJobType", "priority": 1},
     {"name": "Array-Size", "type": "integer", "jsonPath": ".spec.arrayProperties.size", "priority": 1},
     {"name": "Share", "type": "string", "jsonPath": ".spec.shareIdentifier", "priority": 1},
 ]

@@ -38,6 +38,7 @@ COMPUTE_ENVIRONMENT = KindInfo("ComputeEnvironment", "computeenvironments", "com
 JOB_QUEUE = KindInfo("JobQueue", "jobqueues", "jobqueue", "jq", "Cluster")
 SCHEDULING_POLICY = KindInfo("SchedulingPolicy", "schedulingpolicies", "schedulingpolicy", "sp", "Cluster")
 CONSUMABLE_RESOURCE = KindInfo("ConsumableResource", "consumableresources", "consumableresource", "cres", "Cluster")
+SERVICE_ENVIRONMENT = KindInfo("ServiceEnvironment", "serviceenvironments", "serviceenvironment", "se", "Cluster")
 JOB_DEFINITION = KindInfo("JobDefinition", "jobdefinitions", "jobdefinition", "jd", "Namespaced")
 BATCH_JOB = KindInfo("BatchJob", "batchjobs", "batchjob", "bj", "Namespaced")
 JOB_SCHEDULE = KindInfo("JobSchedule", "jobschedules", "jobschedule", "js", "Namespaced")
@@ -47,6 +48,7 @@ KINDS: tuple[KindInfo, ...] = (
     JOB_QUEUE,
     SCHEDULING_POLICY,
     CONSUMABLE_RESOURCE,
+    SERVICE_ENVIRONMENT,
     JOB_DEFINITION,
     BATCH_JOB,
     JOB_SCHEDULE,

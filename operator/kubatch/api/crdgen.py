@@ -31,6 +31,7 @@ from kubatch.api import (
     job_queue,
     job_schedule,
     scheduling_policy,
+    service_environment,
 )
 from kubatch.api.constants import (
     BATCH_JOB,
@@ -42,6 +43,7 @@ from kubatch.api.constants import (
     JOB_QUEUE,
     JOB_SCHEDULE,
     SCHEDULING_POLICY,
+    SERVICE_ENVIRONMENT,
     VERSION,
     KindInfo,
 )
@@ -95,6 +97,14 @@ KIND_SCHEMAS: tuple[KindSchema, ...] = (
         consumable_resource.ConsumableResourceStatus,
         consumable_resource.PRINTER_COLUMNS,
         consumable_resource.ROOT_VALIDATIONS,
+    ),
+    KindSchema(
+        SERVICE_ENVIRONMENT,
+        service_environment.ServiceEnvironment,
+        service_environment.ServiceEnvironmentSpec,
+        service_environment.ServiceEnvironmentStatus,
+        service_environment.PRINTER_COLUMNS,
+        service_environment.ROOT_VALIDATIONS,
     ),
     KindSchema(
         JOB_DEFINITION,

@@ -1,13 +1,15 @@
-"""JobQueue (cluster-scoped, short name `jq`): where jobs wait, as an AWS Batch job queue. A queue
-feeds 1 to 3 compute environments in order; queues sharing an environment are served by priority.
-With a schedulingPolicy the queue is fair-share, otherwise FIFO."""
+"""JobQueue (cluster-scoped, short name `jq`): where jobs wait, as an AWS Batch job queue. A queue of
+jobQueueType EKS (the default) feeds 1 to 3 compute environments in order; queues sharing an
+environment are served by priority. A service job queue (jobQueueType KUBERNETES_JOB) feeds exactly
+one ServiceEnvironment of that type instead. With a schedulingPolicy the queue is fair-share,
+otherwise FIFO."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from kubatch.api.common import (
     DnsLabel,
@@ -27,7 +29,14 @@ JobStateTimeLimitReason = Literal[
     "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
     "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
     "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    "MISCONFIGURATION:SERVICE_ENVIRONMENT_MAX_RESOURCE",
 ]
+#: The jobQueueType of a queue of compute environments: AWS's name for queues whose jobs are
+#: Kubernetes pods (ECS and ECS_FARGATE have no counterpart in kubatch).
+COMPUTE_QUEUE_TYPE = "EKS"
+#: jobQueueType: EKS, or the serviceEnvironmentType of the queue's service environment (AWS's
+#: convention: a SageMaker queue is SAGEMAKER_TRAINING, as its service environment).
+JobQueueType = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
 
 
 class ComputeEnvironmentOrder(KubatchModel):
@@ -39,6 +48,15 @@ class ComputeEnvironmentOrder(KubatchModel):
     """The ComputeEnvironment's name."""
 
 
+class ServiceEnvironmentOrder(KubatchModel):
+    """The service environment of a service job queue (AWS allows exactly one)."""
+
+    order: Annotated[int, Field(ge=0)]
+    """Position (one environment: any value)."""
+    serviceEnvironment: DnsLabel
+    """The ServiceEnvironment's name."""
+
+
 class JobStateTimeLimitAction(KubatchModel):
     """Cancel the job at the head of the queue when it has been RUNNABLE with the given blocking
     reason for longer than maxTimeSeconds. Its statusReason becomes
@@ -46,7 +64,9 @@ class JobStateTimeLimitAction(KubatchModel):
 
     reason: JobStateTimeLimitReason
     """The blocking reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY,
-    MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE or MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT."""
+    MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE or MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT
+    (EKS queues); CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY or
+    MISCONFIGURATION:SERVICE_ENVIRONMENT_MAX_RESOURCE (service job queues)."""
     state: Literal["RUNNABLE"] = "RUNNABLE"
     """The state watched; only RUNNABLE."""
     maxTimeSeconds: Annotated[int, Field(ge=600, le=86400)]
@@ -60,10 +80,49 @@ class JobQueueSpec(KubatchModel):
 
     model_config = model_rules(
         cel(
-            "self.computeEnvironmentOrder.all(a, self.computeEnvironmentOrder.exists_one(b, "
-            "b.computeEnvironment == a.computeEnvironment))",
+            "!has(self.computeEnvironmentOrder) || self.computeEnvironmentOrder.all(a, "
+            "self.computeEnvironmentOrder.exists_one(b, b.computeEnvironment == a.computeEnvironment))",
             "spec.computeEnvironmentOrder: each compute environment may appear only once",
             field_path=".computeEnvironmentOrder",
+        ),
+        cel(
+            "!(has(self.serviceEnvironmentOrder) && has(self.computeEnvironmentOrder) && "
+            "self.computeEnvironmentOrder.size() > 0)",
+            "spec: a job queue takes computeEnvironmentOrder (jobQueueType EKS) or serviceEnvironmentOrder "
+            "(a service job queue), not both",
+            field_path=".serviceEnvironmentOrder",
+        ),
+        cel(
+            f"self.jobQueueType != '{COMPUTE_QUEUE_TYPE}' || "
+            "(has(self.computeEnvironmentOrder) && self.computeEnvironmentOrder.size() > 0)",
+            "spec.computeEnvironmentOrder: 1 to 3 compute environments are required for jobQueueType EKS",
+            field_path=".computeEnvironmentOrder",
+        ),
+        cel(
+            f"self.jobQueueType == '{COMPUTE_QUEUE_TYPE}' || has(self.serviceEnvironmentOrder)",
+            "spec.serviceEnvironmentOrder: a service job queue (jobQueueType other than EKS) needs exactly "
+            "one service environment",
+            field_path=".serviceEnvironmentOrder",
+        ),
+        cel(
+            "!(self.jobQueueType in ['ECS', 'ECS_FARGATE', 'FARGATE'])",
+            "spec.jobQueueType: kubatch has no ECS or Fargate queues: jobs run as Kubernetes pods (EKS), "
+            "service jobs on a service environment (e.g. KUBERNETES_JOB)",
+            field_path=".jobQueueType",
+        ),
+        cel(
+            "self.jobQueueType == oldSelf.jobQueueType",
+            "spec.jobQueueType is immutable",
+            field_path=".jobQueueType",
+        ),
+        cel(
+            f"!has(self.jobStateTimeLimitActions) || (self.jobQueueType == '{COMPUTE_QUEUE_TYPE}' ? "
+            "self.jobStateTimeLimitActions.all(a, a.reason != 'MISCONFIGURATION:SERVICE_ENVIRONMENT_MAX_RESOURCE') : "
+            "self.jobStateTimeLimitActions.all(a, a.reason == 'CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY' || "
+            "a.reason == 'MISCONFIGURATION:SERVICE_ENVIRONMENT_MAX_RESOURCE'))",
+            "spec.jobStateTimeLimitActions: reason MISCONFIGURATION:SERVICE_ENVIRONMENT_MAX_RESOURCE applies to "
+            "service job queues only, which take CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY and it",
+            field_path=".jobStateTimeLimitActions",
         ),
         cel(
             "has(self.schedulingPolicy) == has(oldSelf.schedulingPolicy)",
@@ -77,10 +136,25 @@ class JobQueueSpec(KubatchModel):
     """Queues sharing a compute environment are served by priority, higher first."""
     state: State = "ENABLED"
     """ENABLED: accepts and runs jobs. DISABLED: rejects new jobs; queued ones still run."""
-    computeEnvironmentOrder: Annotated[
-        list[ComputeEnvironmentOrder], Field(min_length=1, max_length=3, json_schema_extra=list_map("order"))
-    ]
-    """1 to 3 compute environments, tried in ascending order."""
+    jobQueueType: JobQueueType = COMPUTE_QUEUE_TYPE
+    """EKS (the default): the queue's jobs run as pods on its compute environments. A service job
+    queue has the type of its service environment (`KUBERNETES_JOB`): its jobs are service jobs (a
+    workload such as a `batch/v1` Job, run by its own controller). Immutable."""
+    computeEnvironmentOrder: (
+        Annotated[
+            list[ComputeEnvironmentOrder], Field(min_length=0, max_length=3, json_schema_extra=list_map("order"))
+        ]
+        | None
+    ) = None
+    """jobQueueType EKS: 1 to 3 compute environments, tried in ascending order. A service job queue
+    has none (unset or empty, as AWS shows it)."""
+    serviceEnvironmentOrder: (
+        Annotated[
+            list[ServiceEnvironmentOrder], Field(min_length=1, max_length=1, json_schema_extra=list_map("order"))
+        ]
+        | None
+    ) = None
+    """Service job queues: exactly one ServiceEnvironment, of the queue's jobQueueType."""
     schedulingPolicy: DnsSubdomain | None = None
     """A SchedulingPolicy: makes the queue fair-share (jobs then need a shareIdentifier). Without it the
     queue is FIFO. It can be replaced later but not added or removed."""
@@ -106,6 +180,8 @@ class JobCounts(KubatchModel):
     SUBMITTED: Annotated[int, Field(ge=0)] = 0
     PENDING: Annotated[int, Field(ge=0)] = 0
     RUNNABLE: Annotated[int, Field(ge=0)] = 0
+    SCHEDULED: Annotated[int, Field(ge=0)] = 0
+    """Service jobs handed to their service (service job queues)."""
     STARTING: Annotated[int, Field(ge=0)] = 0
     RUNNING: Annotated[int, Field(ge=0)] = 0
     SUCCEEDED: Annotated[int, Field(ge=0)] = 0
@@ -157,16 +233,16 @@ class ShareUsage(KubatchModel):
     """The share's jobs that are not finished."""
 
 
-CapacityUnit = Literal["vCPU", "MiB", "GPU"]
+CapacityUnit = Literal["vCPU", "MiB", "GPU", "NUM_INSTANCES"]
 
 
 class CapacityUsage(KubatchModel):
     """An amount of capacity in use, as AWS's capacityUsage items."""
 
     capacityUnit: CapacityUnit
-    """vCPU (AWS's unit for compute jobs), MiB (memory) or GPU."""
+    """vCPU (AWS's unit for compute jobs), MiB (memory) or GPU; NUM_INSTANCES for service jobs."""
     quantity: Annotated[float, Field(ge=0)]
-    """How much: vCPUs (fractions allowed), MiB of memory or whole GPUs."""
+    """How much: vCPUs (fractions allowed), MiB of memory, whole GPUs or instances."""
 
 
 class ShareCapacityUsage(KubatchModel):
@@ -200,10 +276,11 @@ class FairshareUtilization(KubatchModel):
 
 class QueueUtilization(KubatchModel):
     """What the queue's jobs hold right now (AWS GetJobQueueSnapshot's queueUtilization): the
-    requests of their STARTING and RUNNING pods."""
+    requests of their STARTING and RUNNING pods (service job queues: the instances of their
+    SCHEDULED, STARTING and RUNNING service jobs)."""
 
-    totalCapacityUsage: Annotated[list[CapacityUsage], Field(max_length=3)] | None = None
-    """vCPU, MiB and GPU in use by the queue's jobs."""
+    totalCapacityUsage: Annotated[list[CapacityUsage], Field(max_length=4)] | None = None
+    """vCPU, MiB and GPU in use by the queue's jobs; NUM_INSTANCES for a service job queue."""
     computeEnvironmentUsage: Annotated[list[ComputeEnvironmentCapacityUsage], Field(max_length=10)] | None = None
     """The same per compute environment where the queue's jobs hold any, by name (kubatch's addition;
     an environment taken out of the queue appears while jobs it started there run)."""
@@ -239,8 +316,9 @@ class JobQueueStatus(KubatchModel):
 
 class JobQueue(KubatchModel):
     """A queue that BatchJobs are submitted to, as an AWS Batch job queue. It places jobs on 1 to 3
-    compute environments in order; queues sharing an environment are served by priority. Without a
-    schedulingPolicy the queue is FIFO, with one it is fair-share."""
+    compute environments in order; queues sharing an environment are served by priority. A service
+    job queue (jobQueueType KUBERNETES_JOB) schedules service jobs on one ServiceEnvironment instead.
+    Without a schedulingPolicy the queue is FIFO, with one it is fair-share."""
 
     apiVersion: str = API_VERSION
     kind: str = JOB_QUEUE.kind
@@ -254,6 +332,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "State", "type": "string", "jsonPath": ".spec.state"},
     {"name": "Status", "type": "string", "jsonPath": ".status.status"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Type", "type": "string", "jsonPath": ".spec.jobQueueType", "priority": 1},
     {"name": "Policy", "type": "string", "jsonPath": ".spec.schedulingPolicy", "priority": 1},
     {"name": "Runnable", "type": "integer", "jsonPath": ".status.jobCounts.RUNNABLE", "priority": 1},
     {"name": "Running", "type": "integer", "jsonPath": ".status.jobCounts.RUNNING", "priority": 1},

@@ -64,6 +64,13 @@ def _template_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
     rules: list[JsonValue] = [
         rule for rule in _SPEC_RULES if not any(f".{name}" == rule.get("fieldPath") for name in _REMOVED)
     ]
+    rules.append(
+        cel(
+            "!has(self.serviceJobType)",
+            "spec.jobTemplate.spec.serviceJobType: a JobSchedule submits jobs of a job definition, not service jobs",
+            field_path=".serviceJobType",
+        )
+    )
     schema["x-kubernetes-validations"] = rules
 
 

@@ -19,6 +19,7 @@ CONTRACT = {
     "JobQueue": ("Cluster", "jq", ["PRIORITY", "STATE", "STATUS", "AGE"]),
     "SchedulingPolicy": ("Cluster", "sp", ["AGE"]),
     "ConsumableResource": ("Cluster", "cres", ["TYPE", "TOTAL", "IN-USE", "AVAILABLE"]),
+    "ServiceEnvironment": ("Cluster", "se", ["TYPE", "STATE", "STATUS", "MAX-CAPACITY", "IN-USE", "AGE"]),
     "JobDefinition": ("Namespaced", "jd", ["TYPE", "REVISION", "STATUS", "AGE"]),
     "BatchJob": ("Namespaced", "bj", ["QUEUE", "STATUS", "REASON", "ATTEMPTS", "AGE"]),
     "JobSchedule": ("Namespaced", "js", ["SCHEDULE", "SUSPEND", "LAST-SCHEDULE", "AGE"]),

@@ -117,7 +117,8 @@ def test_evaluate_on_exit_action_rejects_other_words(action: str) -> None:
 def test_status_enum_and_constants() -> None:
     assert JOB_STATUSES == ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
     status = SCHEMAS["BatchJob"]["properties"]["status"]["properties"]["status"]
-    assert tuple(status["enum"]) == JOB_STATUSES
+    # A service job has SCHEDULED between RUNNABLE and STARTING.
+    assert tuple(status["enum"]) == (*JOB_STATUSES[:3], "SCHEDULED", *JOB_STATUSES[3:])
     assert KINDS_BY_NAME["BatchJob"] is BATCH_JOB
     assert BATCH_JOB.crd_name == "batchjobs.kubatch.dev" and BATCH_JOB.namespaced
 

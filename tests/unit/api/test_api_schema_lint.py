@@ -88,5 +88,8 @@ def test_printer_columns_point_into_the_schema() -> None:
             if parts[0] == "metadata":
                 continue
             for part in parts:
-                node = node["properties"][part]
+                name, _, index = part.partition("[")
+                node = node["properties"][name]
+                if index:  # `capacityLimits[0]`: an item of the list
+                    node = node["items"]
             assert node.get("type") == column["type"] or (column["type"] == "date" and node.get("format")), column

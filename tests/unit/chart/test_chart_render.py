@@ -26,7 +26,7 @@ from tests.unit.chart.chartlib import (
 )
 
 KUBATCH = "kubatch.dev"
-CLUSTER_KINDS = ["computeenvironments", "jobqueues", "schedulingpolicies", "consumableresources"]
+CLUSTER_KINDS = ["computeenvironments", "jobqueues", "schedulingpolicies", "consumableresources", "serviceenvironments"]
 ALL_KINDS = [*CLUSTER_KINDS, "jobdefinitions", "batchjobs", "jobschedules"]
 # webhook name -> (resource, handler path, operations)
 WEBHOOKS = {
@@ -50,6 +50,8 @@ OPERATOR_GRANTS: set[Grant] = (
     | expand(KUBATCH, ["jobschedules/status"], ["patch"])
     | expand(KUBATCH, ["batchjobs"], ["create", "patch", "delete"])
     | expand("", ["pods"], ["list", "watch", "create", "delete"])
+    # service jobs of type KUBERNETES_JOB: their batch/v1 Jobs
+    | expand("batch", ["jobs"], ["list", "watch", "create", "delete"])
     | expand("", ["services"], ["create", "delete"])
     | expand("", ["events"], ["create", "patch"])
     | expand("apps", ["controllerrevisions"], ["list", "watch", "create", "patch", "delete"])
