@@ -96,13 +96,15 @@ def create_key(kubeconfig: str, keys_namespace: str, namespace: str, *identity: 
     return Key(key_id.group(1), secret.group(1))
 
 
-def client(url: str, key: Key, **config: Any) -> Any:
-    """boto3's AWS Batch client on the API, signing with ``key``; no retries (tests see every error)."""
+def client(url: str, key: Key, *, verify: bool | str | None = None, **config: Any) -> Any:
+    """boto3's AWS Batch client on the API, signing with ``key``; no retries (tests see every error).
+    ``verify``: the CA bundle of a TLS server (False: no verification)."""
     return boto3.client(
         "batch",
         endpoint_url=url,
         region_name=config.pop("region_name", "us-east-1"),
         aws_access_key_id=key.access_key_id,
         aws_secret_access_key=key.secret_access_key,
+        verify=verify,
         config=Config(retries={"total_max_attempts": 1}, **config),
     )

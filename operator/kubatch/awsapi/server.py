@@ -58,7 +58,7 @@ class Request:
     method: str
     raw_path: str
     query: str
-    headers: Mapping[str, str] | list[tuple[str, str]]
+    headers: tuple[tuple[str, str], ...]
     body: bytes
 
 
@@ -101,8 +101,13 @@ class ApiServer:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_get("/healthz", self.healthz)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
+
+    async def healthz(self, http: web.Request) -> web.Response:
+        """Liveness, unauthenticated: no AWS Batch operation is a GET of /healthz."""
+        return web.Response(text="ok")
 
     async def handle(self, http: web.Request) -> web.Response:
         started = time.monotonic()
@@ -112,7 +117,7 @@ class ApiServer:
         try:
             raw = await http.read()
             path, _, query = http.raw_path.partition("?")
-            request = Request(http.method, path, query, list(http.headers.items()), raw)
+            request = Request(http.method, path, query, tuple(http.headers.items()), raw)
             principal = await self.authenticate(request)
             key_id = principal.access_key_id
             call = parse_call(http.method, http.raw_path, raw)

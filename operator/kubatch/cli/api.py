@@ -1,5 +1,11 @@
 """`kubatch api`: the AWS Batch API server and its access keys.
 
+``kubatch api serve --listen HOST:PORT`` serves the API over TLS: the certificate in ``--cert-dir``
+(``tls.crt``, ``tls.key``; made there, self-signed, when it has none), else a self-signed one made
+at start; ``--insecure-http`` serves plain HTTP, and only on a loopback address (tests, a local
+try-out). The server acts with ``--kubeconfig`` (or its in-cluster ServiceAccount), which needs to
+read the key Secrets, impersonate the keys' identities, read JobQueues and label BatchJobs.
+
 ``kubatch api keys create --namespace NS (--user NAME | --service-account [NS/]NAME)`` prints
 exactly two lines, ``AWS_ACCESS_KEY_ID=...`` and ``AWS_SECRET_ACCESS_KEY=...`` (ready for ``export``
 or an env file); ``list`` shows the keys without their secrets; ``delete`` removes one; ``rotate``
@@ -10,14 +16,19 @@ the old one. Keys live in ``--keys-namespace`` (``$KUBATCH_API_KEYS_NAMESPACE``,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
 
 from kubatch.awsapi.keys import AccessKey, Identity, service_account
 from kubatch.awsapi.keystore import DEFAULT_KEYS_NAMESPACE, KeyStore
+from kubatch.awsapi.server import DEFAULT_ACCOUNT, DEFAULT_REGION, ApiConfig
 from kubatch.cli.client import CliError, Target
 from kubatch.cli.render import age, table
 from kubatch.cluster.client import Kube
@@ -34,11 +45,6 @@ def api() -> None:
     """The AWS Batch API: point aws-cli or boto3 at kubatch (docs/aws-api.md)."""
 
 
-@api.group("keys")
-def keys() -> None:
-    """Access keys: each maps to a namespace and a Kubernetes identity whose RBAC rights it has."""
-
-
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -52,6 +58,81 @@ def key_options(f: F) -> F:
         help="Namespace of the access key Secrets.",
     )(f)
     return f
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8443`` for IPv6) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {text!r}", param_hint="--listen")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@api.command("serve")
+@click.option("--listen", default="0.0.0.0:8443", show_default=True, help="Address and port to serve on (HOST:PORT).")
+@click.option(
+    "--cert-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory with tls.crt and tls.key (made there, self-signed, when missing). Default: a self-signed "
+    "certificate made at start.",
+)
+@click.option("--insecure-http", is_flag=True, help="Serve plain HTTP instead of TLS: loopback addresses only.")
+@click.option(
+    "--region", default=lambda: os.environ.get("KUBATCH_API_REGION") or DEFAULT_REGION, show_default=DEFAULT_REGION,
+    help="The region of ARNs, which requests must be signed for.",
+)
+@click.option(
+    "--account-id", default=lambda: os.environ.get("KUBATCH_API_ACCOUNT_ID") or DEFAULT_ACCOUNT,
+    show_default=DEFAULT_ACCOUNT, help="The account id of ARNs.",
+)
+@key_options
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging (one line per request).")
+def serve(
+    listen: str,
+    cert_dir: str | None,
+    insecure_http: bool,
+    region: str,
+    account_id: str,
+    keys_namespace: str,
+    kubeconfig: str | None,
+    verbose: bool,
+) -> None:
+    """Serve the AWS Batch API (aws-cli, boto3: --endpoint-url https://HOST:PORT)."""
+    from kubatch.awsapi import tls
+    from kubatch.awsapi.app import serve as run
+
+    host, port = parse_listen(listen)
+    if insecure_http and not tls.is_loopback(host):
+        raise click.UsageError(
+            f"--insecure-http serves plain HTTP on loopback addresses only, not {host}: request signatures and "
+            "job data would cross the network in the clear"
+        )
+    if cert_dir is not None and insecure_http:
+        raise click.UsageError("--cert-dir and --insecure-http exclude each other")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+    for noisy in ("aiohttp.access", "kubatch.cluster.client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    directory = None if insecure_http else tls.certificate_dir(cert_dir, host)
+    kubeconfig = kubeconfig or Target.resolve(None, None).kubeconfig
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run(
+                host=host,
+                port=port,
+                kubeconfig=kubeconfig,
+                config=ApiConfig(region=region, account=account_id),
+                keys_namespace=keys_namespace,
+                cert_dir=Path(directory) if directory else None,
+            )
+        )
+
+
+@api.group("keys")
+def keys() -> None:
+    """Access keys: each maps to a namespace and a Kubernetes identity whose RBAC rights it has."""
 
 
 def _run(keys_namespace: str, kubeconfig: str | None, fn: Callable[[KeyStore], Awaitable[T]]) -> T:
