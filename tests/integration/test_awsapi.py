@@ -335,3 +335,44 @@ def test_the_aws_cli(api_url: str, key: Key, aws: Any, batch: Batch) -> None:
     assert "An error occurred (ClientException) when calling the SubmitJob operation: JobQueue absent not found." in (
         missing.stderr
     )
+
+
+def test_jobs_made_with_kubectl_are_seen(aws: Any, batch: Batch) -> None:
+    """A BatchJob created with kubectl (no API label) is listed, and found by jobId once kubatch has
+    written its status (the CRD's status.jobId field selector)."""
+    queue = batch.queue([batch.environment()])
+    definition = batch.container_definition("made-by-kubectl")
+    batch.job("kubectl-job", queue, definition)
+    status = batch.wait_done("kubectl-job")
+    job_id = status["jobId"]
+    listed = aws.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["kubectl-job"]}])
+    assert [s["jobId"] for s in listed["jobSummaryList"]] == [job_id]
+    described = aws.describe_jobs(jobs=[job_id])["jobs"]
+    assert [(d["jobId"], d["jobName"], d["status"]) for d in described] == [(job_id, "kubectl-job", "SUCCEEDED")]
+    assert described[0]["jobDefinition"].endswith(f":job-definition/{definition}:1")
+
+
+def test_multinode_job(aws: Any, batch: Batch) -> None:
+    queue = batch.queue([batch.environment(nodes=3)])
+    registered = aws.register_job_definition(
+        jobDefinitionName="gang", type="multinode",
+        nodeProperties={"numNodes": 2, "mainNode": 0,
+                        "nodeRangeProperties": [{"targetNodes": "0:", "container": CONTAINER}]},
+    )  # fmt: skip
+    shown = aws.describe_job_definitions(jobDefinitions=[registered["jobDefinitionArn"]])["jobDefinitions"][0]
+    assert shown["type"] == "multinode" and shown["nodeProperties"]["numNodes"] == 2
+    submitted = aws.submit_job(jobName="gang", jobQueue=queue, jobDefinition="gang", nodeOverrides={"numNodes": 3})
+    job_id = submitted["jobId"]
+    done = wait_job(aws, job_id, "SUCCEEDED", "FAILED")
+    assert done["status"] == "SUCCEEDED", done
+    assert done["nodeProperties"] == {"numNodes": 3, "mainNode": 0}
+    node = aws.describe_jobs(jobs=[f"{job_id}#1"])["jobs"][0]
+    assert node["jobId"] == f"{job_id}#1" and node["nodeDetails"] == {"nodeIndex": 1, "isMainNode": False}
+    nodes = {
+        n["jobId"]: n
+        for status in ("SUCCEEDED", "FAILED")  # the workers' pods are stopped once the main node ended
+        for n in aws.list_jobs(multiNodeJobId=job_id, jobStatus=status)["jobSummaryList"]
+    }
+    assert sorted(nodes) == [f"{job_id}#{i}" for i in range(3)]
+    assert nodes[f"{job_id}#0"]["status"] == "SUCCEEDED"
+    assert nodes[f"{job_id}#0"]["nodeProperties"] == {"numNodes": 3, "nodeIndex": 0, "isMainNode": True}

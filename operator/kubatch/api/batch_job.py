@@ -664,4 +664,4 @@ ROOT_VALIDATIONS: list[dict[str, Any]] = [
         "spec.dependsOn: a job cannot depend on itself",
     ),
 ]
-SELECTABLE_FIELDS: list[str] = [".spec.jobQueue", ".spec.shareIdentifier", ".spec.jobName"]
+SELECTABLE_FIELDS: list[str] = [".spec.jobQueue", ".spec.shareIdentifier", ".spec.jobName", ".status.jobId"]

@@ -7,8 +7,9 @@ caller created (a metadata patch the caller may not be allowed).
 
 Finding jobs by jobId: ``kubatch.dev/job-id in (...)`` (one list per DescribeJobs, served by the
 API server's cache); a job created another way (kubectl, a JobSchedule) has no label and is found
-by ``status.jobId`` once kubatch has written its first status, one request per such id where the
-CRD offers that field selector.
+by the field selector ``status.jobId`` (a selectable field of the CRD) once kubatch has written its
+first status, one request per such id (an API server whose CRD lacks the field answers 400: not
+found).
 
 SubmitJob checks first, with AWS's messages, that the queue exists (``JobQueue <q> not found.``)
 and that the definition exists and is ACTIVE (``JobDefinition name <d> does not exist or is not in
