@@ -16,8 +16,9 @@ One job per module:
 - ``impersonation``: a Kubernetes client acting as a key's identity; ``authn``: the front door
   (signature, key, identity).
 - ``arns``: ARNs in AWS's format, and names or ARNs wherever AWS accepts either.
-- ``jobs``, ``listing``, ``definitions``: pure translation of the job and job definition operations;
-  ``job_ops``, ``definition_ops``: those operations against the API server.
+- ``jobs``, ``listing``, ``definitions``, ``resources``: pure translation of the job, job
+  definition, job queue, scheduling policy and compute environment operations; ``job_ops``,
+  ``definition_ops``, ``resource_ops``: those operations against the API server.
 - ``server``: the aiohttp application (authentication, dispatch, errors); ``app``: the API
   assembled; ``tls``: its certificate.
 """

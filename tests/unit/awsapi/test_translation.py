@@ -380,3 +380,57 @@ def test_list_jobs_query_and_pages() -> None:
     later = [(listing.sort_key(99_000, 99, "id-new"), {"jobId": "id-new"}), *entries]
     page, _ = listing.page(later, listing.parse_list_jobs({**body, "nextToken": first_token}))
     assert [s["jobId"] for s in page] == ["id-5", "id-4", "id-3", "id-2"]
+
+
+def test_queues_policies_environments_are_awss_shapes() -> None:
+    from kubatch.awsapi import resources
+
+    manifest = resources.queue_manifest(
+        {"jobQueueName": "high", "priority": 5, "state": "ENABLED",
+         "schedulingPolicyArn": "arn:aws:batch:us-east-1:0:scheduling-policy/fair",
+         "computeEnvironmentOrder": [
+             {"order": 1, "computeEnvironment": "arn:aws:batch:us-east-1:0:compute-environment/ce"}],
+         "jobStateTimeLimitActions": [{"reason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY", "state": "RUNNABLE",
+                                       "maxTimeSeconds": 600, "action": "CANCEL"}],
+         "tags": {"a": "b"}}
+    )  # fmt: skip
+    assert manifest["metadata"] == {"name": "high"}
+    assert manifest["spec"]["schedulingPolicy"] == "fair"
+    assert manifest["spec"]["computeEnvironmentOrder"] == [{"order": 1, "computeEnvironment": "ce"}]
+    queue = {**manifest, "status": {
+        "status": "VALID", "lastUpdatedAt": "2024-05-06T07:08:09Z",
+        "front": [{"namespace": "a", "name": "j", "jobId": UID, "earliestTimeAtPosition": "2024-05-06T07:08:00Z"},
+                  {"namespace": "a", "name": "k"}],
+        "queueUtilization": {"totalCapacityUsage": [{"capacityUnit": "vCPU", "quantity": 2.5}],
+                             "fairshareUtilization": {"activeShareCount": 1, "topCapacityUtilization": [
+                                 {"shareIdentifier": "blue",
+                                  "capacityUsage": [{"capacityUnit": "vCPU", "quantity": 2.5}]}]}},
+    }}  # fmt: skip
+    detail = prune(resources.queue_detail(queue, ARNS))
+    conforms(detail, shape("JobQueueDetail"))
+    assert detail["schedulingPolicyArn"] == "arn:aws:batch:us-east-1:000000000000:scheduling-policy/fair"
+    assert detail["computeEnvironmentOrder"][0]["computeEnvironment"].endswith(":compute-environment/ce")
+    snap = prune(resources.snapshot(queue, ARNS))
+    conforms(snap, shape("GetJobQueueSnapshotResponse"))
+    assert snap["frontOfQueue"] == {
+        "jobs": [{"jobArn": ARNS.job(UID), "earliestTimeAtPosition": 1714979280000}],
+        "lastUpdatedAt": 1714979289000,
+    }
+    policy = resources.policy_manifest({"name": "fair", "fairsharePolicy": {"shareDecaySeconds": 60,
+                                        "shareDistribution": [{"shareIdentifier": "blue",
+                                                               "weightFactor": 2.0}]}})  # fmt: skip
+    shown = prune(resources.policy_detail(policy, ARNS))
+    conforms(shown, shape("SchedulingPolicyDetail"))
+    assert shown["arn"] == "arn:aws:batch:us-east-1:000000000000:scheduling-policy/fair"
+    environment = {
+        "metadata": {"name": "ce", "uid": UID},
+        "spec": {"type": "MANAGED", "computeResources": {"type": "SPOT", "minvCpus": 0, "maxvCpus": 64,
+                 "instanceTypes": ["c7i"], "provisioner": "karpenter"},
+                 "updatePolicy": {"terminateJobsOnUpdate": True}},
+        "status": {"status": "VALID", "desiredvCpus": 8},
+    }  # fmt: skip
+    ce = prune(resources.environment_detail(environment, ARNS))
+    conforms(ce, shape("ComputeEnvironmentDetail"))
+    assert ce["computeResources"]["desiredvCpus"] == 8 and ce["state"] == "ENABLED"
+    with pytest.raises(ClientException):
+        resources.queue_manifest({"jobQueueName": "High_Priority", "priority": 1})

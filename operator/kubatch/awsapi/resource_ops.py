@@ -1,0 +1,226 @@
+"""Job queue, scheduling policy and compute environment operations against the API server, as the
+caller: CreateJobQueue, UpdateJobQueue, DeleteJobQueue, DescribeJobQueues, GetJobQueueSnapshot;
+CreateSchedulingPolicy, UpdateSchedulingPolicy, DeleteSchedulingPolicy, DescribeSchedulingPolicies,
+ListSchedulingPolicies; DescribeComputeEnvironments.
+
+These objects are cluster-scoped: the key's identity needs cluster-wide RBAC on them (the chart's
+``kubatch-admin`` to change them, ``kubatch-view`` to read them). Kubatch's own rules apply as
+they do to ``kubectl`` (a queue is deleted only once DISABLED, its environments share one
+architecture, ...): their refusals come back as ClientException. Listings are by name, in pages of
+``maxResults`` (1 to 100, default 100) with ``nextToken`` the last name of the page.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+from kubatch.awsapi import resources
+from kubatch.awsapi.arns import COMPUTE_ENVIRONMENT, JOB_QUEUE, SCHEDULING_POLICY, Arns, name_of
+from kubatch.awsapi.errors import ClientException, from_kube
+from kubatch.awsapi.protocol import JSON, Call, optional_int, optional_str, required_str, string_list
+from kubatch.awsapi.server import Context, Handler
+from kubatch.cluster.client import ApiError, Kube
+
+GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+KINDS = {JOB_QUEUE: ("jobqueues", "JobQueue"), SCHEDULING_POLICY: ("schedulingpolicies", "SchedulingPolicy"),
+         COMPUTE_ENVIRONMENT: ("computeenvironments", "ComputeEnvironment")}  # fmt: skip
+
+
+def path(kind: str, name: str | None = None) -> str:
+    base = f"{GROUP_PATH}/{KINDS[kind][0]}"
+    return f"{base}/{name}" if name else base
+
+
+def arns(ctx: Context) -> Arns:
+    return Arns(ctx.config.region, ctx.config.account)
+
+
+async def get(kube: Kube, kind: str, name: str, action: str) -> JSON | None:
+    try:
+        found: JSON = await kube.get(path(kind, name))
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise from_kube(e, action) from None
+    return found
+
+
+async def must_get(kube: Kube, kind: str, value: str, what: str, action: str) -> JSON:
+    found = await get(kube, kind, name_of(value, kind, what), action)
+    if found is None:
+        raise ClientException(f"{KINDS[kind][1]} {value} not found.")
+    return found
+
+
+async def list_all(kube: Kube, kind: str, action: str) -> list[JSON]:
+    try:
+        listed = await kube.get(path(kind))
+    except ApiError as e:
+        raise from_kube(e, action) from None
+    items: list[JSON] = listed.get("items") or []
+    return sorted(items, key=lambda o: str(o["metadata"]["name"]))
+
+
+async def write(kube: Kube, method: str, target: str, body: Any, action: str, content_type: str | None = None) -> JSON:
+    try:
+        if content_type:
+            result: JSON = await kube.request(method, target, body=body, content_type=content_type, retries=0)
+        else:
+            result = await kube.request(method, target, params={"fieldValidation": "Strict"}, body=body, retries=0)
+    except ApiError as e:
+        raise from_kube(e, action) from None
+    return result
+
+
+def _token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+
+
+def _after(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except ValueError:
+        raise ClientException("nextToken: invalid") from None
+
+
+async def describe(
+    ctx: Context, call: Call, kind: str, names_field: str, action: str
+) -> tuple[list[JSON], str | None]:
+    """The objects named in ``names_field`` (names or ARNs; missing ones left out), or a page of all."""
+    wanted = string_list(call.body, names_field)
+    max_results = optional_int(call.body, "maxResults", low=1, high=100) or 100
+    token = optional_str(call.body, "nextToken")
+    if wanted:
+        found = [await get(ctx.user, kind, name_of(w, kind, names_field), action) for w in wanted]
+        return [f for f in found if f is not None], None
+    objects = await list_all(ctx.user, kind, action)
+    if token:
+        after = _after(token)
+        objects = [o for o in objects if str(o["metadata"]["name"]) > after]
+    chosen = objects[:max_results]
+    more = len(objects) > len(chosen) and chosen
+    return chosen, _token(str(chosen[-1]["metadata"]["name"])) if more else None
+
+
+# ---- job queues ----------------------------------------------------------------------------------
+
+
+async def create_job_queue(ctx: Context, call: Call) -> JSON:
+    manifest = resources.queue_manifest(call.body)
+    created = await write(ctx.user, "POST", path(JOB_QUEUE), manifest, "batch:CreateJobQueue")
+    name = str(created["metadata"]["name"])
+    return {"jobQueueName": name, "jobQueueArn": arns(ctx).job_queue(name)}
+
+
+async def update_job_queue(ctx: Context, call: Call) -> JSON:
+    action = "batch:UpdateJobQueue"
+    queue = await must_get(ctx.user, JOB_QUEUE, required_str(call.body, "jobQueue"), "jobQueue", action)
+    name = str(queue["metadata"]["name"])
+    changes = resources.queue_spec_changes(call.body)
+    if changes:
+        await write(
+            ctx.user, "PATCH", path(JOB_QUEUE, name), {"spec": changes}, action, "application/merge-patch+json"
+        )
+    return {"jobQueueName": name, "jobQueueArn": arns(ctx).job_queue(name)}
+
+
+async def delete_job_queue(ctx: Context, call: Call) -> JSON:
+    action = "batch:DeleteJobQueue"
+    queue = await must_get(ctx.user, JOB_QUEUE, required_str(call.body, "jobQueue"), "jobQueue", action)
+    await _delete(ctx.user, path(JOB_QUEUE, str(queue["metadata"]["name"])), action)
+    return {}
+
+
+async def _delete(kube: Kube, target: str, action: str) -> None:
+    try:
+        await kube.request("DELETE", target, retries=0)
+    except ApiError as e:
+        if e.status != 404:
+            raise from_kube(e, action) from None
+
+
+async def describe_job_queues(ctx: Context, call: Call) -> JSON:
+    found, token = await describe(ctx, call, JOB_QUEUE, "jobQueues", "batch:DescribeJobQueues")
+    return {"jobQueues": [resources.queue_detail(q, arns(ctx)) for q in found], "nextToken": token}
+
+
+async def get_job_queue_snapshot(ctx: Context, call: Call) -> JSON:
+    action = "batch:GetJobQueueSnapshot"
+    queue = await must_get(ctx.user, JOB_QUEUE, required_str(call.body, "jobQueue"), "jobQueue", action)
+    return resources.snapshot(queue, arns(ctx))
+
+
+# ---- scheduling policies -------------------------------------------------------------------------
+
+
+async def create_scheduling_policy(ctx: Context, call: Call) -> JSON:
+    created = await write(
+        ctx.user, "POST", path(SCHEDULING_POLICY), resources.policy_manifest(call.body), "batch:CreateSchedulingPolicy"
+    )
+    name = str(created["metadata"]["name"])
+    return {"name": name, "arn": arns(ctx).scheduling_policy(name)}
+
+
+async def update_scheduling_policy(ctx: Context, call: Call) -> JSON:
+    action = "batch:UpdateSchedulingPolicy"
+    if call.body.get("quotaSharePolicy") is not None:
+        raise ClientException("quotaSharePolicy is not supported by kubatch's API yet")
+    policy = await must_get(ctx.user, SCHEDULING_POLICY, required_str(call.body, "arn"), "arn", action)
+    spec = {**(policy.get("spec") or {}), "fairsharePolicy": call.body.get("fairsharePolicy") or {}}
+    replaced = {**policy, "spec": spec}
+    replaced.pop("status", None)
+    await write(ctx.user, "PUT", path(SCHEDULING_POLICY, str(policy["metadata"]["name"])), replaced, action)
+    return {}
+
+
+async def delete_scheduling_policy(ctx: Context, call: Call) -> JSON:
+    action = "batch:DeleteSchedulingPolicy"
+    policy = await must_get(ctx.user, SCHEDULING_POLICY, required_str(call.body, "arn"), "arn", action)
+    await _delete(ctx.user, path(SCHEDULING_POLICY, str(policy["metadata"]["name"])), action)
+    return {}
+
+
+async def describe_scheduling_policies(ctx: Context, call: Call) -> JSON:
+    action = "batch:DescribeSchedulingPolicies"
+    wanted: Sequence[str] = string_list(call.body, "arns")
+    if not wanted:
+        raise ClientException("arns is required")
+    found = [await get(ctx.user, SCHEDULING_POLICY, name_of(a, SCHEDULING_POLICY, "arns"), action) for a in wanted]
+    return {"schedulingPolicies": [resources.policy_detail(p, arns(ctx)) for p in found if p is not None]}
+
+
+async def list_scheduling_policies(ctx: Context, call: Call) -> JSON:
+    found, token = await describe(ctx, call, SCHEDULING_POLICY, "_none", "batch:ListSchedulingPolicies")
+    return {
+        "schedulingPolicies": [{"arn": arns(ctx).scheduling_policy(str(p["metadata"]["name"]))} for p in found],
+        "nextToken": token,
+    }
+
+
+# ---- compute environments ------------------------------------------------------------------------
+
+
+async def describe_compute_environments(ctx: Context, call: Call) -> JSON:
+    action = "batch:DescribeComputeEnvironments"
+    found, token = await describe(ctx, call, COMPUTE_ENVIRONMENT, "computeEnvironments", action)
+    return {
+        "computeEnvironments": [resources.environment_detail(e, arns(ctx)) for e in found],
+        "nextToken": token,
+    }
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateJobQueue": create_job_queue,
+    "UpdateJobQueue": update_job_queue,
+    "DeleteJobQueue": delete_job_queue,
+    "DescribeJobQueues": describe_job_queues,
+    "GetJobQueueSnapshot": get_job_queue_snapshot,
+    "CreateSchedulingPolicy": create_scheduling_policy,
+    "UpdateSchedulingPolicy": update_scheduling_policy,
+    "DeleteSchedulingPolicy": delete_scheduling_policy,
+    "DescribeSchedulingPolicies": describe_scheduling_policies,
+    "ListSchedulingPolicies": list_scheduling_policies,
+    "DescribeComputeEnvironments": describe_compute_environments,
+}
