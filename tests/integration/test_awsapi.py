@@ -242,6 +242,22 @@ def test_cancel_terminate_and_errors(aws: Any, batch: Batch) -> None:
     terminated = wait_job(aws, long, "FAILED")
     assert terminated["statusReason"] == "stopped by the test" and terminated["isTerminated"] is True
 
+    # The bulk forms: each job reported on its own; one that does not exist counts as done.
+    second = aws.submit_job(jobName="second", jobQueue=queue, jobDefinition="long")["jobId"]
+    blocker = aws.submit_job(jobName="blocker", jobQueue=queue, jobDefinition="long")["jobId"]
+    wait_job(aws, second, "RUNNING")
+    queued = aws.submit_job(jobName="queued", jobQueue=queue, jobDefinition="long", dependsOn=[{"jobId": blocker}])
+    wait_job(aws, queued["jobId"], "PENDING")
+    absent = str(uuid.uuid4())
+    bulk = aws.terminate_jobs(jobs=[second, queued["jobId"], absent, "not a job id"], reason="bulk stop")
+    assert bulk["successful"] == [second, queued["jobId"], absent]
+    assert [(e["job"], e["code"]) for e in bulk["errors"]] == [("not a job id", "ValidationException")]
+    for job_id in (second, queued["jobId"]):
+        stopped = wait_job(aws, job_id, "FAILED")
+        assert stopped["statusReason"] == "bulk stop" and stopped["isTerminated"] is True
+    assert aws.cancel_jobs(jobs=[second], reason="again")["successful"] == [second]
+    aws.terminate_job(jobId=blocker, reason="done")
+
     client_error = [
         (lambda: aws.submit_job(jobName="x", jobQueue="no-such-queue", jobDefinition="long"),
          "JobQueue no-such-queue not found."),
@@ -287,6 +303,8 @@ def test_access_is_the_keys_identity(
             code, message, status = code_of(call)
             assert (code, status) == ("AccessDeniedException", 403), message
             assert f"system:serviceaccount:{other_ns}:team-b" in message
+        bulk = refused.cancel_jobs(jobs=[job_id], reason="no")  # 200, the refusal per job
+        assert bulk["successful"] == [] and [e["code"] for e in bulk["errors"]] == ["AccessDenied"]
     finally:
         next(fresh, None)
     assert code_of(lambda: client(api_url, key, signature_version=UNSIGNED).list_jobs(jobQueue=queue))[0] == (

@@ -1,22 +1,24 @@
 """The job operations against the API server: SubmitJob, DescribeJobs, ListJobs, CancelJob,
-TerminateJob. Every read and write of a job is made as the caller (``ctx.user``), in the caller's
-namespace, so RBAC decides; two lookups that reveal nothing of another namespace are made with the
-server's own client: whether a job queue exists (queues are cluster-scoped, and the submit-only
-role cannot read them), and the ``kubatch.dev/job-id`` label the server adds to the BatchJob the
-caller created (a metadata patch the caller may not be allowed).
+TerminateJob, CancelJobs, TerminateJobs. Every read and write of a job is made as the caller
+(``ctx.user``), in the caller's namespace, so RBAC decides; two lookups that reveal nothing of
+another namespace are made with the server's own client: whether a job queue exists (queues are
+cluster-scoped, and the submit-only role cannot read them), and the ``kubatch.dev/job-id`` label the
+server adds to the BatchJob the caller created (a metadata patch the caller may not be allowed).
 
-Finding jobs by jobId: ``kubatch.dev/job-id in (...)`` (one list per DescribeJobs, served by the
-API server's cache); a job created another way (kubectl, a JobSchedule) has no label and is found
-by the field selector ``status.jobId`` (a selectable field of the CRD) once kubatch has written its
-first status, one request per such id (an API server whose CRD lacks the field answers 400: not
-found).
+Finding jobs by jobId: ``kubatch.dev/job-id in (...)`` (one list per DescribeJobs, served by the API
+server's cache); a job created another way (kubectl, a JobSchedule) has no label and is found by the
+field selector ``status.jobId`` (a selectable field of the CRD) once kubatch has written its first
+status, one request per such id (an API server whose CRD lacks the field answers 400: not found).
 
-SubmitJob checks first, with AWS's messages, that the queue exists (``JobQueue <q> not found.``)
-and that the definition exists and is ACTIVE (``JobDefinition name <d> does not exist or is not in
+SubmitJob checks first, with AWS's messages, that the queue exists (``JobQueue <q> not found.``) and
+that the definition exists and is ACTIVE (``JobDefinition name <d> does not exist or is not in
 ACTIVE status``); the validating webhook (where it runs) and the CRD check the rest, and their
 refusals come back as ClientException. CancelJob and TerminateJob set ``spec.cancel`` /
 ``spec.terminate`` (``cancelChildren`` / ``terminateChildren`` for ``<jobId>:<index>``); a job
-already cancelled (terminated) is left as it is and the call succeeds, as in AWS.
+already cancelled (terminated) is left as it is and the call succeeds, as in AWS. CancelJobs and
+TerminateJobs do the same for up to 50 jobs, each reported on its own (``successful``, or ``errors``
+with AWS's codes: ValidationException, ClientException, AccessDenied, ThrottlingException,
+ServerException); a job that does not exist counts as successful, as AWS has it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 from kubatch.awsapi import jobs
 from kubatch.awsapi.arns import Arns
 from kubatch.awsapi.definitions import definition_status
-from kubatch.awsapi.errors import ClientException, from_kube
+from kubatch.awsapi.errors import AwsError, ClientException, from_kube
 from kubatch.awsapi.jobs import JobRef
 from kubatch.awsapi.listing import created_within, page, parse_list_jobs, sort_key
 from kubatch.awsapi.protocol import JSON, Call, required_str, string_list
@@ -245,43 +247,102 @@ async def list_jobs(ctx: Context, call: Call) -> JSON:
 # ---- CancelJob, TerminateJob ---------------------------------------------------------------------
 
 
-async def _stop(ctx: Context, call: Call, field: str, action: str) -> JSON:
-    ref = JobRef.parse(required_str(call.body, "jobId"))
-    reason = required_str(call.body, "reason")
+class JobNotFound(ClientException):
+    """The job (or child) to stop does not exist."""
+
+
+async def stop_job(ctx: Context, job_text: str, reason: str, field: str, action: str) -> None:
+    """Cancel (``field`` ``cancel``) or terminate one job, child ``id:N`` or not at all when it is
+    already; AwsError when it cannot be."""
+    ref = JobRef.parse(job_text)
     if len(reason) > 1024:
         raise ClientException("reason: at most 1024 characters")
     if ref.node is not None:
         raise ClientException(f"{ref}: a node of a multi-node job is stopped with its job ({ref.job_id})")
-    job = await find_job(ctx, ref)
+    found = await find_jobs(ctx, [ref.job_id])
+    job = found.get(ref.job_id)
+    if job is None:
+        raise JobNotFound(f"Job {ref} not found.")
     spec = job.get("spec") or {}
     if ref.index is not None:
         size = int((spec.get("arrayProperties") or {}).get("size") or 0)
         if ref.index >= size:
-            raise ClientException(f"Job {ref} not found.")
+            raise JobNotFound(f"Job {ref} not found.")
         children = f"{field}Children"
         if str(ref.index) in (spec.get(children) or {}):
-            return {}
+            return
         patch: JSON = {"spec": {children: {str(ref.index): {"reason": reason}}}}
     else:
         if spec.get(field):
-            return {}
+            return
         patch = {"spec": {field: {"reason": reason}}}
-    path = batchjobs_path(ctx.namespace, job["metadata"]["name"])
     try:
-        await ctx.user.merge_patch(path, patch)
+        await ctx.user.merge_patch(batchjobs_path(ctx.namespace, job["metadata"]["name"]), patch)
     except ApiError as e:
         if e.status == 422:  # set meanwhile by another call: AWS succeeds all the same
-            return {}
+            return
         raise from_kube(e, action) from None
-    return {}
 
 
 async def cancel_job(ctx: Context, call: Call) -> JSON:
-    return await _stop(ctx, call, "cancel", "batch:CancelJob")
+    await stop_job(
+        ctx, required_str(call.body, "jobId"), required_str(call.body, "reason"), "cancel", "batch:CancelJob"
+    )
+    return {}
 
 
 async def terminate_job(ctx: Context, call: Call) -> JSON:
-    return await _stop(ctx, call, "terminate", "batch:TerminateJob")
+    await stop_job(
+        ctx, required_str(call.body, "jobId"), required_str(call.body, "reason"), "terminate", "batch:TerminateJob"
+    )
+    return {}
+
+
+#: CancelJobs/TerminateJobs error codes (CancelJobsErrorDetail.code) by AWS error code.
+BULK_CODES = {
+    "ClientException": "ClientException",
+    "SerializationException": "ValidationException",
+    "AccessDeniedException": "AccessDenied",
+    "TooManyRequestsException": "ThrottlingException",
+    "ServerException": "ServerException",
+}
+
+
+async def _stop_many(ctx: Context, call: Call, field: str, action: str) -> JSON:
+    """CancelJobs / TerminateJobs: up to 50 jobs, each reported on its own; a job that does not
+    exist counts as done, as AWS has it."""
+    wanted = string_list(call.body, "jobs")
+    reason = required_str(call.body, "reason")
+    if not wanted:
+        raise ClientException("jobs is required: a list of up to 50 job IDs")
+    if len(wanted) > 50:
+        raise ClientException("jobs: at most 50 job IDs")
+
+    async def one(job_text: str) -> JSON | None:
+        try:
+            await stop_job(ctx, job_text, reason, field, action)
+        except JobNotFound:
+            return None
+        except AwsError as e:
+            code = "ValidationException" if "is not a job ID" in e.message else BULK_CODES.get(e.code, e.code)
+            return {"job": job_text, "code": code, "message": e.message}
+        except ApiError as e:
+            error = from_kube(e, action)
+            return {"job": job_text, "code": BULK_CODES.get(error.code, error.code), "message": error.message}
+        return None
+
+    outcomes = await asyncio.gather(*(one(j) for j in wanted))
+    errors = [o for o in outcomes if o is not None]
+    failed = {e["job"] for e in errors}
+    return {"successful": [j for j in wanted if j not in failed], "errors": errors}
+
+
+async def cancel_jobs(ctx: Context, call: Call) -> JSON:
+    return await _stop_many(ctx, call, "cancel", "batch:CancelJob")
+
+
+async def terminate_jobs(ctx: Context, call: Call) -> JSON:
+    return await _stop_many(ctx, call, "terminate", "batch:TerminateJob")
 
 
 HANDLERS: dict[str, Handler] = {
@@ -290,4 +351,6 @@ HANDLERS: dict[str, Handler] = {
     "ListJobs": list_jobs,
     "CancelJob": cancel_job,
     "TerminateJob": terminate_job,
+    "CancelJobs": cancel_jobs,
+    "TerminateJobs": terminate_jobs,
 }
