@@ -175,6 +175,12 @@ def test_definitions_jobs_arrays_dependencies(aws: Any, batch: Batch, kget: Call
     assert after["status"] == "SUCCEEDED"
     assert after["dependsOn"] == [{"jobId": array}]
 
+    # Tags: a job's and a definition's are listed; they are set at submission (registration).
+    tagged = aws.submit_job(jobName="tagged", jobQueue=queue, jobDefinition="Hello_Def", tags={"k": "v"})["jobArn"]
+    assert aws.list_tags_for_resource(resourceArn=tagged)["tags"] == {"k": "v"}
+    assert code_of(lambda: aws.tag_resource(resourceArn=tagged, tags={"a": "b"}))[0] == "ClientException"
+    assert aws.list_tags_for_resource(resourceArn=second["jobDefinitionArn"])["tags"] == {}
+
     # A job that fails, in AWS's words.
     aws.register_job_definition(**pod_definition("fails", {"sim.kubatch.dev/exit-code": "3"}))
     failed = wait_job(aws, aws.submit_job(jobName="fails", jobQueue=queue, jobDefinition="fails")["jobId"], "FAILED")

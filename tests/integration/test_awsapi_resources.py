@@ -105,6 +105,13 @@ def test_queues_and_policies(
     for job_id in ids:
         aws.terminate_job(jobId=job_id, reason="done with the test")
 
+    # Tags on the queue, in place.
+    aws.tag_resource(resourceArn=queue["jobQueueArn"], tags={"team": "blue", "env": "test"})
+    assert aws.list_tags_for_resource(resourceArn=queue["jobQueueArn"])["tags"] == {"team": "blue", "env": "test"}
+    aws.untag_resource(resourceArn=queue["jobQueueArn"], tagKeys=["env"])
+    assert aws.list_tags_for_resource(resourceArn=queue["jobQueueArn"])["tags"] == {"team": "blue"}
+    assert kubectl("get", "jobqueue", queue_name, "-o", "jsonpath={.spec.tags}").stdout == '{"team":"blue"}'
+
     aws.update_job_queue(jobQueue=queue_name, state="DISABLED", priority=7)
     described = aws.describe_job_queues(jobQueues=[queue_name])["jobQueues"][0]
     assert (described["state"], described["priority"]) == ("DISABLED", 7)

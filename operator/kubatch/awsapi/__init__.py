@@ -18,7 +18,8 @@ One job per module:
 - ``arns``: ARNs in AWS's format, and names or ARNs wherever AWS accepts either.
 - ``jobs``, ``listing``, ``definitions``, ``resources``: pure translation of the job, job
   definition, job queue, scheduling policy and compute environment operations; ``job_ops``,
-  ``definition_ops``, ``resource_ops``: those operations against the API server.
+  ``definition_ops``, ``resource_ops``: those operations against the API server; ``tag_ops``: the
+  tag operations.
 - ``server``: the aiohttp application (authentication, dispatch, errors); ``app``: the API
   assembled; ``tls``: its certificate.
 """

@@ -12,14 +12,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kubatch.awsapi import definition_ops, job_ops, resource_ops, tls
+from kubatch.awsapi import definition_ops, job_ops, resource_ops, tag_ops, tls
 from kubatch.awsapi.authn import KeyAuthenticator
 from kubatch.awsapi.impersonation import Impersonators
 from kubatch.awsapi.keystore import KeyStore
 from kubatch.awsapi.server import ApiConfig, ApiServer, Handler
 from kubatch.cluster.client import Kube
 
-HANDLERS: Mapping[str, Handler] = {**job_ops.HANDLERS, **definition_ops.HANDLERS, **resource_ops.HANDLERS}
+HANDLERS: Mapping[str, Handler] = {
+    **job_ops.HANDLERS,
+    **definition_ops.HANDLERS,
+    **resource_ops.HANDLERS,
+    **tag_ops.HANDLERS,
+}
 
 
 def build(kube: Kube, config: ApiConfig, keys_namespace: str) -> tuple[ApiServer, Impersonators]:
