@@ -36,7 +36,7 @@ def admin_account(kubectl: Kubectl, namespace: str) -> Iterator[str]:
         "kind": "ClusterRole",
         "metadata": {"name": name},
         "rules": [{"apiGroups": ["kubatch.dev"],
-                   "resources": ["jobqueues", "schedulingpolicies", "computeenvironments"],
+                   "resources": ["jobqueues", "schedulingpolicies", "computeenvironments", "consumableresources"],
                    "verbs": ["create", "get", "list", "watch", "update", "patch", "delete"]}],
     }  # fmt: skip
     kubectl("apply", "-f", "-", input=json.dumps(role))
@@ -124,6 +124,35 @@ def test_queues_and_policies(
     aws.delete_scheduling_policy(arn=policy["arn"])
     code, message, _ = code_of(lambda: aws.update_job_queue(jobQueue=queue_name, priority=1))
     assert (code, message) == ("ClientException", f"JobQueue {queue_name} not found.")
+
+
+def test_consumable_resources(
+    api_url: str, cluster: ClusterInfo, keys_namespace: str, admin_account: str, batch: Batch
+) -> None:
+    aws = client(api_url, create_key(cluster.kubeconfig, keys_namespace, batch.ns, "--service-account", admin_account))
+    name = batch.name("licenses")
+    created = aws.create_consumable_resource(consumableResourceName=name, totalQuantity=3, resourceType="REPLENISHABLE")
+    batch.cluster_objects.append(("consumableresource", name))
+    arn = f"arn:aws:batch:us-east-1:000000000000:consumable-resource/{name}"
+    assert created["consumableResourceArn"] == arn
+    described = aws.describe_consumable_resource(consumableResource=arn)
+    assert (described["consumableResourceName"], described["totalQuantity"], described["resourceType"]) == (
+        name, 3, "REPLENISHABLE",
+    )
+    # A retried ADD with its clientToken counts once; a reused token with another payload is refused.
+    token = uuid.uuid4().hex
+    assert aws.update_consumable_resource(consumableResource=name, operation="ADD", quantity=2,
+                                          clientToken=token)["totalQuantity"] == 5  # fmt: skip
+    assert aws.update_consumable_resource(consumableResource=name, operation="ADD", quantity=2,
+                                          clientToken=token)["totalQuantity"] == 5  # fmt: skip
+    assert code_of(lambda: aws.update_consumable_resource(consumableResource=name, operation="ADD", quantity=3,
+                                                          clientToken=token))[0] == "ClientException"  # fmt: skip
+    assert aws.update_consumable_resource(consumableResource=name, operation="REMOVE", quantity=1)["totalQuantity"] == 4
+    assert aws.update_consumable_resource(consumableResource=name, operation="SET", quantity=10)["totalQuantity"] == 10
+    listed = aws.list_consumable_resources(filters=[{"name": "CONSUMABLE_RESOURCE_NAME", "values": ["LICENSES-*"]}])
+    assert [r["consumableResourceName"] for r in listed["consumableResources"]] == [name]
+    aws.delete_consumable_resource(consumableResource=name)
+    assert code_of(lambda: aws.describe_consumable_resource(consumableResource=name))[0] == "ClientException"
 
 
 def test_cluster_objects_need_cluster_rights(

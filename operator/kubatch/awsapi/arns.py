@@ -45,6 +45,9 @@ class Arns:
     def scheduling_policy(self, name: str) -> str:
         return self.arn(SCHEDULING_POLICY, name)
 
+    def consumable_resource(self, name: str) -> str:
+        return self.arn(CONSUMABLE_RESOURCE, name)
+
 
 def split_arn(value: str) -> tuple[str, str] | None:
     """(resource kind, resource) of a Batch ARN; None when ``value`` is not an ARN."""

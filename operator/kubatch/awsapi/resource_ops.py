@@ -1,7 +1,16 @@
-"""Job queue, scheduling policy and compute environment operations against the API server, as the
-caller: CreateJobQueue, UpdateJobQueue, DeleteJobQueue, DescribeJobQueues, GetJobQueueSnapshot;
-CreateSchedulingPolicy, UpdateSchedulingPolicy, DeleteSchedulingPolicy, DescribeSchedulingPolicies,
-ListSchedulingPolicies; DescribeComputeEnvironments.
+"""Job queue, scheduling policy, compute environment and consumable resource operations against
+the API server, as the caller: CreateJobQueue, UpdateJobQueue, DeleteJobQueue, DescribeJobQueues,
+GetJobQueueSnapshot; CreateSchedulingPolicy, UpdateSchedulingPolicy, DeleteSchedulingPolicy,
+DescribeSchedulingPolicies, ListSchedulingPolicies; DescribeComputeEnvironments;
+CreateConsumableResource, UpdateConsumableResource, DeleteConsumableResource,
+DescribeConsumableResource, ListConsumableResources.
+
+UpdateConsumableResource (SET, ADD or REMOVE units) reads the resource and writes it back with its
+resourceVersion, again on a conflict, so concurrent ADDs are all counted. Its ``clientToken`` makes
+a retry harmless, as in AWS: the tokens of the last 8 hours are kept with a hash of their request
+in the resource's annotation ``kubatch.dev/update-tokens``, written with the change itself; a
+request whose token is there with the same payload changes nothing and answers the current total,
+a token reused for another payload is refused.
 
 These objects are cluster-scoped: the key's identity needs cluster-wide RBAC on them (the chart's
 ``kubatch-admin`` to change them, ``kubatch-view`` to read them). Kubatch's own rules apply as
@@ -13,11 +22,22 @@ architecture, ...): their refusals come back as ClientException. Listings are by
 from __future__ import annotations
 
 import base64
+import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from kubatch.awsapi import resources
-from kubatch.awsapi.arns import COMPUTE_ENVIRONMENT, JOB_QUEUE, SCHEDULING_POLICY, Arns, name_of
+from kubatch.awsapi.arns import (
+    COMPUTE_ENVIRONMENT,
+    CONSUMABLE_RESOURCE,
+    JOB_QUEUE,
+    SCHEDULING_POLICY,
+    Arns,
+    name_of,
+)
 from kubatch.awsapi.errors import ClientException, from_kube
 from kubatch.awsapi.protocol import JSON, Call, optional_int, optional_str, required_str, string_list
 from kubatch.awsapi.server import Context, Handler
@@ -25,7 +45,8 @@ from kubatch.cluster.client import ApiError, Kube
 
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
 KINDS = {JOB_QUEUE: ("jobqueues", "JobQueue"), SCHEDULING_POLICY: ("schedulingpolicies", "SchedulingPolicy"),
-         COMPUTE_ENVIRONMENT: ("computeenvironments", "ComputeEnvironment")}  # fmt: skip
+         COMPUTE_ENVIRONMENT: ("computeenvironments", "ComputeEnvironment"),
+         CONSUMABLE_RESOURCE: ("consumableresources", "ConsumableResource")}  # fmt: skip
 
 
 def path(kind: str, name: str | None = None) -> str:
@@ -211,6 +232,98 @@ async def describe_compute_environments(ctx: Context, call: Call) -> JSON:
     }
 
 
+# ---- consumable resources ------------------------------------------------------------------------
+
+
+async def create_consumable_resource(ctx: Context, call: Call) -> JSON:
+    created = await write(
+        ctx.user, "POST", path(CONSUMABLE_RESOURCE), resources.consumable_manifest(call.body),
+        "batch:CreateConsumableResource",
+    )  # fmt: skip
+    name = str(created["metadata"]["name"])
+    return {"consumableResourceName": name, "consumableResourceArn": arns(ctx).consumable_resource(name)}
+
+
+async def update_consumable_resource(ctx: Context, call: Call) -> JSON:
+    action = "batch:UpdateConsumableResource"
+    value = required_str(call.body, "consumableResource")
+    operation = optional_str(call.body, "operation") or "SET"
+    quantity = optional_int(call.body, "quantity", low=0)
+    if quantity is None:
+        raise ClientException("quantity is required")
+    token = optional_str(call.body, "clientToken")
+    digest = hashlib.sha256(orjson.dumps([name_of(value, CONSUMABLE_RESOURCE, "consumableResource"), operation,
+                                          quantity])).hexdigest()[:32]  # fmt: skip
+    for _ in range(10):
+        resource = await must_get(ctx.user, CONSUMABLE_RESOURCE, value, "consumableResource", action)
+        name = str(resource["metadata"]["name"])
+        answer = {"consumableResourceName": name, "consumableResourceArn": arns(ctx).consumable_resource(name)}
+        now_ms = int(time.time() * 1000)
+        tokens = resources.seen_tokens(resource, now_ms)
+        current = int((resource.get("spec") or {}).get("totalQuantity") or 0)
+        if token and token in tokens:
+            if tokens[token].split(" ")[0] != digest:
+                raise ClientException(f"clientToken {token} was used with another request")
+            return {**answer, "totalQuantity": current}
+        total = resources.updated_quantity(current, operation, quantity)
+        metadata = dict(resource["metadata"])
+        if token:
+            tokens[token] = f"{digest} {now_ms + resources.TOKEN_LIFETIME_MS}"
+            annotations = dict(metadata.get("annotations") or {})
+            annotations[resources.ANNOTATION_UPDATE_TOKENS] = orjson.dumps(tokens).decode()
+            metadata["annotations"] = annotations
+        replaced = {**resource, "metadata": metadata, "spec": {**resource["spec"], "totalQuantity": total}}
+        replaced.pop("status", None)
+        try:
+            await ctx.user.request("PUT", path(CONSUMABLE_RESOURCE, name), body=replaced, retries=0)
+        except ApiError as e:
+            if e.status == 409:
+                continue  # changed meanwhile: read again
+            raise from_kube(e, action) from None
+        return {**answer, "totalQuantity": total}
+    raise ClientException(f"consumable resource {value} is being changed concurrently; retry")
+
+
+async def delete_consumable_resource(ctx: Context, call: Call) -> JSON:
+    action = "batch:DeleteConsumableResource"
+    value = required_str(call.body, "consumableResource")
+    resource = await must_get(ctx.user, CONSUMABLE_RESOURCE, value, "consumableResource", action)
+    await _delete(ctx.user, path(CONSUMABLE_RESOURCE, str(resource["metadata"]["name"])), action)
+    return {}
+
+
+async def describe_consumable_resource(ctx: Context, call: Call) -> JSON:
+    value = required_str(call.body, "consumableResource")
+    action = "batch:DescribeConsumableResource"
+    resource = await must_get(ctx.user, CONSUMABLE_RESOURCE, value, "consumableResource", action)
+    return resources.consumable_detail(resource, arns(ctx))
+
+
+async def list_consumable_resources(ctx: Context, call: Call) -> JSON:
+    patterns: list[str] = []
+    for entry in call.body.get("filters") or []:
+        if not isinstance(entry, dict) or entry.get("name") != "CONSUMABLE_RESOURCE_NAME":
+            raise ClientException("filters: the only filter is CONSUMABLE_RESOURCE_NAME")
+        patterns.extend(str(v) for v in entry.get("values") or [])
+    max_results = optional_int(call.body, "maxResults", low=1, high=100) or 100
+    token = optional_str(call.body, "nextToken")
+    objects = await list_all(ctx.user, CONSUMABLE_RESOURCE, "batch:ListConsumableResources")
+    if patterns:
+        objects = [o for o in objects if resources.name_matches(patterns, str(o["metadata"]["name"]))]
+    if token:
+        after = _after(token)
+        objects = [o for o in objects if str(o["metadata"]["name"]) > after]
+    chosen = objects[:max_results]
+    summaries = []
+    for resource in chosen:
+        detail = resources.consumable_detail(resource, arns(ctx))
+        summaries.append({k: detail[k] for k in ("consumableResourceArn", "consumableResourceName", "totalQuantity",
+                                                 "inUseQuantity", "resourceType")})  # fmt: skip
+    more = len(objects) > len(chosen) and chosen
+    next_token = _token(str(chosen[-1]["metadata"]["name"])) if more else None
+    return {"consumableResources": summaries, "nextToken": next_token}
+
+
 HANDLERS: dict[str, Handler] = {
     "CreateJobQueue": create_job_queue,
     "UpdateJobQueue": update_job_queue,
@@ -223,4 +336,9 @@ HANDLERS: dict[str, Handler] = {
     "DescribeSchedulingPolicies": describe_scheduling_policies,
     "ListSchedulingPolicies": list_scheduling_policies,
     "DescribeComputeEnvironments": describe_compute_environments,
+    "CreateConsumableResource": create_consumable_resource,
+    "UpdateConsumableResource": update_consumable_resource,
+    "DeleteConsumableResource": delete_consumable_resource,
+    "DescribeConsumableResource": describe_consumable_resource,
+    "ListConsumableResources": list_consumable_resources,
 }

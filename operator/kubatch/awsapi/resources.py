@@ -1,6 +1,7 @@
-"""Job queues, scheduling policies and compute environments (pure): AWS's requests as kubatch's
-cluster-scoped objects, and those objects as AWS's ``JobQueueDetail``, ``SchedulingPolicyDetail``,
-``ComputeEnvironmentDetail`` and GetJobQueueSnapshot's answer.
+"""Job queues, scheduling policies, compute environments and consumable resources (pure): AWS's
+requests as kubatch's cluster-scoped objects, and those objects as AWS's ``JobQueueDetail``,
+``SchedulingPolicyDetail``, ``ComputeEnvironmentDetail``, GetJobQueueSnapshot's answer and
+DescribeConsumableResource's.
 
 kubatch's objects mirror AWS's shapes, so this is mostly the envelope: a name is the object's
 ``metadata.name`` (a Kubernetes name: lower case, digits and ``-``; AWS's wider names are refused
@@ -11,6 +12,7 @@ by an update and not shown.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -218,3 +220,78 @@ def environment_detail(environment: Mapping[str, Any], arns: Arns) -> JSON:
     if spec.get("updatePolicy"):
         detail["updatePolicy"] = spec["updatePolicy"]
     return detail
+
+
+# ---- consumable resources ------------------------------------------------------------------------
+
+#: UpdateConsumableResource clientTokens seen, per resource: token -> "<payload hash> <expiry ms>".
+ANNOTATION_UPDATE_TOKENS = "kubatch.dev/update-tokens"
+TOKEN_LIFETIME_MS = 8 * 3600 * 1000
+
+
+def consumable_manifest(body: Mapping[str, Any]) -> JSON:
+    name = body.get("consumableResourceName")
+    if not isinstance(name, str):
+        raise ClientException("consumableResourceName is required")
+    spec: JSON = {"totalQuantity": body.get("totalQuantity", 0)}
+    if body.get("resourceType") is not None:
+        spec["resourceType"] = body["resourceType"]
+    if body.get("tags") is not None:
+        spec["tags"] = body["tags"]
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "ConsumableResource",
+        "metadata": {"name": object_name(name, "consumableResourceName")},
+        "spec": spec,
+    }
+
+
+def updated_quantity(current: int, operation: str, quantity: int) -> int:
+    """UpdateConsumableResource's new totalQuantity: SET, ADD or REMOVE ``quantity``."""
+    if quantity < 0:
+        raise ClientException("quantity must be a non-negative value")
+    if operation == "SET":
+        return quantity
+    if operation == "ADD":
+        return current + quantity
+    if operation == "REMOVE":
+        if quantity > current:
+            raise ClientException(f"quantity: cannot remove {quantity} of {current}")
+        return current - quantity
+    raise ClientException("operation must be one of SET, ADD, REMOVE")
+
+
+def seen_tokens(resource: Mapping[str, Any], now_ms: int) -> dict[str, str]:
+    """The resource's unexpired clientTokens (token -> "<payload hash> <expiry ms>")."""
+    raw = ((resource.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_UPDATE_TOKENS)
+    try:
+        tokens = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    out = {}
+    for token, entry in tokens.items() if isinstance(tokens, dict) else ():
+        parts = str(entry).split(" ")
+        if len(parts) == 2 and parts[1].isdigit() and int(parts[1]) > now_ms:
+            out[str(token)] = str(entry)
+    return out
+
+
+def consumable_detail(resource: Mapping[str, Any], arns: Arns) -> JSON:
+    name = str(resource["metadata"]["name"])
+    spec, status = resource.get("spec") or {}, resource.get("status") or {}
+    return {
+        "consumableResourceName": name,
+        "consumableResourceArn": arns.consumable_resource(name),
+        "totalQuantity": status.get("totalQuantity", spec.get("totalQuantity")),
+        "inUseQuantity": status.get("inUseQuantity", 0),
+        "availableQuantity": status.get("availableQuantity", spec.get("totalQuantity")),
+        "resourceType": spec.get("resourceType", "REPLENISHABLE"),
+        "createdAt": epoch_ms(resource["metadata"].get("creationTimestamp")),
+        "tags": spec.get("tags"),
+    }
+
+
+def name_matches(patterns: list[str], name: str) -> bool:
+    """CONSUMABLE_RESOURCE_NAME: case-insensitive, ``prefix*``."""
+    low = name.lower()
+    return any(low.startswith(p[:-1].lower()) if p.endswith("*") else low == p.lower() for p in patterns)

@@ -434,3 +434,25 @@ def test_queues_policies_environments_are_awss_shapes() -> None:
     assert ce["computeResources"]["desiredvCpus"] == 8 and ce["state"] == "ENABLED"
     with pytest.raises(ClientException):
         resources.queue_manifest({"jobQueueName": "High_Priority", "priority": 1})
+
+
+def test_consumable_resources() -> None:
+    from kubatch.awsapi import resources
+
+    manifest = resources.consumable_manifest({"consumableResourceName": "lic", "totalQuantity": 3,
+                                              "resourceType": "NON_REPLENISHABLE", "tags": {"a": "b"}})  # fmt: skip
+    assert manifest["spec"] == {"totalQuantity": 3, "resourceType": "NON_REPLENISHABLE", "tags": {"a": "b"}}
+    resource = {**manifest, "metadata": {"name": "lic", "creationTimestamp": "2024-05-06T07:08:09Z"},
+                "status": {"totalQuantity": 2, "inUseQuantity": 1, "availableQuantity": 1}}  # fmt: skip
+    detail = prune(resources.consumable_detail(resource, ARNS))
+    conforms(detail, shape("DescribeConsumableResourceResponse"))
+    assert detail["consumableResourceArn"] == "arn:aws:batch:us-east-1:000000000000:consumable-resource/lic"
+    assert (detail["totalQuantity"], detail["inUseQuantity"], detail["availableQuantity"]) == (2, 1, 1)
+    assert [resources.updated_quantity(5, op, 2) for op in ("SET", "ADD", "REMOVE")] == [2, 7, 3]
+    for op, quantity in (("REMOVE", 6), ("SET", -1), ("MULTIPLY", 1)):
+        with pytest.raises(ClientException):
+            resources.updated_quantity(5, op, quantity)
+    tokens = json.dumps({"old": "h 1000", "new": "h 3000", "bad": "x"})
+    resource["metadata"]["annotations"] = {resources.ANNOTATION_UPDATE_TOKENS: tokens}
+    assert resources.seen_tokens(resource, 2000) == {"new": "h 3000"}
+    assert resources.name_matches(["LIC*"], "license") and not resources.name_matches(["lic"], "license")
