@@ -142,7 +142,9 @@ def test_definitions_jobs_arrays_dependencies(aws: Any, batch: Batch, kget: Call
     job_id = submitted["jobId"]
     assert submitted["jobName"] == "First_Job"
     assert submitted["jobArn"] == f"arn:aws:batch:us-east-1:000000000000:job/{job_id}"
-    assert [j["jobId"] for j in aws.describe_jobs(jobs=[job_id])["jobs"]] == [job_id]
+    assert [j["jobId"] for j in aws.describe_jobs(jobs=[job_id, "no,such", str(uuid.uuid4()), job_id])["jobs"]] == [
+        job_id
+    ]
     objects = kget("batchjobs", "-n", batch.ns, "-l", f"kubatch.dev/job-id={job_id}")["items"]
     assert len(objects) == 1 and objects[0]["spec"]["jobName"] == "First_Job"
     assert objects[0]["metadata"]["uid"] == job_id

@@ -77,17 +77,14 @@ async def queue_exists(kube: Kube, name: str) -> bool:
 
 async def find_jobs(ctx: Context, ids: Iterable[str]) -> dict[str, JSON]:
     """The caller's namespace's BatchJobs with these jobIds (those that exist)."""
-    wanted = jobs.unique([i for i in ids if i])
+    wanted = jobs.unique([i for i in ids if _label_value(i)])  # jobIds (JobRef) are label values
     found: dict[str, JSON] = {}
     for start in range(0, len(wanted), IDS_PER_LIST):
         chunk = wanted[start : start + IDS_PER_LIST]
         selector = f"{LABEL_JOB_ID} in ({','.join(chunk)})" if len(chunk) > 1 else f"{LABEL_JOB_ID}={chunk[0]}"
-        if not all(_label_value(i) for i in chunk):
-            selector = ""
-        if selector:
-            listed = await ctx.user.get(batchjobs_path(ctx.namespace), labelSelector=selector)
-            for job in listed.get("items") or []:
-                found[jobs.job_id(job)] = job
+        listed = await ctx.user.get(batchjobs_path(ctx.namespace), labelSelector=selector)
+        for job in listed.get("items") or []:
+            found[jobs.job_id(job)] = job
     for missing in [i for i in wanted if i not in found]:
         job = await _by_status_job_id(ctx, missing)
         if job is not None:
@@ -186,7 +183,12 @@ async def describe_jobs(ctx: Context, call: Call) -> JSON:
         raise ClientException("jobs is required: a list of up to 100 job IDs")
     if len(wanted) > 100:
         raise ClientException("jobs: at most 100 job IDs")
-    refs = [JobRef.parse(w) for w in wanted]
+    refs = []
+    for text in wanted:
+        try:
+            refs.append(JobRef.parse(text))
+        except ClientException:
+            continue  # not a job id: no such job, left out as AWS leaves unknown ids out
     found = await find_jobs(ctx, [r.job_id for r in refs])
     out = []
     for ref in jobs.unique([str(r) for r in refs]):

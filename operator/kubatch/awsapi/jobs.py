@@ -64,7 +64,8 @@ _COPIED = (
     "schedulingPriorityOverride",
     "containerOverrides",
 )
-_ID = re.compile(r"^(?P<id>[^:#\s]+)(?::(?P<index>[0-9]+)|#(?P<node>[0-9]+))?$")
+#: A jobId is a uid: letters, digits and '-' (a label value, so a label selector can hold it).
+_ID = re.compile(r"^(?P<id>[A-Za-z0-9][A-Za-z0-9-]{0,62})(?::(?P<index>[0-9]{1,5})|#(?P<node>[0-9]{1,4}))?$")
 
 
 @dataclass(frozen=True)

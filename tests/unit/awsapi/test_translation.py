@@ -261,6 +261,9 @@ def test_job_refs_and_arns() -> None:
     assert jobs.JobRef.parse(f"{UID}#2") == jobs.JobRef(UID, node=2)
     assert jobs.JobRef.parse(f"arn:aws:batch:us-east-1:0:job/{UID}:7") == jobs.JobRef(UID, index=7)
     assert str(jobs.JobRef(UID, index=7)) == f"{UID}:7"
+    for bad in ("a,b", "x/y", "id#", "id:x", "k in (a)", "-x", "a" * 64):
+        with pytest.raises(ClientException):
+            jobs.JobRef.parse(bad)
     assert name_of("q", "job-queue", "jobQueue") == "q"
     assert job_id_of(ARNS.job("abc")) == "abc"
     with pytest.raises(ClientException):
