@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kubatch.awsapi.keys import (
+    ACCESS_KEY_ID_PATTERN,
     LABEL_API_KEY,
     AccessKey,
     Identity,
@@ -47,7 +48,10 @@ class KeyStore:
     _cache: dict[str, tuple[float, AccessKey | None]] = field(default_factory=dict)
 
     async def get(self, access_key_id: str) -> AccessKey | None:
-        """The key, or None when there is no such key."""
+        """The key, or None when there is no such key (or the id cannot be one: it is never put in a
+        path unchecked)."""
+        if not ACCESS_KEY_ID_PATTERN.match(access_key_id):
+            return None
         now = self.clock()
         cached = self._cache.get(access_key_id)
         if cached is not None and now < cached[0]:
@@ -59,6 +63,8 @@ class KeyStore:
         return key
 
     async def _read(self, access_key_id: str) -> AccessKey | None:
+        if not ACCESS_KEY_ID_PATTERN.match(access_key_id):
+            return None
         try:
             secret = await self.kube.get(secrets_path(self.namespace, secret_name(access_key_id)))
         except ApiError as e:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +45,7 @@ from kubatch.awsapi.server import Context, Handler
 from kubatch.cluster.client import ApiError, Kube
 
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 KINDS = {JOB_QUEUE: ("jobqueues", "JobQueue"), SCHEDULING_POLICY: ("schedulingpolicies", "SchedulingPolicy"),
          COMPUTE_ENVIRONMENT: ("computeenvironments", "ComputeEnvironment"),
          CONSUMABLE_RESOURCE: ("consumableresources", "ConsumableResource")}  # fmt: skip
@@ -59,6 +61,9 @@ def arns(ctx: Context) -> Arns:
 
 
 async def get(kube: Kube, kind: str, name: str, action: str) -> JSON | None:
+    """The object, or None when it does not exist (or the name cannot be an object's)."""
+    if not OBJECT_NAME.match(name) or len(name) > 253:
+        return None
     try:
         found: JSON = await kube.get(path(kind, name))
     except ApiError as e:

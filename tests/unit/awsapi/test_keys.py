@@ -159,6 +159,9 @@ async def test_key_store_caches_briefly() -> None:
     assert (await store.get(key.access_key_id)) is None
     assert (await store.get("KBATNOSUCHKEY0000000")) is None
     assert kube.gets == 3
+    for hostile in ("../../../api/v1/namespaces", "KBAT?watch=1", "kbatlowercase0000000", ""):
+        assert (await store.get(hostile)) is None
+    assert kube.gets == 3  # never put in a path
 
 
 def test_the_front_door_with_boto3() -> None:
