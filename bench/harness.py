@@ -43,6 +43,7 @@ class Harness:
         self.profile = False  # py-spy the operator where a scenario supports it
         self.profile_apiserver = False  # pprof the API server where a scenario supports it
         self.operator_env: dict[str, str] = {}  # settings of the operator under test (--operator-env)
+        self.peer_pids: dict[str, int] = {}  # peers' processes (bench/peers.py): CPU accounted, stopped at down
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def up(self) -> None:
@@ -93,6 +94,9 @@ class Harness:
             self.op = None
 
     async def down(self) -> None:
+        for pid in self.peer_pids.values():
+            await asyncio.to_thread(procs.stop_pid, pid)
+        self.peer_pids.clear()
         await self.stop_operator()
         await self.close()
         await asyncio.to_thread(self.cluster.down)
@@ -112,6 +116,7 @@ class Harness:
         pids = dict(self.info.pids)
         if self.op is not None:
             pids["operator"] = self.op.pid
+        pids.update(self.peer_pids)
         import os
 
         pids["bench-client"] = os.getpid()
