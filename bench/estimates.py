@@ -54,3 +54,8 @@ def accuracy(first: dict[str, float], submitted: dict[str, float], running: dict
         "median_relative_error": quantile(errors, 0.5),
         "p90_relative_error": quantile(errors, 0.9),
     }
+
+
+def percent(value: object) -> float | None:
+    """A share as a percentage with one decimal (None stays None)."""
+    return round(100 * value, 1) if isinstance(value, float) else None

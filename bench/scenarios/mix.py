@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from bench.baseline import Work, run_direct
-from bench.estimates import accuracy
+from bench.estimates import accuracy, percent
 from bench.harness import Harness, job_manifest
 from bench.jobs import run_kubatch
 from bench.report import Result, Row, quantile
@@ -61,15 +61,11 @@ async def run(h: Harness, quick: bool) -> Result:
             rows.append(Row(f"{cls} {label} time to start", quantile(k, q), quantile(b, q), "s"))
     est = accuracy(kb.estimates, kb.submitted, kb.pods.running)
     figures["start_estimates"] = est
-    rows.append(Row("start estimate median error", _pct(est["median_relative_error"]), None, "% of wait"))
-    rows.append(Row("start estimate p90 error", _pct(est["p90_relative_error"]), None, "% of wait"))
+    rows.append(Row("start estimate median error", percent(est["median_relative_error"]), None, "% of wait"))
+    rows.append(Row("start estimate p90 error", percent(est["p90_relative_error"]), None, "% of wait"))
     notes = [
         "time to start = submit -> pod Running (baseline: run start -> Running)",
         "start estimate error = |first estimatedStartAt - pod Running| / (pod Running - submit), "
         f"over {est['jobs_scored']} of {est['jobs_with_estimate']} jobs with an estimate (waits >= 1 s)",
     ]
     return Result("mix", rows, figures, notes)
-
-
-def _pct(value: object) -> float | None:
-    return None if not isinstance(value, float) else round(100 * value, 1)

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench import apiprofile, peers
 from bench.baseline import Work, run_direct
+from bench.estimates import accuracy, percent
 from bench.harness import Harness, job_manifest
 from bench.jobs import run_kubatch
 from bench.probes import counts_delta, hist_delta, hist_quantile, histogram, request_counts, scrape
@@ -180,6 +181,10 @@ async def run(h: Harness, quick: bool) -> Result:
         Row("kube-apiserver CPU", cpu_kb.get("kube-apiserver"), cpu_base.get("kube-apiserver"), "% core"),
         Row("etcd CPU", cpu_kb.get("etcd"), cpu_base.get("etcd"), "% core"),
     ]
+    est = accuracy(kb.estimates, kb.submitted, kb.pods.running)
+    figures["start_estimates"] = est
+    rows.append(Row("start estimate median error", percent(est["median_relative_error"]), None, "% of wait"))
+    rows.append(Row("start estimate p90 error", percent(est["p90_relative_error"]), None, "% of wait"))
     for key, peer in others.figures.items():
         label = PEER_NAMES[key]
         rows += [
@@ -199,6 +204,8 @@ async def run(h: Harness, quick: bool) -> Result:
         "controller CPU: kubatch's operator; raw pods: the bench client; batch/v1 Jobs: kube-controller-manager;"
         " Kueue: Kueue + kube-controller-manager (which runs its Jobs)",
         *peers.comparison({PEER_NAMES.get(k, k): v for k, v in systems.items()}),
+        "start estimate error = |first estimatedStartAt - pod Running| / (pod Running - submit), "
+        f"over {est['jobs_scored']} of {est['jobs_with_estimate']} jobs with an estimate (waits >= 1 s)",
     ]
     return Result("throughput", rows, figures, notes)
 

@@ -10,8 +10,8 @@ Model:
   keeps every rule — queue priority, FIFO or fair-share order, head-of-line blocking, consumable
   resources, computeReservation — exactly as the real cycles apply it.
 * Expected run times come from the caller (:class:`RunTimes`: a decayed mean of the past attempts
-  of the job's definition, ``attemptDurationSeconds`` as the upper bound and the fallback when
-  nothing is known, then a default). Work past its expected end is expected to end "now".
+  of the job's definition, else of every definition, else a default; ``attemptDurationSeconds``
+  bounds it). Work past its expected end is expected to end "now".
 * What is not simulated: new submissions (an estimate is what happens if nothing else arrives),
   node provisioning delays (capacity up to ``maxvCpus`` is taken as available), retries (a job
   runs once), ``jobStateTimeLimitActions``, and the decay of fair-share history over the simulated
@@ -73,10 +73,12 @@ class Estimates:
 
 @dataclass(frozen=True, slots=True)
 class RunTimes:
-    """Learned run times: a decayed mean per job definition (pure value; ``observe`` returns a new one)."""
+    """Learned run times: a decayed mean per job definition, and one over every definition (pure
+    value; ``observe`` returns a new one)."""
 
     means: Mapping[str, float]
     default_seconds: float = DEFAULT_RUN_SECONDS
+    overall: float | None = None
 
     @staticmethod
     def empty(default_seconds: float = DEFAULT_RUN_SECONDS) -> RunTimes:
@@ -87,13 +89,15 @@ class RunTimes:
         seconds = max(0.0, seconds)
         old = self.means.get(definition)
         new = seconds if old is None else old + RUN_TIME_WEIGHT * (seconds - old)
-        return RunTimes({**self.means, definition: new}, self.default_seconds)
+        overall = seconds if self.overall is None else self.overall + RUN_TIME_WEIGHT * (seconds - self.overall)
+        return RunTimes({**self.means, definition: new}, self.default_seconds, overall)
 
     def expected(self, definition: str, timeout_seconds: float | None = None) -> float:
-        """Expected run time of a job of ``definition``: its mean, at most its timeout."""
+        """Expected run time of a job of ``definition``: its mean; with none, the mean over every
+        definition; with none either, the default. Never more than its timeout."""
         mean = self.means.get(definition)
         if mean is None:
-            return float(timeout_seconds) if timeout_seconds else self.default_seconds
+            mean = self.overall if self.overall is not None else self.default_seconds
         return min(mean, float(timeout_seconds)) if timeout_seconds else mean
 
 

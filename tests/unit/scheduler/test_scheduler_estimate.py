@@ -93,7 +93,10 @@ def test_run_times_are_a_decayed_mean_bounded_by_the_timeout() -> None:
     rt = rt.observe("d", 100).observe("d", 200)
     assert rt.expected("d") == 130
     assert rt.expected("d", timeout_seconds=50) == 50
-    assert rt.expected("other") == 600
+    # A definition never seen: the mean over every definition, not the default.
+    rt = rt.observe("e", 10)
+    assert rt.expected("other") == 130 + 0.3 * (10 - 130)
+    assert rt.expected("other", timeout_seconds=20) == 20
 
 
 @given(
