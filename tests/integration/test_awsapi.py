@@ -145,7 +145,9 @@ def test_definitions_jobs_arrays_dependencies(aws: Any, batch: Batch, kget: Call
     assert [j["jobId"] for j in aws.describe_jobs(jobs=[job_id, "no,such", str(uuid.uuid4()), job_id])["jobs"]] == [
         job_id
     ]
-    objects = kget("batchjobs", "-n", batch.ns, "-l", f"kubatch.dev/job-id={job_id}")["items"]
+    objects = batch.wait_for(  # the label is written just after SubmitJob answers
+        lambda: kget("batchjobs", "-n", batch.ns, "-l", f"kubatch.dev/job-id={job_id}")["items"], "the job-id label"
+    )
     assert len(objects) == 1 and objects[0]["spec"]["jobName"] == "First_Job"
     assert objects[0]["metadata"]["uid"] == job_id
     done = wait_job(aws, job_id, "SUCCEEDED", "FAILED")

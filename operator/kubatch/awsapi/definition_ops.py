@@ -28,6 +28,7 @@ import orjson
 from kubatch.awsapi import definitions
 from kubatch.awsapi.arns import Arns
 from kubatch.awsapi.errors import ClientException, ServerException, from_kube
+from kubatch.awsapi.job_ops import forget_definition
 from kubatch.awsapi.protocol import JSON, Call, optional_int, optional_str, required_str, string_list
 from kubatch.awsapi.server import Context, Handler
 from kubatch.cluster.client import ApiError, Kube
@@ -120,6 +121,7 @@ async def register_job_definition(ctx: Context, call: Call) -> JSON:
             )  # the same spec: its revision
         else:
             revision = await wait_revision(ctx.user, path, int((existing.get("status") or {}).get("revision") or 0))
+        forget_definition(ctx.namespace, name)
         aws_name = call.body["jobDefinitionName"]
         return {
             "jobDefinitionName": aws_name,
@@ -157,6 +159,7 @@ async def deregister_job_definition(ctx: Context, call: Call) -> JSON:
         await ctx.user.merge_patch(path, {"spec": {"deregistered": True}})
     except ApiError as e:
         raise from_kube(e, action) from None
+    forget_definition(ctx.namespace, name)
     return {}
 
 

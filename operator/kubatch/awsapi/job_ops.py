@@ -6,9 +6,12 @@ cluster-scoped, and the submit-only role cannot read them), and the ``kubatch.de
 server adds to the BatchJob the caller created (a metadata patch the caller may not be allowed).
 
 Finding jobs by jobId: ``kubatch.dev/job-id in (...)`` (one list per DescribeJobs, served by the API
-server's cache); a job created another way (kubectl, a JobSchedule) has no label and is found by the
-field selector ``status.jobId`` (a selectable field of the CRD) once kubatch has written its first
-status, one request per such id (an API server whose CRD lacks the field answers 400: not found).
+server's cache). SubmitJob answers once the BatchJob exists and writes the label after: a job this
+server submitted in the last 10 minutes is also found by its name (``RECENT``), so a DescribeJobs
+right after SubmitJob finds it before the label is written; a job created another way (kubectl, a
+JobSchedule) has no label and is found by the field selector ``status.jobId`` (a selectable field of
+the CRD) once kubatch has written its first status, one request per such id (an API server whose CRD
+lacks the field answers 400: not found).
 
 SubmitJob checks first, with AWS's messages, that the queue exists (``JobQueue <q> not found.``) and
 that the definition exists and is ACTIVE (``JobDefinition name <d> does not exist or is not in
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,9 +48,36 @@ log = logging.getLogger(__name__)
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
 LABEL_JOB_ID = jobs.LABEL_JOB_ID
 QUEUE_TTL = 5.0
+#: How long an ACTIVE definition read for a submission is reused (per identity, namespace, name). A
+#: definition deregistered meanwhile is refused by the webhook or fails the job, as with kubectl.
+DEFINITION_TTL = 5.0
 #: Ids per label selector (a selector stays far below the API server's URL limits).
 IDS_PER_LIST = 100
+class Recent:
+    """jobId -> (namespace, name) of the jobs this server submitted in the last ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = 600.0, size: int = 100_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._jobs: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
+
+    def add(self, job_id: str, namespace: str, name: str) -> None:
+        now = time.monotonic()
+        self._jobs[job_id] = (now + self.ttl, namespace, name)
+        while self._jobs and (len(self._jobs) > self.size or next(iter(self._jobs.values()))[0] < now):
+            self._jobs.popitem(last=False)
+
+    def name(self, job_id: str, namespace: str) -> str | None:
+        entry = self._jobs.get(job_id)
+        if entry is None or entry[1] != namespace or entry[0] < time.monotonic():
+            return None
+        return entry[2]
+
+
+RECENT = Recent()
+_labelling: set[asyncio.Task[None]] = set()
 _queues_seen: dict[str, float] = {}
+_definitions_seen: dict[tuple[str, str, str], tuple[float, JSON]] = {}
 
 
 def batchjobs_path(namespace: str, name: str | None = None) -> str:
@@ -86,10 +117,24 @@ async def find_jobs(ctx: Context, ids: Iterable[str]) -> dict[str, JSON]:
         for job in listed.get("items") or []:
             found[jobs.job_id(job)] = job
     for missing in [i for i in wanted if i not in found]:
-        job = await _by_status_job_id(ctx, missing)
+        job = await _recently_submitted(ctx, missing) or await _by_status_job_id(ctx, missing)
         if job is not None:
             found[missing] = job
     return found
+
+
+async def _recently_submitted(ctx: Context, job_id: str) -> JSON | None:
+    """A job this server submitted a moment ago, whose label may not be written yet: by name."""
+    name = RECENT.name(job_id, ctx.namespace)
+    if name is None:
+        return None
+    try:
+        job: JSON = await ctx.user.get(batchjobs_path(ctx.namespace, name))
+    except ApiError as e:
+        if e.status == 404:
+            return None
+        raise
+    return job if jobs.job_id(job) == job_id else None
 
 
 def _label_value(text: str) -> bool:
@@ -146,26 +191,49 @@ async def submit_job(ctx: Context, call: Call) -> JSON:
         )
     except ApiError as e:
         raise from_kube(e, "batch:SubmitJob") from None
-    job_id = str(created["metadata"]["uid"])
-    try:
-        await ctx.kube.merge_patch(
-            batchjobs_path(ctx.namespace, created["metadata"]["name"]),
-            {"metadata": {"labels": {LABEL_JOB_ID: job_id}}},
-        )
-    except ApiError as e:  # found by status.jobId instead, once kubatch wrote it
-        log.warning("could not label BatchJob %s/%s: %s", ctx.namespace, created["metadata"]["name"], e)
+    job_id, name = str(created["metadata"]["uid"]), str(created["metadata"]["name"])
+    RECENT.add(job_id, ctx.namespace, name)
+    task = asyncio.create_task(_label(ctx.kube, ctx.namespace, name, job_id))
+    _labelling.add(task)
+    task.add_done_callback(_labelling.discard)
     return {"jobArn": arns(ctx).job(job_id), "jobName": body["jobName"], "jobId": job_id}
 
 
+async def _label(kube: Kube, namespace: str, name: str, job_id: str) -> None:
+    """Label a BatchJob the API created with its jobId (after the answer: the caller does not wait
+    for a second write; until it lands, ``RECENT`` finds the job)."""
+    try:
+        await kube.merge_patch(batchjobs_path(namespace, name), {"metadata": {"labels": {LABEL_JOB_ID: job_id}}})
+    except ApiError as e:  # found by status.jobId instead, once kubatch wrote it
+        log.warning("could not label BatchJob %s/%s: %s", namespace, name, e)
+
+
 async def _definition(ctx: Context, reference: str) -> JSON | None:
+    """The JobDefinition a job names, read as the caller; an ACTIVE one is reused for a few seconds
+    per identity (submissions come in bursts), anything else is read again."""
     name = reference.split(":", 1)[0]
+    key = (ctx.principal.identity, ctx.namespace, name)
+    now = time.monotonic()
+    cached = _definitions_seen.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     try:
         result: JSON = await ctx.user.get(f"{GROUP_PATH}/namespaces/{ctx.namespace}/jobdefinitions/{name}")
     except ApiError as e:
         if e.status == 404:
             return None
         raise from_kube(e, "batch:SubmitJob") from None
+    if definition_status(result) == "ACTIVE":
+        if len(_definitions_seen) > 10_000:
+            _definitions_seen.clear()
+        _definitions_seen[key] = (now + DEFINITION_TTL, result)
     return result
+
+
+def forget_definition(namespace: str, name: str) -> None:
+    """Drop what SubmitJob remembers of a definition (this server registered or deregistered it)."""
+    for key in [k for k in _definitions_seen if k[1] == namespace and k[2] == name]:
+        _definitions_seen.pop(key, None)
 
 
 def _has_revision(manifest: JSON, definition: JSON) -> bool:

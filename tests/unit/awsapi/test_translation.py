@@ -459,3 +459,19 @@ def test_consumable_resources() -> None:
     resource["metadata"]["annotations"] = {resources.ANNOTATION_UPDATE_TOKENS: tokens}
     assert resources.seen_tokens(resource, 2000) == {"new": "h 3000"}
     assert resources.name_matches(["LIC*"], "license") and not resources.name_matches(["lic"], "license")
+
+
+def test_recently_submitted_jobs_are_remembered_briefly() -> None:
+    import time
+
+    from kubatch.awsapi.job_ops import Recent
+
+    recent = Recent(ttl=0.2, size=2)
+    recent.add("a", "ns", "job-a")
+    assert recent.name("a", "ns") == "job-a"
+    assert recent.name("a", "other") is None  # another namespace's key never sees it
+    recent.add("b", "ns", "job-b")
+    recent.add("c", "ns", "job-c")
+    assert recent.name("a", "ns") is None and recent.name("c", "ns") == "job-c"  # bounded
+    time.sleep(0.25)
+    assert recent.name("c", "ns") is None  # expired
