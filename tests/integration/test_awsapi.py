@@ -347,10 +347,9 @@ def test_the_aws_cli(api_url: str, key: Key, aws: Any, batch: Batch) -> None:
     assert submitted["jobName"] == "From_The_CLI"
     done = wait_job(aws, submitted["jobId"], "SUCCEEDED")
     assert done["container"]["command"] == ["echo", "from the cli"]
-    described = subprocess.run(
-        [aws_cli, "batch", "describe-jobs", "--endpoint-url", api_url, "--jobs", submitted["jobId"],
-         "--output", "json"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+    described = subprocess.run(  # the endpoint from the environment, as the SDKs read it
+        [aws_cli, "batch", "describe-jobs", "--jobs", submitted["jobId"], "--output", "json"],
+        capture_output=True, text=True, env={**env, "AWS_ENDPOINT_URL_BATCH": api_url}, timeout=60, check=False,
     )  # fmt: skip
     assert described.returncode == 0, described.stderr
     assert json.loads(described.stdout)["jobs"][0]["status"] == "SUCCEEDED"
