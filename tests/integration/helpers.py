@@ -31,8 +31,9 @@ class NodeFactory(Protocol):
 
 
 #: Kinds that can be deleted only once DISABLED (AWS Batch's rule: the webhook refuses the DELETE of
-#: an ENABLED JobQueue, and an ENABLED ComputeEnvironment's deletion waits on its finalizer).
-DISABLE_BEFORE_DELETE = ("jobqueue", "computeenvironment")
+#: an ENABLED JobQueue, and an ENABLED ComputeEnvironment's or ServiceEnvironment's deletion waits on
+#: its finalizer).
+DISABLE_BEFORE_DELETE = ("jobqueue", "computeenvironment", "serviceenvironment")
 
 
 def delete_cluster_objects(kubectl: Kubectl, objects: list[tuple[str, str]]) -> None:

@@ -56,7 +56,17 @@ BASE: dict[str, dict[str, Any]] = {
     "JobDefinition": {"type": "container", "containerProperties": CONTAINER},
     "BatchJob": {"jobQueue": "q", "jobDefinition": "d"},
     "JobSchedule": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"jobQueue": "q", "jobDefinition": "d"}}},
+    "ServiceEnvironment": {
+        "serviceEnvironmentType": "KUBERNETES_JOB",
+        "capacityLimits": [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 2}],
+    },
 }
+SERVICE_QUEUE = {
+    "jobQueueType": "KUBERNETES_JOB",
+    "computeEnvironmentOrder": DELETE,
+    "serviceEnvironmentOrder": [{"order": 1, "serviceEnvironment": "se"}],
+}
+SERVICE_JOB = {"jobDefinition": DELETE, "serviceJobType": "KUBERNETES_JOB", "serviceRequestPayload": '{"kind": "Job"}'}
 
 
 def manifest(kind: str, spec_patch: dict[str, Any], name: str = "x") -> dict[str, Any]:
@@ -637,6 +647,106 @@ INVALID: list[Invalid] = [
         "spec.jobTemplate.metadata.labels",
     ),
     Invalid("schedule-name-53", "JobSchedule", {}, "metadata.name must be at most 52 characters", name="s" * 53),
+    # Service environments, service job queues and service jobs (issue 14).
+    Invalid(
+        "se-type-lowercase", "ServiceEnvironment", {"serviceEnvironmentType": "k8s"}, "spec.serviceEnvironmentType"
+    ),
+    Invalid("se-no-limits", "ServiceEnvironment", {"capacityLimits": []}, "spec.capacityLimits"),
+    Invalid(
+        "se-two-limits",
+        "ServiceEnvironment",
+        {"capacityLimits": [{"maxCapacity": 1}, {"maxCapacity": 2}]},
+        "spec.capacityLimits",
+    ),
+    Invalid(
+        "se-unit",
+        "ServiceEnvironment",
+        {"capacityLimits": [{"capacityUnit": "ml.m5.large", "maxCapacity": 1}]},
+        "spec.capacityLimits[0].capacityUnit",
+    ),
+    Invalid("se-negative", "ServiceEnvironment", {"capacityLimits": [{"maxCapacity": -1}]}, "maxCapacity"),
+    Invalid(
+        "queue-both-orders",
+        "JobQueue",
+        {**SERVICE_QUEUE, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "ce"}]},
+        "not both",
+    ),
+    Invalid(
+        "queue-two-service-environments",
+        "JobQueue",
+        {
+            **SERVICE_QUEUE,
+            "serviceEnvironmentOrder": [
+                {"order": 1, "serviceEnvironment": "a"},
+                {"order": 2, "serviceEnvironment": "b"},
+            ],
+        },
+        "spec.serviceEnvironmentOrder",
+    ),
+    Invalid(
+        "queue-service-without-environment",
+        "JobQueue",
+        {**SERVICE_QUEUE, "serviceEnvironmentOrder": DELETE},
+        "needs exactly one service environment",
+    ),
+    Invalid(
+        "queue-eks-without-environments",
+        "JobQueue",
+        {"computeEnvironmentOrder": []},
+        "1 to 3 compute environments are required for jobQueueType EKS",
+    ),
+    Invalid("queue-ecs", "JobQueue", {"jobQueueType": "ECS"}, "kubatch has no ECS or Fargate queues"),
+    Invalid(
+        "queue-service-reason-on-eks",
+        "JobQueue",
+        {
+            "jobStateTimeLimitActions": [
+                {"reason": "MISCONFIGURATION:SERVICE_ENVIRONMENT_MAX_RESOURCE", "maxTimeSeconds": 600}
+            ]
+        },
+        "spec.jobStateTimeLimitActions",
+    ),
+    Invalid(
+        "queue-compute-reason-on-service",
+        "JobQueue",
+        {
+            **SERVICE_QUEUE,
+            "jobStateTimeLimitActions": [
+                {"reason": "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "maxTimeSeconds": 600}
+            ],
+        },
+        "spec.jobStateTimeLimitActions",
+    ),
+    Invalid("service-job-and-definition", "BatchJob", {**SERVICE_JOB, "jobDefinition": "d"}, "exactly one of them"),
+    Invalid("service-job-without-payload", "BatchJob", {**SERVICE_JOB, "serviceRequestPayload": DELETE}, "together"),
+    Invalid("job-without-anything", "BatchJob", {"jobDefinition": DELETE}, "exactly one of them"),
+    Invalid(
+        "service-job-payload-11k",
+        "BatchJob",
+        {**SERVICE_JOB, "serviceRequestPayload": "{" + " " * 11000 + "}"},
+        "spec.serviceRequestPayload",
+    ),
+    Invalid(
+        "service-job-with-overrides",
+        "BatchJob",
+        {**SERVICE_JOB, "containerOverrides": {"command": ["x"]}},
+        "a service job (spec.serviceJobType) takes none of",
+    ),
+    Invalid(
+        "service-job-exit-code-retry",
+        "BatchJob",
+        {**SERVICE_JOB, "retryStrategy": {"attempts": 2, "evaluateOnExit": [{"onExitCode": "1", "action": "RETRY"}]}},
+        "onStatusReason only",
+    ),
+    Invalid(
+        "job-with-timeout-config", "BatchJob", {"timeoutConfig": {"attemptDurationSeconds": 60}}, "are for service jobs"
+    ),
+    Invalid(
+        "service-job-schedule",
+        "JobSchedule",
+        {"jobTemplate": {"spec": SERVICE_JOB}},
+        "a JobSchedule submits jobs of a job definition",
+    ),
 ]
 
 
@@ -778,6 +888,25 @@ VALID: list[Valid] = [
     Valid("schedule-tabs-and-names", "JobSchedule", {"schedule": " */15\t9-17 * JAN-MAR mon-fri "}),
     Valid("schedule-name-52", "JobSchedule", {"concurrencyPolicy": "Replace"}, name="s" * 52),
     Valid("schedule-history-zero", "JobSchedule", {"successfulJobsHistoryLimit": 0, "failedJobsHistoryLimit": 0}),
+    Valid("se-zero-capacity", "ServiceEnvironment", {"state": "DISABLED", "capacityLimits": [{"maxCapacity": 0}]}),
+    Valid("service-queue", "JobQueue", SERVICE_QUEUE),
+    Valid("service-queue-empty-compute-order", "JobQueue", {**SERVICE_QUEUE, "computeEnvironmentOrder": []}),
+    Valid(
+        "service-job-full",
+        "BatchJob",
+        {
+            **SERVICE_JOB,
+            "serviceRequestPayload": "kind: Job\nspec: {}\n",
+            "retryStrategy": {
+                "attempts": 10,
+                "evaluateOnExit": [{"onStatusReason": "Received status*", "action": "RETRY"}],
+            },
+            "timeoutConfig": {"attemptDurationSeconds": 60},
+            "shareIdentifier": "a",
+            "schedulingPriority": 9999,
+            "tags": {"k": "v"},
+        },
+    ),
 ]
 
 

@@ -215,7 +215,7 @@ def _stop_command(field: str, verb: str, past: str, doc: str) -> click.Command:
                 else:
                     state = child_view(job, address.index).get("status") or "SUBMITTED"
                 click.echo(f"batchjob/{address} {verb} requested (status {state})")
-                if field == "cancel" and state in ("STARTING", "RUNNING"):
+                if field == "cancel" and state in ("SCHEDULED", "STARTING", "RUNNING"):
                     click.echo(f"note: cancel does not stop a {state} job; use `kubatch terminate {address}`", err=True)
             return failures
 

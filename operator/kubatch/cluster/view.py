@@ -20,6 +20,8 @@ JSON = dict[str, Any]
 
 LABEL_JOB_NAME = "kubatch.dev/job-name"
 LABEL_JOB_DEFINITION = "kubatch.dev/job-definition"
+#: On a service job's workload (a batch/v1 Job): the BatchJob's name (core.service_jobs).
+LABEL_SERVICE_JOB = "kubatch.dev/service-job"
 
 
 def _rv(obj: JSON) -> int:
@@ -69,6 +71,32 @@ def slim_pod(pod: JSON) -> JSON:
     }
 
 
+def slim_workload(obj: JSON) -> JSON:
+    """The parts of a service job's workload (a batch/v1 Job) that kubatch reads."""
+    md = obj.get("metadata", {})
+    spec = obj.get("spec") or {}
+    st = obj.get("status") or {}
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {
+            "name": md.get("name"),
+            "namespace": md.get("namespace"),
+            "uid": md.get("uid"),
+            "labels": md.get("labels", {}),
+            "resourceVersion": md.get("resourceVersion"),
+            "deletionTimestamp": md.get("deletionTimestamp"),
+            "creationTimestamp": md.get("creationTimestamp"),
+        },
+        "spec": {k: spec[k] for k in ("parallelism", "completions", "suspend") if k in spec},
+        "status": {
+            k: st[k]
+            for k in ("conditions", "active", "ready", "succeeded", "failed", "startTime", "completionTime")
+            if k in st
+        },
+    }
+
+
 _DONE_PHASES = ("Succeeded", "Failed")
 #: Key of the monotonic time a pod of the view was first seen Running (kept across its updates).
 _SEEN_RUNNING = "_seenRunning"
@@ -110,6 +138,10 @@ class View:
         self.envs: dict[str, JSON] = {}
         self.policies: dict[str, JSON] = {}
         self.consumables: dict[str, JSON] = {}
+        self.service_envs: dict[str, JSON] = {}  # ServiceEnvironments by name
+        # Service jobs' workloads (batch/v1 Jobs labelled kubatch.dev/service-job): job key -> name -> workload.
+        self.workloads: dict[str, dict[str, JSON]] = defaultdict(dict)
+        self.deleted_workloads: dict[str, None] = {}  # uids of workloads we deleted (as deleted_pods)
         # Queue name -> when this replica first saw it DISABLED, until its status records disabledAt.
         self.disabled_seen: dict[str, float] = {}
         self.nodes: dict[str, JSON] = {}
@@ -263,6 +295,44 @@ class View:
             pods[name] = slim = slim_pod(obj)
             self._note_run(key, slim, old)
         self.mark(key)
+        self.changed.set()
+
+    def on_workload(self, typ: str, obj: JSON) -> None:
+        """A service job's workload changed (informer), or our own create's response."""
+        md = obj.get("metadata", {})
+        owner = (md.get("labels") or {}).get(LABEL_SERVICE_JOB)
+        if not owner:
+            return
+        key = job_key(md.get("namespace", ""), owner)
+        workloads = self.workloads[key]
+        name, uid = md.get("name", ""), md.get("uid")
+        if typ == "DELETED":
+            self.deleted_workloads.pop(uid, None)
+            old = workloads.get(name)
+            if old is not None and old["metadata"].get("uid") == uid:
+                del workloads[name]
+        else:
+            old = workloads.get(name)
+            if old is not None and old["metadata"].get("uid") == uid and _not_newer(obj, old):
+                return
+            if uid in self.deleted_workloads:
+                # Ours to delete: keep it known as being deleted (it holds capacity until gone).
+                obj = {**obj, "metadata": {**md, "deletionTimestamp": md.get("deletionTimestamp") or "deleting"}}
+            workloads[name] = slim_workload(obj)
+        if not workloads:
+            self.workloads.pop(key, None)
+        self.mark(key)
+        self.changed.set()
+
+    def workload_deleting(self, key: str, name: str, uid: str | None, *, keep_tombstone: int = 100_000) -> None:
+        """Our DELETE of a workload was accepted: until the watch shows it gone, it is being deleted."""
+        if uid:
+            if len(self.deleted_workloads) >= keep_tombstone:
+                self.deleted_workloads.pop(next(iter(self.deleted_workloads)))
+            self.deleted_workloads[uid] = None
+        w = self.workloads.get(key, {}).get(name)
+        if w is not None and w["metadata"].get("uid") == uid and not w["metadata"].get("deletionTimestamp"):
+            self.workloads[key][name] = {**w, "metadata": {**w["metadata"], "deletionTimestamp": "deleting"}}
         self.changed.set()
 
     def _note_run(self, key: str, pod: JSON, old: JSON | None) -> None:

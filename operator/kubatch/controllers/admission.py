@@ -135,6 +135,7 @@ _PATHS: dict[str, str] = {
     "ComputeEnvironment": "computeenvironments",
     "SchedulingPolicy": "schedulingpolicies",
     "ConsumableResource": "consumableresources",
+    "ServiceEnvironment": "serviceenvironments",
 }
 
 
@@ -451,6 +452,7 @@ class Admission:
             "ComputeEnvironment": self.view.envs,
             "SchedulingPolicy": self.view.policies,
             "ConsumableResource": self.view.consumables,
+            "ServiceEnvironment": self.view.service_envs,
         }[kind].get(name)
         if found is None:
             return False

@@ -17,6 +17,8 @@ a ConfigMap (a configMap volume, ``configMapKeyRef``)  ``get configmaps/<name>``
 a PersistentVolumeClaim                                ``create pods``, or ``use persistentvolumeclaims/<name>``
 privileged containers, hostNetwork, host paths         ``create pods`` (and the queue's and compute
 (volumes or devices)                                   environments' ``allow*`` flags, as before)
+a service job's workload (``serviceRequestPayload``)   ``create`` of its kind (KUBERNETES_JOB:
+                                                       ``create jobs.batch``)
 ====================================================  ==============================================
 
 Why these: a user who may create pods in the namespace can already run any of its ServiceAccounts
@@ -25,6 +27,10 @@ admission like theirs would; so ``create pods`` is enough for those, and ``use``
 PodSecurityPolicy used; RBAC accepts any verb) grants one account or claim by name to users who may
 not create pods. What a job reads (Secrets, ConfigMaps) needs ``get`` on that object, whatever
 else the user may do: a job must not read what its submitter could not read.
+
+A service job's workload is created by the operator exactly as its payload says, pods and all:
+whoever may create that kind of object in the namespace may have kubatch create it, nobody else (the
+payload is not looked into, as AWS passes it through).
 
 Where a use comes from: the job definition (the revision the job resolves to: every node range of
 a multi-node definition; ``containerProperties``; ``podProperties``) and the job's own overrides
@@ -56,7 +62,14 @@ from kubatch.core.admission import Violation, World, resolve_definition
 
 JSON = Mapping[str, Any]
 UseKind = Literal[
-    "ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim", "privileged", "hostNetwork", "hostPath"
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "privileged",
+    "hostNetwork",
+    "hostPath",
+    "Workload",
 ]
 
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -87,6 +100,7 @@ _WHAT: dict[UseKind, str] = {
     "privileged": "run privileged containers",
     "hostNetwork": "use the node's network (hostNetwork)",
     "hostPath": "mount paths or devices of the node (hostPath)",
+    "Workload": "create {}",
 }
 
 
@@ -113,6 +127,9 @@ class Use:
             return (Permission("get", "secrets", self.name),)
         if self.kind == "ConfigMap":
             return (Permission("get", "configmaps", self.name),)
+        if self.kind == "Workload":  # name: `<plural>.<group>`, e.g. jobs.batch
+            resource, _, group = self.name.partition(".")
+            return (Permission("create", resource, group=group),)
         return (CREATE_PODS,)
 
     @property
@@ -291,6 +308,15 @@ def batch_job_uses(job: JSON, world: World) -> list[JobUse]:
     not resolve gives none (the job is refused, or failed by the controller, for that)."""
     spec = _d(job.get("spec"))
     out: list[JobUse] = []
+    if spec.get("serviceJobType"):
+        from kubatch.core.service_jobs import workload_type
+
+        wtype = workload_type(_s(spec.get("serviceJobType")))
+        if wtype is not None:
+            group = wtype.api_version.rpartition("/")[0]
+            name = f"{wtype.plural}.{group}" if group else wtype.plural
+            out.append(JobUse("spec.serviceRequestPayload", Use("serviceRequestPayload", "Workload", name)))
+        return out
     resolved, record, _ = resolve_definition(spec.get("jobDefinition"), world)
     if record is not None:
         out += [JobUse("spec.jobDefinition", use, resolved) for use in definition_uses(record.spec)]

@@ -15,8 +15,14 @@ form no cycle with the existing jobs, and N_TO_N targets are array jobs of the s
 the consumable resources named by the job and its definition exist; overrides match the definition
 type; privileged containers, hostNetwork and host paths need ``allow*`` on the queue and on every
 compute environment of the queue.
+Service jobs (BatchJob CREATE with ``spec.serviceJobType``): the queue is a service job queue of that
+type, ENABLED as above, whose service environment exists and is not CREATING, INVALID or DELETING
+(AWS: its queues "will not accept service job submissions"; a DISABLED one accepts them, they wait);
+the payload is at most 10 KiB (UTF-8 bytes) and a JSON or YAML object; ``shareIdentifier`` and
+``schedulingPriority`` as for fair-share queues.
 JobQueue (CREATE, UPDATE): its compute environments and scheduling policy exist (on UPDATE only the
-references that changed are checked). JobDefinition (CREATE, UPDATE): its consumable resources exist
+references that changed are checked); a service job queue's service environment exists (when set or
+changed) and is of the queue's jobQueueType. JobDefinition (CREATE, UPDATE): its consumable resources exist
 (on UPDATE only when the list changed); each multi-node range has a container image.
 
 ``references`` lists the objects a rule will look at, so that the caller can fetch those missing from
@@ -31,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kubatch.api.job_queue import COMPUTE_QUEUE_TYPE
 from kubatch.core.deps import dependency_graph, find_cycle
 from kubatch.core.instances import Architecture, InstanceTypeError, architecture_conflict, environment_architecture
 from kubatch.core.podspec import PodSpecError, apply_container_overrides, apply_pod_overrides, parse_target_nodes
@@ -45,7 +52,13 @@ from kubatch.core.revisions import (
 
 JSON = Mapping[str, Any]
 RefKind = Literal[
-    "JobQueue", "ComputeEnvironment", "SchedulingPolicy", "ConsumableResource", "JobDefinition", "BatchJob"
+    "JobQueue",
+    "ComputeEnvironment",
+    "SchedulingPolicy",
+    "ConsumableResource",
+    "JobDefinition",
+    "BatchJob",
+    "ServiceEnvironment",
 ]
 Ref = tuple[RefKind, str]
 
@@ -86,6 +99,7 @@ class World:
     namespace_labels: Mapping[str, str] | None = None
     created_at: float | None = None
     disabled_since: Mapping[str, float] = field(default_factory=dict)
+    service_envs: dict[str, JSON] = field(default_factory=dict)
 
     def store(self, kind: RefKind) -> dict[str, JSON]:
         """The collection holding objects of ``kind``."""
@@ -96,6 +110,7 @@ class World:
             "ConsumableResource": self.consumables,
             "JobDefinition": self.definitions,
             "BatchJob": self.jobs,
+            "ServiceEnvironment": self.service_envs,
         }[kind]
 
     def has(self, ref: Ref) -> bool:
@@ -225,6 +240,8 @@ def references(kind: str, obj: JSON, world: World) -> set[Ref]:
         if queue_name:
             refs.add(("JobQueue", queue_name))
             refs |= _queue_references(world.queues.get(queue_name))
+        if spec.get("serviceJobType"):
+            return refs  # a service job names no definition, dependency or consumable
         with contextlib.suppress(ValueError):
             refs.add(("JobDefinition", parse_reference(_s(spec.get("jobDefinition"))).name))
         _, record, _ = resolve_definition(spec.get("jobDefinition"), world)
@@ -250,6 +267,7 @@ def _queue_references(queue: JSON | None) -> set[Ref]:
         return set()
     spec = _spec(queue)
     refs: set[Ref] = {("ComputeEnvironment", n) for n in _queue_envs(queue)}
+    refs |= {("ServiceEnvironment", n) for n in _queue_service_envs(queue)}
     policy = _s(spec.get("schedulingPolicy"))
     if policy:
         refs.add(("SchedulingPolicy", policy))
@@ -261,10 +279,21 @@ def _queue_envs(queue: JSON) -> list[str]:
     return [n for n in (_s(o.get("computeEnvironment")) for o in order) if n]
 
 
+def _queue_service_envs(queue: JSON) -> list[str]:
+    order = [_d(o) for o in _l(_spec(queue).get("serviceEnvironmentOrder"))]
+    return [n for n in (_s(o.get("serviceEnvironment")) for o in order) if n]
+
+
+def _queue_type(queue: JSON) -> str:
+    return _s(_spec(queue).get("jobQueueType")) or COMPUTE_QUEUE_TYPE
+
+
 # ---- BatchJob -----------------------------------------------------------------------------------------
 def validate_batch_job(job: JSON, world: World) -> list[Violation]:
     """Cross-object rules for a new BatchJob (module docstring)."""
     spec = _spec(job)
+    if spec.get("serviceJobType"):
+        return validate_service_job(job, world)
     out: list[Violation] = []
     queue_name = _s(spec.get("jobQueue"))
     queue = world.queues.get(queue_name)
@@ -273,6 +302,14 @@ def validate_batch_job(job: JSON, world: World) -> list[Violation]:
     else:
         out += _queue_admits(queue_name, queue, world)
         out += _share_rules(spec, queue_name, queue)
+        if _queue_type(queue) != COMPUTE_QUEUE_TYPE:
+            out.append(
+                Violation(
+                    "spec.jobQueue",
+                    f'job queue "{queue_name}" is a service job queue (jobQueueType {_queue_type(queue)}): '
+                    "submit service jobs to it (spec.serviceJobType and spec.serviceRequestPayload)",
+                )
+            )
     resolved, record, problem = resolve_definition(spec.get("jobDefinition"), world)
     if problem is not None:
         out.append(problem)
@@ -283,6 +320,52 @@ def validate_batch_job(job: JSON, world: World) -> list[Violation]:
         if queue is not None:
             out += _privilege_rules(spec, resolved, record.spec, queue_name, queue, world)
     return out
+
+
+def validate_service_job(job: JSON, world: World) -> list[Violation]:
+    """Cross-object rules for a new service job (module docstring)."""
+    from kubatch.core.service_jobs import payload_problem
+
+    spec = _spec(job)
+    out: list[Violation] = []
+    kind = _s(spec.get("serviceJobType"))
+    problem = payload_problem(spec.get("serviceRequestPayload"))
+    if problem is not None:
+        out.append(Violation("spec.serviceRequestPayload", problem))
+    queue_name = _s(spec.get("jobQueue"))
+    queue = world.queues.get(queue_name)
+    if queue is None:
+        out.append(Violation("spec.jobQueue", f'job queue "{queue_name}" does not exist'))
+        return out
+    out += _queue_admits(queue_name, queue, world)
+    if _queue_type(queue) != kind:
+        what = "a queue of compute environments" if _queue_type(queue) == COMPUTE_QUEUE_TYPE else "a service job queue"
+        out.append(
+            Violation(
+                "spec.jobQueue",
+                f'job queue "{queue_name}" is {what} of jobQueueType {_queue_type(queue)}, '
+                f"not of the service job's serviceJobType {kind}",
+            )
+        )
+        return out
+    out += _share_rules({**spec, "schedulingPriorityOverride": spec.get("schedulingPriority")}, queue_name, queue)
+    for name in _queue_service_envs(queue):
+        se = world.service_envs.get(name)
+        where = f'service environment "{name}" of job queue "{queue_name}"'
+        if se is None:
+            out.append(Violation("spec.jobQueue", f"{where} does not exist"))
+            continue
+        # Without a status kubatch has not looked at it yet: CREATING. (Judged later, by the
+        # controller, such a job waits a little for it instead: world.created_at is set then.)
+        status = _s(_d(se.get("status")).get("status")) or ("CREATING" if world.created_at is None else "")
+        if _d(se.get("metadata")).get("deletionTimestamp"):
+            status = "DELETING"
+        if status in ("CREATING", "INVALID", "DELETING"):
+            reason = _s(_d(se.get("status")).get("statusReason"))
+            text = f"{where} is {status}: its job queues do not accept service jobs"
+            out.append(Violation("spec.jobQueue", text + (f" ({reason})" if reason else "")))
+    renamed = "spec.schedulingPriorityOverride"  # _share_rules' name for it
+    return [Violation("spec.schedulingPriority", v.message) if v.field == renamed else v for v in out]
 
 
 def submitted_while_disabled(created_at: float | None, disabled_since: float | None) -> bool:
@@ -696,6 +779,24 @@ def validate_job_queue(queue: JSON, world: World, old: JSON | None = None) -> li
     policy = _s(_spec(queue).get("schedulingPolicy"))
     if policy and policy != _s(_spec(old).get("schedulingPolicy")) and policy not in world.policies:
         out.append(Violation("spec.schedulingPolicy", f'scheduling policy "{policy}" does not exist'))
+    before_se = set(_queue_service_envs(old)) if old is not None else set()
+    for i, name in enumerate(_queue_service_envs(queue)):
+        if name in before_se:
+            continue
+        se = world.service_envs.get(name)
+        path = f"spec.serviceEnvironmentOrder[{i}].serviceEnvironment"
+        if se is None:
+            out.append(Violation(path, f'service environment "{name}" does not exist'))
+            continue
+        se_type = _s(_spec(se).get("serviceEnvironmentType"))
+        if se_type != _queue_type(queue):
+            out.append(
+                Violation(
+                    path,
+                    f'service environment "{name}" is of serviceEnvironmentType {se_type}, the queue of jobQueueType '
+                    f"{_queue_type(queue)}",
+                )
+            )
     return out
 
 

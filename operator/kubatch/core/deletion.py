@@ -8,6 +8,10 @@
   the JQs and delete them (or detach the CE), then disable the CE, then delete it"). kubatch also lets
   the jobs still running on it finish. Until then the deletion waits on the environment's finalizer,
   which keeps serving it (``environment_deletion_blockers``, ``environment_deletion_wait``).
+- A ServiceEnvironment likewise: once DISABLED and no job queue names it (AWS: "disassociate any
+  service job queue and then disable the service environment"); kubatch also waits for the
+  workloads still holding its capacity to end. Meanwhile it is DELETING and says what it waits for
+  (``service_environment_deletion_blockers``); its finalizer goes then.
 """
 
 from __future__ import annotations
@@ -63,4 +67,40 @@ def environment_deletion_wait(blockers: list[str]) -> str:
     """The statusReason of a compute environment whose deletion waits."""
     return "DELETE_PENDING - the compute environment is deleted once it is DISABLED, no job queue uses it and " + (
         "no job runs on it; waiting: " + "; ".join(blockers)
+    )
+
+
+def attached_service_queues(environment: str, queues: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The job queues whose serviceEnvironmentOrder names ``environment``, sorted."""
+    return sorted(
+        name
+        for name, queue in queues.items()
+        if any(
+            str(entry.get("serviceEnvironment")) == environment
+            for entry in (queue.get("spec") or {}).get("serviceEnvironmentOrder") or []
+        )
+    )
+
+
+def service_environment_deletion_blockers(
+    environment: str, se: Mapping[str, Any], queues: Mapping[str, Mapping[str, Any]], instances_in_use: int
+) -> list[str]:
+    """What keeps a service environment that is being deleted from going, in the order to fix it
+    (empty: it may go)."""
+    blockers = []
+    if ((se.get("spec") or {}).get("state") or "ENABLED") != "DISABLED":
+        blockers.append("it is ENABLED (set spec.state: DISABLED)")
+    attached = attached_service_queues(environment, queues)
+    if attached:
+        names = ", ".join(attached[:10]) + (f" and {len(attached) - 10} more" if len(attached) > 10 else "")
+        blockers.append(f"job queue(s) {names} still use it (delete them, or name another service environment)")
+    if instances_in_use:
+        blockers.append(f"service jobs still hold {instances_in_use} instance(s) on it")
+    return blockers
+
+
+def service_environment_deletion_wait(blockers: list[str]) -> str:
+    """The statusReason of a service environment whose deletion waits."""
+    return "DELETE_PENDING - the service environment is deleted once it is DISABLED, no job queue uses it and " + (
+        "no service job runs on it; waiting: " + "; ".join(blockers)
     )

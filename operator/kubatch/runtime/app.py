@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kubatch.cluster.client import Kube
 from kubatch.cluster.informer import Informer
 from kubatch.cluster.leader import ThreadedLeaderElector
-from kubatch.cluster.view import LABEL_JOB_DEFINITION, LABEL_JOB_NAME, View
+from kubatch.cluster.view import LABEL_JOB_DEFINITION, LABEL_JOB_NAME, LABEL_SERVICE_JOB, View
 from kubatch.core.lifecycle import EVENT_LEVELS
 from kubatch.core.podspec import PodSettings
 from kubatch.observability.events import EventRecorder
@@ -34,6 +34,8 @@ from kubatch.runtime.jobs import JobReconciler
 from kubatch.runtime.queues import StatusWriter
 from kubatch.runtime.retention import RetentionController
 from kubatch.runtime.schedules import ScheduleController
+from kubatch.runtime.service_environments import ServiceEnvironmentController
+from kubatch.runtime.service_jobs import ServiceJobs
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,19 @@ class Runtime:
             settings=settings,
         )
         self.jobs.scheduler = self.dispatcher
+        self.services = ServiceJobs(
+            kube, self.view, self.events, self.metrics, is_leader=leading, job_events=options.job_events
+        )
+        self.services.reconciler = self.jobs
+        self.services.share_usage = lambda: self.dispatcher.usage_rows
+        self.services.active_shares = lambda: (
+            self.dispatcher.tracker.active_shares(self.dispatcher.now()) | self.dispatcher.active_job_shares()
+        )
+        self.jobs.services = self.services
+        self.dispatcher.services = self.services
+        self.service_environments = ServiceEnvironmentController(
+            kube, self.view, self.services, is_leader=leading, events=self.events
+        )
         self.definitions = DefinitionController(kube, self.view, is_leader=leading)
         self.retention = RetentionController(
             kube, self.view, self.metrics, default_ttl=options.finished_job_ttl_seconds, is_leader=leading
@@ -171,8 +186,8 @@ class Runtime:
         self.status = StatusWriter(
             kube,
             self.view,
-            lambda: self.dispatcher.front,
-            lambda: self.dispatcher.blocked,
+            lambda: {**self.dispatcher.front, **self.services.front},
+            lambda: {**self.dispatcher.blocked, **self.services.blocked},
             self.dispatcher.consumables_in_use,
             lambda: self.dispatcher.usage_rows,
             self.dispatcher.consumables_consumed,
@@ -182,6 +197,7 @@ class Runtime:
             ),
             planned=lambda: self.dispatcher.cycles > 0,
             estimate=self.dispatcher.estimator.start_of,
+            service_use=self.services.in_use_by_queue,
         )
         v = self.view
         self.informers = [
@@ -215,11 +231,23 @@ class Runtime:
                 lambda t, o: v.on_named(v.consumables, t, o),
                 name="consumableresources",
             ),
+            # Service jobs' workloads: listed before anything is decided (a SCHEDULED job whose
+            # workload the view does not hold would look vanished).
+            Informer(kube, "/apis/batch/v1/jobs", v.on_workload, label_selector=LABEL_SERVICE_JOB, name="workloads"),
+            Informer(
+                kube,
+                f"{GROUP_PATH}/serviceenvironments",
+                lambda t, o: v.on_named(v.service_envs, t, o),
+                name="serviceenvironments",
+            ),
             Informer(kube, f"{GROUP_PATH}/jobschedules", v.on_schedule, name="jobschedules"),
         ]
-        # Start-up waits for every informer but this one: only the schedule loop needs JobSchedules
-        # (it waits for their first list itself), so an older CRD set without them runs the rest.
-        self.ungated = {"jobschedules"}
+        # Start-up waits for every informer but these: only the schedule loop needs JobSchedules and
+        # only the service loops ServiceEnvironments (each waits for their first list itself), so an
+        # older CRD set without them runs the rest.
+        self.ungated = {"jobschedules", "serviceenvironments"}
+        self.services.synced = self.informers[-2].synced
+        self.service_environments.synced = self.informers[-2].synced
         self.schedules = ScheduleController(
             kube, self.view, self.events, is_leader=leading, synced=self.informers[-1].synced
         )
@@ -262,6 +290,7 @@ class Runtime:
             self.status,
             self.schedules,
             self.retention,
+            self.service_environments,
         ):
             loop.ready.set()
         for name, coro in (
@@ -272,6 +301,7 @@ class Runtime:
             ("status", self.status.run()),
             ("schedules", self.schedules.run()),
             ("retention", self.retention.run()),
+            ("service-environments", self.service_environments.run()),
         ):
             self.tasks.append(asyncio.create_task(coro, name=name))
         for key in list(self.view.jobs):

@@ -179,6 +179,7 @@ class Dispatcher:
             now=lambda: self.now(),
         )
         self._estimating: asyncio.Task[None] | None = None
+        self.services: Any = None  # runtime.service_jobs.ServiceJobs: its cycle runs after each of ours
         self._estimated_queues: set[str] = set()  # queues with a head_estimated_wait value
 
     # ---- loop ---------------------------------------------------------------------------------------
@@ -249,8 +250,8 @@ class Dispatcher:
             st = job.get("status") or {}
             state = st.get("status")
             size = int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)
-            if state not in ("RUNNABLE", "PENDING"):
-                continue
+            if state not in ("RUNNABLE", "PENDING") or (job.get("spec") or {}).get("serviceJobType"):
+                continue  # a service job is scheduled by the service cycle (runtime.service_jobs)
             if state == "PENDING" and size < 2:
                 continue
             definition, _ = resolve_definition(self.view, job)
@@ -566,6 +567,10 @@ class Dispatcher:
             for pod in pods.values():
                 if not _pod_finished(pod):
                     running[(queue, str(share))] += pod_requests(pod).vcpus
+        if self.services is not None:
+            # A service job's share uses its instances as a compute job's uses vCPUs.
+            for share_key, instances in self.services.in_use_by_share().items():
+                running[share_key] += instances
         return running
 
     def active_job_shares(self) -> frozenset[tuple[str, str]]:
@@ -637,6 +642,8 @@ class Dispatcher:
             tasks.append(asyncio.create_task(self._start(unit, definition, env)))
         if tasks:
             await asyncio.gather(*tasks)
+        if self.services is not None:
+            await self.services.cycle()
         return plan
 
     def _definition_spec(self, job: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -212,6 +212,7 @@ class JobReconciler:
         self.queued: set[str] = set()
         self.ready = asyncio.Event()
         self.scheduler: Any = None  # the Dispatcher: blocked reasons and time-limit cancellations
+        self.services: Any = None  # runtime.service_jobs.ServiceJobs: the step of service jobs
         self.coalesce_seconds = coalesce_seconds
         self.coalesce_max_seconds = max(coalesce_seconds, coalesce_max_seconds)
         self.queued_max_seconds = max(coalesce_seconds, queued_max_seconds)
@@ -396,6 +397,9 @@ class JobReconciler:
             job = self.view.jobs.get(key)
             if job is None:
                 return
+        if self.services is not None and (job.get("spec") or {}).get("serviceJobType"):
+            await self.services.step(key, job)
+            return
         if self.awaiting_dependencies(job):
             heapq.heappush(self.timers, (time.time() + 0.5, key))
             return
@@ -406,6 +410,10 @@ class JobReconciler:
         pods = self.view.pods.get(key, {})
         decision = reconcile(job, pods, ctx)
         await self.apply(job, decision)
+
+    def requeue(self, key: str, seconds: float) -> None:
+        """Look at ``key`` again in ``seconds`` at the latest."""
+        heapq.heappush(self.timers, (time.time() + seconds, key))
 
     async def apply(self, job: Mapping[str, Any], decision: Decision) -> None:
         """Apply one step. Status changes are coalesced: the decided status goes into the view at

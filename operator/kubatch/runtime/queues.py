@@ -41,16 +41,42 @@ from kubatch.scheduler.fairshare import ShareWeights
 log = logging.getLogger(__name__)
 
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
-STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "SCHEDULED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+
+
+def service_queue_validity(
+    queue: Mapping[str, Any], service_envs: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, str]:
+    """A service job queue: VALID, or INVALID with why: its service environment is missing, INVALID
+    or of another type than the queue."""
+    spec = queue.get("spec") or {}
+    for entry in spec.get("serviceEnvironmentOrder") or []:
+        name = str(entry.get("serviceEnvironment"))
+        se = service_envs.get(name)
+        if se is None:
+            return "INVALID", f"CLIENT_ERROR - service environment not found: {name}"
+        se_type = str((se.get("spec") or {}).get("serviceEnvironmentType") or "")
+        if se_type != spec.get("jobQueueType"):
+            return "INVALID", (
+                f"CLIENT_ERROR - service environment {name} is of type {se_type}, "
+                f"the queue of jobQueueType {spec.get('jobQueueType')}"
+            )
+        if (se.get("status") or {}).get("status") == "INVALID":
+            return "INVALID", f"CLIENT_ERROR - service environment INVALID: {name}"
+    return "VALID", ""
 
 
 def queue_validity(
     queue: Mapping[str, Any],
     envs: Mapping[str, Mapping[str, Any]],
     nodes: Mapping[str, Mapping[str, Any]] | None = None,
+    service_envs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[str, str]:
     """VALID, or INVALID with why: an environment missing or INVALID, or environments of different
-    architectures (an UNMANAGED one's is its nodeSelector's, else that of its ``nodes``)."""
+    architectures (an UNMANAGED one's is its nodeSelector's, else that of its ``nodes``). A service
+    job queue: ``service_queue_validity``."""
+    if (queue.get("spec") or {}).get("serviceEnvironmentOrder"):
+        return service_queue_validity(queue, service_envs or {})
     missing = []
     invalid = []
     architectures: dict[str, Architecture | None] = {}
@@ -128,6 +154,7 @@ class StatusWriter:
         planned: Callable[[], bool] = lambda: True,
         estimate: Callable[[str], float | None] = lambda _key: None,
         now: Callable[[], float] = time.time,
+        service_use: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.kube = kube
         self.view = view
@@ -141,6 +168,7 @@ class StatusWriter:
         self.active_shares = active_shares  # (queue, share) pairs the scheduler counts as active
         self.planned = planned  # the dispatcher has made a plan (its front is known)
         self.estimate = estimate  # scheduler key -> expected start (epoch seconds), if estimated
+        self.service_use = service_use  # service job queue -> instances its live workloads hold
         self.now = now
         self.ready = asyncio.Event()
 
@@ -240,9 +268,10 @@ class StatusWriter:
         shares = self.share_rows()
         use = self.utilization()
         active: Counter[str] = Counter(queue for queue, _ in set(self.active_shares()))
+        instances = self.service_use()
         now = self.now()
         for name, queue in list(self.view.queues.items()):
-            status, reason = queue_validity(queue, self.view.envs, self.view.nodes)
+            status, reason = queue_validity(queue, self.view.envs, self.view.nodes, self.view.service_envs)
             c = counts.get(name, Counter())
             since = disabled_since(self.view, name, now)
             fair = bool((queue.get("spec") or {}).get("schedulingPolicy"))
@@ -256,7 +285,11 @@ class StatusWriter:
                     with_times_at_position(written.get("front"), self.front_entries(name), iso(now)),
                     now,
                 ),
-                "queueUtilization": queue_utilization(use.get(name), fair_share=fair, active_shares=active[name]),
+                "queueUtilization": (
+                    {"totalCapacityUsage": [{"capacityUnit": "NUM_INSTANCES", "quantity": instances.get(name, 0)}]}
+                    if (queue.get("spec") or {}).get("serviceEnvironmentOrder")
+                    else queue_utilization(use.get(name), fair_share=fair, active_shares=active[name])
+                ),
                 "disabledAt": None if since is None else iso(since),
             }
             if fair:

@@ -312,7 +312,7 @@ def _examples() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     cases = [
         (d["metadata"]["name"], definitions[d["spec"]["jobDefinition"].split(":")[0]], d["spec"])
         for d in docs
-        if d["kind"] == "BatchJob" and d["spec"]["jobDefinition"].split(":")[0] in definitions
+        if d["kind"] == "BatchJob" and d["spec"].get("jobDefinition", "").split(":")[0] in definitions
     ]
     container = {**CONTAINER, "secrets": CONTAINER["secrets"][:2]}
     cases += [

@@ -20,6 +20,7 @@ from kubatch.api import (
     JobQueue,
     JobSchedule,
     SchedulingPolicy,
+    ServiceEnvironment,
     crdgen,
 )
 from kubatch.api.batch_job import JOB_STATUSES
@@ -36,6 +37,7 @@ RESOURCES: dict[str, type[BaseModel]] = {
     "JobDefinition": JobDefinition,
     "BatchJob": BatchJob,
     "JobSchedule": JobSchedule,
+    "ServiceEnvironment": ServiceEnvironment,
 }
 SCHEMAS = {c["spec"]["names"]["kind"]: c["spec"]["versions"][0]["schema"]["openAPIV3Schema"] for c in crdgen.all_crds()}
 

@@ -1,0 +1,555 @@
+"""Service jobs: queued by kubatch, run by another controller (AWS Batch SubmitServiceJob; pure, no I/O).
+
+A service job is a BatchJob with ``spec.serviceJobType`` and ``spec.serviceRequestPayload``. It
+waits RUNNABLE in a service job queue until the queue's ServiceEnvironment has room for it
+(:mod:`kubatch.scheduler.service` decides), then kubatch creates its *workload* from the payload and
+the workload's own controller runs it. For the built-in type ``KUBERNETES_JOB`` the workload is a
+``batch/v1`` Job run by the cluster's Job controller. This module owns:
+
+* the workload types (:data:`WORKLOAD_TYPES`): what kind of object a service type creates, how many
+  instances it holds, and how its status reads as a job state. ``KUBERNETES_JOB`` is built in; a
+  further type (a custom resource with a ``suspend`` field, say) is one more :class:`WorkloadType`;
+* the workload of an attempt (:func:`build_workload`): the payload (JSON or YAML text, at most
+  10 KiB: :func:`payload_problem`) with kubatch's name ``<job>-a<attempt>``, namespace, labels
+  (``kubatch.dev/service-job``, job id, queue, service environment, attempt; also on the pod
+  template), owner (the BatchJob) and ``spec.suspend: false``; ``timeoutConfig.attemptDurationSeconds``
+  becomes ``spec.activeDeadlineSeconds`` unless the payload's is shorter;
+* the state machine (:func:`reconcile_service`), a function of (written status, workloads)::
+
+      SUBMITTED -> RUNNABLE -> SCHEDULED -> STARTING -> RUNNING -> SUCCEEDED | FAILED
+                      ^-------------------- retry ------------------------------'
+
+  RUNNABLE -> SCHEDULED when the attempt's workload exists (the dispatcher created it); then, from
+  the workload's status (batch/v1 Job: ``status.active`` pods -> STARTING, ``status.ready`` pods ->
+  RUNNING, the Complete / Failed condition -> the attempt ended). States only move forward: a
+  state that was passed unseen is recorded on the way (one event each). The statusReason of an
+  ended attempt is the workload's, prefixed as AWS prefixes SageMaker's:
+  ``Received status from Kubernetes: <condition reason>: <message>``. A workload that vanished
+  ends its attempt with ``Received status from Kubernetes: Job <name> was deleted``; a payload the
+  API server refuses ends it with the API server's reason and message (the dispatcher reports it:
+  ``ServiceContext.create_failure``);
+* retries: ``retryStrategy.attempts`` (1 to 10) counts every placement into RUNNABLE, the first
+  included; ``evaluateOnExit`` entries are matched on the attempt's statusReason only (the first
+  match decides; none matching retries while attempts remain: ``core.retry.decide_retry``). A
+  retried job goes back to RUNNABLE and its next attempt gets a new workload (``-a<n+1>``); the
+  finished workload stays (owned by the BatchJob, deleted with it). Attempts are recorded with
+  ``serviceResourceId`` ``{name: JobUid, value: <the Job's uid>}``, startedAt (the workload's start),
+  stoppedAt and statusReason;
+* cancel and terminate: ``spec.cancel`` fails a job not yet SCHEDULED (no effect after, as
+  CancelJob on a STARTING job); ``spec.terminate`` does the same and, for a SCHEDULED, STARTING or
+  RUNNING job, deletes its workload (propagation Background: its pods get their grace period) and
+  fails the job with the reason. A terminated or cancelled job is never retried.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from kubatch.api.batch_job import MAX_SERVICE_PAYLOAD_BYTES
+from kubatch.core.lifecycle import JobEvent
+from kubatch.core.podspec import owner_reference, pod_name
+from kubatch.core.retry import decide_retry
+from kubatch.core.states import DEFAULT_CANCEL_REASON, DEFAULT_TERMINATE_REASON
+from kubatch.core.timestamps import iso
+
+JSON = Mapping[str, Any]
+
+#: On a workload and its pod template: the BatchJob's name (the informer selects workloads by it).
+LABEL_SERVICE_JOB = "kubatch.dev/service-job"
+LABEL_JOB_ID = "kubatch.dev/job-id"
+LABEL_JOB_QUEUE = "kubatch.dev/job-queue"
+LABEL_SERVICE_ENVIRONMENT = "kubatch.dev/service-environment"
+LABEL_ATTEMPT = "kubatch.dev/attempt"
+
+# The states of a service job, in order.
+SUBMITTED = "SUBMITTED"
+RUNNABLE = "RUNNABLE"
+SCHEDULED = "SCHEDULED"
+STARTING = "STARTING"
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+#: The forward path; FAILED may follow any state before SUCCEEDED.
+PATH: tuple[str, ...] = (SUBMITTED, RUNNABLE, SCHEDULED, STARTING, RUNNING, SUCCEEDED)
+TERMINAL = frozenset({SUCCEEDED, FAILED})
+#: States whose workload holds capacity in its service environment.
+HOLDING = frozenset({SCHEDULED, STARTING, RUNNING})
+#: Events of these states say only that a job moved on: posted at the `all` level only.
+ROUTINE_EVENTS = frozenset({"JobSubmitted", "JobRunnable", "JobScheduled", "JobStarting", "JobRunning"})
+
+
+class PayloadError(ValueError):
+    """The payload cannot be the workload of its service type."""
+
+
+# --------------------------------------------------------------------------------------------------
+# workload types
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a workload's status says: the state it has reached (SCHEDULED, STARTING, RUNNING,
+    SUCCEEDED or FAILED) and, once ended, the service's reason (without the prefix) and times."""
+
+    state: str
+    reason: str = ""
+    started_at: str | None = None
+    stopped_at: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadType:
+    """How one serviceEnvironmentType is run: the kind kubatch creates from the payload, how many
+    instances a workload holds, how its status reads, and the words its attempts are recorded with."""
+
+    name: str
+    api_version: str
+    kind: str
+    plural: str
+    #: Who "Received status from <service>: " names in statusReasons.
+    service: str
+    #: serviceResourceId.name of the attempts: what identifies the workload.
+    resource_id_name: str
+    instances: Callable[[JSON], int]
+    observe: Callable[[JSON], Observation]
+    #: Fits kubatch's fields into the workload (suspend, time limit).
+    prepare: Callable[[dict[str, Any], int | None], None]
+
+    def collection_path(self, namespace: str) -> str:
+        group = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        return f"{group}/namespaces/{namespace}/{self.plural}"
+
+    def status_reason(self, reason: str) -> str:
+        return f"Received status from {self.service}: {reason}"
+
+
+def job_instances(workload: JSON) -> int:
+    """A batch/v1 Job's instances: the pods it may run at once, ``spec.parallelism`` (default 1),
+    at most ``spec.completions`` when that is set."""
+    spec = workload.get("spec") or {}
+    parallelism = spec.get("parallelism")
+    count = 1 if parallelism is None else int(parallelism)
+    completions = spec.get("completions")
+    if completions is not None:
+        count = min(count, int(completions))
+    return max(0, count)
+
+
+def _condition(workload: JSON, kind: str) -> Mapping[str, Any] | None:
+    for c in (workload.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind and c.get("status") == "True":
+            return c  # type: ignore[no-any-return]
+    return None
+
+
+def _reason(condition: Mapping[str, Any], fallback: str) -> str:
+    reason = str(condition.get("reason") or fallback)
+    message = str(condition.get("message") or "").strip()
+    return f"{reason}: {message}" if message else reason
+
+
+def observe_job(workload: JSON) -> Observation:
+    """A batch/v1 Job's state: Complete -> SUCCEEDED, Failed -> FAILED (their reason and message),
+    a ready pod -> RUNNING, an active pod -> STARTING, else SCHEDULED (the Job controller has not
+    started a pod yet, or is between pods)."""
+    st = workload.get("status") or {}
+    started = st.get("startTime")
+    done = _condition(workload, "Complete")
+    if done is not None:
+        stopped = st.get("completionTime") or done.get("lastTransitionTime")
+        return Observation(SUCCEEDED, _reason(done, "Complete"), started, stopped)
+    failed = _condition(workload, "Failed")
+    if failed is not None:
+        return Observation(FAILED, _reason(failed, "Failed"), started, failed.get("lastTransitionTime"))
+    if int(st.get("ready") or 0) > 0:
+        return Observation(RUNNING, started_at=started)
+    if int(st.get("active") or 0) > 0:
+        return Observation(STARTING, started_at=started)
+    return Observation(SCHEDULED, started_at=started)
+
+
+def prepare_job(workload: dict[str, Any], timeout: int | None) -> None:
+    """kubatch's part of a batch/v1 Job: it starts at once (spec.suspend false) and is stopped by
+    the Job controller after ``timeout`` seconds (spec.activeDeadlineSeconds, unless shorter)."""
+    spec = workload.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        raise PayloadError("serviceRequestPayload: spec must be an object")
+    spec["suspend"] = False
+    if timeout is not None:
+        own = spec.get("activeDeadlineSeconds")
+        spec["activeDeadlineSeconds"] = timeout if not isinstance(own, int) else min(own, timeout)
+
+
+KUBERNETES_JOB = WorkloadType(
+    name="KUBERNETES_JOB",
+    api_version="batch/v1",
+    kind="Job",
+    plural="jobs",
+    service="Kubernetes",
+    resource_id_name="JobUid",
+    instances=job_instances,
+    observe=observe_job,
+    prepare=prepare_job,
+)
+
+#: The known service types; configuration may add more (the extension point of issue 14).
+WORKLOAD_TYPES: dict[str, WorkloadType] = {KUBERNETES_JOB.name: KUBERNETES_JOB}
+
+
+def workload_type(name: str | None) -> WorkloadType | None:
+    return WORKLOAD_TYPES.get(str(name or ""))
+
+
+def type_of(workload: JSON) -> WorkloadType | None:
+    """The type whose kind ``workload`` is."""
+    for wtype in WORKLOAD_TYPES.values():
+        if workload.get("kind") == wtype.kind and workload.get("apiVersion") == wtype.api_version:
+            return wtype
+    return None
+
+
+def environment_validity(se: JSON) -> tuple[str, str]:
+    """A service environment's status and statusReason: VALID, or INVALID when no workload type of
+    its serviceEnvironmentType is known (it returns to VALID by itself once one is)."""
+    kind = str((se.get("spec") or {}).get("serviceEnvironmentType") or "")
+    if kind not in WORKLOAD_TYPES:
+        known = ", ".join(sorted(WORKLOAD_TYPES))
+        return "INVALID", f"CLIENT_ERROR - serviceEnvironmentType {kind} is not known to kubatch (known: {known})"
+    return "VALID", ""
+
+
+def is_service_job(job: JSON) -> bool:
+    return bool((job.get("spec") or {}).get("serviceJobType"))
+
+
+# --------------------------------------------------------------------------------------------------
+# payloads and workloads
+
+
+def payload_problem(payload: Any) -> str | None:
+    """Why a serviceRequestPayload cannot be accepted (admission), or None: at most 10 KiB of UTF-8,
+    and a JSON (or YAML) object. What the object says is the service's to judge."""
+    if not isinstance(payload, str):
+        return "must be a JSON string"
+    size = len(payload.encode("utf-8"))
+    if size > MAX_SERVICE_PAYLOAD_BYTES:
+        return f"is {size} bytes; a service request payload is at most {MAX_SERVICE_PAYLOAD_BYTES} bytes (10 KiB)"
+    try:
+        parse_payload(payload)
+    except PayloadError as e:
+        return str(e)
+    return None
+
+
+def parse_payload(payload: str) -> dict[str, Any]:
+    """The payload as an object: JSON, else YAML (JSON is YAML too, YAML is friendlier by hand)."""
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        try:
+            value = yaml.safe_load(payload)
+        except yaml.YAMLError as e:
+            raise PayloadError(f"is neither JSON nor YAML: {e}") from None
+    if not isinstance(value, dict):
+        raise PayloadError("must be an object (a workload manifest)")
+    return value
+
+
+def workload_name(job_name: str, attempt: int) -> str:
+    """The workload of an attempt: ``<job>-a<attempt>`` (long names shortened with a hash)."""
+    return pod_name(job_name, attempt)
+
+
+def payload_instances(job: JSON, wtype: WorkloadType) -> int:
+    """The instances a service job's workload will hold (1 when the payload cannot be read: the
+    attempt then fails when its workload is created)."""
+    try:
+        return wtype.instances(parse_payload(str((job.get("spec") or {}).get("serviceRequestPayload") or "")))
+    except (PayloadError, TypeError, ValueError):
+        return 1
+
+
+def build_workload(job: JSON, wtype: WorkloadType, attempt: int, *, service_environment: str) -> dict[str, Any]:
+    """The workload of ``job``'s attempt ``attempt`` (module docstring); ``PayloadError`` when the
+    payload cannot be one."""
+    meta = job.get("metadata") or {}
+    spec = job.get("spec") or {}
+    workload = copy.deepcopy(parse_payload(str(spec.get("serviceRequestPayload") or "")))
+    for key, want in (("apiVersion", wtype.api_version), ("kind", wtype.kind)):
+        have = workload.get(key)
+        if have is not None and have != want:
+            raise PayloadError(f"a {wtype.name} payload is a {wtype.api_version} {wtype.kind}, not {key} {have!r}")
+        workload[key] = want
+    workload.pop("status", None)
+    md = workload.get("metadata") or {}
+    if not isinstance(md, dict):
+        raise PayloadError("metadata must be an object")
+    name = str(meta.get("name", ""))
+    job_id = str(((job.get("status") or {}).get("jobId")) or meta.get("uid") or "")
+    ours = {
+        LABEL_SERVICE_JOB: name,
+        LABEL_JOB_ID: job_id,
+        LABEL_JOB_QUEUE: str(spec.get("jobQueue", "")),
+        LABEL_SERVICE_ENVIRONMENT: service_environment,
+        LABEL_ATTEMPT: str(attempt),
+    }
+    labels = md.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise PayloadError("metadata.labels must be an object")
+    annotations = md.get("annotations") or {}
+    metadata: dict[str, Any] = {
+        "name": workload_name(name, attempt),
+        "namespace": meta.get("namespace"),
+        "labels": {**labels, **ours},
+        "ownerReferences": [owner_reference(job)],
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    workload["metadata"] = metadata
+    timeout = (spec.get("timeoutConfig") or {}).get("attemptDurationSeconds")
+    wtype.prepare(workload, int(timeout) if timeout else None)
+    template = (workload.get("spec") or {}).get("template")
+    if isinstance(template, dict):
+        tmd = template.setdefault("metadata", {})
+        if isinstance(tmd, dict):
+            tmd["labels"] = {**(tmd.get("labels") or {}), **ours}
+    return workload
+
+
+# --------------------------------------------------------------------------------------------------
+# the state machine
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """Everything outside the job that one step may look at."""
+
+    now: float
+    #: Why the job's queue cannot take a new job (a new job fails with it).
+    queue_missing: str | None = None
+    #: The job's queue is gone: a job not yet SCHEDULED fails with this reason.
+    queue_deleted: str | None = None
+    #: The scheduler's reason why this RUNNABLE job (a queue head) waits, and kubatch's detail.
+    blocked_reason: str | None = None
+    blocked_detail: str | None = None
+    #: The scheduler cancelled this head (a jobStateTimeLimitActions entry): the job fails with it.
+    forced_cancel: str | None = None
+    #: Creating the current attempt's workload failed for good (statusReason of that attempt).
+    create_failure: str | None = None
+
+
+@dataclass(frozen=True)
+class DeleteWorkload:
+    name: str
+    uid: str | None
+
+
+@dataclass
+class ServiceDecision:
+    """What the runtime should do: write ``status`` (None: unchanged), post ``events``, delete
+    ``delete`` (after the status is written)."""
+
+    status: dict[str, Any] | None = None
+    events: list[JobEvent] = field(default_factory=list)
+    delete: list[DeleteWorkload] = field(default_factory=list)
+
+
+def _finished(workload: JSON, wtype: WorkloadType) -> bool:
+    return wtype.observe(workload).state in TERMINAL
+
+
+class _Step:
+    def __init__(self, job: JSON, wtype: WorkloadType, ctx: ServiceContext) -> None:
+        self.job = job
+        self.name = str(job["metadata"]["name"])
+        self.label = str((job.get("spec") or {}).get("jobName") or self.name)
+        self.spec: Mapping[str, Any] = job.get("spec") or {}
+        self.old = dict(job.get("status") or {})
+        self.status: dict[str, Any] = copy.deepcopy(self.old)
+        self.wtype = wtype
+        self.ctx = ctx
+        self.now = iso(ctx.now)
+        self.d = ServiceDecision()
+
+    @property
+    def state(self) -> str:
+        return str(self.status.get("status") or SUBMITTED)
+
+    def reason(self, reason: str, detail: str = "") -> None:
+        self.status["statusReason"] = reason
+        if detail:
+            self.status["statusReasonDetail"] = detail
+        else:
+            self.status.pop("statusReasonDetail", None)
+
+    def move(self, target: str, reason: str = "", detail: str = "") -> None:
+        """Walk forward to ``target`` (one event per state passed), then set the reason."""
+        cur = self.state
+        if cur == target:
+            self.reason(reason, detail)
+            return
+        if target == FAILED or cur not in PATH or target not in PATH or PATH.index(target) < PATH.index(cur):
+            path = [target]
+        else:
+            path = list(PATH[PATH.index(cur) + 1 : PATH.index(target) + 1])
+        for st in path:
+            text = f"{self.label} is {st}"
+            if st == target and reason:
+                text = f"{self.label}: {reason}" + (f" ({detail})" if detail else "")
+            kind = "Warning" if st == FAILED else "Normal"
+            self.d.events.append(JobEvent(kind, "Job" + st.capitalize(), text))
+            if st == RUNNING and not self.status.get("startedAt"):
+                self.status["startedAt"] = self.now
+        self.status["status"] = target
+        self.reason(reason, detail)
+        if target in TERMINAL:
+            self.status["stoppedAt"] = self.now
+        if target == RUNNABLE:
+            self.status["queuedAt"] = self.now
+            for key in ("scheduledAt", "capacityUsage"):
+                self.status.pop(key, None)
+        if target in TERMINAL:
+            self.status.pop("capacityUsage", None)
+
+    def finish(self) -> ServiceDecision:
+        if self.status != self.old:
+            self.d.status = self.status
+        return self.d
+
+
+def _attempts(step: _Step) -> list[dict[str, Any]]:
+    return list(step.status.get("attempts") or [])
+
+
+def _end_attempt(
+    step: _Step,
+    attempt: int,
+    reason: str,
+    *,
+    succeeded: bool = False,
+    workload: JSON | None = None,
+    obs: Observation | None = None,
+    stopped: bool = False,
+) -> None:
+    """Record attempt ``attempt`` as ended with ``reason``; the job SUCCEEDED, is retried (RUNNABLE)
+    or FAILED. ``stopped``: cancelled or terminated, never retried."""
+    record: dict[str, Any] = {"statusReason": reason}
+    if workload is not None:
+        uid = (workload.get("metadata") or {}).get("uid")
+        if uid:
+            record["serviceResourceId"] = {"name": step.wtype.resource_id_name, "value": str(uid)}
+    started = (obs.started_at if obs is not None else None) or step.status.get("scheduledAt")
+    if started:
+        record["startedAt"] = started
+    record["stoppedAt"] = (obs.stopped_at if obs is not None else None) or step.now
+    attempts = _attempts(step)
+    if len(attempts) < attempt:
+        attempts.append(record)
+    step.status["attempts"] = attempts
+    step.status["attemptCount"] = len(attempts)
+    if succeeded:
+        step.move(SUCCEEDED, reason)
+        return
+    decision = decide_retry(step.spec.get("retryStrategy"), attempt, None, None, reason, terminated=stopped)
+    if decision.retry:
+        text = f"{step.label}: attempt {attempt} failed ({reason}): {decision.explanation}"
+        step.d.events.append(JobEvent("Normal", "JobRetry", text))
+        if step.state == RUNNABLE:  # its workload could not be created: queued again all the same
+            step.status["queuedAt"] = step.now
+            step.reason("")
+        else:
+            step.move(RUNNABLE)
+    else:
+        step.move(FAILED, reason)
+
+
+def reconcile_service(
+    job: JSON, workloads: Mapping[str, JSON], wtype: WorkloadType, ctx: ServiceContext
+) -> ServiceDecision:
+    """One step of service job ``job`` given its workloads (by name): see the module docstring."""
+    step = _Step(job, wtype, ctx)
+    if not step.status.get("status"):
+        meta = job.get("metadata") or {}
+        step.status.update(
+            {
+                "status": SUBMITTED,
+                "statusReason": "",
+                "jobId": str(meta.get("uid", "")),
+                "createdAt": str(meta.get("creationTimestamp") or step.now),
+            }
+        )
+        if step.spec.get("shareIdentifier"):
+            step.status["shareIdentifier"] = str(step.spec["shareIdentifier"])
+        if step.spec.get("schedulingPriority") is not None:
+            step.status["schedulingPriority"] = int(step.spec["schedulingPriority"])
+        if ctx.queue_missing:
+            step.move(FAILED, ctx.queue_missing)
+            return step.finish()
+    attempt = len(_attempts(step)) + 1
+    name = workload_name(step.name, attempt)
+    workload = workloads.get(name)
+    terminate = step.spec.get("terminate")
+    if step.state in TERMINAL:
+        # A terminated job's workload goes (again, if an earlier delete did not get through).
+        if terminate is not None:
+            for w in workloads.values():
+                if not (w.get("metadata") or {}).get("deletionTimestamp") and not _finished(w, wtype):
+                    step.d.delete.append(DeleteWorkload(str(w["metadata"]["name"]), w["metadata"].get("uid")))
+        return step.finish()
+    cancel = step.spec.get("cancel")
+    if cancel is None and ctx.queue_deleted:
+        cancel = {"reason": ctx.queue_deleted}
+    early = step.state in (SUBMITTED, RUNNABLE) and workload is None
+    if terminate is not None and early:
+        step.move(FAILED, str(terminate.get("reason") or DEFAULT_TERMINATE_REASON))
+        return step.finish()
+    if cancel is not None and early:
+        step.move(FAILED, str(cancel.get("reason") or DEFAULT_CANCEL_REASON))
+        return step.finish()
+    if step.state == SUBMITTED:
+        step.move(RUNNABLE)
+    if step.state == RUNNABLE:
+        if workload is None:
+            if ctx.create_failure:
+                _end_attempt(step, attempt, ctx.create_failure)
+            elif ctx.forced_cancel:
+                step.move(FAILED, ctx.forced_cancel)
+            elif (step.status.get("statusReason") or "", step.status.get("statusReasonDetail") or "") != (
+                ctx.blocked_reason or "",
+                ctx.blocked_detail or "",
+            ):
+                step.reason(ctx.blocked_reason or "", ctx.blocked_detail or "")
+            return step.finish()
+        labels = (workload.get("metadata") or {}).get("labels") or {}
+        step.status["serviceEnvironment"] = str(labels.get(LABEL_SERVICE_ENVIRONMENT, ""))
+        step.status["scheduledAt"] = step.now
+        step.status["capacityUsage"] = [{"capacityUnit": "NUM_INSTANCES", "quantity": wtype.instances(workload)}]
+        step.status["attemptCount"] = attempt
+        step.move(SCHEDULED)
+    # SCHEDULED, STARTING or RUNNING: follow the workload.
+    if workload is None:
+        _end_attempt(step, attempt, wtype.status_reason(f"{wtype.kind} {name} was deleted"))
+        return step.finish()
+    if terminate is not None:
+        reason = str(terminate.get("reason") or DEFAULT_TERMINATE_REASON)
+        if not (workload.get("metadata") or {}).get("deletionTimestamp"):
+            step.d.delete.append(DeleteWorkload(name, (workload.get("metadata") or {}).get("uid")))
+        _end_attempt(step, attempt, reason, workload=workload, obs=wtype.observe(workload), stopped=True)
+        return step.finish()
+    obs = wtype.observe(workload)
+    if obs.state in TERMINAL:
+        if obs.state == SUCCEEDED and step.state != RUNNING:
+            step.move(RUNNING)
+        _end_attempt(
+            step, attempt, wtype.status_reason(obs.reason), succeeded=obs.state == SUCCEEDED, workload=workload, obs=obs
+        )
+        return step.finish()
+    if PATH.index(obs.state) > PATH.index(step.state):
+        step.move(obs.state)
+    return step.finish()
