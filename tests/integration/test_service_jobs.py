@@ -349,3 +349,53 @@ def test_admission_refuses_bad_service_queues_and_jobs(batch: Batch, svc: Servic
     assert refused.returncode != 0 and "exactly one of them" in refused.stderr
     ok = job("fine", svc.payload())
     assert ok.returncode == 0, ok.stderr
+
+
+def test_suspended_jobs_labelled_with_a_queue_are_adopted(batch: Batch, svc: Service) -> None:
+    """A batch/v1 Job created suspended with the label kubatch.dev/job-queue becomes a service job
+    of that queue: its BatchJob (same name) is created, the Job is unsuspended when scheduled, and
+    deleting the Job deletes the BatchJob. A Job that is not suspended is left alone."""
+    se = svc.environment(1)
+    q = svc.queue(se)
+
+    def create_job(name: str, *, suspend: bool, duration: str) -> None:
+        manifest = json.loads(svc.payload(duration=duration))
+        manifest["metadata"] = {"name": name, "namespace": batch.ns, "labels": {"kubatch.dev/job-queue": q}}
+        manifest["spec"]["suspend"] = suspend
+        batch.create(manifest)
+
+    create_job("first", suspend=True, duration="4s")
+    batch.wait_status("first", *HOLDING, timeout=60)
+    create_job("second", suspend=True, duration="1s")
+    st = batch.wait_for(
+        lambda: (s := batch.status("second")).get("statusReason", "").startswith("CAPACITY:") and s,
+        "second waits for capacity",
+    )
+    assert st["status"] == "RUNNABLE"
+    job = batch.kget("jobs.batch", "second", "-n", batch.ns)
+    assert job["spec"]["suspend"] is True  # held back by kubatch
+    assert job["metadata"]["labels"]["kubatch.dev/service-job"] == "second"
+    bj = batch.get("second")
+    assert bj["spec"]["jobQueue"] == q and bj["metadata"]["annotations"]["kubatch.dev/workload"] == "second"
+    assert bj["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    for name in ("first", "second"):
+        st = batch.wait_done(name, timeout=90)
+        assert st["status"] == "SUCCEEDED", st
+        assert (
+            st["attempts"][0]["serviceResourceId"]["value"]
+            == batch.kget("jobs.batch", name, "-n", batch.ns)["metadata"]["uid"]
+        )
+    assert batch.kget("jobs.batch", "second", "-n", batch.ns)["spec"]["suspend"] is False
+
+    create_job("unmanaged", suspend=False, duration="1s")
+    batch.wait_for(
+        lambda: any(e["reason"] == "NotAdopted" for e in batch.events("unmanaged")), "the NotAdopted Event", timeout=30
+    )
+    assert batch.kubectl("get", "batchjob", "unmanaged", "-n", batch.ns, check=False).returncode != 0
+
+    batch.kubectl("delete", "jobs.batch", "first", "-n", batch.ns, "--wait=false")
+    batch.wait_for(
+        lambda: batch.kubectl("get", "batchjob", "first", "-n", batch.ns, check=False).returncode != 0,
+        "the BatchJob of a deleted Job deleted",
+        timeout=60,
+    )

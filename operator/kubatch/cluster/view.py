@@ -142,6 +142,8 @@ class View:
         # Service jobs' workloads (batch/v1 Jobs labelled kubatch.dev/service-job): job key -> name -> workload.
         self.workloads: dict[str, dict[str, JSON]] = defaultdict(dict)
         self.deleted_workloads: dict[str, None] = {}  # uids of workloads we deleted (as deleted_pods)
+        # Workloads to adopt: batch/v1 Jobs labelled kubatch.dev/job-queue (no service job's yet), by ns/name.
+        self.adoptable: dict[str, JSON] = {}
         # Queue name -> when this replica first saw it DISABLED, until its status records disabledAt.
         self.disabled_seen: dict[str, float] = {}
         self.nodes: dict[str, JSON] = {}
@@ -322,6 +324,18 @@ class View:
         if not workloads:
             self.workloads.pop(key, None)
         self.mark(key)
+        self.changed.set()
+
+    def on_adoptable(self, typ: str, obj: JSON) -> None:
+        """A Job labelled kubatch.dev/job-queue that no service job has adopted yet changed."""
+        md = obj.get("metadata", {})
+        key = job_key(md.get("namespace", ""), md.get("name", ""))
+        if typ == "DELETED":
+            old = self.adoptable.get(key)
+            if old is not None and old["metadata"].get("uid") == md.get("uid"):
+                del self.adoptable[key]
+        else:
+            self.adoptable[key] = slim_workload(obj)
         self.changed.set()
 
     def workload_deleting(self, key: str, name: str, uid: str | None, *, keep_tombstone: int = 100_000) -> None:

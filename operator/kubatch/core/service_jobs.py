@@ -38,7 +38,13 @@ the workload's own controller runs it. For the built-in type ``KUBERNETES_JOB`` 
 * cancel and terminate: ``spec.cancel`` fails a job not yet SCHEDULED (no effect after, as
   CancelJob on a STARTING job); ``spec.terminate`` does the same and, for a SCHEDULED, STARTING or
   RUNNING job, deletes its workload (propagation Background: its pods get their grace period) and
-  fails the job with the reason. A terminated or cancelled job is never retried.
+  fails the job with the reason. A terminated or cancelled job is never retried;
+* adoption: a suspended workload labelled ``kubatch.dev/job-queue`` (a ``batch/v1`` Job someone
+  created) becomes a service job of that queue (:func:`adoption_job`): a BatchJob of the workload's
+  name, owned by the workload (deleting the Job deletes it), whose annotation
+  ``kubatch.dev/workload`` names it and whose one attempt is that workload. It is RUNNABLE while the
+  workload is suspended (a suspended workload holds no capacity) and SCHEDULED once kubatch has
+  unsuspended it (:func:`unsuspend_patch`); it has no retries (its payload is only a reference).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from typing import Any
 import yaml
 
 from kubatch.api.batch_job import MAX_SERVICE_PAYLOAD_BYTES
+from kubatch.api.constants import API_VERSION
 from kubatch.core.lifecycle import JobEvent
 from kubatch.core.podspec import owner_reference, pod_name
 from kubatch.core.retry import decide_retry
@@ -66,6 +73,8 @@ LABEL_JOB_ID = "kubatch.dev/job-id"
 LABEL_JOB_QUEUE = "kubatch.dev/job-queue"
 LABEL_SERVICE_ENVIRONMENT = "kubatch.dev/service-environment"
 LABEL_ATTEMPT = "kubatch.dev/attempt"
+#: On an adopted workload's BatchJob: the name of the workload it adopted.
+ANNOTATION_WORKLOAD = "kubatch.dev/workload"
 
 # The states of a service job, in order.
 SUBMITTED = "SUBMITTED"
@@ -120,6 +129,8 @@ class WorkloadType:
     observe: Callable[[JSON], Observation]
     #: Fits kubatch's fields into the workload (suspend, time limit).
     prepare: Callable[[dict[str, Any], int | None], None]
+    #: Whether a workload is suspended (created but held back: it holds no capacity).
+    suspended: Callable[[JSON], bool]
 
     def collection_path(self, namespace: str) -> str:
         group = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
@@ -186,6 +197,10 @@ def prepare_job(workload: dict[str, Any], timeout: int | None) -> None:
         spec["activeDeadlineSeconds"] = timeout if not isinstance(own, int) else min(own, timeout)
 
 
+def job_suspended(workload: JSON) -> bool:
+    return (workload.get("spec") or {}).get("suspend") is True
+
+
 KUBERNETES_JOB = WorkloadType(
     name="KUBERNETES_JOB",
     api_version="batch/v1",
@@ -196,6 +211,7 @@ KUBERNETES_JOB = WorkloadType(
     instances=job_instances,
     observe=observe_job,
     prepare=prepare_job,
+    suspended=job_suspended,
 )
 
 #: The known service types; configuration may add more (the extension point of issue 14).
@@ -261,9 +277,61 @@ def parse_payload(payload: str) -> dict[str, Any]:
     return value
 
 
-def workload_name(job_name: str, attempt: int) -> str:
-    """The workload of an attempt: ``<job>-a<attempt>`` (long names shortened with a hash)."""
-    return pod_name(job_name, attempt)
+def workload_name(job_name: str, attempt: int, job: JSON | None = None) -> str:
+    """The workload of an attempt: ``<job>-a<attempt>`` (long names shortened with a hash); for an
+    adopted workload's job, the workload it adopted."""
+    adopted = adopted_workload(job) if job is not None else None
+    return adopted or pod_name(job_name, attempt)
+
+
+def adopted_workload(job: JSON) -> str | None:
+    """The workload a BatchJob adopted (its ``kubatch.dev/workload`` annotation), or None."""
+    name = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_WORKLOAD)
+    return str(name) if name else None
+
+
+def adoption_job(workload: JSON, wtype: WorkloadType) -> dict[str, Any]:
+    """The BatchJob that adopts a suspended workload labelled ``kubatch.dev/job-queue``: named as
+    the workload, owned by it, its payload a reference to it (the workload is not copied)."""
+    md = workload.get("metadata") or {}
+    name = str(md.get("name", ""))
+    queue = str((md.get("labels") or {}).get(LABEL_JOB_QUEUE, ""))
+    reference = {"apiVersion": wtype.api_version, "kind": wtype.kind, "metadata": {"name": name}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "BatchJob",
+        "metadata": {
+            "name": name,
+            "namespace": md.get("namespace"),
+            "annotations": {ANNOTATION_WORKLOAD: name},
+            "ownerReferences": [
+                {
+                    "apiVersion": wtype.api_version,
+                    "kind": wtype.kind,
+                    "name": name,
+                    "uid": md.get("uid"),
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "spec": {
+            "jobQueue": queue,
+            "serviceJobType": wtype.name,
+            "serviceRequestPayload": json.dumps(reference, separators=(",", ":")),
+        },
+    }
+
+
+def adoption_labels(job: JSON) -> dict[str, str]:
+    """The labels an adopted workload gets once its BatchJob exists (it is then a service job's)."""
+    md = job.get("metadata") or {}
+    return {LABEL_SERVICE_JOB: str(md.get("name", "")), LABEL_JOB_ID: str(md.get("uid", ""))}
+
+
+def unsuspend_patch(service_environment: str, attempt: int) -> dict[str, Any]:
+    """The merge patch that starts an adopted workload: labelled with where it is placed, unsuspended."""
+    labels = {LABEL_SERVICE_ENVIRONMENT: service_environment, LABEL_ATTEMPT: str(attempt)}
+    return {"metadata": {"labels": labels}, "spec": {"suspend": False}}
 
 
 def payload_instances(job: JSON, wtype: WorkloadType) -> int:
@@ -456,6 +524,8 @@ def _end_attempt(
     if succeeded:
         step.move(SUCCEEDED, reason)
         return
+    # An adopted workload is the job's only attempt: there is nothing to make a second one from.
+    stopped = stopped or adopted_workload(step.job) is not None
     decision = decide_retry(step.spec.get("retryStrategy"), attempt, None, None, reason, terminated=stopped)
     if decision.retry:
         text = f"{step.label}: attempt {attempt} failed ({reason}): {decision.explanation}"
@@ -492,8 +562,10 @@ def reconcile_service(
             step.move(FAILED, ctx.queue_missing)
             return step.finish()
     attempt = len(_attempts(step)) + 1
-    name = workload_name(step.name, attempt)
+    name = workload_name(step.name, attempt, job)
     workload = workloads.get(name)
+    if workload is not None and step.state in (SUBMITTED, RUNNABLE) and wtype.suspended(workload):
+        workload = None  # adopted and not started yet: it waits in the queue
     terminate = step.spec.get("terminate")
     if step.state in TERMINAL:
         # A terminated job's workload goes (again, if an earlier delete did not get through).

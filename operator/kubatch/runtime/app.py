@@ -24,6 +24,7 @@ from kubatch.cluster.leader import ThreadedLeaderElector
 from kubatch.cluster.view import LABEL_JOB_DEFINITION, LABEL_JOB_NAME, LABEL_SERVICE_JOB, View
 from kubatch.core.lifecycle import EVENT_LEVELS
 from kubatch.core.podspec import PodSettings
+from kubatch.core.service_jobs import LABEL_JOB_QUEUE
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.observability.views import register_view_metrics
@@ -234,6 +235,14 @@ class Runtime:
             # Service jobs' workloads: listed before anything is decided (a SCHEDULED job whose
             # workload the view does not hold would look vanished).
             Informer(kube, "/apis/batch/v1/jobs", v.on_workload, label_selector=LABEL_SERVICE_JOB, name="workloads"),
+            # Jobs to adopt as service jobs: labelled with a queue, not yet a service job's.
+            Informer(
+                kube,
+                "/apis/batch/v1/jobs",
+                v.on_adoptable,
+                label_selector=f"{LABEL_JOB_QUEUE},!{LABEL_SERVICE_JOB}",
+                name="adoptable-jobs",
+            ),
             Informer(
                 kube,
                 f"{GROUP_PATH}/serviceenvironments",

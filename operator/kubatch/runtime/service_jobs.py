@@ -11,6 +11,11 @@ than a ResourceQuota) ends the attempt with the API server's words; a ResourceQu
 (capacity of the namespace) is retried without using an attempt, as AWS retries insufficient
 capacity; other errors are tried again in the next cycle.
 
+Before each service cycle, suspended ``batch/v1`` Jobs labelled ``kubatch.dev/job-queue`` (and no
+service job's yet) are adopted (``ServiceJobs.adopt``): their BatchJob is created, owned by the Job,
+then the Job is labelled as its workload; placing such a job unsuspends its Job instead of creating
+one.
+
 ``ServiceJobs.step`` is the reconciler's step for a service job: ``core.service_jobs.reconcile_service``
 over the job's workloads, applied through the reconciler (status coalescing, events), then the
 deletes (a terminated job's workload, propagation Background) once the status is written.
@@ -40,10 +45,14 @@ from kubatch.core.service_jobs import (
     PayloadError,
     ServiceContext,
     WorkloadType,
+    adopted_workload,
+    adoption_job,
+    adoption_labels,
     build_workload,
     payload_instances,
     reconcile_service,
     type_of,
+    unsuspend_patch,
     workload_name,
     workload_type,
 )
@@ -87,8 +96,9 @@ def environment_status(se: Mapping[str, Any] | None) -> str:
 
 
 def live(workload: Mapping[str, Any], wtype: WorkloadType) -> bool:
-    """The workload still holds its instances: not ended (a workload being deleted holds them until gone)."""
-    return wtype.observe(workload).state not in TERMINAL
+    """The workload holds its instances: started (not suspended) and not ended (a workload being
+    deleted holds them until gone)."""
+    return not wtype.suspended(workload) and wtype.observe(workload).state not in TERMINAL
 
 
 def failure_reason(wtype: WorkloadType, error: ApiError) -> str | None:
@@ -136,6 +146,7 @@ class ServiceJobs:
         self.capacity_refusals: dict[str, str] = {}  # job key -> a ResourceQuota's refusal (retried)
         self.front: dict[str, tuple[str, ...]] = {}
         self.in_flight: set[str] = set()
+        self.not_adopted: set[str] = set()  # Jobs told (an Event) why they are not adopted
         self._instances: dict[tuple[str, str], int] = {}  # (job key, uid) -> instances of its payload
         self.cycles = 0
         self.last_plan: Plan | None = None
@@ -312,21 +323,26 @@ class ServiceJobs:
                 continue
             attempt = len(st.get("attempts") or []) + 1
             name = job["metadata"]["name"]
-            if workload_name(name, attempt) in self.view.workloads.get(key, {}):
-                continue
-            failure = self.create_failures.get(key)
-            if failure is not None and failure[0] == attempt:
-                continue  # the step records the failed attempt first
             wtype = workload_type(spec.get("serviceJobType"))
             if wtype is None:
                 continue
+            existing = self.view.workloads.get(key, {}).get(workload_name(name, attempt, job))
+            adopted = adopted_workload(job) is not None
+            if existing is not None and not (adopted and wtype.suspended(existing)):
+                continue  # created (or unsuspended) already
+            if adopted and existing is None:
+                continue  # its workload is not in the view (yet, or any more)
+            failure = self.create_failures.get(key)
+            if failure is not None and failure[0] == attempt:
+                continue  # the step records the failed attempt first
+            instances = wtype.instances(existing) if existing is not None else self.instances(key, job, wtype)
             created = parse_iso(job["metadata"].get("creationTimestamp")) or 0.0
             reason, since = self.blocked_since.get(key) or (None, None)
             jobs.append(
                 Job(
                     key=key,
                     queue=str(spec.get("jobQueue", "")),
-                    needs=Resources(float(self.instances(key, job, wtype)), 0, 0),
+                    needs=Resources(float(instances), 0, 0),
                     order=(created, name),
                     share=spec.get("shareIdentifier"),
                     priority=int(spec.get("schedulingPriority") or 0),
@@ -402,9 +418,10 @@ class ServiceJobs:
         """One service scheduling cycle (after the dispatcher's own)."""
         if not self.synced.is_set():
             return None  # which environments exist is not known yet
-        idle = not self.view.service_envs and not self.blocked and not self.front
+        idle = not self.view.service_envs and not self.blocked and not self.front and not self.view.adoptable
         if idle and not any(service_queue(q) for q in self.view.queues.values()):
             return None
+        await self.adopt()
         snap = self.snapshot()
         plan = plan_service(snap)
         self.cycles += 1
@@ -463,6 +480,55 @@ class ServiceJobs:
         self.blocked_queues = plan.blocked_queues
         self.front = dict(plan.queue_front)
 
+    # ---- adoption ---------------------------------------------------------------------------------
+    async def adopt(self) -> None:
+        """Suspended Jobs labelled kubatch.dev/job-queue become service jobs: their BatchJob is created
+        (named as the Job, owned by it), then the Job is labelled as that service job's workload
+        (which takes it out of ``view.adoptable``). A Job that is not suspended is not adopted: it
+        already runs (an Event on it says so, once)."""
+        wtype = workload_type("KUBERNETES_JOB")
+        assert wtype is not None
+        for key, workload in list(self.view.adoptable.items()):
+            md = workload.get("metadata") or {}
+            if md.get("deletionTimestamp"):
+                continue
+            if not wtype.suspended(workload):
+                if key not in self.not_adopted:
+                    self.not_adopted.add(key)
+                    message = (
+                        "not queued by kubatch: only a Job created with spec.suspend: true is adopted "
+                        f"(label {LABEL_JOB_QUEUE}); this one already runs"
+                    )
+                    self.events.record(workload, "NotAdopted", message, type_="Warning")
+                continue
+            ns = str(md.get("namespace", ""))
+            existing = self.view.jobs.get(key)
+            if existing is None:
+                batchjobs = f"/apis/kubatch.dev/v1alpha1/namespaces/{ns}/batchjobs"
+                try:
+                    existing = await self.kube.create(batchjobs, adoption_job(workload, wtype))
+                except ApiError as e:
+                    if e.status != 409:
+                        log.warning("adopting job %s: %s", key, e)
+                        continue
+                    existing = await self.kube.get(f"{batchjobs}/{md.get('name')}")
+                self.view.put_job(existing)
+            if adopted_workload(existing) != md.get("name"):
+                if key not in self.not_adopted:
+                    self.not_adopted.add(key)
+                    message = f"not queued by kubatch: BatchJob {md.get('name')} exists and is not this Job's"
+                    self.events.record(workload, "NotAdopted", message, type_="Warning")
+                continue
+            patch = {"metadata": {"labels": adoption_labels(existing)}}
+            try:
+                labelled = await self.kube.merge_patch(f"{wtype.collection_path(ns)}/{md.get('name')}", patch)
+            except ApiError as e:
+                log.warning("adopting job %s: %s", key, e)
+                continue
+            self.view.on_adoptable("DELETED", workload)
+            self.view.on_workload("MODIFIED", labelled)
+            log.info("adopted %s %s into job queue %s", wtype.kind, key, existing["spec"].get("jobQueue"))
+
     async def _start(self, key: str, job: Mapping[str, Any], env: str) -> None:
         ns = str(job["metadata"]["namespace"])
         spec = job.get("spec") or {}
@@ -470,6 +536,18 @@ class ServiceJobs:
         attempt = len((job.get("status") or {}).get("attempts") or []) + 1
         try:
             if wtype is None:
+                return
+            adopted = adopted_workload(job)
+            if adopted is not None:
+                path = f"{wtype.collection_path(ns)}/{adopted}"
+                async with self.create_slots:
+                    try:
+                        started = await self.kube.merge_patch(path, unsuspend_patch(env, attempt))
+                    except ApiError as e:
+                        log.warning("service job %s: starting %s: %s", key, adopted, e)
+                        return
+                self.view.on_workload("MODIFIED", started)
+                self.metrics.attempts.labels(str(spec.get("jobQueue", ""))).inc()
                 return
             try:
                 manifest = build_workload(job, wtype, attempt, service_environment=env)

@@ -51,7 +51,7 @@ OPERATOR_GRANTS: set[Grant] = (
     | expand(KUBATCH, ["batchjobs"], ["create", "patch", "delete"])
     | expand("", ["pods"], ["list", "watch", "create", "delete"])
     # service jobs of type KUBERNETES_JOB: their batch/v1 Jobs
-    | expand("batch", ["jobs"], ["list", "watch", "create", "delete"])
+    | expand("batch", ["jobs"], ["list", "watch", "create", "patch", "delete"])
     | expand("", ["services"], ["create", "delete"])
     | expand("", ["events"], ["create", "patch"])
     | expand("apps", ["controllerrevisions"], ["list", "watch", "create", "patch", "delete"])

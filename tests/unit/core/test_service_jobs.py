@@ -20,6 +20,8 @@ from kubatch.core.service_jobs import (
     SUCCEEDED,
     PayloadError,
     ServiceContext,
+    adoption_job,
+    adoption_labels,
     build_workload,
     environment_validity,
     job_instances,
@@ -27,6 +29,7 @@ from kubatch.core.service_jobs import (
     payload_instances,
     payload_problem,
     reconcile_service,
+    unsuspend_patch,
     workload_name,
 )
 
@@ -319,3 +322,52 @@ def test_states_only_move_forward_and_attempts_stay_within_the_strategy(seq: lis
             assert PATH.index(after) >= PATH.index(before)
         assert len(new.get("attempts") or []) <= attempts
         job = service_job(new, retryStrategy={"attempts": attempts})
+
+
+# ---- adoption of suspended Jobs -------------------------------------------------------------------------
+def suspended_job(name: str = "train", *, suspend: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": "ns", "uid": "job-uid", "labels": {"kubatch.dev/job-queue": "q"}},
+        "spec": {"suspend": suspend, "parallelism": 3},
+        "status": {},
+    }
+
+
+def test_an_adopted_job_is_a_batchjob_owned_by_the_workload() -> None:
+    bj = adoption_job(suspended_job(), KUBERNETES_JOB)
+    assert bj["metadata"]["name"] == "train" and bj["metadata"]["namespace"] == "ns"
+    assert bj["metadata"]["annotations"] == {"kubatch.dev/workload": "train"}
+    owner = bj["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Job", "train", "job-uid")
+    assert bj["spec"]["jobQueue"] == "q" and bj["spec"]["serviceJobType"] == "KUBERNETES_JOB"
+    assert json.loads(bj["spec"]["serviceRequestPayload"])["metadata"] == {"name": "train"}
+    assert payload_problem(bj["spec"]["serviceRequestPayload"]) is None
+    adopted = {**bj, "metadata": {**bj["metadata"], "uid": "bj-uid"}}
+    assert workload_name("train", 1, adopted) == "train"
+    assert adoption_labels(adopted) == {"kubatch.dev/service-job": "train", "kubatch.dev/job-id": "bj-uid"}
+    assert unsuspend_patch("se", 1) == {
+        "metadata": {"labels": {"kubatch.dev/service-environment": "se", "kubatch.dev/attempt": "1"}},
+        "spec": {"suspend": False},
+    }
+
+
+def test_an_adopted_job_waits_while_suspended_and_is_not_retried() -> None:
+    bj = adoption_job(suspended_job(), KUBERNETES_JOB)
+    bj["metadata"]["uid"] = "bj-uid"
+    bj["spec"]["retryStrategy"] = {"attempts": 3}  # even so: the workload is the only attempt
+    job = {**bj, "status": {"status": RUNNABLE}}
+    held = suspended_job()
+    st1 = step(job, {"train": held}, blocked_reason="CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - x")
+    assert st1["status"] == RUNNABLE and st1["statusReason"].startswith("CAPACITY:")
+    started = {**held, "metadata": {**held["metadata"], "labels": {"kubatch.dev/service-environment": "se"}}}
+    started["spec"] = {"suspend": False, "parallelism": 3}
+    st2 = step({**bj, "status": st1}, {"train": started})
+    assert st2["status"] == SCHEDULED and st2["capacityUsage"][0]["quantity"] == 3
+    failed = {
+        **started,
+        "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]},
+    }
+    st3 = step({**bj, "status": st2}, {"train": failed})
+    assert st3["status"] == FAILED and len(st3["attempts"]) == 1
