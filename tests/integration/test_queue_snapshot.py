@@ -60,8 +60,11 @@ def test_fair_share_queue_snapshot_fields_and_cli(batch: Batch, cluster: Cluster
         st = batch.kget("jobqueue", q).get("status") or {}
         counts = st.get("jobCounts") or {}
         util = st.get("queueUtilization") or {}
-        if (counts.get("RUNNING"), counts.get("RUNNABLE"), len(st.get("front") or [])) != (2, 4, 4):
+        front = st.get("front") or []
+        if (counts.get("RUNNING"), counts.get("RUNNABLE"), len(front)) != (2, 4, 4):
             return None
+        if not all(e.get("estimatedStartAt") for e in front):
+            return None  # start estimates come with the front (each published at once)
         return st if util.get("totalCapacityUsage") == cap(2, 512) else None
 
     # Two placements, their pods Running and the jobs' RUNNING status written (coalesced up to 15 s).
@@ -87,8 +90,15 @@ def test_fair_share_queue_snapshot_fields_and_cli(batch: Batch, cluster: Cluster
     assert all(ts(e["earliestTimeAtPosition"]) >= ts(e["queuedAt"]) for e in front), front
 
     # Nothing changes: the status is not rewritten (a write would change the resourceVersion), so
-    # earliestTimeAtPosition and lastUpdatedAt stay. Watched over three status periods.
-    before = batch.kget("jobqueue", q)
+    # earliestTimeAtPosition and lastUpdatedAt stay. Watched over three status periods, starting at
+    # most 20 s after the last write: drift alone (decayed usage, start estimates sliding with the
+    # clock) may be written every 30 s.
+    def fresh() -> dict[str, Any] | None:
+        obj = batch.kget("jobqueue", q)
+        written = ts(obj["status"]["lastUpdatedAt"]).timestamp()
+        return obj if time.time() - written < 20 else None
+
+    before = batch.wait_for(fresh, "a queue status written less than 20 s ago", timeout=90)
     deadline = time.monotonic() + 3 * STATUS_PERIOD + 1
     while time.monotonic() < deadline:
         now = batch.kget("jobqueue", q)
@@ -105,7 +115,7 @@ def test_fair_share_queue_snapshot_fields_and_cli(batch: Batch, cluster: Cluster
     lines = [" ".join(line.split()) for line in out.splitlines()]
     assert "In use: 2 vCPU, 512 MiB, 0 GPU" in lines, out
     assert "Share usage (2 active shares):" in lines, out
-    assert "POS JOB STATUS WAITING AT-POSITION SHARE REASON" in lines, out
+    assert "POS JOB STATUS WAITING AT-POSITION STARTS SHARE REASON" in lines, out
     assert "SHARE USAGE WEIGHT RUNNING-VCPUS MEMORY-MIB GPUS ACTIVE-JOBS" in lines, out
     assert {"teamA 0 1 1 256 0 3", "teamB 0 1 1 256 0 3"} <= set(lines), out
     head = front[0]

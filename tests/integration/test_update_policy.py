@@ -160,8 +160,12 @@ def test_without_terminate_jobs_run_until_the_timeout_then_the_old_nodes_go(batc
     deadline = min(d for n in nodes if (d := terminate_jobs_at(n)) is not None)
     grace = minutes * 60 * SCALE
     assert updated_at + grace - 2 <= deadline <= updated_at + grace + 30, (updated_at, deadline)
-    st = env_status(batch, ce)
-    assert st["status"] == "UPDATING" and "terminated at" in st["statusReason"], st
+    st = batch.wait_for(
+        lambda: (s := env_status(batch, ce)).get("status") == "UPDATING" and s,
+        "the environment UPDATING (its status is written after the nodes are marked)",
+        timeout=30,
+    )
+    assert "terminated at" in st["statusReason"], st
 
     # A job submitted during the update runs on a node of the new spec.
     batch.job("fresh", q, "work", duration="2s")
@@ -215,7 +219,8 @@ async def test_the_deadline_survives_a_restart_and_a_busy_node_goes_after_it(har
     deadline = terminate_jobs_at(node)
     assert deadline is not None
     assert node["spec"].get("unschedulable") is True
-    assert h.status(ce)["status"] == "UPDATING"
+    # The status is written after the node is marked: wait for it (the view follows by watch).
+    await until(lambda: h.status(ce).get("status") == "UPDATING", 30, "UPDATING")
 
     # The operator restarts: a new controller, nothing in memory, finds the deadline on the node.
     first.cancel()

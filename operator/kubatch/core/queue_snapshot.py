@@ -12,9 +12,10 @@
   pods request, in total, per compute environment and, for a fair-share queue, per share (the 20
   largest) with the number of active shares.
 * :func:`status_changed`: whether a newly computed status differs from the written one. A share's
-  decayed usage drifts every cycle while it decays or runs; drift alone counts as a change at most
-  every ``usage_refresh`` seconds (judged by the written ``lastUpdatedAt``), so a queue is not
-  rewritten every cycle. Anything else counts at once.
+  decayed usage drifts every cycle while it decays or runs, and start estimates drift with the
+  clock (overdue work is expected to end "now") and with what is learned; drift alone counts as a
+  change at most every ``usage_refresh`` seconds (judged by the written ``lastUpdatedAt``), so a
+  queue is not rewritten every cycle. Anything else counts at once.
 """
 
 from __future__ import annotations
@@ -163,6 +164,21 @@ def _usage_only(old: Any, new: Any) -> bool:
     )
 
 
+def _estimates_only(old: Any, new: Any) -> bool:
+    """The same front but for the value of its entries' ``estimatedStartAt`` (an estimate that
+    appears or goes is a change)."""
+    if not isinstance(old, list) or not isinstance(new, list) or len(old) != len(new):
+        return False
+    return all(
+        isinstance(a, Mapping)
+        and isinstance(b, Mapping)
+        and ("estimatedStartAt" in a) == ("estimatedStartAt" in b)
+        and {k: v for k, v in a.items() if k != "estimatedStartAt"}
+        == {k: v for k, v in b.items() if k != "estimatedStartAt"}
+        for a, b in zip(old, new, strict=True)
+    )
+
+
 def status_changed(
     have: Mapping[str, Any],
     want: Mapping[str, Any],
@@ -178,7 +194,7 @@ def status_changed(
         old = have.get(key)
         if _normal(old) == _normal(value):
             continue
-        if key == "shareUsage" and _usage_only(old, value):
+        if (key == "shareUsage" and _usage_only(old, value)) or (key == "front" and _estimates_only(old, value)):
             drifted = True
             continue
         return True

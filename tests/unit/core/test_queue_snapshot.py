@@ -152,3 +152,20 @@ def test_start_estimates_are_written_as_timestamps_and_small_wobbles_keep_the_wr
         iso(now + 50),
         None,
     ]
+
+
+def test_start_estimates_drifting_alone_are_written_at_most_every_30_seconds() -> None:
+    t0 = 1767268800.0  # T0 in epoch seconds
+    written = {**status(), "lastUpdatedAt": T0}
+    written["front"] = [{**written["front"][0], "estimatedStartAt": iso(t0 + 60)}]
+    drifted = status()
+    drifted["front"] = [{**drifted["front"][0], "estimatedStartAt": iso(t0 + 90)}]
+    assert not status_changed(written, drifted, now=t0 + 29)
+    assert status_changed(written, drifted, now=t0 + 30)
+    # An estimate for a job that had none, or a job that moved, is a change at once.
+    unestimated = {**status(), "lastUpdatedAt": T0}
+    assert status_changed(unestimated, written, now=t0 + 1)
+    assert status_changed(written, unestimated, now=t0 + 1)
+    moved = status()
+    moved["front"] = [{**moved["front"][0], "position": 2, "estimatedStartAt": iso(t0 + 60)}]
+    assert status_changed(written, moved, now=t0 + 1)
