@@ -661,8 +661,103 @@ INVALID: list[Invalid] = [
     Invalid(
         "se-unit",
         "ServiceEnvironment",
-        {"capacityLimits": [{"capacityUnit": "ml.m5.large", "maxCapacity": 1}]},
+        {"capacityLimits": [{"capacityUnit": "ml m5.large", "maxCapacity": 1}]},
         "spec.capacityLimits[0].capacityUnit",
+    ),
+    # Quota shares and preemption (issue 14).
+    Invalid(
+        "se-duplicate-unit",
+        "ServiceEnvironment",
+        {
+            "capacityLimits": [
+                {"capacityUnit": "m5.large", "maxCapacity": 1},
+                {"capacityUnit": "m5.large", "maxCapacity": 2},
+            ]
+        },
+        "spec.capacityLimits[1]",
+    ),
+    Invalid("policy-neither", "SchedulingPolicy", {"fairsharePolicy": DELETE}, "exactly one of them"),
+    Invalid(
+        "policy-both",
+        "SchedulingPolicy",
+        {"quotaSharePolicy": {"idleResourceAssignmentStrategy": "FIFO"}},
+        "exactly one",
+    ),
+    Invalid(
+        "policy-quota-strategy",
+        "SchedulingPolicy",
+        {"fairsharePolicy": DELETE, "quotaSharePolicy": {"idleResourceAssignmentStrategy": "LIFO"}},
+        "spec.quotaSharePolicy.idleResourceAssignmentStrategy",
+    ),
+    Invalid(
+        "quota-shares-on-eks",
+        "JobQueue",
+        {
+            "quotaShares": [
+                {"quotaShareName": "a", "capacityLimits": [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 1}]}
+            ]
+        },
+        "quota shares are for service job queues",
+    ),
+    Invalid(
+        "quota-shares-21",
+        "JobQueue",
+        {
+            **SERVICE_QUEUE,
+            "quotaShares": [
+                {"quotaShareName": f"s{i}", "capacityLimits": [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 1}]}
+                for i in range(21)
+            ],
+        },
+        "spec.quotaShares",
+    ),
+    Invalid(
+        "quota-share-6-limits",
+        "JobQueue",
+        {
+            **SERVICE_QUEUE,
+            "quotaShares": [
+                {
+                    "quotaShareName": "a",
+                    "capacityLimits": [{"capacityUnit": f"m5.{i}xlarge", "maxCapacity": 1} for i in range(6)],
+                }
+            ],
+        },
+        "spec.quotaShares[0].capacityLimits",
+    ),
+    Invalid(
+        "quota-share-borrow-limit-on-reserve",
+        "JobQueue",
+        {
+            **SERVICE_QUEUE,
+            "quotaShares": [
+                {
+                    "quotaShareName": "a",
+                    "capacityLimits": [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 1}],
+                    "resourceSharingConfiguration": {"strategy": "LEND", "borrowLimit": 50},
+                }
+            ],
+        },
+        "only a LEND_AND_BORROW share borrows",
+    ),
+    Invalid(
+        "quota-share-duplicate",
+        "JobQueue",
+        {
+            **SERVICE_QUEUE,
+            "quotaShares": [
+                {"quotaShareName": "a", "capacityLimits": [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 1}]},
+                {"quotaShareName": "a", "capacityLimits": [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 2}]},
+            ],
+        },
+        "spec.quotaShares[1]",
+    ),
+    Invalid("job-quota-share", "BatchJob", {"quotaShareName": "a"}, "are for service jobs"),
+    Invalid(
+        "service-job-negative-preemption-retries",
+        "BatchJob",
+        {**SERVICE_JOB, "preemptionConfiguration": {"preemptionRetriesBeforeTermination": -1}},
+        "spec.preemptionConfiguration.preemptionRetriesBeforeTermination",
     ),
     Invalid("se-negative", "ServiceEnvironment", {"capacityLimits": [{"maxCapacity": -1}]}, "maxCapacity"),
     Invalid(
@@ -907,6 +1002,45 @@ VALID: list[Valid] = [
             "tags": {"k": "v"},
         },
     ),
+    Valid("quota-share-policy", "SchedulingPolicy", {"fairsharePolicy": DELETE, "quotaSharePolicy": {}}),
+    Valid(
+        "se-instance-types",
+        "ServiceEnvironment",
+        {
+            "capacityLimits": [
+                {"capacityUnit": "NUM_INSTANCES", "maxCapacity": 4},
+                {"capacityUnit": "ml.m6i.large", "maxCapacity": 2},
+                {"capacityUnit": "m5.large", "maxCapacity": 0},
+            ]
+        },
+    ),
+    Valid(
+        "quota-shares-20",
+        "JobQueue",
+        {
+            **SERVICE_QUEUE,
+            "schedulingPolicy": "qp",
+            "quotaShares": [
+                {
+                    "quotaShareName": f"s{i}",
+                    "capacityLimits": [{"capacityUnit": f"m5.{j}xlarge", "maxCapacity": 1} for j in range(5)],
+                    "resourceSharingConfiguration": {"strategy": "LEND_AND_BORROW", "borrowLimit": 10000},
+                    "preemptionConfiguration": {"inSharePreemption": "ENABLED"},
+                }
+                for i in range(20)
+            ],
+        },
+    ),
+    Valid(
+        "service-job-quota-share",
+        "BatchJob",
+        {
+            **SERVICE_JOB,
+            "quotaShareName": "a_1-B",
+            "schedulingPriority": 0,
+            "preemptionConfiguration": {"preemptionRetriesBeforeTermination": 0},
+        },
+    ),
 ]
 
 
@@ -983,6 +1117,26 @@ def test_batch_job_cancel_and_terminate_are_one_way(kubectl: Kubectl, crds: None
         ({"terminate": None}, "spec.terminate cannot be changed or removed once set"),
     ]:
         result = _patch(kubectl, namespace, "BatchJob", "job", {"spec": patch})
+        assert result.returncode != 0, patch
+        assert message in result.stderr, result.stderr
+
+
+def test_service_job_scheduling_priority_can_be_changed_not_removed(
+    kubectl: Kubectl, crds: None, namespace: str
+) -> None:
+    """AWS UpdateServiceJob: a service job's schedulingPriority is updatable; the rest stays."""
+    spec = {**SERVICE_JOB, "quotaShareName": "a", "schedulingPriority": 1}
+    _apply(kubectl, namespace, manifest("BatchJob", spec, "sjob"))
+    assert _patch(kubectl, namespace, "BatchJob", "sjob", {"spec": {"schedulingPriority": 7}}).returncode == 0
+    for patch, message in [
+        ({"schedulingPriority": None}, "spec.schedulingPriority can be changed, not removed once set"),
+        ({"quotaShareName": "b"}, "spec.quotaShareName is immutable"),
+        (
+            {"preemptionConfiguration": {"preemptionRetriesBeforeTermination": 1}},
+            "spec.preemptionConfiguration is immutable",
+        ),
+    ]:
+        result = _patch(kubectl, namespace, "BatchJob", "sjob", {"spec": patch})
         assert result.returncode != 0, patch
         assert message in result.stderr, result.stderr
 

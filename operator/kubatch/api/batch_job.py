@@ -33,6 +33,7 @@ from kubatch.api.common import (
 )
 from kubatch.api.common import Arg as _Arg
 from kubatch.api.constants import API_VERSION, BATCH_JOB
+from kubatch.api.job_queue import QUOTA_SHARE_NAME_PATTERN
 from kubatch.api.service_environment import CapacityUsage, ServiceType
 
 JobStatusValue = Literal["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"]
@@ -180,6 +181,14 @@ class ServiceJobTimeout(KubatchModel):
     then stops the Job's pods and fails it (reason DeadlineExceeded)."""
 
 
+class ServiceJobPreemptionConfiguration(KubatchModel):
+    """What preemption may do to a service job (AWS ServiceJobPreemptionConfiguration)."""
+
+    preemptionRetriesBeforeTermination: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """How many preemptions send the job back to RUNNABLE: the next one fails it. 0: the first
+    preemption fails it. Unset: no limit (a preempted job is always RUNNABLE again)."""
+
+
 class StopRequest(KubatchModel):
     """A request to stop the job, with the reason that becomes its statusReason."""
 
@@ -192,12 +201,15 @@ _STOP_FIELDS = ("cancel", "terminate")
 _CHILD_STOP_FIELDS = ("cancelChildren", "terminateChildren")
 #: Fields that can be set, changed or removed at any time (how long the finished job is kept).
 _FREE_FIELDS = ("ttlSecondsAfterFinished",)
+#: Fields that can be set and changed, not removed (a service job's schedulingPriority: AWS
+#: UpdateServiceJob).
+_UPDATABLE_FIELDS = ("schedulingPriority",)
 _MUTABLE = (
-    "spec.cancel, spec.terminate, spec.cancelChildren, spec.terminateChildren and spec.ttlSecondsAfterFinished"
+    "spec.cancel, spec.terminate, spec.cancelChildren, spec.terminateChildren, spec.ttlSecondsAfterFinished "
+    "and (service jobs) spec.schedulingPriority"
 )
 #: An array index as a map key: 0 to 9999, no leading zeros.
 CHILD_INDEX_PATTERN = "^(0|[1-9][0-9]{0,3})$"
-
 
 
 def _child_keys(name: str) -> JsonDict:
@@ -242,13 +254,13 @@ _SPEC_RULES: list[JsonDict] = [
     ),
     cel(
         "has(self.serviceJobType) == has(self.serviceRequestPayload)",
-        "spec.serviceRequestPayload: a service job needs spec.serviceJobType and spec.serviceRequestPayload "
-        "together",
+        "spec.serviceRequestPayload: a service job needs spec.serviceJobType and spec.serviceRequestPayload together",
         field_path=".serviceRequestPayload",
     ),
     cel(
         "!has(self.serviceJobType) || (" + " && ".join(f"!has(self.{f})" for f in _JOB_ONLY_FIELDS) + ")",
-        "spec: a service job (spec.serviceJobType) takes none of " + ", ".join(_JOB_ONLY_FIELDS)
+        "spec: a service job (spec.serviceJobType) takes none of "
+        + ", ".join(_JOB_ONLY_FIELDS)
         + " (its workload comes whole from spec.serviceRequestPayload)",
         field_path=".serviceJobType",
     ),
@@ -257,6 +269,11 @@ _SPEC_RULES: list[JsonDict] = [
         "spec: spec.timeoutConfig and spec.schedulingPriority are for service jobs (jobs use spec.timeout and "
         "spec.schedulingPriorityOverride)",
         field_path=".timeoutConfig",
+    ),
+    cel(
+        "has(self.serviceJobType) || (!has(self.quotaShareName) && !has(self.preemptionConfiguration))",
+        "spec: spec.quotaShareName and spec.preemptionConfiguration are for service jobs",
+        field_path=".quotaShareName",
     ),
     cel(
         "!has(self.serviceJobType) || !has(self.retryStrategy) || !has(self.retryStrategy.evaluateOnExit) || "
@@ -325,6 +342,10 @@ def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
         if name in _FREE_FIELDS:
             continue
         transition = "self == oldSelf"
+        if name in _UPDATABLE_FIELDS:
+            message = f"spec.{name} can be changed, not removed once set"
+            presence.append((f"(!has(oldSelf.{name}) || has(self.{name}))", message))
+            continue
         if name in _STOP_FIELDS:
             message = f"spec.{name} cannot be changed or removed once set"
             presence.append((f"(!has(oldSelf.{name}) || has(self.{name}))", message))
@@ -352,7 +373,8 @@ def _spec_schema_extra(schema: JsonDict, cls: type[BaseModel]) -> None:
 
 class BatchJobSpec(KubatchModel):
     """A job submission (AWS Batch SubmitJob). Immutable once created, except cancel and terminate
-    (set once), cancelChildren and terminateChildren (entries added) and ttlSecondsAfterFinished."""
+    (set once), cancelChildren and terminateChildren (entries added), ttlSecondsAfterFinished and a
+    service job's schedulingPriority (changed, not removed)."""
 
     model_config = ConfigDict(json_schema_extra=_spec_schema_extra)
 
@@ -386,8 +408,18 @@ class BatchJobSpec(KubatchModel):
     timeoutConfig: ServiceJobTimeout | None = None
     """Service jobs: a time limit per attempt (AWS SubmitServiceJob's timeoutConfig)."""
     schedulingPriority: Annotated[int, Field(ge=0, le=9999)] | None = None
-    """Service jobs on fair-share queues: the scheduling priority within the share (0 to 9999,
-    higher first), as AWS SubmitServiceJob's schedulingPriority."""
+    """Service jobs on fair-share and quota-managed queues: the scheduling priority within the share
+    or quota share (0 to 9999, higher first), as AWS SubmitServiceJob's schedulingPriority. Can be
+    changed after submission (AWS UpdateServiceJob), not removed; a RUNNABLE job is reordered at
+    once."""
+    quotaShareName: (
+        Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=QUOTA_SHARE_NAME_PATTERN)] | None
+    ) = None
+    """Service jobs on quota-managed queues (required there, refused elsewhere): the queue's quota
+    share (JobQueue spec.quotaShares) the job runs in."""
+    preemptionConfiguration: ServiceJobPreemptionConfiguration | None = None
+    """Service jobs: how often the job may be preempted before it fails instead of going back to
+    RUNNABLE."""
     parameters: Parameters | None = None
     """Values for `Ref::<name>` tokens; they take precedence over the definition's parameters."""
     arrayProperties: ArrayProperties | None = None
@@ -560,6 +592,22 @@ class Attempt(KubatchModel):
     """Why it stopped."""
 
 
+#: How many preempted attempts a job's status keeps (the window of AWS's preemptionSummary).
+PREEMPTION_WINDOW = 5
+
+
+class PreemptionSummary(KubatchModel):
+    """A service job's preemptions (AWS's preemptionSummary, as in the "Batch Service Job Preemption
+    Completed" event)."""
+
+    preemptedAttemptCount: Annotated[int, Field(ge=0)] = 0
+    """How many of the job's attempts were preempted."""
+    recentPreemptedAttempts: Annotated[list[Attempt], Field(max_length=PREEMPTION_WINDOW)] | None = None
+    """The latest preempted attempts (at most 5), oldest first: their workload, when they ran and
+    the PREEMPTION_IN_PROGRESS statusReason. A preempted attempt is not in status.attempts and uses
+    none of retryStrategy.attempts."""
+
+
 class DependencyStatus(KubatchModel):
     """A dependency as resolved by kubatch."""
 
@@ -606,7 +654,12 @@ class BatchJobStatus(KubatchModel):
     """The fair-share identifier used for scheduling (spec.shareIdentifier), written at submission."""
     schedulingPriority: int | None = None
     """The effective scheduling priority (spec.schedulingPriorityOverride, else the definition's
-    schedulingPriority), written at submission when either is set."""
+    schedulingPriority), written at submission when either is set; a service job's
+    spec.schedulingPriority, kept current when it is changed."""
+    quotaShareName: str | None = None
+    """Service jobs on quota-managed queues: the quota share (spec.quotaShareName)."""
+    preemptionSummary: PreemptionSummary | None = None
+    """Service jobs: how often the job was preempted, and its latest preempted attempts."""
     createdAt: datetime | None = None
     """When the job was submitted."""
     queuedAt: datetime | None = None

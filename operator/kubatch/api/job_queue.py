@@ -22,6 +22,7 @@ from kubatch.api.common import (
     model_rules,
 )
 from kubatch.api.constants import API_VERSION, JOB_QUEUE
+from kubatch.api.service_environment import CapacityUnit as CapacityUnitName
 
 State = Literal["ENABLED", "DISABLED"]
 ResourceStatus = Literal["CREATING", "UPDATING", "DELETING", "DELETED", "VALID", "INVALID"]
@@ -75,6 +76,71 @@ class JobStateTimeLimitAction(KubatchModel):
     """What is done; only CANCEL."""
 
 
+QUOTA_SHARE_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,127}$"
+QuotaShareName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=QUOTA_SHARE_NAME_PATTERN)]
+#: At most this many quota shares per queue (AWS's fixed quota).
+MAX_QUOTA_SHARES = 20
+
+
+class QuotaShareCapacityLimit(KubatchModel):
+    """The capacity of one unit a quota share owns."""
+
+    capacityUnit: CapacityUnitName
+    """NUM_INSTANCES or an instance type (e.g. `m5.large`), as in the service environment's
+    capacityLimits: a service job counts against the instance type its Job's pod template selects
+    (nodeSelector `node.kubernetes.io/instance-type`), else against NUM_INSTANCES."""
+    maxCapacity: Annotated[int, Field(ge=0, le=1_000_000)]
+    """The instances of this unit the share's own SCHEDULED, STARTING and RUNNING jobs may hold.
+    Lowered below what the share holds, its running jobs are preempted until it fits (lowest
+    priority first)."""
+
+
+class ResourceSharingConfiguration(KubatchModel):
+    """Whether a quota share lends its idle capacity and borrows others' (AWS
+    QuotaShareResourceSharingConfiguration)."""
+
+    model_config = model_rules(
+        cel(
+            "self.strategy == 'LEND_AND_BORROW' || !has(self.borrowLimit)",
+            "spec.quotaShares[].resourceSharingConfiguration.borrowLimit: only a LEND_AND_BORROW share borrows",
+            field_path=".borrowLimit",
+        ),
+    )
+
+    strategy: Literal["RESERVE", "LEND", "LEND_AND_BORROW"] = "RESERVE"
+    """RESERVE: idle capacity is kept for the share's own jobs (never lent). LEND: other shares may
+    use it while the share does not; it is taken back (cross-share preemption) when the share's own
+    jobs need it. LEND_AND_BORROW: lends, and its jobs may also borrow other shares' idle capacity."""
+    borrowLimit: Annotated[int, Field(ge=0, le=10000)] | None = None
+    """LEND_AND_BORROW: the most the share borrows, in percent of its own maxCapacity per unit
+    (100: as much again as it owns). Unset: 100."""
+
+
+class QuotaSharePreemptionConfiguration(KubatchModel):
+    """Preemption inside a quota share."""
+
+    inSharePreemption: Literal["ENABLED", "DISABLED"] = "DISABLED"
+    """ENABLED: a RUNNABLE job of the share that does not fit preempts running jobs of the same share
+    with a lower schedulingPriority (never an equal or higher one). DISABLED: it waits."""
+
+
+class QuotaShare(KubatchModel):
+    """A quota share: a virtual queue inside a quota-managed service job queue (AWS CreateQuotaShare),
+    with capacity of its own, which it may lend and borrow."""
+
+    quotaShareName: QuotaShareName
+    """Its name, unique within the queue (jobs name it in spec.quotaShareName)."""
+    capacityLimits: Annotated[
+        list[QuotaShareCapacityLimit],
+        Field(min_length=1, max_length=5, json_schema_extra=list_map("capacityUnit")),
+    ]
+    """1 to 5 limits, one per capacity unit."""
+    resourceSharingConfiguration: ResourceSharingConfiguration | None = None
+    """RESERVE (unset: RESERVE), LEND or LEND_AND_BORROW with a borrowLimit."""
+    preemptionConfiguration: QuotaSharePreemptionConfiguration | None = None
+    """In-share preemption (unset: DISABLED)."""
+
+
 class JobQueueSpec(KubatchModel):
     """A job queue."""
 
@@ -125,6 +191,11 @@ class JobQueueSpec(KubatchModel):
             field_path=".jobStateTimeLimitActions",
         ),
         cel(
+            f"!has(self.quotaShares) || self.quotaShares.size() == 0 || self.jobQueueType != '{COMPUTE_QUEUE_TYPE}'",
+            "spec.quotaShares: quota shares are for service job queues (jobQueueType other than EKS)",
+            field_path=".quotaShares",
+        ),
+        cel(
             "has(self.schedulingPolicy) == has(oldSelf.schedulingPolicy)",
             "spec.schedulingPolicy cannot be added to or removed from an existing queue (a FIFO queue stays "
             "FIFO; a fair-share queue's policy can only be replaced)",
@@ -141,17 +212,13 @@ class JobQueueSpec(KubatchModel):
     queue has the type of its service environment (`KUBERNETES_JOB`): its jobs are service jobs (a
     workload such as a `batch/v1` Job, run by its own controller). Immutable."""
     computeEnvironmentOrder: (
-        Annotated[
-            list[ComputeEnvironmentOrder], Field(min_length=0, max_length=3, json_schema_extra=list_map("order"))
-        ]
+        Annotated[list[ComputeEnvironmentOrder], Field(min_length=0, max_length=3, json_schema_extra=list_map("order"))]
         | None
     ) = None
     """jobQueueType EKS: 1 to 3 compute environments, tried in ascending order. A service job queue
     has none (unset or empty, as AWS shows it)."""
     serviceEnvironmentOrder: (
-        Annotated[
-            list[ServiceEnvironmentOrder], Field(min_length=1, max_length=1, json_schema_extra=list_map("order"))
-        ]
+        Annotated[list[ServiceEnvironmentOrder], Field(min_length=1, max_length=1, json_schema_extra=list_map("order"))]
         | None
     ) = None
     """Service job queues: exactly one ServiceEnvironment, of the queue's jobQueueType."""
@@ -162,6 +229,17 @@ class JobQueueSpec(KubatchModel):
         Annotated[list[JobStateTimeLimitAction], Field(max_length=3, json_schema_extra=list_map("reason"))] | None
     ) = None
     """Cancel blocked jobs at the head of the queue after a time; one action per reason."""
+    quotaShares: (
+        Annotated[
+            list[QuotaShare],
+            Field(max_length=MAX_QUOTA_SHARES, json_schema_extra=list_map("quotaShareName")),
+        ]
+        | None
+    ) = None
+    """Service job queues whose schedulingPolicy has a quotaSharePolicy: up to 20 quota shares
+    (AWS CreateQuotaShare / UpdateQuotaShare / DeleteQuotaShare are edits of this list). Every job of
+    such a queue names one in spec.quotaShareName. Changes apply at once: a lowered maxCapacity
+    preempts the share's running jobs down to it."""
     namespaceSelector: LabelSelector | None = None
     """Namespaces whose BatchJobs may use this queue; unset = all namespaces."""
     allowPrivileged: bool = False
@@ -233,14 +311,12 @@ class ShareUsage(KubatchModel):
     """The share's jobs that are not finished."""
 
 
-CapacityUnit = Literal["vCPU", "MiB", "GPU", "NUM_INSTANCES"]
-
-
 class CapacityUsage(KubatchModel):
     """An amount of capacity in use, as AWS's capacityUsage items."""
 
-    capacityUnit: CapacityUnit
-    """vCPU (AWS's unit for compute jobs), MiB (memory) or GPU; NUM_INSTANCES for service jobs."""
+    capacityUnit: CapacityUnitName
+    """vCPU (AWS's unit for compute jobs), MiB (memory) or GPU; NUM_INSTANCES or an instance type
+    for service jobs."""
     quantity: Annotated[float, Field(ge=0)]
     """How much: vCPUs (fractions allowed), MiB of memory, whole GPUs or instances."""
 
@@ -274,6 +350,25 @@ class FairshareUtilization(KubatchModel):
     """The 20 shares holding the most vCPUs (only shares with STARTING or RUNNING jobs), most first."""
 
 
+class QuotaShareCapacityUsage(KubatchModel):
+    """Capacity held by one quota share's SCHEDULED, STARTING and RUNNING jobs."""
+
+    quotaShareName: str
+    """The quota share."""
+    capacityUsage: Annotated[list[CapacityUsage], Field(max_length=10)]
+    """What its jobs hold, per capacity unit."""
+    borrowedCapacity: Annotated[list[CapacityUsage], Field(max_length=10)] | None = None
+    """Of that, what is above the share's own maxCapacity: borrowed from lending shares (kubatch's
+    addition)."""
+
+
+class QuotaShareUtilization(KubatchModel):
+    """Quota shares' capacity (AWS's queueUtilization.quotaShareUtilization)."""
+
+    topCapacityUtilization: Annotated[list[QuotaShareCapacityUsage], Field(max_length=20)] | None = None
+    """Every quota share of the queue, holding the most first."""
+
+
 class QueueUtilization(KubatchModel):
     """What the queue's jobs hold right now (AWS GetJobQueueSnapshot's queueUtilization): the
     requests of their STARTING and RUNNING pods (service job queues: the instances of their
@@ -286,6 +381,30 @@ class QueueUtilization(KubatchModel):
     an environment taken out of the queue appears while jobs it started there run)."""
     fairshareUtilization: FairshareUtilization | None = None
     """Active shares and the shares' capacity (fair-share queues only)."""
+    quotaShareUtilization: QuotaShareUtilization | None = None
+    """The quota shares' capacity (quota-managed queues only)."""
+
+
+class FrontOfQuotaShareJob(KubatchModel):
+    """The first RUNNABLE job of a quota share."""
+
+    namespace: str
+    """The BatchJob's namespace."""
+    name: str
+    """The BatchJob's name."""
+    jobId: str | None = None
+    """Its jobId."""
+    schedulingPriority: int | None = None
+    """Its schedulingPriority."""
+    statusReason: str | None = None
+    """Why it waits, when it is blocked."""
+
+
+class FrontOfQuotaShares(KubatchModel):
+    """The first RUNNABLE job of each quota share (AWS GetJobQueueSnapshot's frontOfQuotaShares)."""
+
+    quotaShares: dict[str, Annotated[list[FrontOfQuotaShareJob], Field(max_length=1)]] | None = None
+    """Quota share name -> its first RUNNABLE job (shares with no RUNNABLE job are left out)."""
 
 
 class JobQueueStatus(KubatchModel):
@@ -309,6 +428,8 @@ class JobQueueStatus(KubatchModel):
     """When this status last changed. kubatch recomputes it every 2 seconds and writes it only when
     something in it changed (a share's decayed usage alone is refreshed at most every 30 seconds),
     so while the operator runs the status is current even when lastUpdatedAt is old."""
+    frontOfQuotaShares: FrontOfQuotaShares | None = None
+    """Quota-managed queues: the first RUNNABLE job of each quota share."""
     disabledAt: datetime | None = None
     """Since when the queue is DISABLED (unset while ENABLED): a job created later is refused, one
     created before still runs."""

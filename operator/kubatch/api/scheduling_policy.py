@@ -1,9 +1,11 @@
 """SchedulingPolicy (cluster-scoped, short name `sp`): a fair-share policy, as in AWS Batch.
-Attached to a JobQueue, it orders the queue's jobs by share usage instead of FIFO."""
+Attached to a JobQueue, it orders the queue's jobs by share usage instead of FIFO. A policy with a
+quotaSharePolicy instead makes a service job queue quota-managed: its jobs run in the queue's quota
+shares (JobQueue spec.quotaShares)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -64,11 +66,32 @@ class FairsharePolicy(KubatchModel):
     """Weights of share identifiers (unique, not overlapping); unlisted shares weigh 1."""
 
 
-class SchedulingPolicySpec(KubatchModel):
-    """A fair-share scheduling policy."""
+class QuotaSharePolicy(KubatchModel):
+    """Quota management of a service job queue (AWS QuotaSharePolicy)."""
 
-    fairsharePolicy: FairsharePolicy
+    idleResourceAssignmentStrategy: Literal["FIFO"] = "FIFO"
+    """How idle capacity lent by quota shares is given to borrowing shares: FIFO, the RUNNABLE jobs
+    of LEND_AND_BORROW shares in submission order (AWS's only strategy)."""
+
+
+class SchedulingPolicySpec(KubatchModel):
+    """A fair-share scheduling policy, or a quota share policy (exactly one of the two)."""
+
+    model_config = model_rules(
+        cel(
+            "has(self.fairsharePolicy) != has(self.quotaSharePolicy)",
+            "spec: set spec.fairsharePolicy (a fair-share queue) or spec.quotaSharePolicy (a quota-managed "
+            "service job queue), exactly one of them",
+            field_path=".fairsharePolicy",
+        ),
+    )
+
+    fairsharePolicy: FairsharePolicy | None = None
     """The fair-share settings."""
+    quotaSharePolicy: QuotaSharePolicy | None = None
+    """Makes the service job queues using this policy quota-managed: every job names one of the
+    queue's quota shares (spec.quotaShareName), which hold capacity per instance type, lend and
+    borrow it and preempt (docs/service-jobs.md, "Quota shares and preemption")."""
     tags: Tags | None = None
     """Tags of the policy."""
 

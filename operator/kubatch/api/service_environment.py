@@ -10,12 +10,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
-from kubatch.api.common import KubatchModel, Tags, cel, model_rules
+from kubatch.api.common import KubatchModel, Tags, cel, list_map, model_rules
 from kubatch.api.constants import API_VERSION, SERVICE_ENVIRONMENT
 
 State = Literal["ENABLED", "DISABLED"]
 ServiceEnvironmentStatusValue = Literal["CREATING", "VALID", "INVALID", "DELETING"]
-CapacityUnit = Literal["NUM_INSTANCES"]
+#: A capacity unit: NUM_INSTANCES, or (for a queue with quota shares) an instance type such as
+#: `m5.large` or `ml.m6i.large`, matched against the value of a workload's pod template's
+#: `node.kubernetes.io/instance-type` node selector.
+CAPACITY_UNIT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+CapacityUnit = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=CAPACITY_UNIT_PATTERN)]
+NUM_INSTANCES = "NUM_INSTANCES"
 #: A service environment type: upper-case letters, digits and `_` (KUBERNETES_JOB is built in; the
 #: operator marks an environment of a type it does not know INVALID).
 SERVICE_TYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
@@ -25,9 +30,12 @@ ServiceType = Annotated[str, StringConstraints(min_length=1, max_length=64, patt
 class CapacityLimit(KubatchModel):
     """The most capacity of one unit the environment's service jobs hold at once."""
 
-    capacityUnit: CapacityUnit = "NUM_INSTANCES"
+    capacityUnit: CapacityUnit = NUM_INSTANCES
     """NUM_INSTANCES: instances, where a KUBERNETES_JOB service job's instances are its Job's pods
-    that may run in parallel (spec.parallelism, default 1, at most spec.completions)."""
+    that may run in parallel (spec.parallelism, default 1, at most spec.completions). Under quota
+    management (a queue with quota shares) also an instance type, e.g. `m5.large`: the instances of
+    the service jobs whose Job's pod template selects it (nodeSelector
+    `node.kubernetes.io/instance-type`); a Job that selects none counts as NUM_INSTANCES."""
     maxCapacity: Annotated[int, Field(ge=0, le=1_000_000)]
     """The most instances the SCHEDULED, STARTING and RUNNING service jobs hold together. 0 holds
     every job back (a job needing more than the limit waits with
@@ -56,8 +64,12 @@ class ServiceEnvironmentSpec(KubatchModel):
     """ENABLED: its queues' RUNNABLE service jobs are scheduled. DISABLED: they wait (new ones are
     still accepted); SCHEDULED, STARTING and RUNNING jobs go on. A service environment can be
     deleted only once DISABLED and no job queue uses it."""
-    capacityLimits: Annotated[list[CapacityLimit], Field(min_length=1, max_length=1)]
-    """The capacity limit: one entry of capacityUnit NUM_INSTANCES."""
+    capacityLimits: Annotated[
+        list[CapacityLimit], Field(min_length=1, max_length=10, json_schema_extra=list_map("capacityUnit"))
+    ]
+    """The capacity limits, one per capacityUnit: NUM_INSTANCES, or under quota management per
+    instance type (AWS: "capacity limits expressed per instance type"). A queue without quota shares
+    is held to the NUM_INSTANCES entry (without one, to the sum of the entries)."""
     tags: Tags | None = None
     """Tags of the service environment."""
 
@@ -66,7 +78,7 @@ class CapacityUsage(KubatchModel):
     """An amount of capacity in use."""
 
     capacityUnit: CapacityUnit
-    """NUM_INSTANCES."""
+    """NUM_INSTANCES, or an instance type (quota management)."""
     quantity: Annotated[float, Field(ge=0)]
     """How much is in use."""
 
@@ -83,8 +95,9 @@ class ServiceEnvironmentStatus(KubatchModel):
     """Why the service environment has its status."""
     jobQueues: list[str] | None = None
     """The job queues whose serviceEnvironmentOrder names this environment."""
-    capacityUsage: Annotated[list[CapacityUsage], Field(max_length=1)] | None = None
-    """What the SCHEDULED, STARTING and RUNNING service jobs placed here hold now."""
+    capacityUsage: Annotated[list[CapacityUsage], Field(max_length=10)] | None = None
+    """What the SCHEDULED, STARTING and RUNNING service jobs placed here hold now, per capacityUnit
+    (NUM_INSTANCES always)."""
 
 
 class ServiceEnvironment(KubatchModel):

@@ -19,10 +19,13 @@ Service jobs (BatchJob CREATE with ``spec.serviceJobType``): the queue is a serv
 type, ENABLED as above, whose service environment exists and is not CREATING, INVALID or DELETING
 (AWS: its queues "will not accept service job submissions"; a DISABLED one accepts them, they wait);
 the payload is at most 10 KiB (UTF-8 bytes) and a JSON or YAML object; ``shareIdentifier`` and
-``schedulingPriority`` as for fair-share queues.
+``schedulingPriority`` as for fair-share queues; on a quota-managed queue (its policy has a
+``quotaSharePolicy``) ``quotaShareName`` names one of the queue's quota shares and there is no
+``shareIdentifier``, elsewhere there is no ``quotaShareName``.
 JobQueue (CREATE, UPDATE): its compute environments and scheduling policy exist (on UPDATE only the
 references that changed are checked); a service job queue's service environment exists (when set or
-changed) and is of the queue's jobQueueType. JobDefinition (CREATE, UPDATE): its consumable resources exist
+changed) and is of the queue's jobQueueType; a quotaSharePolicy only on a service job queue, and
+quotaShares only with one. JobDefinition (CREATE, UPDATE): its consumable resources exist
 (on UPDATE only when the list changed); each multi-node range has a container image.
 
 ``references`` lists the objects a rule will look at, so that the caller can fetch those missing from
@@ -348,7 +351,20 @@ def validate_service_job(job: JSON, world: World) -> list[Violation]:
             )
         )
         return out
-    out += _share_rules({**spec, "schedulingPriorityOverride": spec.get("schedulingPriority")}, queue_name, queue)
+    policy = world.policies.get(_s(_spec(queue).get("schedulingPolicy")))
+    if quota_managed(queue, policy):
+        out += _quota_share_rules(spec, queue_name, queue)
+    else:
+        share_name = spec.get("quotaShareName")
+        if share_name is not None:
+            out.append(
+                Violation(
+                    "spec.quotaShareName",
+                    f'"{share_name}" is not allowed: job queue "{queue_name}" is not quota-managed (its scheduling '
+                    "policy has no quotaSharePolicy)",
+                )
+            )
+        out += _share_rules({**spec, "schedulingPriorityOverride": spec.get("schedulingPriority")}, queue_name, queue)
     for name in _queue_service_envs(queue):
         se = world.service_envs.get(name)
         where = f'service environment "{name}" of job queue "{queue_name}"'
@@ -366,6 +382,48 @@ def validate_service_job(job: JSON, world: World) -> list[Violation]:
             out.append(Violation("spec.jobQueue", text + (f" ({reason})" if reason else "")))
     renamed = "spec.schedulingPriorityOverride"  # _share_rules' name for it
     return [Violation("spec.schedulingPriority", v.message) if v.field == renamed else v for v in out]
+
+
+def quota_managed(queue: JSON | None, policy: JSON | None) -> bool:
+    """Whether ``queue`` is quota-managed: a service job queue whose scheduling policy (``policy``)
+    has a quotaSharePolicy."""
+    if queue is None or policy is None or _queue_type(queue) == COMPUTE_QUEUE_TYPE:
+        return False
+    return _spec(policy).get("quotaSharePolicy") is not None
+
+
+def quota_share_names(queue: JSON) -> list[str]:
+    """The names of a queue's quota shares (spec.quotaShares)."""
+    return [n for n in (_s(_d(q).get("quotaShareName")) for q in _l(_spec(queue).get("quotaShares"))) if n]
+
+
+def _quota_share_rules(spec: Mapping[str, Any], name: str, queue: JSON) -> list[Violation]:
+    """A job of a quota-managed queue names one of its quota shares; it has no shareIdentifier."""
+    out: list[Violation] = []
+    share = spec.get("quotaShareName")
+    names = quota_share_names(queue)
+    if share is None:
+        known = ", ".join(names) or "none yet"
+        out.append(
+            Violation(
+                "spec.quotaShareName",
+                f'required: job queue "{name}" is quota-managed: name one of its quota shares ({known})',
+            )
+        )
+    elif share not in names:
+        known = ", ".join(names) or "none"
+        out.append(
+            Violation("spec.quotaShareName", f'quota share "{share}" does not exist in job queue "{name}" ({known})')
+        )
+    if spec.get("shareIdentifier") is not None:
+        out.append(
+            Violation(
+                "spec.shareIdentifier",
+                f'"{spec.get("shareIdentifier")}" is not allowed: job queue "{name}" is quota-managed (jobs name '
+                "spec.quotaShareName)",
+            )
+        )
+    return out
 
 
 def submitted_while_disabled(created_at: float | None, disabled_since: float | None) -> bool:
@@ -779,6 +837,30 @@ def validate_job_queue(queue: JSON, world: World, old: JSON | None = None) -> li
     policy = _s(_spec(queue).get("schedulingPolicy"))
     if policy and policy != _s(_spec(old).get("schedulingPolicy")) and policy not in world.policies:
         out.append(Violation("spec.schedulingPolicy", f'scheduling policy "{policy}" does not exist'))
+    policy_obj = world.policies.get(policy)
+    is_quota_policy = policy_obj is not None and _spec(policy_obj).get("quotaSharePolicy") is not None
+    if is_quota_policy and _queue_type(queue) == COMPUTE_QUEUE_TYPE:
+        out.append(
+            Violation(
+                "spec.schedulingPolicy",
+                f'scheduling policy "{policy}" has a quotaSharePolicy: only service job queues are quota-managed',
+            )
+        )
+    shares = _l(_spec(queue).get("quotaShares"))
+    changed = (
+        old is None or shares != _l(_spec(old).get("quotaShares")) or policy != _s(_spec(old).get("schedulingPolicy"))
+    )
+    if shares and changed and policy_obj is not None and not is_quota_policy:
+        out.append(
+            Violation(
+                "spec.quotaShares",
+                f'quota shares need a scheduling policy with a quotaSharePolicy; "{policy}" has none',
+            )
+        )
+    if shares and changed and not policy:
+        out.append(
+            Violation("spec.quotaShares", "quota shares need a scheduling policy with a quotaSharePolicy (none set)")
+        )
     before_se = set(_queue_service_envs(old)) if old is not None else set()
     for i, name in enumerate(_queue_service_envs(queue)):
         if name in before_se:

@@ -73,6 +73,11 @@ LABEL_JOB_ID = "kubatch.dev/job-id"
 LABEL_JOB_QUEUE = "kubatch.dev/job-queue"
 LABEL_SERVICE_ENVIRONMENT = "kubatch.dev/service-environment"
 LABEL_ATTEMPT = "kubatch.dev/attempt"
+#: The capacity unit of instances of any type (a workload that selects no instance type).
+NUM_INSTANCES = "NUM_INSTANCES"
+#: The node label whose value, selected by a workload's pod template, is its capacity unit under
+#: quota management.
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 #: On an adopted workload's BatchJob: the name of the workload it adopted.
 ANNOTATION_WORKLOAD = "kubatch.dev/workload"
 
@@ -238,6 +243,21 @@ def environment_validity(se: JSON) -> tuple[str, str]:
         known = ", ".join(sorted(WORKLOAD_TYPES))
         return "INVALID", f"CLIENT_ERROR - serviceEnvironmentType {kind} is not known to kubatch (known: {known})"
     return "VALID", ""
+
+
+def environment_limits(se: JSON) -> dict[str, int]:
+    """A service environment's capacity limits by capacityUnit (NUM_INSTANCES, instance types)."""
+    out: dict[str, int] = {}
+    for entry in (se.get("spec") or {}).get("capacityLimits") or []:
+        out[str(entry.get("capacityUnit") or NUM_INSTANCES)] = int(entry.get("maxCapacity") or 0)
+    return out
+
+
+def instances_limit(se: JSON) -> int:
+    """The limit a queue without quota shares is held to: the NUM_INSTANCES entry, else the sum of
+    the entries (an environment of instance types only)."""
+    limits = environment_limits(se)
+    return limits[NUM_INSTANCES] if NUM_INSTANCES in limits else sum(limits.values())
 
 
 def is_service_job(job: JSON) -> bool:
@@ -556,11 +576,14 @@ def reconcile_service(
         )
         if step.spec.get("shareIdentifier"):
             step.status["shareIdentifier"] = str(step.spec["shareIdentifier"])
-        if step.spec.get("schedulingPriority") is not None:
-            step.status["schedulingPriority"] = int(step.spec["schedulingPriority"])
+        if step.spec.get("quotaShareName"):
+            step.status["quotaShareName"] = str(step.spec["quotaShareName"])
         if ctx.queue_missing:
             step.move(FAILED, ctx.queue_missing)
             return step.finish()
+    if step.spec.get("schedulingPriority") is not None:
+        # Updatable after submission (AWS UpdateServiceJob): the status follows the spec.
+        step.status["schedulingPriority"] = int(step.spec["schedulingPriority"])
     attempt = len(_attempts(step)) + 1
     name = workload_name(step.name, attempt, job)
     workload = workloads.get(name)

@@ -49,6 +49,7 @@ from kubatch.core.service_jobs import (
     adoption_job,
     adoption_labels,
     build_workload,
+    instances_limit,
     payload_instances,
     reconcile_service,
     type_of,
@@ -356,12 +357,11 @@ class ServiceJobs:
         envs = []
         for name, se in self.view.service_envs.items():
             spec = se.get("spec") or {}
-            limits = spec.get("capacityLimits") or [{}]
             envs.append(
                 ServiceEnv(
                     name=name,
                     type=str(spec.get("serviceEnvironmentType") or ""),
-                    max_capacity=int(limits[0].get("maxCapacity") or 0),
+                    max_capacity=instances_limit(se),
                     in_use=used.get(name, 0),
                     state="DISABLED" if spec.get("state") == "DISABLED" else "ENABLED",
                     status=environment_status(se),
