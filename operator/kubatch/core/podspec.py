@@ -1,7 +1,11 @@
 """JobDefinition + BatchJob -> Kubernetes Pod manifest (and the multi-node headless Service), and
 the resources a job needs (``resource_needs``, for the scheduler).
 
-Owns every rule that turns AWS Batch job properties into pod fields. ``build_pod`` raises
+Owns every rule that turns AWS Batch job properties into pod fields: this module assembles the
+pod (metadata, tags, the AWS_BATCH_* environment, placement) and is the API the rest of kubatch
+imports (``__all__``); the parts live in ``kubatch.core.pods``, one module per job kind or concern
+(``names``, ``quantities``, ``overrides``, ``kinds``, ``container``, ``multinode``, ``tolerations``,
+``needs``). ``build_pod`` raises
 ``PodSpecError`` (a ``ValueError``; its message is a usable statusReason) for definitions it cannot
 turn into a pod.
 
@@ -85,71 +89,148 @@ the environment's ``updatePolicy`` says (``core.updates``).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kubatch.core.params import merge_parameters, substitute_all
+from kubatch.core.pods.container import K8S_VOLUME_SOURCES, container_from_props
+from kubatch.core.pods.kinds import resolve
+from kubatch.core.pods.multinode import (
+    build_headless_service,
+    main_node_of,
+    num_nodes_of,
+    parse_target_nodes,
+    select_node_range,
+)
+from kubatch.core.pods.names import (
+    ANNOTATION_DO_NOT_DISRUPT,
+    ANNOTATION_JOB_DEFINITION,
+    ANNOTATION_TAGS,
+    API_VERSION,
+    CE_NODE_KEY,
+    ENV_ARRAY_INDEX,
+    ENV_ARRAY_SIZE,
+    ENV_ATTEMPT,
+    ENV_CE_NAME,
+    ENV_JOB_ID,
+    ENV_JQ_NAME,
+    ENV_MAIN_NODE_INDEX,
+    ENV_MAIN_NODE_IP,
+    ENV_NODE_INDEX,
+    ENV_NODE_NAME,
+    ENV_NUM_NODES,
+    GPU_RESOURCE,
+    HOSTNAME_TOPOLOGY,
+    INSTANCE_TYPE_LABEL,
+    KIND,
+    LABEL_ARRAY_INDEX,
+    LABEL_ATTEMPT,
+    LABEL_COMPUTE_ENVIRONMENT,
+    LABEL_JOB_ID,
+    LABEL_JOB_NAME,
+    LABEL_JOB_QUEUE,
+    LABEL_NODE_INDEX,
+    MAIN_CONTAINER,
+    RESERVED_PREFIXES,
+    PodSpecError,
+    dns_label,
+    headless_service_name,
+    is_label_value,
+    is_qualified_key,
+    job_id_env,
+    label_value,
+    owner_reference,
+    pod_name,
+)
+from kubatch.core.pods.needs import Needs, PodNeeds, consumables_of, resource_needs, scheduling_priority
+from kubatch.core.pods.overrides import apply_container_overrides, apply_pod_overrides, merge_by_key
+from kubatch.core.pods.quantities import cpu_quantity, memory_quantity, parse_quantity
+from kubatch.core.pods.tolerations import (
+    BLOCKING_TAINT_EFFECTS,
+    environment_toleration,
+    environment_tolerations,
+    tolerates,
+    toleration,
+    untolerated_taints,
+)
 
-API_VERSION = "kubatch.dev/v1alpha1"
-KIND = "BatchJob"
-LABEL_JOB_NAME = "kubatch.dev/job-name"
-LABEL_JOB_ID = "kubatch.dev/job-id"
-LABEL_JOB_QUEUE = "kubatch.dev/job-queue"
-LABEL_COMPUTE_ENVIRONMENT = "kubatch.dev/compute-environment"
-LABEL_ATTEMPT = "kubatch.dev/attempt"
-LABEL_ARRAY_INDEX = "kubatch.dev/array-index"
-LABEL_NODE_INDEX = "kubatch.dev/node-index"
-ANNOTATION_JOB_DEFINITION = "kubatch.dev/job-definition"
-ANNOTATION_TAGS = "kubatch.dev/tags"
-#: Karpenter's pod annotation that keeps it from disrupting the pod's node voluntarily.
-ANNOTATION_DO_NOT_DISRUPT = "karpenter.sh/do-not-disrupt"
-#: Node label and taint key of a compute environment's nodes.
-CE_NODE_KEY = LABEL_COMPUTE_ENVIRONMENT
-INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
-HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
-GPU_RESOURCE = "nvidia.com/gpu"
-MAIN_CONTAINER = "main"
+#: The pod-building API: what this module builds, and the parts it re-exports from kubatch.core.pods.
+__all__ = [
+    "ANNOTATION_DO_NOT_DISRUPT",
+    "ANNOTATION_JOB_DEFINITION",
+    "ANNOTATION_TAGS",
+    "API_VERSION",
+    "BLOCKING_TAINT_EFFECTS",
+    "CE_NODE_KEY",
+    "DEFAULT_GRACE_PERIOD_SECONDS",
+    "ENV_ARRAY_INDEX",
+    "ENV_ARRAY_SIZE",
+    "ENV_ATTEMPT",
+    "ENV_CE_NAME",
+    "ENV_JOB_ID",
+    "ENV_JQ_NAME",
+    "ENV_MAIN_NODE_INDEX",
+    "ENV_MAIN_NODE_IP",
+    "ENV_NODE_INDEX",
+    "ENV_NODE_NAME",
+    "ENV_NUM_NODES",
+    "GPU_RESOURCE",
+    "HOSTNAME_TOPOLOGY",
+    "INSTANCE_TYPE_LABEL",
+    "K8S_VOLUME_SOURCES",
+    "KIND",
+    "LABEL_ARRAY_INDEX",
+    "LABEL_ATTEMPT",
+    "LABEL_COMPUTE_ENVIRONMENT",
+    "LABEL_JOB_ID",
+    "LABEL_JOB_NAME",
+    "LABEL_JOB_QUEUE",
+    "LABEL_NODE_INDEX",
+    "MAIN_CONTAINER",
+    "MAX_PROPAGATED_TAGS",
+    "RESERVED_PREFIXES",
+    "Needs",
+    "PodNeeds",
+    "PodSettings",
+    "PodSpecError",
+    "apply_container_overrides",
+    "apply_pod_overrides",
+    "batch_env",
+    "build_headless_service",
+    "build_pod",
+    "consumables_of",
+    "cpu_quantity",
+    "dns_label",
+    "environment_toleration",
+    "environment_tolerations",
+    "headless_service_name",
+    "is_label_value",
+    "is_qualified_key",
+    "job_id_env",
+    "label_value",
+    "main_node_of",
+    "memory_quantity",
+    "merge_by_key",
+    "num_nodes_of",
+    "owner_reference",
+    "parse_quantity",
+    "parse_target_nodes",
+    "pod_name",
+    "propagated_tags",
+    "resource_needs",
+    "scheduling_priority",
+    "select_node_range",
+    "tag_metadata",
+    "tolerates",
+    "untolerated_taints",
+]
+
+
 DEFAULT_GRACE_PERIOD_SECONDS = 30
+
 MAX_PROPAGATED_TAGS = 50
-RESERVED_PREFIXES: tuple[str, ...] = ("kubatch.dev/", "kubernetes.io/", "k8s.io/")
-
-ENV_JOB_ID = "AWS_BATCH_JOB_ID"
-ENV_ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
-ENV_JQ_NAME = "AWS_BATCH_JQ_NAME"
-ENV_CE_NAME = "AWS_BATCH_CE_NAME"
-ENV_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
-ENV_ARRAY_SIZE = "AWS_BATCH_JOB_ARRAY_SIZE"
-ENV_NODE_INDEX = "AWS_BATCH_JOB_NODE_INDEX"
-ENV_NUM_NODES = "AWS_BATCH_JOB_NUM_NODES"
-ENV_MAIN_NODE_INDEX = "AWS_BATCH_JOB_MAIN_NODE_INDEX"
-ENV_MAIN_NODE_IP = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
-#: kubatch's own: the name of the node the pod runs on (downward API ``spec.nodeName``). AWS Batch on
-#: EKS sets AWS_BATCH_JOB_KUBERNETES_NODE_UID instead, which a pod cannot learn before it is bound
-#: (the downward API has no node UID); kubatch records the UID in ``attempts[].container.nodeUid``.
-ENV_NODE_NAME = "AWS_BATCH_JOB_KUBERNETES_NODE_NAME"
-
-#: Kubernetes volume sources passed through unchanged from a containerProperties volume.
-K8S_VOLUME_SOURCES: frozenset[str] = frozenset(
-    {
-        "hostPath", "emptyDir", "secret", "configMap", "persistentVolumeClaim", "nfs", "csi",
-        "projected", "downwardAPI", "ephemeral", "iscsi", "image", "fc", "cephfs", "rbd",
-    }
-)  # fmt: skip
-
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-class PodSpecError(ValueError):
-    """The job cannot be turned into a pod; the message is suitable as a statusReason."""
 
 
 @dataclass(frozen=True)
@@ -165,451 +246,6 @@ class PodSettings:
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Needs:
-    """What one job (one array child) needs. ``vcpus``/``memory_mib``/``gpus`` are totals over all
-    its pods (for a multi-node job: the sum over nodes); ``per_node`` lists each pod's share
-    (one entry for a single-node job). ``consumables`` maps resource name -> quantity."""
-
-    vcpus: float
-    memory_mib: int
-    gpus: int
-    num_nodes: int = 1
-    consumables: Mapping[str, int] = field(default_factory=dict)
-    per_node: tuple[PodNeeds, ...] = ()
-
-
-@dataclass(frozen=True)
-class PodNeeds:
-    vcpus: float
-    memory_mib: int
-    gpus: int
-
-
-# --------------------------------------------------------------------------------------------
-# names
-# --------------------------------------------------------------------------------------------
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def dns_label(text: str, limit: int = 63) -> str:
-    """``text`` if it is already a DNS label within ``limit``; otherwise a cleaned, cut version
-    suffixed with a hash of ``text`` (deterministic, distinct inputs stay distinct)."""
-    if len(text) <= limit and _DNS_LABEL.match(text):
-        return text
-    clean = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    keep = max(limit - 9, 0)
-    clean = clean[:keep].rstrip("-")
-    return f"{clean}-{_digest(text)}" if clean else _digest(text)
-
-
-def label_value(text: str) -> str:
-    """``text`` if it is a valid label value, else a cut/cleaned version with a hash suffix."""
-    if len(text) <= 63 and _LABEL_VALUE.match(text):
-        return text
-    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:54].strip("-_.")
-    return f"{clean}-{_digest(text)}" if clean else _digest(text)
-
-
-def is_label_value(text: str) -> bool:
-    return len(text) <= 63 and bool(_LABEL_VALUE.match(text))
-
-
-def is_qualified_key(key: str) -> bool:
-    """A valid label/annotation key: ``[prefix/]name``."""
-    prefix, sep, name = key.rpartition("/")
-    if sep and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return False
-    return 0 < len(name) <= 63 and bool(_LABEL_NAME.match(name))
-
-
-def pod_name(job_name: str, attempt: int, *, array_index: int | None = None, node_index: int | None = None) -> str:
-    """Deterministic pod name (module docstring)."""
-    if array_index is not None:
-        suffix = f"-{array_index}-a{attempt}"
-    elif node_index is not None:
-        suffix = f"-n{node_index}-a{attempt}"
-    else:
-        suffix = f"-a{attempt}"
-    return dns_label(job_name, 63 - len(suffix)) + suffix
-
-
-def headless_service_name(job_name: str) -> str:
-    """DNS-1035 label (starts with a letter) naming the multi-node job's headless Service."""
-    name = dns_label(job_name)
-    return name if name[0].isalpha() else dns_label(f"j-{job_name}")
-
-
-def job_id_env(job_id: str, *, array_index: int | None = None, node_index: int | None = None) -> str:
-    """``AWS_BATCH_JOB_ID``: ``<id>``, ``<id>:<index>`` (array child) or ``<id>#<node>`` (MNP node)."""
-    if array_index is not None:
-        return f"{job_id}:{array_index}"
-    if node_index is not None:
-        return f"{job_id}#{node_index}"
-    return job_id
-
-
-# --------------------------------------------------------------------------------------------
-# quantities
-# --------------------------------------------------------------------------------------------
-def _decimal(value: Any, what: str) -> Decimal:
-    try:
-        d = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise PodSpecError(f"invalid {what} value {value!r}") from exc
-    if not d.is_finite() or d < 0:
-        raise PodSpecError(f"invalid {what} value {value!r}")
-    return d
-
-
-def cpu_quantity(vcpus: Any) -> str:
-    """AWS vCPUs -> Kubernetes cpu: "1" -> "1", "0.25" -> "250m", "1.5" -> "1500m"."""
-    millis = math.ceil(_decimal(vcpus, "VCPU") * 1000)
-    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
-
-
-def memory_quantity(mib: Any) -> str:
-    """AWS MiB -> Kubernetes memory: "2048" -> "2048Mi" (fractions round up)."""
-    return f"{math.ceil(_decimal(mib, 'MEMORY'))}Mi"
-
-
-_SUFFIXES: dict[str, Decimal] = {
-    "": Decimal(1), "m": Decimal("0.001"), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9),
-    "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18), "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40), "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}  # fmt: skip
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-
-
-def parse_quantity(value: Any) -> Decimal:
-    """A Kubernetes quantity ("250m", "2Gi", "1e3", 2) as a Decimal in base units."""
-    text = str(value).strip()
-    m = _QUANTITY.match(text)
-    if not m:
-        raise PodSpecError(f"invalid quantity {value!r}")
-    return Decimal(m.group(1)) * _SUFFIXES[m.group(2) or ""]
-
-
-# --------------------------------------------------------------------------------------------
-# overrides
-# --------------------------------------------------------------------------------------------
-def merge_by_key(
-    base: Sequence[Mapping[str, Any]] | None, over: Sequence[Mapping[str, Any]] | None, key: str
-) -> list[dict[str, Any]]:
-    """Merge two lists of dicts by ``key``: same key replaced in place, new keys appended."""
-    out = [dict(x) for x in base or []]
-    index = {x.get(key): i for i, x in enumerate(out)}
-    for item in over or []:
-        k = item.get(key)
-        if k in index:
-            out[index[k]] = dict(item)
-        else:
-            index[k] = len(out)
-            out.append(dict(item))
-    return out
-
-
-def _requirements(props: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """resourceRequirements, with the deprecated vcpus/memory keys added when not given by type."""
-    reqs = [dict(r) for r in props.get("resourceRequirements") or []]
-    types = {str(r.get("type", "")).upper() for r in reqs}
-    if props.get("vcpus") is not None and "VCPU" not in types:
-        reqs.append({"type": "VCPU", "value": str(props["vcpus"])})
-    if props.get("memory") is not None and "MEMORY" not in types:
-        reqs.append({"type": "MEMORY", "value": str(props["memory"])})
-    for r in reqs:
-        r["type"] = str(r.get("type", "")).upper()
-    return reqs
-
-
-def apply_container_overrides(props: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """containerProperties + containerOverrides (command replaces, environment merged by name,
-    resourceRequirements merged by type, instanceType replaces)."""
-    out = copy.deepcopy(dict(props))
-    out["resourceRequirements"] = _requirements(out)
-    out.pop("vcpus", None)
-    out.pop("memory", None)
-    if not overrides:
-        return out
-    if overrides.get("command") is not None:
-        out["command"] = list(overrides["command"])
-    if overrides.get("environment") is not None:
-        out["environment"] = merge_by_key(out.get("environment"), overrides["environment"], "name")
-    over_reqs = _requirements(overrides)
-    if over_reqs:
-        out["resourceRequirements"] = merge_by_key(out["resourceRequirements"], over_reqs, "type")
-    if overrides.get("instanceType"):
-        out["instanceType"] = overrides["instanceType"]
-    return out
-
-
-def _merge_container(base: dict[str, Any], over: Mapping[str, Any]) -> None:
-    for key, value in over.items():
-        if key == "name":
-            continue
-        if key == "env":
-            base["env"] = merge_by_key(base.get("env"), value, "name")
-        elif key == "resources":
-            res = copy.deepcopy(base.get("resources") or {})
-            for part in ("limits", "requests"):
-                if (value or {}).get(part) is not None:
-                    res[part] = {**(res.get(part) or {}), **value[part]}
-            base["resources"] = res
-        else:
-            base[key] = copy.deepcopy(value)
-
-
-def apply_pod_overrides(template: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """podProperties + podOverrides (module docstring). Raises PodSpecError for an override naming
-    a container the template does not have."""
-    out = copy.deepcopy(dict(template))
-    _name_containers(out)
-    if not overrides:
-        return out
-    for field_name in ("containers", "initContainers"):
-        for over in overrides.get(field_name) or []:
-            targets = out.get(field_name) or []
-            name = over.get("name")
-            match = next((c for c in targets if c.get("name") == name), None) if name else None
-            if match is None and not name and targets:
-                match = targets[0]
-            if match is None:
-                raise PodSpecError(f"podOverrides: no {field_name} entry named {name!r} in the job definition")
-            _merge_container(match, over)
-    meta = overrides.get("metadata") or {}
-    if meta:
-        target = out.setdefault("metadata", {})
-        for part in ("labels", "annotations"):
-            if meta.get(part):
-                target[part] = {**(target.get(part) or {}), **meta[part]}
-    return out
-
-
-def _name_containers(template: dict[str, Any]) -> None:
-    containers = template.get("containers") or []
-    for i, c in enumerate(containers):
-        if not c.get("name"):
-            c["name"] = MAIN_CONTAINER if len(containers) == 1 else f"container-{i}"
-    for i, c in enumerate(template.get("initContainers") or []):
-        if not c.get("name"):
-            c["name"] = f"init-{i}"
-
-
-# --------------------------------------------------------------------------------------------
-# node ranges (multi-node)
-# --------------------------------------------------------------------------------------------
-def parse_target_nodes(target: str, num_nodes: int) -> tuple[int, int]:
-    """``targetNodes`` -> inclusive (lo, hi): "n", "n:", ":m", "n:m", ":" (all)."""
-    text = (target or ":").strip()
-    lo_s, sep, hi_s = text.partition(":")
-    try:
-        if not sep:
-            lo = hi = int(lo_s)
-        else:
-            lo = int(lo_s) if lo_s else 0
-            hi = int(hi_s) if hi_s else num_nodes - 1
-    except ValueError as exc:
-        raise PodSpecError(f"invalid targetNodes {target!r}") from exc
-    if lo < 0 or hi < lo:
-        raise PodSpecError(f"invalid targetNodes {target!r}")
-    return lo, hi
-
-
-def select_node_range(
-    ranges: Sequence[Mapping[str, Any]] | None, node_index: int, num_nodes: int
-) -> Mapping[str, Any] | None:
-    """The entry whose targetNodes covers ``node_index``; the narrowest wins, first on a tie."""
-    best: tuple[int, int] | None = None
-    chosen: Mapping[str, Any] | None = None
-    for i, entry in enumerate(ranges or []):
-        lo, hi = parse_target_nodes(str(entry.get("targetNodes", ":")), num_nodes)
-        if lo <= node_index <= hi and (best is None or (hi - lo, i) < best):
-            best, chosen = (hi - lo, i), entry
-    return chosen
-
-
-def num_nodes_of(definition_spec: Mapping[str, Any], job_spec: Mapping[str, Any]) -> int:
-    """numNodes: ``nodeOverrides.numNodes`` over the definition's; 1 for single-node jobs."""
-    node_props = definition_spec.get("nodeProperties")
-    if not node_props:
-        return 1
-    override = (job_spec.get("nodeOverrides") or {}).get("numNodes")
-    return int(override if override is not None else node_props.get("numNodes", 1))
-
-
-def main_node_of(definition_spec: Mapping[str, Any]) -> int:
-    return int((definition_spec.get("nodeProperties") or {}).get("mainNode", 0))
-
-
-def _pod_template(props: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    template: Mapping[str, Any] | None = props.get("podProperties")
-    return template
-
-
-def _pod_overrides(overrides_holder: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    over: Mapping[str, Any] | None = overrides_holder.get("podOverrides")
-    return over
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    kind: str  # "container" | "pod"
-    props: dict[str, Any]  # merged containerProperties, or pod template
-
-
-def _resolve(definition_spec: Mapping[str, Any], job_spec: Mapping[str, Any], node_index: int | None) -> _Resolved:
-    node_props = definition_spec.get("nodeProperties")
-    if node_props:
-        if node_index is None:
-            raise PodSpecError("a multinode job definition needs a node index")
-        n = num_nodes_of(definition_spec, job_spec)
-        if not 0 <= node_index < n:
-            raise PodSpecError(f"node index {node_index} outside 0..{n - 1}")
-        rng = select_node_range(node_props.get("nodeRangeProperties"), node_index, n)
-        if rng is None:
-            raise PodSpecError(f"no nodeRangeProperties entry covers node {node_index}")
-        over = (
-            select_node_range((job_spec.get("nodeOverrides") or {}).get("nodePropertyOverrides"), node_index, n) or {}
-        )
-        template = _pod_template(rng)
-        if rng.get("container") is not None:
-            return _Resolved("container", apply_container_overrides(rng["container"], over.get("containerOverrides")))
-        if template is not None:
-            return _Resolved("pod", apply_pod_overrides(template, _pod_overrides(over)))
-        raise PodSpecError(f"nodeRangeProperties entry for node {node_index} has no container")
-    if definition_spec.get("containerProperties") is not None:
-        return _Resolved(
-            "container",
-            apply_container_overrides(definition_spec["containerProperties"], job_spec.get("containerOverrides")),
-        )
-    template = _pod_template(definition_spec)
-    if template is not None:
-        return _Resolved("pod", apply_pod_overrides(template, _pod_overrides(job_spec)))
-    raise PodSpecError("job definition has no containerProperties, podProperties or nodeProperties")
-
-
-# --------------------------------------------------------------------------------------------
-# containerProperties -> container + volumes
-# --------------------------------------------------------------------------------------------
-def _resources(reqs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    requests: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    for r in reqs:
-        kind, value = r.get("type"), r.get("value")
-        if value is None:
-            continue
-        if kind == "VCPU":
-            requests["cpu"] = cpu_quantity(value)
-        elif kind == "MEMORY":
-            requests["memory"] = limits["memory"] = memory_quantity(value)
-        elif kind == "GPU":
-            gpus = int(_decimal(value, "GPU"))
-            if gpus > 0:
-                requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
-    out: dict[str, Any] = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
-
-
-def _secret_env(secret: Mapping[str, Any]) -> dict[str, Any]:
-    name = str(secret.get("name", ""))
-    source = str(secret.get("valueFrom", ""))
-    if source.startswith("arn:"):
-        raise PodSpecError(f"secret {name}: AWS ARNs are not supported, use <secret-name>:<key>")
-    secret_name, _, key = source.partition(":")
-    if not secret_name:
-        raise PodSpecError(f"secret {name}: valueFrom must be <secret-name>:<key>")
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key or name}}}
-
-
-def _security_context(props: Mapping[str, Any]) -> dict[str, Any]:
-    ctx: dict[str, Any] = {}
-    user = props.get("user")
-    if user is not None:
-        uid, _, gid = str(user).partition(":")
-        uid = "0" if uid == "root" else uid
-        gid = "0" if gid == "root" else gid
-        if uid.isdigit():
-            ctx["runAsUser"] = int(uid)
-            if gid.isdigit():
-                ctx["runAsGroup"] = int(gid)
-    if props.get("privileged") is not None:
-        ctx["privileged"] = bool(props["privileged"])
-    if props.get("readonlyRootFilesystem") is not None:
-        ctx["readOnlyRootFilesystem"] = bool(props["readonlyRootFilesystem"])
-    return ctx
-
-
-def _volume(volume: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": dns_label(str(volume.get("name", "")))}
-    native = {k: copy.deepcopy(v) for k, v in volume.items() if k in K8S_VOLUME_SOURCES}
-    if native:
-        out.update(native)
-        return out
-    source = (volume.get("host") or {}).get("sourcePath")
-    if source:
-        out["hostPath"] = {"path": source}
-    else:
-        out["emptyDir"] = {}
-    return out
-
-
-def _container_from_props(
-    props: Mapping[str, Any], parameters: Mapping[str, str]
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    if not props.get("image"):
-        raise PodSpecError("containerProperties.image is required")
-    container: dict[str, Any] = {"name": MAIN_CONTAINER, "image": props["image"]}
-    args = substitute_all(props.get("command"), parameters)
-    if args:
-        container["args"] = args
-    env = [{"name": str(e["name"]), "value": str(e.get("value", ""))} for e in props.get("environment") or []]
-    env += [_secret_env(s) for s in props.get("secrets") or []]
-    if env:
-        container["env"] = env
-    resources = _resources(props.get("resourceRequirements") or [])
-    if resources:
-        container["resources"] = resources
-    volumes = [_volume(v) for v in props.get("volumes") or []]
-    mounts = [
-        {
-            "name": dns_label(str(m.get("sourceVolume", ""))),
-            "mountPath": m["containerPath"],
-            **({"readOnly": True} if m.get("readOnly") else {}),
-        }
-        for m in props.get("mountPoints") or []
-    ]
-    linux = props.get("linuxParameters") or {}
-    if linux.get("sharedMemorySize"):
-        volumes.append(
-            {
-                "name": "dshm",
-                "emptyDir": {"medium": "Memory", "sizeLimit": memory_quantity(linux["sharedMemorySize"])},
-            }
-        )
-        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-    for i, tmpfs in enumerate(linux.get("tmpfs") or []):
-        empty: dict[str, Any] = {"medium": "Memory"}
-        if tmpfs.get("size"):
-            empty["sizeLimit"] = memory_quantity(tmpfs["size"])
-        volumes.append({"name": f"tmpfs-{i}", "emptyDir": empty})
-        mounts.append({"name": f"tmpfs-{i}", "mountPath": tmpfs["containerPath"]})
-    if mounts:
-        container["volumeMounts"] = mounts
-    ctx = _security_context(props)
-    if ctx:
-        container["securityContext"] = ctx
-    return container, volumes
-
-
-# --------------------------------------------------------------------------------------------
-# metadata
-# --------------------------------------------------------------------------------------------
 def _reserved(key: str) -> bool:
     """Keys under kubatch.dev/, kubernetes.io/, k8s.io/ (or their subdomains)."""
     prefix = key.rpartition("/")[0]
@@ -653,21 +289,6 @@ def _meta(source: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, s
     )
 
 
-def owner_reference(job: Mapping[str, Any]) -> dict[str, Any]:
-    meta = job.get("metadata") or {}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": meta.get("name"),
-        "uid": meta.get("uid"),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# the pod
-# --------------------------------------------------------------------------------------------
 def batch_env(
     *,
     job_id: str,
@@ -714,52 +335,6 @@ def _with_env(container: dict[str, Any], extra: Sequence[Mapping[str, Any]]) -> 
     names = {e["name"] for e in extra}
     user = [e for e in container.get("env") or [] if e.get("name") not in names]
     container["env"] = [*user, *(dict(e) for e in extra)]
-
-
-def environment_tolerations(environment: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    """The ``spec.tolerations`` of a ComputeEnvironment object (none when it is unknown)."""
-    return list(((environment or {}).get("spec") or {}).get("tolerations") or [])
-
-
-def environment_toleration(compute_environment: str) -> dict[str, Any]:
-    """The toleration of the taint kubatch puts on the nodes of ``compute_environment``."""
-    return {"key": CE_NODE_KEY, "operator": "Equal", "value": compute_environment, "effect": "NoSchedule"}
-
-
-_TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
-
-
-def _toleration(t: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: t[k] for k in _TOLERATION_FIELDS if t.get(k) is not None}
-
-
-def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
-    """Kubernetes' rule for one toleration and one taint: an unset effect matches every effect; an
-    empty key with ``Exists`` matches every key; ``Exists`` matches any value, ``Equal`` (the
-    default) the same value."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return not key or key == taint.get("key")
-    return key == taint.get("key") and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-#: Taint effects that keep a pod off a node (PreferNoSchedule only discourages).
-BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
-
-
-def untolerated_taints(
-    taints: Sequence[Mapping[str, Any]] | None, tolerations: Sequence[Mapping[str, Any]]
-) -> list[Mapping[str, Any]]:
-    """The NoSchedule / NoExecute ``taints`` of a node that none of ``tolerations`` tolerates."""
-    return [
-        t
-        for t in taints or ()
-        if t.get("effect") in BLOCKING_TAINT_EFFECTS and not any(tolerates(tol, t) for tol in tolerations)
-    ]
 
 
 def _wants_gpu(containers: Sequence[Mapping[str, Any]]) -> bool:
@@ -829,12 +404,12 @@ def _build_pod(
     elif node_index is not None:
         raise PodSpecError("node_index given for a single-node job definition")
     parameters = merge_parameters(definition_spec.get("parameters"), spec.get("parameters"))
-    resolved = _resolve(definition_spec, spec, node_index)
+    resolved = resolve(definition_spec, spec, node_index)
 
     pod_spec: dict[str, Any]
     template_meta: Mapping[str, Any] | None = None
     if resolved.kind == "container":
-        container, volumes = _container_from_props(resolved.props, parameters)
+        container, volumes = container_from_props(resolved.props, parameters)
         pod_spec = {"containers": [container], "enableServiceLinks": settings.enable_service_links}
         if volumes:
             pod_spec["volumes"] = volumes
@@ -877,7 +452,7 @@ def _build_pod(
     pod_spec["nodeSelector"] = {**(pod_spec.get("nodeSelector") or {}), CE_NODE_KEY: compute_environment}
     tolerations = list(pod_spec.get("tolerations") or [])
     tolerations.append(environment_toleration(compute_environment))
-    tolerations += [_toleration(t) for t in environment_tolerations or ()]
+    tolerations += [toleration(t) for t in environment_tolerations or ()]
     if _wants_gpu(pod_spec["containers"]):
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     pod_spec["tolerations"] = tolerations
@@ -929,107 +504,3 @@ def _build_pod(
     if meta.get("namespace"):
         metadata["namespace"] = meta["namespace"]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
-
-
-def build_headless_service(job: Mapping[str, Any], job_id: str) -> dict[str, Any]:
-    """Headless Service giving multi-node pods DNS names ``<pod>.<service>``; selects the job's pods
-    (by job-id) including not-ready ones, owned by the BatchJob."""
-    meta = job.get("metadata") or {}
-    job_name = str(meta.get("name", ""))
-    metadata: dict[str, Any] = {
-        "name": headless_service_name(job_name),
-        "labels": {LABEL_JOB_NAME: label_value(job_name), LABEL_JOB_ID: label_value(job_id)},
-        "ownerReferences": [owner_reference(job)],
-    }
-    if meta.get("namespace"):
-        metadata["namespace"] = meta["namespace"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata,
-        "spec": {
-            "clusterIP": "None",
-            "publishNotReadyAddresses": True,
-            "selector": {LABEL_JOB_ID: label_value(job_id)},
-        },
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# resource needs (for the scheduler)
-# --------------------------------------------------------------------------------------------
-def _pod_needs_from_requirements(reqs: Sequence[Mapping[str, Any]]) -> PodNeeds:
-    vcpus = Decimal(0)
-    memory = Decimal(0)
-    gpus = 0
-    for r in reqs:
-        if r.get("value") is None:
-            continue
-        if r.get("type") == "VCPU":
-            vcpus = _decimal(r["value"], "VCPU")
-        elif r.get("type") == "MEMORY":
-            memory = _decimal(r["value"], "MEMORY")
-        elif r.get("type") == "GPU":
-            gpus = int(_decimal(r["value"], "GPU"))
-    return PodNeeds(float(vcpus), math.ceil(memory), gpus)
-
-
-def _container_request(container: Mapping[str, Any], resource: str) -> Decimal:
-    res = container.get("resources") or {}
-    value = (res.get("requests") or {}).get(resource)
-    if value is None:
-        value = (res.get("limits") or {}).get(resource)
-    return parse_quantity(value) if value is not None else Decimal(0)
-
-
-def _pod_needs_from_template(template: Mapping[str, Any]) -> PodNeeds:
-    def total(resource: str) -> Decimal:
-        main = sum((_container_request(c, resource) for c in template.get("containers") or []), Decimal(0))
-        init = max(
-            (_container_request(c, resource) for c in template.get("initContainers") or []),
-            default=Decimal(0),
-        )
-        return max(main, init)
-
-    return PodNeeds(
-        vcpus=float(total("cpu")),
-        memory_mib=math.ceil(total("memory") / Decimal(2**20)),
-        gpus=int(total(GPU_RESOURCE)),
-    )
-
-
-def consumables_of(definition_spec: Mapping[str, Any], job_spec: Mapping[str, Any]) -> dict[str, int]:
-    """consumableResourceList of the definition, quantities overridden by the job's
-    ``consumableResourcePropertiesOverride`` (merged by resource name)."""
-    base = (definition_spec.get("consumableResourceProperties") or {}).get("consumableResourceList") or []
-    over = (job_spec.get("consumableResourcePropertiesOverride") or {}).get("consumableResourceList") or []
-    merged = merge_by_key(base, over, "consumableResource")
-    return {str(c["consumableResource"]): int(c.get("quantity", 0)) for c in merged if c.get("consumableResource")}
-
-
-def scheduling_priority(definition_spec: Mapping[str, Any], job_spec: Mapping[str, Any]) -> int:
-    """``schedulingPriorityOverride`` of the job, else the definition's ``schedulingPriority``, else 0."""
-    value = job_spec.get("schedulingPriorityOverride")
-    if value is None:
-        value = definition_spec.get("schedulingPriority")
-    return int(value or 0)
-
-
-def resource_needs(definition_spec: Mapping[str, Any], job_spec: Mapping[str, Any]) -> Needs:
-    """What one job (or one array child) needs, after overrides (see ``Needs``)."""
-    n = num_nodes_of(definition_spec, job_spec)
-    per_node: list[PodNeeds] = []
-    for idx in range(n) if definition_spec.get("nodeProperties") else [None]:
-        resolved = _resolve(definition_spec, job_spec, idx)
-        if resolved.kind == "container":
-            per_node.append(_pod_needs_from_requirements(resolved.props["resourceRequirements"]))
-        else:
-            per_node.append(_pod_needs_from_template(resolved.props))
-    return Needs(
-        vcpus=sum(p.vcpus for p in per_node),
-        memory_mib=sum(p.memory_mib for p in per_node),
-        gpus=sum(p.gpus for p in per_node),
-        num_nodes=n,
-        consumables=consumables_of(definition_spec, job_spec),
-        per_node=tuple(per_node),
-    )
