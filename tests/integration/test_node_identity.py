@@ -41,7 +41,7 @@ def test_node_name_variable_and_node_uid_in_the_attempt(batch: Batch) -> None:
 @pytest.mark.usefixtures("real_queue")
 def test_a_real_container_sees_its_node_name(batch: Batch, cluster: ClusterInfo) -> None:
     """On a real node (kubelet + containerd) the kubelet resolves the downward-API variable."""
-    script = 'sleep 3; echo "node=$AWS_BATCH_JOB_KUBERNETES_NODE_NAME"'
+    script = 'sleep 15; echo "node=$AWS_BATCH_JOB_KUBERNETES_NODE_NAME"'
     d = batch.definition(batch.name("node"), {"type": "container", "containerProperties": container(script)})
     job = batch.name("node")
     batch.job(job, REAL_QUEUE, d)

@@ -107,7 +107,7 @@ def submit(batch: Batch, base: str, definition: str, **spec: Any) -> str:
 
 def test_environment_exit_code_and_logs(rbatch: Batch, cluster: ClusterInfo) -> None:
     names = ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT", "AWS_BATCH_JQ_NAME", "AWS_BATCH_CE_NAME")
-    script = "sleep 5; " + "".join(f"echo {v}=${v}; " for v in names) + "sleep 2; exit 3"
+    script = "sleep 15; " + "".join(f"echo {v}=${v}; " for v in names) + "sleep 2; exit 3"
     d = rbatch.definition(rbatch.name("env"), {"type": "container", "containerProperties": container(script)})
     job = submit(rbatch, "env", d)
     log = LogFollower(rbatch, cluster, job)
@@ -123,7 +123,7 @@ def test_environment_exit_code_and_logs(rbatch: Batch, cluster: ClusterInfo) -> 
 
 
 def test_array_children_see_their_own_index(rbatch: Batch, cluster: ClusterInfo) -> None:
-    script = 'sleep 5; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"; sleep 2'
+    script = 'sleep 15; echo "index=$AWS_BATCH_JOB_ARRAY_INDEX"; sleep 2'
     d = rbatch.definition(rbatch.name("arr"), {"type": "container", "containerProperties": container(script)})
     job = submit(rbatch, "arr", d, arrayProperties={"size": 4})
     logs = {i: LogFollower(rbatch, cluster, f"{job}:{i}") for i in range(4)}
@@ -249,7 +249,7 @@ def test_multi_node_workers_reach_the_main_node(rbatch: Batch, cluster: ClusterI
     # behind another one's listener can be reset).
     script = (
         'if [ "$AWS_BATCH_JOB_NODE_INDEX" = "$AWS_BATCH_JOB_MAIN_NODE_INDEX" ]; then '
-        "  sleep 5; : > /tmp/got; "
+        "  sleep 15; : > /tmp/got; "
         "  until [ \"$(sort -u /tmp/got | grep -c '^worker')\" -ge 2 ]; do echo ack | nc -l -p 5000 >> /tmp/got; done; "
         "  sort -u /tmp/got | grep '^worker'; echo main done; sleep 2; "
         "else "
@@ -285,7 +285,7 @@ def test_secret_reaches_the_container_as_env_and_volume(rbatch: Batch, cluster: 
     secret = rbatch.name("creds")
     rbatch.kubectl("create", "secret", "generic", secret, "-n", rbatch.ns, "--from-literal=password=s3cr3t-value")
     props = container(
-        'sleep 5; echo "env=$DB_PASSWORD"; echo "file=$(cat /creds/password)"; sleep 2',
+        'sleep 15; echo "env=$DB_PASSWORD"; echo "file=$(cat /creds/password)"; sleep 2',
         secrets=[{"name": "DB_PASSWORD", "valueFrom": f"{secret}:password"}],
         volumes=[{"name": "creds", "secret": {"secretName": secret}}],
         mountPoints=[{"sourceVolume": "creds", "containerPath": "/creds", "readOnly": True}],
@@ -303,7 +303,7 @@ def test_pods_reach_the_api_server_and_cluster_dns(rbatch: Batch, cluster: Clust
     """What an operator in a pod and a multi-node job need: the `kubernetes` Service leads to the API
     server (a TLS answer), and Service names resolve through cluster DNS."""
     script = (
-        "sleep 5; nslookup kubernetes.default.svc.cluster.local && "
+        "sleep 15; nslookup kubernetes.default.svc.cluster.local && "
         'echo | nc -w 3 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" && echo api-reachable; sleep 2'
     )
     d = rbatch.definition(rbatch.name("net"), {"type": "container", "containerProperties": container(script)})

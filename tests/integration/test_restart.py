@@ -144,7 +144,9 @@ def test_fair_share_usage_survives_a_restart(batch: Batch, cluster: Any, operato
     batch.job("history", q, "work", duration="6s", shareIdentifier="teamA")
     assert batch.wait_done("history")["status"] == "SUCCEEDED"
     recorded = batch.wait_for(
-        lambda: (u := share_usage(batch, q)).get("teamA", 0) >= 3 and u, "teamA's usage recorded", timeout=30
+        # Usage that only drifts is written at most every 30 s (core.queue_snapshot): up to one period
+        # plus a status cycle, and time for a loaded machine.
+        lambda: (u := share_usage(batch, q)).get("teamA", 0) >= 3 and u, "teamA's usage recorded", timeout=90
     )
     batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", json.dumps({"spec": {"state": "DISABLED"}}))
 
