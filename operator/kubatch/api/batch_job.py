@@ -592,6 +592,13 @@ class Attempt(KubatchModel):
     """Why it stopped."""
 
 
+class LatestAttempt(KubatchModel):
+    """A service job's current attempt (AWS DescribeServiceJob's latestAttempt)."""
+
+    serviceResourceId: ServiceResourceId | None = None
+    """Its workload."""
+
+
 #: How many preempted attempts a job's status keeps (the window of AWS's preemptionSummary).
 PREEMPTION_WINDOW = 5
 
@@ -658,6 +665,8 @@ class BatchJobStatus(KubatchModel):
     spec.schedulingPriority, kept current when it is changed."""
     quotaShareName: str | None = None
     """Service jobs on quota-managed queues: the quota share (spec.quotaShareName)."""
+    latestAttempt: LatestAttempt | None = None
+    """Service jobs: the workload of the current (or last) attempt, from when it was SCHEDULED."""
     preemptionSummary: PreemptionSummary | None = None
     """Service jobs: how often the job was preempted, and its latest preempted attempts."""
     createdAt: datetime | None = None

@@ -404,7 +404,7 @@ class FrontOfQuotaShares(KubatchModel):
     """The first RUNNABLE job of each quota share (AWS GetJobQueueSnapshot's frontOfQuotaShares)."""
 
     quotaShares: dict[str, Annotated[list[FrontOfQuotaShareJob], Field(max_length=1)]] | None = None
-    """Quota share name -> its first RUNNABLE job (shares with no RUNNABLE job are left out)."""
+    """Quota share name -> its first RUNNABLE job (an empty list for a share with none)."""
 
 
 class JobQueueStatus(KubatchModel):

@@ -140,10 +140,55 @@ def share_table(
     return table(headers, rows, max_width=width, flex=("SHARE",))
 
 
+def quota_share_table(queue: Mapping[str, Any], width: int | None) -> str:
+    """The quota shares of a quota-managed queue: their limits and sharing, what they hold and
+    borrow (``queueUtilization.quotaShareUtilization``) and their first RUNNABLE job
+    (``frontOfQuotaShares``)."""
+    spec, status = queue.get("spec") or {}, queue.get("status") or {}
+    util = ((status.get("queueUtilization") or {}).get("quotaShareUtilization") or {}).get("topCapacityUtilization")
+    held = {str(u.get("quotaShareName")): u for u in util or []}
+    fronts = (status.get("frontOfQuotaShares") or {}).get("quotaShares") or {}
+    rows = []
+    for entry in spec.get("quotaShares") or []:
+        name = str(entry.get("quotaShareName"))
+        sharing = entry.get("resourceSharingConfiguration") or {}
+        strategy = str(sharing.get("strategy") or "RESERVE")
+        if strategy == "LEND_AND_BORROW":
+            strategy += f" {sharing.get('borrowLimit', 100)}%"
+        limits = ", ".join(f"{c.get('maxCapacity')} {c.get('capacityUnit')}" for c in entry.get("capacityLimits") or [])
+        use = held.get(name) or {}
+        front = (fronts.get(name) or [{}])[0]
+        waiting = front.get("name", "")
+        if front.get("statusReason"):
+            waiting += f" ({front['statusReason'].split(' - ', 1)[0]})"
+        rows.append(
+            [
+                name,
+                limits,
+                strategy,
+                "ENABLED" if (entry.get("preemptionConfiguration") or {}).get("inSharePreemption") == "ENABLED" else "",
+                capacity_text(use.get("capacityUsage")) or "0",
+                capacity_text(use.get("borrowedCapacity")),
+                waiting,
+            ]
+        )
+    headers = ["QUOTA-SHARE", "LIMIT", "SHARING", "IN-SHARE-PREEMPTION", "IN-USE", "BORROWED", "FIRST-RUNNABLE"]
+    return table(headers, rows, max_width=width, flex=("QUOTA-SHARE", "FIRST-RUNNABLE"))
+
+
 def _num(value: Any) -> str:
     if value is None:
         return ""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _scheduling(spec: Mapping[str, Any]) -> str:
+    policy = spec.get("schedulingPolicy")
+    if not policy:
+        return "FIFO"
+    if spec.get("quotaShares"):
+        return f"quota shares ({policy})"
+    return f"fair share ({policy})"
 
 
 def queue_text(
@@ -177,7 +222,7 @@ def queue_text(
                 ("State", spec.get("state") or "ENABLED"),
                 ("Priority", spec.get("priority")),
                 ("Compute envs", ces),
-                ("Scheduling", f"fair share ({spec['schedulingPolicy']})" if spec.get("schedulingPolicy") else "FIFO"),
+                ("Scheduling", _scheduling(spec)),
                 ("Jobs", counts(status.get("jobCounts"), STATES) or "none"),
                 ("In use", in_use or None),
                 ("Updated", age(status["lastUpdatedAt"], now) + " ago" if status.get("lastUpdatedAt") else None),
@@ -193,6 +238,8 @@ def queue_text(
         parts.append(title + "\n" + front_table(front, width, now))
     else:
         parts.append("No RUNNABLE jobs.")
+    if spec.get("quotaShares"):
+        parts.append("Quota shares:\n" + quota_share_table(queue, width))
     if fairshare or status.get("shareUsage"):
         active = fairshare.get("activeShareCount")
         title = "Share usage" + (f" ({active} active share{'' if active == 1 else 's'})" if active is not None else "")

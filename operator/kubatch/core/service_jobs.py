@@ -78,6 +78,12 @@ NUM_INSTANCES = "NUM_INSTANCES"
 #: The node label whose value, selected by a workload's pod template, is its capacity unit under
 #: quota management.
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+#: The statusReason of a job whose workload is being stopped by a preemption starts with this (AWS).
+PREEMPTION_PREFIX = "PREEMPTION_IN_PROGRESS: "
+#: How many preempted attempts status.preemptionSummary keeps.
+PREEMPTION_WINDOW = 5
+#: On a Job to adopt into a quota-managed queue: the quota share it runs in (spec.quotaShareName).
+LABEL_QUOTA_SHARE = "kubatch.dev/quota-share"
 #: On an adopted workload's BatchJob: the name of the workload it adopted.
 ANNOTATION_WORKLOAD = "kubatch.dev/workload"
 
@@ -297,6 +303,44 @@ def parse_payload(payload: str) -> dict[str, Any]:
     return value
 
 
+def workload_number(status: JSON | None) -> int:
+    """The number of the next workload of a job (``<job>-a<n>``): its attempts and its preempted
+    attempts so far, plus one. A preempted attempt is not in ``status.attempts`` (it uses none of
+    retryStrategy.attempts) but had a workload of its own."""
+    st = status or {}
+    preempted = int((st.get("preemptionSummary") or {}).get("preemptedAttemptCount") or 0)
+    return len(st.get("attempts") or []) + preempted + 1
+
+
+def preempting(status: JSON | None) -> bool:
+    """Whether a preemption of the job's current attempt is in progress (written in its status:
+    SCHEDULED, STARTING or RUNNING with a ``PREEMPTION_IN_PROGRESS: ...`` statusReason)."""
+    st = status or {}
+    return st.get("status") in HOLDING and str(st.get("statusReason") or "").startswith(PREEMPTION_PREFIX)
+
+
+def unit_of(job: JSON) -> str:
+    """The capacity unit a job's capacityUsage is written in: NUM_INSTANCES, or under quota
+    management (a job naming a quota share) the instance type its workload selects."""
+    if not (job.get("spec") or {}).get("quotaShareName") or adopted_workload(job) is not None:
+        return NUM_INSTANCES
+    return workload_unit(job)
+
+
+def workload_unit(job: JSON) -> str:
+    """The capacity unit of a service job under quota management: the instance type its payload's
+    pod template selects (nodeSelector ``node.kubernetes.io/instance-type``), else NUM_INSTANCES."""
+    try:
+        payload = parse_payload(str((job.get("spec") or {}).get("serviceRequestPayload") or ""))
+    except PayloadError:
+        return NUM_INSTANCES
+    template = (payload.get("spec") or {}).get("template") if isinstance(payload.get("spec"), dict) else None
+    pod = (template or {}).get("spec") if isinstance(template, dict) else None
+    selector = (pod or {}).get("nodeSelector") if isinstance(pod, dict) else None
+    value = selector.get(INSTANCE_TYPE_LABEL) if isinstance(selector, dict) else None
+    return str(value) if isinstance(value, str) and value else NUM_INSTANCES
+
+
 def workload_name(job_name: str, attempt: int, job: JSON | None = None) -> str:
     """The workload of an attempt: ``<job>-a<attempt>`` (long names shortened with a hash); for an
     adopted workload's job, the workload it adopted."""
@@ -316,6 +360,7 @@ def adoption_job(workload: JSON, wtype: WorkloadType) -> dict[str, Any]:
     md = workload.get("metadata") or {}
     name = str(md.get("name", ""))
     queue = str((md.get("labels") or {}).get(LABEL_JOB_QUEUE, ""))
+    share = str((md.get("labels") or {}).get(LABEL_QUOTA_SHARE, ""))
     reference = {"apiVersion": wtype.api_version, "kind": wtype.kind, "metadata": {"name": name}}
     return {
         "apiVersion": API_VERSION,
@@ -338,6 +383,7 @@ def adoption_job(workload: JSON, wtype: WorkloadType) -> dict[str, Any]:
             "jobQueue": queue,
             "serviceJobType": wtype.name,
             "serviceRequestPayload": json.dumps(reference, separators=(",", ":")),
+            **({"quotaShareName": share} if share else {}),
         },
     }
 
@@ -430,22 +476,34 @@ class ServiceContext:
     forced_cancel: str | None = None
     #: Creating the current attempt's workload failed for good (statusReason of that attempt).
     create_failure: str | None = None
+    #: The scheduler preempts this SCHEDULED, STARTING or RUNNING job: its statusReason
+    #: (``PREEMPTION_IN_PROGRESS: ...``).
+    preempt: str | None = None
 
 
 @dataclass(frozen=True)
 class DeleteWorkload:
     name: str
     uid: str | None
+    #: Background (terminate: the Job goes at once, its pods after their grace period) or Foreground
+    #: (preemption: the Job stays until its pods are gone, so the next attempt never runs beside them).
+    propagation: str = "Background"
 
 
 @dataclass
 class ServiceDecision:
     """What the runtime should do: write ``status`` (None: unchanged), post ``events``, delete
-    ``delete`` (after the status is written)."""
+    ``delete`` (after the status is written), suspend the (adopted) workloads named in ``suspend``
+    (after the status is written). ``flush``: write the status at once (a preemption starts: the
+    workload is stopped only once its status says so)."""
 
     status: dict[str, Any] | None = None
     events: list[JobEvent] = field(default_factory=list)
     delete: list[DeleteWorkload] = field(default_factory=list)
+    suspend: list[str] = field(default_factory=list)
+    flush: bool = False
+    #: A preemption starts with this step (its deletes wait for the status to be written).
+    preemption_started: bool = False
 
 
 def _finished(workload: JSON, wtype: WorkloadType) -> bool:
@@ -559,6 +617,86 @@ def _end_attempt(
         step.move(FAILED, reason)
 
 
+def _preemption_event(step: _Step, kind: str, text: str) -> None:
+    step.d.events.append(
+        JobEvent("Warning" if kind == "PreemptionStarted" else "Normal", kind, f"{step.label}: {text}")
+    )
+
+
+def _start_preemption(step: _Step, name: str, workload: JSON, reason: str) -> ServiceDecision:
+    """The scheduler preempts the job: its status says so first (written at once), then its workload
+    is stopped: deleted with propagation Foreground (its pods get their grace period, and the Job
+    stays until they are gone), or, adopted, suspended (the Job controller stops its pods)."""
+    step.reason(reason)
+    _preemption_event(step, "PreemptionStarted", reason)
+    _stop_workload(step, name, workload)
+    step.d.flush = step.d.preemption_started = True
+    return step.finish()
+
+
+def _stop_workload(step: _Step, name: str, workload: JSON) -> None:
+    md = workload.get("metadata") or {}
+    if adopted_workload(step.job) is not None:
+        if not step.wtype.suspended(workload):
+            step.d.suspend.append(name)
+    elif not md.get("deletionTimestamp"):
+        step.d.delete.append(DeleteWorkload(name, md.get("uid"), propagation="Foreground"))
+
+
+def _stopped(step: _Step, workload: JSON | None) -> bool:
+    """The preempted attempt's workload holds nothing any more: gone, or (adopted) suspended with no
+    active pod."""
+    if workload is None:
+        return True
+    if adopted_workload(step.job) is None:
+        return False
+    st = workload.get("status") or {}
+    return step.wtype.suspended(workload) and not int(st.get("active") or 0) and not int(st.get("ready") or 0)
+
+
+def _follow_preemption(step: _Step, name: str, workload: JSON | None) -> ServiceDecision:
+    """A preemption is in progress (its status is written): the workload is stopped again if it
+    must be (a restart in between), and once it holds nothing the attempt is recorded in
+    preemptionSummary and the job is RUNNABLE again, or FAILED when it was preempted more often than
+    preemptionRetriesBeforeTermination allows. A workload that completed meanwhile wins."""
+    reason = str(step.status.get("statusReason") or "")
+    if workload is not None:
+        obs = step.wtype.observe(workload)
+        if obs.state == SUCCEEDED:
+            if step.state != RUNNING:
+                step.move(RUNNING)
+            attempt = len(_attempts(step)) + 1
+            _end_attempt(
+                step, attempt, step.wtype.status_reason(obs.reason), succeeded=True, workload=workload, obs=obs
+            )
+            return step.finish()
+        if not _stopped(step, workload):
+            _stop_workload(step, name, workload)
+            return step.finish()
+    record: dict[str, Any] = {"statusReason": reason}
+    resource = (step.status.get("latestAttempt") or {}).get("serviceResourceId")
+    if resource:
+        record["serviceResourceId"] = resource
+    if step.status.get("scheduledAt"):
+        record["startedAt"] = step.status["scheduledAt"]
+    record["stoppedAt"] = step.now
+    summary = dict(step.status.get("preemptionSummary") or {})
+    count = int(summary.get("preemptedAttemptCount") or 0) + 1
+    recent = [*list(summary.get("recentPreemptedAttempts") or []), record][-PREEMPTION_WINDOW:]
+    step.status["preemptionSummary"] = {"preemptedAttemptCount": count, "recentPreemptedAttempts": recent}
+    step.d.flush = True  # the job no longer holds capacity: say so at once
+    limit = (step.spec.get("preemptionConfiguration") or {}).get("preemptionRetriesBeforeTermination")
+    if limit is not None and count > int(limit):
+        text = reason.removeprefix(PREEMPTION_PREFIX)
+        text += f" (preempted {count} time(s); preemptionRetriesBeforeTermination {limit})"
+        _preemption_event(step, "PreemptionCompleted", f"preempted attempt stopped; {text}")
+        step.move(FAILED, "Preempted: " + text)
+        return step.finish()
+    _preemption_event(step, "PreemptionCompleted", f"preempted attempt stopped ({count} preemption(s)); RUNNABLE again")
+    step.move(RUNNABLE)
+    return step.finish()
+
+
 def reconcile_service(
     job: JSON, workloads: Mapping[str, JSON], wtype: WorkloadType, ctx: ServiceContext
 ) -> ServiceDecision:
@@ -585,7 +723,8 @@ def reconcile_service(
         # Updatable after submission (AWS UpdateServiceJob): the status follows the spec.
         step.status["schedulingPriority"] = int(step.spec["schedulingPriority"])
     attempt = len(_attempts(step)) + 1
-    name = workload_name(step.name, attempt, job)
+    number = workload_number(step.status)
+    name = workload_name(step.name, number, job)
     workload = workloads.get(name)
     if workload is not None and step.state in (SUBMITTED, RUNNABLE) and wtype.suspended(workload):
         workload = None  # adopted and not started yet: it waits in the queue
@@ -624,10 +763,22 @@ def reconcile_service(
         labels = (workload.get("metadata") or {}).get("labels") or {}
         step.status["serviceEnvironment"] = str(labels.get(LABEL_SERVICE_ENVIRONMENT, ""))
         step.status["scheduledAt"] = step.now
-        step.status["capacityUsage"] = [{"capacityUnit": "NUM_INSTANCES", "quantity": wtype.instances(workload)}]
+        step.status["capacityUsage"] = [{"capacityUnit": unit_of(step.job), "quantity": wtype.instances(workload)}]
+        uid = (workload.get("metadata") or {}).get("uid")
+        if uid:
+            step.status["latestAttempt"] = {"serviceResourceId": {"name": wtype.resource_id_name, "value": str(uid)}}
         step.status["attemptCount"] = attempt
         step.move(SCHEDULED)
     # SCHEDULED, STARTING or RUNNING: follow the workload.
+    if preempting(step.status):
+        if terminate is None:
+            return _follow_preemption(step, name, workload)
+        if workload is None:  # terminated while its preempted workload went
+            reason = str(terminate.get("reason") or DEFAULT_TERMINATE_REASON)
+            _end_attempt(step, attempt, reason, stopped=True)
+            return step.finish()
+    if ctx.preempt and workload is not None and terminate is None and not _finished(workload, wtype):
+        return _start_preemption(step, name, workload, ctx.preempt)
     if workload is None:
         _end_attempt(step, attempt, wtype.status_reason(f"{wtype.kind} {name} was deleted"))
         return step.finish()

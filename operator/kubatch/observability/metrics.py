@@ -83,6 +83,12 @@ class Metrics:
             buckets=CYCLE_BUCKETS,
             registry=r,
         )
+        self.service_preemptions = PCounter(
+            "kubatch_service_job_preemptions",
+            "Service jobs preempted, per job queue, quota share and kind (cross-share, in-share, limit).",
+            ["queue", "quota_share", "kind"],
+            registry=r,
+        )
         self.queue_blocked_events = PCounter(
             "kubatch_queue_blocked", "Times a queue became blocked, by reason code.", ["queue", "reason"], registry=r
         )
@@ -135,6 +141,31 @@ def gauge(name: str, doc: str, labels: list[str], values: Mapping[tuple[str, ...
     for key, value in values.items():
         g.add_metric(list(key), value)
     return g
+
+
+def quota_share_metrics(plans: Mapping[str, Any]) -> Iterator[Metric]:
+    """Scrape-time gauges of the quota shares, from the last plan of each quota-managed queue
+    (``scheduler.quota.QuotaPlan``): instances held and borrowed per queue, share and unit."""
+    usage: dict[tuple[str, ...], float] = {}
+    borrowed: dict[tuple[str, ...], float] = {}
+    for queue, plan in plans.items():
+        for share, units in plan.usage.items():
+            for unit, n in (units or {"NUM_INSTANCES": 0}).items():
+                usage[(queue, share, unit)] = float(n)
+                borrowed[(queue, share, unit)] = float(plan.borrowed.get(share, {}).get(unit, 0))
+    labels = ["queue", "quota_share", "capacity_unit"]
+    yield gauge(
+        "kubatch_quota_share_usage",
+        "Instances held by a quota share's SCHEDULED, STARTING and RUNNING service jobs.",
+        labels,
+        usage,
+    )
+    yield gauge(
+        "kubatch_quota_share_borrowed",
+        "Of those, instances above the quota share's own maxCapacity (borrowed from lending shares).",
+        labels,
+        borrowed,
+    )
 
 
 def count_jobs(jobs: Mapping[str, Mapping[str, Any]]) -> Counter[tuple[str, str]]:

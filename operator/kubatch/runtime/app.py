@@ -26,7 +26,7 @@ from kubatch.core.lifecycle import EVENT_LEVELS
 from kubatch.core.podspec import PodSettings
 from kubatch.core.service_jobs import LABEL_JOB_QUEUE
 from kubatch.observability.events import EventRecorder
-from kubatch.observability.metrics import Metrics
+from kubatch.observability.metrics import Metrics, quota_share_metrics
 from kubatch.observability.views import register_view_metrics
 from kubatch.runtime.compute import ComputeController
 from kubatch.runtime.definitions import DefinitionController
@@ -84,8 +84,7 @@ class Options:
             queued_max_seconds=float(env.get("KUBATCH_STATUS_QUEUED_MAX_SECONDS", "60")),
             events_per_second=float(env.get("KUBATCH_EVENTS_PER_SECOND", "50")),
             job_events=job_events_level(env.get("KUBATCH_JOB_EVENTS", "notable")),
-            start_timeout_seconds=seconds_setting(env, "KUBATCH_START_TIMEOUT_SECONDS", 300.0)
-            * time_limit_scale(env),
+            start_timeout_seconds=seconds_setting(env, "KUBATCH_START_TIMEOUT_SECONDS", 300.0) * time_limit_scale(env),
             finished_job_ttl_seconds=optional_seconds(env, "KUBATCH_FINISHED_JOB_TTL_SECONDS"),
         )
 
@@ -199,6 +198,7 @@ class Runtime:
             planned=lambda: self.dispatcher.cycles > 0,
             estimate=self.dispatcher.estimator.start_of,
             service_use=self.services.in_use_by_queue,
+            quota_status=self.services.quota_status,
         )
         v = self.view
         self.informers = [
@@ -261,6 +261,7 @@ class Runtime:
             kube, self.view, self.events, is_leader=leading, synced=self.informers[-1].synced
         )
         register_view_metrics(self.metrics, self.view, self)
+        self.metrics.add_collector(lambda: quota_share_metrics(self.services.quota_plans))
         self.tasks: list[asyncio.Task[Any]] = []
         self.synced = asyncio.Event()
         self._site: web.TCPSite | None = None

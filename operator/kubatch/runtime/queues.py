@@ -155,6 +155,7 @@ class StatusWriter:
         estimate: Callable[[str], float | None] = lambda _key: None,
         now: Callable[[], float] = time.time,
         service_use: Callable[[], Mapping[str, int]] = dict,
+        quota_status: Callable[[str], Mapping[str, Any] | None] = lambda _queue: None,
     ) -> None:
         self.kube = kube
         self.view = view
@@ -169,6 +170,8 @@ class StatusWriter:
         self.planned = planned  # the dispatcher has made a plan (its front is known)
         self.estimate = estimate  # scheduler key -> expected start (epoch seconds), if estimated
         self.service_use = service_use  # service job queue -> instances its live workloads hold
+        # Quota-managed queue -> its quotaShareUtilization and frontOfQuotaShares (None: not one).
+        self.quota_status = quota_status
         self.now = now
         self.ready = asyncio.Event()
 
@@ -294,6 +297,13 @@ class StatusWriter:
             }
             if fair:
                 want["shareUsage"] = shares.get(name, [])
+            quota = self.quota_status(name)
+            if quota is not None:
+                want["queueUtilization"] = {
+                    **want["queueUtilization"],
+                    "quotaShareUtilization": quota["quotaShareUtilization"],
+                }
+                want["frontOfQuotaShares"] = quota["frontOfQuotaShares"]
             if status_changed(written, want, now):
                 await self._write(self.view.queues, "jobqueues", name, {**want, "lastUpdatedAt": iso(now)})
 

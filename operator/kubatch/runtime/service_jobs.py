@@ -36,10 +36,13 @@ from typing import TYPE_CHECKING, Any
 from kubatch.api.job_queue import COMPUTE_QUEUE_TYPE
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.view import View
+from kubatch.core.admission import quota_managed
 from kubatch.core.lifecycle import Decision
 from kubatch.core.service_jobs import (
+    HOLDING,
     LABEL_JOB_QUEUE,
     LABEL_SERVICE_ENVIRONMENT,
+    NUM_INSTANCES,
     ROUTINE_EVENTS,
     TERMINAL,
     PayloadError,
@@ -49,12 +52,16 @@ from kubatch.core.service_jobs import (
     adoption_job,
     adoption_labels,
     build_workload,
+    environment_limits,
     instances_limit,
     payload_instances,
+    preempting,
     reconcile_service,
     type_of,
+    unit_of,
     unsuspend_patch,
     workload_name,
+    workload_number,
     workload_type,
 )
 from kubatch.core.timestamps import parse_iso
@@ -62,7 +69,8 @@ from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.scheduler import Job, Plan, Policy, Queue, Resources, ShareUsage, TimeLimitAction
 from kubatch.scheduler.plan import INSUFFICIENT_CAPACITY, reason_code
-from kubatch.scheduler.service import ServiceEnv, ServiceSnapshot, plan_service
+from kubatch.scheduler.quota import Holding, Preemption, QuotaPlan, QuotaShare, QuotaSnapshot, Waiting, plan_quota
+from kubatch.scheduler.service import ServiceEnv, ServiceSnapshot, environment_problem, plan_service
 
 if TYPE_CHECKING:
     from kubatch.runtime.jobs import JobReconciler
@@ -149,6 +157,12 @@ class ServiceJobs:
         self.in_flight: set[str] = set()
         self.not_adopted: set[str] = set()  # Jobs told (an Event) why they are not adopted
         self._instances: dict[tuple[str, str], int] = {}  # (job key, uid) -> instances of its payload
+        self._units: dict[tuple[str, str], str] = {}  # (job key, uid) -> capacity unit (quota management)
+        self._waiting: dict[str, list[Waiting]] = {}  # quota-managed queue -> its RUNNABLE jobs (this cycle)
+        # Quota management: victims decided and not yet written as preempting (job key -> why), and
+        # the last plan of each quota-managed queue (its shares' usage and fronts, for the status).
+        self.preempt: dict[str, Preemption] = {}
+        self.quota_plans: dict[str, QuotaPlan] = {}
         self.cycles = 0
         self.last_plan: Plan | None = None
         # Fair-share service queues: the dispatcher's share usage rows and active shares.
@@ -178,7 +192,7 @@ class ServiceJobs:
 
             queue_deleted = queue_deleted_reason(queue_name)
         failure = self.create_failures.get(key)
-        attempt = len((job.get("status") or {}).get("attempts") or []) + 1
+        attempt = workload_number(job.get("status"))
         return (
             ServiceContext(
                 now=now,
@@ -188,6 +202,7 @@ class ServiceJobs:
                 blocked_detail=self.blocked_detail.get(key),
                 forced_cancel=self.forced_cancel.get(key),
                 create_failure=failure[1] if failure is not None and failure[0] == attempt else None,
+                preempt=self.preempt[key].reason if key in self.preempt else None,
             ),
             wait,
         )
@@ -244,12 +259,34 @@ class ServiceJobs:
         if (decision.status or job.get("status") or {}).get("status") in TERMINAL:
             self.forget(key)
         ns = job["metadata"]["namespace"]
+        if decision.flush:
+            await reconciler.flush(key)
+        if decision.preemption_started:
+            # A preemption starts: its status is written before the workload is stopped, so that a
+            # restart finds the preemption (and finishes it) instead of a vanished workload.
+            if not preempting(self.view.written_status(key)):
+                reconciler.requeue(key, 1.0)
+                return
+            why = self.preempt.get(key)
+            queue = str((job.get("spec") or {}).get("jobQueue", ""))
+            share = str((job.get("spec") or {}).get("quotaShareName") or "")
+            self.metrics.service_preemptions.labels(queue, share, why.kind if why else "unknown").inc()
+        if preempting(self.view.written_status(key)):
+            self.preempt.pop(key, None)  # written: the status carries it from now on
         for d in decision.delete:
-            await self.kube.delete(f"{wtype.collection_path(ns)}/{d.name}", uid=d.uid, propagation="Background")
+            try:
+                await self.kube.delete(f"{wtype.collection_path(ns)}/{d.name}", uid=d.uid, propagation=d.propagation)
+            except ApiError as e:
+                if e.status != 404:
+                    raise
             self.view.workload_deleting(key, d.name, d.uid)
+        for name in decision.suspend:
+            suspended = await self.kube.merge_patch(f"{wtype.collection_path(ns)}/{name}", {"spec": {"suspend": True}})
+            self.view.on_workload("MODIFIED", suspended)
 
     def forget(self, key: str) -> None:
         """A finished job's entries go."""
+        self.preempt.pop(key, None)
         self.blocked.pop(key, None)
         self.blocked_detail.pop(key, None)
         self.forced_cancel.pop(key, None)
@@ -301,6 +338,16 @@ class ServiceJobs:
                     used[(queue, str(share))] = used.get((queue, str(share)), 0.0) + wtype.instances(w)
         return used
 
+    def unit(self, key: str, job: Mapping[str, Any]) -> str:
+        """A quota-managed job's capacity unit (from its payload; cached per job uid)."""
+        cache_key = (key, str((job.get("metadata") or {}).get("uid", "")))
+        unit = self._units.get(cache_key)
+        if unit is None:
+            if len(self._units) > 100_000:
+                self._units.clear()
+            unit = self._units[cache_key] = unit_of(job)
+        return unit
+
     def instances(self, key: str, job: Mapping[str, Any], wtype: WorkloadType) -> int:
         cache_key = (key, str((job.get("metadata") or {}).get("uid", "")))
         count = self._instances.get(cache_key)
@@ -310,19 +357,30 @@ class ServiceJobs:
             count = self._instances[cache_key] = payload_instances(job, wtype)
         return count
 
+    def quota_queues(self) -> dict[str, Mapping[str, Any]]:
+        """The quota-managed service job queues (their policy has a quotaSharePolicy)."""
+        return {
+            name: q
+            for name, q in self.queues().items()
+            if quota_managed(q, self.view.policies.get(str((q.get("spec") or {}).get("schedulingPolicy") or "")))
+        }
+
     def snapshot(self) -> ServiceSnapshot:
         now = self.now()
-        queues = self.queues()
+        quota = self.quota_queues()
+        queues = {name: q for name, q in self.queues().items() if name not in quota}
+        self._waiting = {name: [] for name in quota}
         jobs: list[Job] = []
         for key in self.view.candidates:
             job = self.view.jobs[key]
             spec = job.get("spec") or {}
-            if not spec.get("serviceJobType") or str(spec.get("jobQueue", "")) not in queues:
+            queue_name = str(spec.get("jobQueue", ""))
+            if not spec.get("serviceJobType") or (queue_name not in queues and queue_name not in quota):
                 continue
             st = job.get("status") or {}
             if st.get("status") != "RUNNABLE" or key in self.in_flight:
                 continue
-            attempt = len(st.get("attempts") or []) + 1
+            attempt = workload_number(st)
             name = job["metadata"]["name"]
             wtype = workload_type(spec.get("serviceJobType"))
             if wtype is None:
@@ -338,6 +396,19 @@ class ServiceJobs:
                 continue  # the step records the failed attempt first
             instances = wtype.instances(existing) if existing is not None else self.instances(key, job, wtype)
             created = parse_iso(job["metadata"].get("creationTimestamp")) or 0.0
+            if queue_name in quota:
+                self._waiting[queue_name].append(
+                    Waiting(
+                        key=key,
+                        share=str(spec.get("quotaShareName") or ""),
+                        instances=instances,
+                        unit=self.unit(key, job),
+                        priority=int(spec.get("schedulingPriority") or 0),
+                        order=(created, name),
+                        retried=attempt > 1,
+                    )
+                )
+                continue
             reason, since = self.blocked_since.get(key) or (None, None)
             jobs.append(
                 Job(
@@ -424,6 +495,7 @@ class ServiceJobs:
         await self.adopt()
         snap = self.snapshot()
         plan = plan_service(snap)
+        plan = self._plan_quota(snap, plan)
         self.cycles += 1
         self.last_plan = plan
         self._record(plan)
@@ -440,6 +512,163 @@ class ServiceJobs:
         if tasks:
             await asyncio.gather(*tasks)
         return plan
+
+    def _holdings(self) -> dict[str, list[Holding]]:
+        """The live workloads of quota-managed jobs, per queue, as the quota scheduler sees them."""
+        out: dict[str, list[Holding]] = {}
+        for key, workloads in self.view.workloads.items():
+            job = self.view.jobs.get(key)
+            if job is None:
+                continue
+            spec = job.get("spec") or {}
+            st = job.get("status") or {}
+            for w in workloads.values():
+                wtype = type_of(w)
+                if wtype is None or not live(w, wtype):
+                    continue
+                md = w.get("metadata") or {}
+                queue = str((md.get("labels") or {}).get(LABEL_JOB_QUEUE, ""))
+                started = parse_iso(st.get("scheduledAt")) or parse_iso(md.get("creationTimestamp")) or 0.0
+                out.setdefault(queue, []).append(
+                    Holding(
+                        key=key,
+                        share=str(spec.get("quotaShareName") or ""),
+                        instances=wtype.instances(w),
+                        unit=self.unit(key, job),
+                        priority=int(spec.get("schedulingPriority") or 0),
+                        started=started,
+                        stopping=bool(md.get("deletionTimestamp")) or preempting(st) or key in self.preempt,
+                    )
+                )
+        return out
+
+    def quota_snapshots(self, snap: ServiceSnapshot) -> list[QuotaSnapshot]:
+        """One snapshot per quota-managed queue (after ``snapshot``, which gathered their RUNNABLE jobs)."""
+        quota = self.quota_queues()
+        envs = {e.name: e for e in snap.envs}
+        holdings = self._holdings()
+        users: dict[str, list[str]] = {}
+        for name, q in self.queues().items():
+            users.setdefault(queue_environment(q), []).append(name)
+        out = []
+        for name, q in sorted(quota.items()):
+            spec = q.get("spec") or {}
+            env_name = queue_environment(q)
+            env = envs.get(env_name)
+            problem = environment_problem(env, env_name, str(spec.get("jobQueueType") or COMPUTE_QUEUE_TYPE))
+            others = sorted(set(users.get(env_name, [])) - {name})
+            if problem is None and others:
+                problem = (
+                    "ACTION_REQUIRED - Service environment associated with the job queue is invalid.",
+                    f"service environment {env_name} also serves job queue(s) {', '.join(others)}: the service "
+                    "environment of a quota-managed queue serves no other queue",
+                )
+            se = self.view.service_envs.get(env_name) or {}
+            other_use: dict[str, int] = {}
+            for other in others:
+                for h in holdings.get(other, []):
+                    other_use[h.unit] = other_use.get(h.unit, 0) + h.instances
+            shares = []
+            for entry in spec.get("quotaShares") or []:
+                sharing = entry.get("resourceSharingConfiguration") or {}
+                limit = sharing.get("borrowLimit")
+                shares.append(
+                    QuotaShare(
+                        name=str(entry.get("quotaShareName") or ""),
+                        limits=tuple(
+                            (str(c.get("capacityUnit") or NUM_INSTANCES), int(c.get("maxCapacity") or 0))
+                            for c in entry.get("capacityLimits") or []
+                        ),
+                        strategy=str(sharing.get("strategy") or "RESERVE"),
+                        borrow_limit=100 if limit is None else int(limit),
+                        in_share_preemption=(entry.get("preemptionConfiguration") or {}).get("inSharePreemption")
+                        == "ENABLED",
+                    )
+                )
+            out.append(
+                QuotaSnapshot(
+                    queue=name,
+                    env=env_name,
+                    env_limits=tuple(environment_limits(se).items()),
+                    shares=tuple(shares),
+                    waiting=tuple(self._waiting.get(name, [])),
+                    holding=tuple(holdings.get(name, [])),
+                    env_other=tuple(other_use.items()),
+                    problem=problem,
+                )
+            )
+        return out
+
+    def _plan_quota(self, snap: ServiceSnapshot, plan: Plan) -> Plan:
+        """Plan the quota-managed queues and merge their decisions into ``plan``."""
+        plans: dict[str, QuotaPlan] = {}
+        for key in list(self.preempt):
+            st = (self.view.jobs.get(key) or {}).get("status") or {}
+            if st.get("status") not in HOLDING or preempting(self.view.written_status(key)):
+                del self.preempt[key]  # done, or moot (the job ended or its workload went meanwhile)
+        for qs in self.quota_snapshots(snap):
+            plans[qs.queue] = qp = plan_quota(qs)
+            plan.placements.extend(qp.placements)
+            plan.blocked.update(qp.blocked)
+            plan.blocked_detail.update(qp.blocked_detail)
+            plan.queue_front[qs.queue] = qp.queue_front
+            for key, why in qp.preemptions.items():
+                if key not in self.preempt:
+                    log.info("service job %s: preempted (%s, for %s): %s", key, why.kind, why.for_job, why.reason)
+                self.preempt[key] = why
+                self.view.mark(key)
+        blocked = set(plan.blocked_queues)
+        for name, qp in plans.items():
+            if any(k in qp.blocked for k in qp.share_front.values()):
+                blocked.add(name)
+        self.quota_plans = plans
+        return replace(plan, blocked_queues=frozenset(blocked))
+
+    def quota_status(self, queue: str) -> dict[str, Any] | None:
+        """A quota-managed queue's status fields (AWS GetJobQueueSnapshot's
+        ``queueUtilization.quotaShareUtilization`` and ``frontOfQuotaShares``) from its last plan, or
+        None for another queue."""
+        plan = self.quota_plans.get(queue)
+        q = self.view.queues.get(queue)
+        if plan is None or q is None:
+            return None
+        rows = []
+        for entry in (q.get("spec") or {}).get("quotaShares") or []:
+            name = str(entry.get("quotaShareName") or "")
+            held = plan.usage.get(name, {})
+            units = [str(c.get("capacityUnit") or NUM_INSTANCES) for c in entry.get("capacityLimits") or []]
+            units += [u for u in held if u not in units]
+            row: dict[str, Any] = {
+                "quotaShareName": name,
+                "capacityUsage": [{"capacityUnit": u, "quantity": held.get(u, 0)} for u in units[:10]],
+            }
+            lent = plan.borrowed.get(name, {})
+            if lent:
+                row["borrowedCapacity"] = [{"capacityUnit": u, "quantity": n} for u, n in list(lent.items())[:10]]
+            rows.append(row)
+        rows.sort(key=lambda r: (-sum(c["quantity"] for c in r["capacityUsage"]), r["quotaShareName"]))
+        # Every share has its entry ([] without a RUNNABLE job), and one the spec no longer lists is
+        # removed (null): the status is written as a merge patch.
+        written = ((q.get("status") or {}).get("frontOfQuotaShares") or {}).get("quotaShares") or {}
+        fronts: dict[str, list[dict[str, Any]] | None] = {name: None for name in written}
+        fronts.update({str(e.get("quotaShareName") or ""): [] for e in (q.get("spec") or {}).get("quotaShares") or []})
+        for name, key in sorted(plan.share_front.items()):
+            job = self.view.jobs.get(key) or {}
+            md = job.get("metadata") or {}
+            front: dict[str, Any] = {"namespace": md.get("namespace", ""), "name": md.get("name", "")}
+            job_id = (job.get("status") or {}).get("jobId")
+            if job_id:
+                front["jobId"] = job_id
+            priority = (job.get("spec") or {}).get("schedulingPriority")
+            if priority is not None:
+                front["schedulingPriority"] = int(priority)
+            if key in plan.blocked:
+                front["statusReason"] = plan.blocked[key]
+            fronts[name] = [front]
+        return {
+            "quotaShareUtilization": {"topCapacityUtilization": rows[:20]},
+            "frontOfQuotaShares": {"quotaShares": fronts},
+        }
 
     def _record(self, plan: Plan) -> None:
         now = self.now()
@@ -533,7 +762,7 @@ class ServiceJobs:
         ns = str(job["metadata"]["namespace"])
         spec = job.get("spec") or {}
         wtype = workload_type(spec.get("serviceJobType"))
-        attempt = len((job.get("status") or {}).get("attempts") or []) + 1
+        attempt = workload_number(job.get("status"))
         try:
             if wtype is None:
                 return

@@ -30,9 +30,9 @@ Semantics (AWS Batch user guide, "Service jobs in AWS Batch", "Service environme
   least ``maxTimeSeconds`` is cancelled, and the next job becomes the head in the same cycle.
 * A DISABLED queue is served like an ENABLED one (admission refuses new jobs; queued ones run).
 
-What a later increment adds fits here: quota shares are queues inside a queue (one more level of
-order and one capacity ledger per share), preemption a second pass that chooses victims when the
-head does not fit.
+Quota-managed queues (a ``quotaSharePolicy``) are not planned here but by
+:mod:`kubatch.scheduler.quota` (quota shares, borrowing, preemption); the runtime leaves them out of
+this snapshot.
 
 Per-cycle cost: O(N) to group the N RUNNABLE service jobs by queue and build the orders, then
 O((P + B + F) log n) for P placements, B cancelled heads and F <= 100 front entries per queue.
@@ -152,6 +152,22 @@ def _order(queue: Queue, jobs: list[Job], snapshot: ServiceSnapshot) -> _Order:
     return FairShareOrder(jobs, ShareWeights(policy, active), usage, decay)
 
 
+def environment_problem(env: ServiceEnv | None, name: str, queue_type: str | None) -> tuple[str, str] | None:
+    """Why a queue's service environment takes no job now (statusReason, detail), or None."""
+    if env is None:
+        return (f"{ACTION_REQUIRED} - {_INVALID_SENTENCE}", f"service environment {name or '(none)'} not found")
+    if env.status != "VALID":
+        return (f"{ACTION_REQUIRED} - {_INVALID_SENTENCE}", f"service environment {name} is {env.status}")
+    if (queue_type or env.type) != env.type:
+        return (
+            f"{ACTION_REQUIRED} - {_INVALID_SENTENCE}",
+            f"service environment {name} is of type {env.type}, the queue of type {queue_type}",
+        )
+    if env.state != "ENABLED":
+        return (f"{ACTION_REQUIRED} - {_DISABLED_SENTENCE}", f"service environment {name} is DISABLED")
+    return None
+
+
 def plan_service(snapshot: ServiceSnapshot) -> Plan:
     """Run one service scheduling cycle over ``snapshot`` (see the module docstring)."""
     envs = {e.name: e for e in snapshot.envs}
@@ -171,18 +187,7 @@ def plan_service(snapshot: ServiceSnapshot) -> Plan:
         jobs = by_queue.get(queue.name, [])
         name = env_of.get(queue.name, "")
         env = envs.get(name)
-        problem: tuple[str, str] | None = None
-        if env is None:
-            problem = (f"{ACTION_REQUIRED} - {_INVALID_SENTENCE}", f"service environment {name or '(none)'} not found")
-        elif env.status != "VALID":
-            problem = (f"{ACTION_REQUIRED} - {_INVALID_SENTENCE}", f"service environment {name} is {env.status}")
-        elif types.get(queue.name, env.type) != env.type:
-            problem = (
-                f"{ACTION_REQUIRED} - {_INVALID_SENTENCE}",
-                f"service environment {name} is of type {env.type}, the queue of type {types.get(queue.name)}",
-            )
-        elif env.state != "ENABLED":
-            problem = (f"{ACTION_REQUIRED} - {_DISABLED_SENTENCE}", f"service environment {name} is DISABLED")
+        problem = environment_problem(env, name, types.get(queue.name))
         order = _order(queue, jobs, snapshot)
         placing = True
         front: list[str] = []

@@ -280,3 +280,13 @@ def test_plan_properties(s: QuotaSnapshot) -> None:
             assert v.kind == "limit"
             kept = sum(h.instances for h in s.holding if h.share == victim.share and not h.stopping)
             assert kept > shares[victim.share].cap(U)
+
+
+def test_quota_share_metrics_are_scrape_time_gauges_per_share() -> None:
+    from kubatch.observability.metrics import quota_share_metrics
+
+    shares = [share("a", 2, LEND), share("b", 1, LEND_AND_BORROW)]
+    p = plan_quota(snap(shares, [wait("b1", "b", t=1), wait("b2", "b", t=2)]))
+    families = {m.name: {tuple(s.labels.values()): s.value for s in m.samples} for m in quota_share_metrics({"q": p})}
+    assert families["kubatch_quota_share_usage"] == {("q", "a", U): 0.0, ("q", "b", U): 2.0}
+    assert families["kubatch_quota_share_borrowed"] == {("q", "a", U): 0.0, ("q", "b", U): 1.0}
