@@ -20,6 +20,7 @@ import pytest
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
+from kubatch.core.job_ids import api_job_id
 from kubatch.devcluster.cluster import ClusterInfo
 from tests.integration.awsapi import Key, client, create_key, in_process
 from tests.integration.batch import Batch
@@ -145,12 +146,13 @@ def test_definitions_jobs_arrays_dependencies(aws: Any, batch: Batch, kget: Call
     assert [j["jobId"] for j in aws.describe_jobs(jobs=[job_id, "no,such", str(uuid.uuid4()), job_id])["jobs"]] == [
         job_id
     ]
-    objects = batch.wait_for(  # the label is written just after SubmitJob answers
-        lambda: kget("batchjobs", "-n", batch.ns, "-l", f"kubatch.dev/job-id={job_id}")["items"], "the job-id label"
-    )
+    # Created with its jobId label (one write): a UUID of its namespace and name, not its uid.
+    objects = kget("batchjobs", "-n", batch.ns, "-l", f"kubatch.dev/job-id={job_id}")["items"]
     assert len(objects) == 1 and objects[0]["spec"]["jobName"] == "First_Job"
-    assert objects[0]["metadata"]["uid"] == job_id
+    assert job_id == api_job_id(batch.ns, objects[0]["metadata"]["name"]) != objects[0]["metadata"]["uid"]
     done = wait_job(aws, job_id, "SUCCEEDED", "FAILED")
+    recorded = kget("batchjobs", "-n", batch.ns, "--field-selector", f"status.jobId={job_id}")["items"]
+    assert [o["metadata"]["name"] for o in recorded] == [objects[0]["metadata"]["name"]]  # kubatch's jobId too
     assert done["status"] == "SUCCEEDED", done
     assert done["jobQueue"] == queue_arn
     assert done["jobDefinition"].endswith(":job-definition/Hello_Def:2")

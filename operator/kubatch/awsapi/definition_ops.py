@@ -121,7 +121,7 @@ async def register_job_definition(ctx: Context, call: Call) -> JSON:
             )  # the same spec: its revision
         else:
             revision = await wait_revision(ctx.user, path, int((existing.get("status") or {}).get("revision") or 0))
-        forget_definition(ctx.namespace, name)
+        forget_definition(ctx, name)
         aws_name = call.body["jobDefinitionName"]
         return {
             "jobDefinitionName": aws_name,
@@ -159,7 +159,7 @@ async def deregister_job_definition(ctx: Context, call: Call) -> JSON:
         await ctx.user.merge_patch(path, {"spec": {"deregistered": True}})
     except ApiError as e:
         raise from_kube(e, action) from None
-    forget_definition(ctx.namespace, name)
+    forget_definition(ctx, name)
     return {}
 
 

@@ -1,21 +1,22 @@
 """The job operations against the API server: SubmitJob, DescribeJobs, ListJobs, CancelJob,
 TerminateJob, CancelJobs, TerminateJobs. Every read and write of a job is made as the caller
-(``ctx.user``), in the caller's namespace, so RBAC decides; two lookups that reveal nothing of
-another namespace are made with the server's own client: whether a job queue exists (queues are
-cluster-scoped, and the submit-only role cannot read them), and the ``kubatch.dev/job-id`` label the
-server adds to the BatchJob the caller created (a metadata patch the caller may not be allowed).
+(``ctx.user``), in the caller's namespace, so RBAC decides; one lookup that reveals nothing of
+another namespace is made with the server's own client: whether a job queue exists (queues are
+cluster-scoped, and the submit-only role cannot read them).
 
-Finding jobs by jobId: ``kubatch.dev/job-id in (...)`` (one list per DescribeJobs, served by the API
-server's cache). SubmitJob answers once the BatchJob exists and writes the label after: a job this
-server submitted in the last 10 minutes is also found by its name (``RECENT``), so a DescribeJobs
-right after SubmitJob finds it before the label is written; a job created another way (kubectl, a
-JobSchedule) has no label and is found by the field selector ``status.jobId`` (a selectable field of
-the CRD) once kubatch has written its first status, one request per such id (an API server whose CRD
-lacks the field answers 400: not found).
+SubmitJob is one write: the BatchJob is created with its name (the AWS name and a random suffix;
+another suffix on the rare name already taken) and the label ``kubatch.dev/job-id`` holding the
+jobId derived from that name (``kubatch.core.job_ids``), which kubatch takes as the job's jobId;
+the answer is the jobId. Finding jobs by jobId: ``kubatch.dev/job-id in (...)`` (one list per
+DescribeJobs, served by the API server's cache). A job created another way (kubectl, a JobSchedule)
+has no label and is found by the field selector ``status.jobId`` (a selectable field of the CRD)
+once kubatch has written its first status, one request per such id (an API server whose CRD lacks
+the field answers 400: not found).
 
 SubmitJob checks first, with AWS's messages, that the queue exists (``JobQueue <q> not found.``) and
 that the definition exists and is ACTIVE (``JobDefinition name <d> does not exist or is not in
-ACTIVE status``); the validating webhook (where it runs) and the CRD check the rest, and their
+ACTIVE status``), both answers kept a few seconds and read once by concurrent submissions
+(``state.TtlCache``); the validating webhook (where it runs) and the CRD check the rest, and their
 refusals come back as ClientException. CancelJob and TerminateJob set ``spec.cancel`` /
 ``spec.terminate`` (``cancelChildren`` / ``terminateChildren`` for ``<jobId>:<index>``); a job
 already cancelled (terminated) is left as it is and the call succeeds, as in AWS. CancelJobs and
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,7 +41,7 @@ from kubatch.awsapi.jobs import JobRef
 from kubatch.awsapi.listing import created_within, page, parse_list_jobs, sort_key
 from kubatch.awsapi.protocol import JSON, Call, required_str, string_list
 from kubatch.awsapi.server import Context, Handler
-from kubatch.cluster.client import ApiError, Kube
+from kubatch.cluster.client import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -53,31 +53,8 @@ QUEUE_TTL = 5.0
 DEFINITION_TTL = 5.0
 #: Ids per label selector (a selector stays far below the API server's URL limits).
 IDS_PER_LIST = 100
-class Recent:
-    """jobId -> (namespace, name) of the jobs this server submitted in the last ``ttl`` seconds."""
-
-    def __init__(self, ttl: float = 600.0, size: int = 100_000) -> None:
-        self.ttl = ttl
-        self.size = size
-        self._jobs: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
-
-    def add(self, job_id: str, namespace: str, name: str) -> None:
-        now = time.monotonic()
-        self._jobs[job_id] = (now + self.ttl, namespace, name)
-        while self._jobs and (len(self._jobs) > self.size or next(iter(self._jobs.values()))[0] < now):
-            self._jobs.popitem(last=False)
-
-    def name(self, job_id: str, namespace: str) -> str | None:
-        entry = self._jobs.get(job_id)
-        if entry is None or entry[1] != namespace or entry[0] < time.monotonic():
-            return None
-        return entry[2]
-
-
-RECENT = Recent()
-_labelling: set[asyncio.Task[None]] = set()
-_queues_seen: dict[str, float] = {}
-_definitions_seen: dict[tuple[str, str, str], tuple[float, JSON]] = {}
+#: Names tried for one submission (a random suffix taken already: another one).
+NAME_TRIES = 5
 
 
 def batchjobs_path(namespace: str, name: str | None = None) -> str:
@@ -89,21 +66,20 @@ def arns(ctx: Context) -> Arns:
     return Arns(ctx.config.region, ctx.config.account)
 
 
-async def queue_exists(kube: Kube, name: str) -> bool:
-    """Whether the JobQueue exists (an answer of yes is reused for a few seconds)."""
-    now = time.monotonic()
-    if _queues_seen.get(name, 0.0) > now:
+async def queue_exists(ctx: Context, name: str) -> bool:
+    """Whether the JobQueue exists, read with the server's own client (an answer of yes is reused
+    for a few seconds; concurrent submissions read it once)."""
+
+    async def read() -> bool:
+        try:
+            await ctx.kube.get(f"{GROUP_PATH}/jobqueues/{name}")
+        except ApiError as e:
+            if e.status == 404:
+                return False
+            raise
         return True
-    try:
-        await kube.get(f"{GROUP_PATH}/jobqueues/{name}")
-    except ApiError as e:
-        if e.status == 404:
-            return False
-        raise
-    if len(_queues_seen) > 10_000:
-        _queues_seen.clear()
-    _queues_seen[name] = now + QUEUE_TTL
-    return True
+
+    return await ctx.state.queues.get(name, read, lambda exists: QUEUE_TTL if exists else 0.0)
 
 
 async def find_jobs(ctx: Context, ids: Iterable[str]) -> dict[str, JSON]:
@@ -117,24 +93,10 @@ async def find_jobs(ctx: Context, ids: Iterable[str]) -> dict[str, JSON]:
         for job in listed.get("items") or []:
             found[jobs.job_id(job)] = job
     for missing in [i for i in wanted if i not in found]:
-        job = await _recently_submitted(ctx, missing) or await _by_status_job_id(ctx, missing)
+        job = await _by_status_job_id(ctx, missing)
         if job is not None:
             found[missing] = job
     return found
-
-
-async def _recently_submitted(ctx: Context, job_id: str) -> JSON | None:
-    """A job this server submitted a moment ago, whose label may not be written yet: by name."""
-    name = RECENT.name(job_id, ctx.namespace)
-    if name is None:
-        return None
-    try:
-        job: JSON = await ctx.user.get(batchjobs_path(ctx.namespace, name))
-    except ApiError as e:
-        if e.status == 404:
-            return None
-        raise
-    return job if jobs.job_id(job) == job_id else None
 
 
 def _label_value(text: str) -> bool:
@@ -177,63 +139,56 @@ async def submit_job(ctx: Context, call: Call) -> JSON:
         if dep not in found:
             raise ClientException(f"dependsOn: job {dep} not found.")
     names = {i: found[i]["metadata"]["name"] for i in found}
-    manifest = jobs.submit_manifest(body, ctx.namespace, names, int(time.time() * 1000))
+    manifest = jobs.submit_manifest(body, ctx.namespace, names, int(time.time() * 1000), jobs.name_suffix())
     queue_ok, definition = await asyncio.gather(
-        queue_exists(ctx.kube, queue), _definition(ctx, manifest["spec"]["jobDefinition"])
+        queue_exists(ctx, queue), _definition(ctx, manifest["spec"]["jobDefinition"])
     )
     if not queue_ok:
         raise ClientException(f"JobQueue {queue_value} not found.")
     if definition is None or definition_status(definition) != "ACTIVE" or not _has_revision(manifest, definition):
         raise ClientException(f"JobDefinition name {definition_value} does not exist or is not in ACTIVE status")
-    try:
-        created = await ctx.user.request(
-            "POST", batchjobs_path(ctx.namespace), params={"fieldValidation": "Strict"}, body=manifest, retries=0
-        )
-    except ApiError as e:
-        raise from_kube(e, "batch:SubmitJob") from None
-    job_id, name = str(created["metadata"]["uid"]), str(created["metadata"]["name"])
-    RECENT.add(job_id, ctx.namespace, name)
-    task = asyncio.create_task(_label(ctx.kube, ctx.namespace, name, job_id))
-    _labelling.add(task)
-    task.add_done_callback(_labelling.discard)
+    for attempt in range(NAME_TRIES):
+        try:
+            created = await ctx.user.request(
+                "POST", batchjobs_path(ctx.namespace), params={"fieldValidation": "Strict"}, body=manifest, retries=0
+            )
+            break
+        except ApiError as e:
+            if e.status == 409 and e.reason == "AlreadyExists" and attempt + 1 < NAME_TRIES:
+                manifest = jobs.submit_manifest(
+                    body, ctx.namespace, names, int(time.time() * 1000), jobs.name_suffix()
+                )  # the name is taken: another suffix
+                continue
+            raise from_kube(e, "batch:SubmitJob") from None
+    job_id = jobs.job_id(created)
     return {"jobArn": arns(ctx).job(job_id), "jobName": body["jobName"], "jobId": job_id}
-
-
-async def _label(kube: Kube, namespace: str, name: str, job_id: str) -> None:
-    """Label a BatchJob the API created with its jobId (after the answer: the caller does not wait
-    for a second write; until it lands, ``RECENT`` finds the job)."""
-    try:
-        await kube.merge_patch(batchjobs_path(namespace, name), {"metadata": {"labels": {LABEL_JOB_ID: job_id}}})
-    except ApiError as e:  # found by status.jobId instead, once kubatch wrote it
-        log.warning("could not label BatchJob %s/%s: %s", namespace, name, e)
 
 
 async def _definition(ctx: Context, reference: str) -> JSON | None:
     """The JobDefinition a job names, read as the caller; an ACTIVE one is reused for a few seconds
-    per identity (submissions come in bursts), anything else is read again."""
+    per identity (submissions come in bursts; concurrent ones read it once), anything else is read
+    again."""
     name = reference.split(":", 1)[0]
-    key = (ctx.principal.identity, ctx.namespace, name)
-    now = time.monotonic()
-    cached = _definitions_seen.get(key)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    try:
-        result: JSON = await ctx.user.get(f"{GROUP_PATH}/namespaces/{ctx.namespace}/jobdefinitions/{name}")
-    except ApiError as e:
-        if e.status == 404:
-            return None
-        raise from_kube(e, "batch:SubmitJob") from None
-    if definition_status(result) == "ACTIVE":
-        if len(_definitions_seen) > 10_000:
-            _definitions_seen.clear()
-        _definitions_seen[key] = (now + DEFINITION_TTL, result)
-    return result
+
+    async def read() -> JSON | None:
+        try:
+            result: JSON = await ctx.user.get(f"{GROUP_PATH}/namespaces/{ctx.namespace}/jobdefinitions/{name}")
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise from_kube(e, "batch:SubmitJob") from None
+        return result
+
+    def keep(definition: JSON | None) -> float:
+        return DEFINITION_TTL if definition is not None and definition_status(definition) == "ACTIVE" else 0.0
+
+    found: JSON | None = await ctx.state.definitions.get((ctx.principal.identity, ctx.namespace, name), read, keep)
+    return found
 
 
-def forget_definition(namespace: str, name: str) -> None:
+def forget_definition(ctx: Context, name: str) -> None:
     """Drop what SubmitJob remembers of a definition (this server registered or deregistered it)."""
-    for key in [k for k in _definitions_seen if k[1] == namespace and k[2] == name]:
-        _definitions_seen.pop(key, None)
+    ctx.state.definitions.drop(lambda key: key[1] == ctx.namespace and key[2] == name)
 
 
 def _has_revision(manifest: JSON, definition: JSON) -> bool:

@@ -1,13 +1,17 @@
 """Jobs (pure): SubmitJob's request as a BatchJob, and a BatchJob (or one of its array children or
 multi-node nodes) as AWS's ``JobDetail`` (DescribeJobs) and ``JobSummary`` (ListJobs).
 
-- **Identity.** A job's jobId is its BatchJob's uid; children are ``<jobId>:<index>``, nodes
-  ``<jobId>#<node>``. The API labels each BatchJob it creates ``kubatch.dev/job-id=<jobId>`` so that
-  DescribeJobs finds jobs with a label selector, without listing the namespace.
-- **Names.** AWS job names need not be unique and may hold upper case and ``_``: the BatchJob gets
-  a generated name (``generateName``: the name made a Kubernetes name, ``kubatch.core.jobnames``,
-  and a random suffix) and keeps the AWS name in ``spec.jobName``. The job definition's AWS name
-  is kept in the annotation ``kubatch.dev/job-definition-name`` (see ``definitions``).
+- **Identity.** A job's jobId is its BatchJob's (``kubatch.core.job_ids``); children are
+  ``<jobId>:<index>``, nodes ``<jobId>#<node>``. The API creates each BatchJob with the label
+  ``kubatch.dev/job-id=<jobId>``, the jobId being a UUID derived from the BatchJob's namespace and
+  name (``api_job_id``), which kubatch takes as the job's jobId: SubmitJob answers with it at once
+  and DescribeJobs finds jobs with a label selector, without listing the namespace.
+- **Names.** AWS job names need not be unique and may hold upper case and ``_``: the BatchJob's name
+  is the AWS name made a Kubernetes name (``kubatch.core.jobnames``) and a random suffix of five
+  characters (``name_suffix``, as ``generateName`` would add; the API chooses it so that it knows the
+  name, and so the jobId, before it creates the job), and the AWS name is kept in ``spec.jobName``.
+  The job definition's AWS name is kept in the annotation ``kubatch.dev/job-definition-name`` (see
+  ``definitions``).
 - **Fields.** The BatchJob spec mirrors SubmitJob: ``parameters``, ``arrayProperties``,
   ``containerOverrides``, ``nodeOverrides``, ``retryStrategy``, ``timeout``, ``propagateTags``,
   ``tags``, ``shareIdentifier``, ``schedulingPriorityOverride`` and
@@ -27,6 +31,7 @@ multi-node nodes) as AWS's ``JobDetail`` (DescribeJobs) and ``JobSummary`` (List
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,8 +43,10 @@ from kubatch.awsapi.definitions import reference as definition_reference
 from kubatch.awsapi.errors import ClientException
 from kubatch.awsapi.protocol import epoch_ms
 from kubatch.cli.children import child_view, node_view
+from kubatch.core.job_ids import LABEL_JOB_ID as LABEL_JOB_ID
+from kubatch.core.job_ids import api_job_id
+from kubatch.core.job_ids import job_id as job_id
 from kubatch.core.jobnames import AWS_JOB_NAME_PATTERN, kubernetes_name
-from kubatch.core.podspec import LABEL_JOB_ID as LABEL_JOB_ID
 
 JSON = dict[str, Any]
 STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
@@ -50,9 +57,13 @@ ANNOTATION_SUBMITTED_AT = "kubatch.dev/submitted-at"
 #: SubmitJob's dependsOn as given (jobIds), for DescribeJobs (the BatchJob names its dependencies).
 ANNOTATION_DEPENDS_ON = "kubatch.dev/depends-on"
 _AWS_JOB_NAME = re.compile(AWS_JOB_NAME_PATTERN)
+_SYSTEM_RANDOM = random.SystemRandom()
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-#: generateName prefix at most this long: the API server appends 5 characters, a name has 63.
+#: Name prefix at most this long: the suffix has 5 characters, a name 63 at most.
 _PREFIX_MAX = 57
+#: The characters of a name suffix (those of Kubernetes' generateName: no vowels, no look-alikes).
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+SUFFIX_LENGTH = 5
 _COPIED = (
     "parameters",
     "arrayProperties",
@@ -152,11 +163,17 @@ def _pod_overrides(value: Any, where: str) -> JSON:
     return dict(value["podProperties"])
 
 
+def name_suffix(rng: random.Random | None = None) -> str:
+    """A random suffix for a BatchJob's name (``SystemRandom`` unless given)."""
+    pick = rng or _SYSTEM_RANDOM
+    return "".join(pick.choice(SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
+
+
 def submit_manifest(
-    body: Mapping[str, Any], namespace: str, dependencies: Mapping[str, str], now_ms: int
+    body: Mapping[str, Any], namespace: str, dependencies: Mapping[str, str], now_ms: int, suffix: str
 ) -> JSON:
-    """The BatchJob a SubmitJob request creates at ``now_ms``. ``dependencies`` maps each jobId of
-    ``dependsOn`` to its BatchJob's name."""
+    """The BatchJob a SubmitJob request creates at ``now_ms``, named with ``suffix`` and labelled
+    with its jobId. ``dependencies`` maps each jobId of ``dependsOn`` to its BatchJob's name."""
     job_name = body.get("jobName")
     if not isinstance(job_name, str) or not _AWS_JOB_NAME.match(job_name):
         raise ClientException(
@@ -205,8 +222,13 @@ def submit_manifest(
         annotations[ANNOTATION_DEPENDS_ON] = json.dumps(shown, separators=(",", ":"))
     if aws_definition != definition_object:
         annotations[ANNOTATION_DEFINITION_NAME] = aws_definition
-    prefix = kubernetes_name(job_name)[: _PREFIX_MAX - 1].rstrip("-") + "-"
-    metadata: JSON = {"generateName": prefix, "namespace": namespace, "annotations": annotations}
+    name = kubernetes_name(job_name)[: _PREFIX_MAX - 1].rstrip("-") + "-" + suffix
+    metadata: JSON = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {LABEL_JOB_ID: api_job_id(namespace, name)},
+        "annotations": annotations,
+    }
     return {"apiVersion": "kubatch.dev/v1alpha1", "kind": "BatchJob", "metadata": metadata, "spec": spec}
 
 
@@ -223,10 +245,6 @@ def submitted_at(job: Mapping[str, Any]) -> int:
     """SubmitJob's time in milliseconds when the API submitted the job, else 0."""
     submitted = ((job.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SUBMITTED_AT)
     return int(submitted) if submitted and submitted.isdigit() else 0
-
-
-def job_id(job: Mapping[str, Any]) -> str:
-    return str((job.get("status") or {}).get("jobId") or (job.get("metadata") or {}).get("uid") or "")
 
 
 def aws_job_name(job: Mapping[str, Any]) -> str:

@@ -2,9 +2,10 @@
 ``kubatch api keys`` (``create``, ``list_keys``, ``delete``, ``rotate``).
 
 ``get`` reads the key's Secret by name (one GET; the server needs ``get secrets`` in the keys
-namespace only) and keeps the answer ``ttl`` seconds (5 by default), a missing key 1 second: a
-deleted or rotated key stops working within ``ttl``, a new one works at once. A Secret that is not a
-well-formed key is treated as no key (and logged by name, never by content).
+namespace only; concurrent requests of one key share it) and keeps the answer ``ttl`` seconds (5 by
+default), a missing key 1 second: a deleted or rotated key stops working within ``ttl``, a new one
+works at once. A Secret that is not a well-formed key is treated as no key (and logged by name,
+never by content).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from kubatch.awsapi.keys import (
     ACCESS_KEY_ID_PATTERN,
@@ -24,6 +26,7 @@ from kubatch.awsapi.keys import (
     secret_name,
     to_secret,
 )
+from kubatch.awsapi.state import TtlCache
 from kubatch.cluster.client import ApiError, Kube
 
 log = logging.getLogger(__name__)
@@ -45,22 +48,19 @@ class KeyStore:
     namespace: str = DEFAULT_KEYS_NAMESPACE
     ttl: float = KEY_TTL
     clock: Callable[[], float] = time.monotonic
-    _cache: dict[str, tuple[float, AccessKey | None]] = field(default_factory=dict)
+    _cache: TtlCache[str, AccessKey | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._cache = TtlCache(CACHE_SIZE, self.clock)
 
     async def get(self, access_key_id: str) -> AccessKey | None:
         """The key, or None when there is no such key (or the id cannot be one: it is never put in a
-        path unchecked)."""
+        path unchecked). Concurrent requests of one key read it once."""
         if not ACCESS_KEY_ID_PATTERN.match(access_key_id):
             return None
-        now = self.clock()
-        cached = self._cache.get(access_key_id)
-        if cached is not None and now < cached[0]:
-            return cached[1]
-        key = await self._read(access_key_id)
-        if len(self._cache) >= CACHE_SIZE:
-            self._cache.clear()
-        self._cache[access_key_id] = (now + (self.ttl if key else MISSING_TTL), key)
-        return key
+        return await self._cache.get(
+            access_key_id, partial(self._read, access_key_id), lambda key: self.ttl if key else MISSING_TTL
+        )
 
     async def _read(self, access_key_id: str) -> AccessKey | None:
         if not ACCESS_KEY_ID_PATTERN.match(access_key_id):
@@ -103,7 +103,7 @@ class KeyStore:
         if await self._read(access_key_id) is None:
             return False
         await self.kube.delete(secrets_path(self.namespace, secret_name(access_key_id)))
-        self._cache.pop(access_key_id, None)
+        self._cache.drop(lambda k: k == access_key_id)
         return True
 
     async def rotate(self, access_key_id: str) -> AccessKey | None:

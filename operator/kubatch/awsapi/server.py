@@ -21,6 +21,7 @@ from aiohttp import web
 
 from kubatch.awsapi.errors import AwsError, NotSupported, ServerException, from_kube
 from kubatch.awsapi.protocol import JSON, Call, encode, parse_call
+from kubatch.awsapi.state import ServerState
 from kubatch.cluster.client import ApiError, Kube
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,13 @@ class Authenticator(Protocol):
 @dataclass(frozen=True)
 class Context:
     """What a handler works with: the caller, the server's own client (for lookups the caller's
-    identity need not be allowed, such as whether a job queue exists), and the configuration."""
+    identity need not be allowed, such as whether a job queue exists), the configuration, and what
+    the server keeps between requests (``state``: caches)."""
 
     principal: Principal
     kube: Kube
     config: ApiConfig
+    state: ServerState = field(default_factory=ServerState)
 
     @property
     def namespace(self) -> str:
@@ -96,6 +99,7 @@ class ApiServer:
     authenticate: Authenticator
     handlers: Mapping[str, Handler]
     config: ApiConfig = field(default_factory=ApiConfig)
+    state: ServerState = field(default_factory=ServerState)
     requests_total: int = 0
     errors_total: int = 0
 
@@ -125,7 +129,7 @@ class ApiServer:
             handler = self.handlers.get(call.operation)
             if handler is None:
                 raise NotSupported(call.operation, "not implemented yet (docs/aws-api.md lists what is)")
-            result = await handler(Context(principal, self.kube, self.config), call)
+            result = await handler(Context(principal, self.kube, self.config, self.state), call)
             response = web.Response(body=encode(result), status=200, content_type="application/json")
         except AwsError as e:
             response = self._error(e)

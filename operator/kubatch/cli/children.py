@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubatch.core.arrays import IndexSet
+from kubatch.core.job_ids import job_id
 from kubatch.core.podspec import pod_name
 
 JSON = dict[str, Any]
@@ -92,10 +93,10 @@ def child_view(job: Mapping[str, Any], index: int) -> JSON:
         reason = reason or (status.get("statusReason") if parent == "FAILED" else None)
     finished = _int(range_lookup(ap.get("attempts"), index)) or 0
     attempt = finished + 1 if state in ACTIVE else finished
-    job_id = status.get("jobId") or meta.get("uid")
+    jid = job_id(job)
     return {
         "jobName": f"{name}:{index}",
-        "jobId": f"{job_id}:{index}" if job_id else None,
+        "jobId": f"{jid}:{index}" if jid else None,
         "namespace": meta.get("namespace"),
         "status": state,
         "statusReason": reason,
@@ -123,10 +124,10 @@ def node_view(job: Mapping[str, Any], node: int) -> JSON:
     entry: Mapping[str, Any] = next((n for n in np.get("nodes") or [] if _int(n.get("nodeIndex")) == node), {})
     attempt = current_attempt(status)
     pod = entry.get("podName") or (pod_name(name, attempt, node_index=node) if attempt else None)
-    job_id = status.get("jobId") or meta.get("uid")
+    jid = job_id(job)
     return {
         "jobName": f"{name}#{node}",
-        "jobId": f"{job_id}#{node}" if job_id else None,
+        "jobId": f"{jid}#{node}" if jid else None,
         "namespace": meta.get("namespace"),
         "status": entry.get("status") or range_lookup(np.get("indexes"), node),
         "jobQueue": spec.get("jobQueue"),

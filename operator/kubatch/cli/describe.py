@@ -21,6 +21,7 @@ from kubatch.cli.render import (
     terminal_width,
 )
 from kubatch.cluster.client import ApiError, Kube
+from kubatch.core.job_ids import job_id
 
 
 def _duration(start: object, stop: object, now: datetime) -> str:
@@ -133,7 +134,7 @@ def describe_job(
                 ("Name", meta.get("name")),
                 ("Job name", spec.get("jobName")),
                 ("Namespace", meta.get("namespace")),
-                ("JobId", status.get("jobId") or meta.get("uid")),
+                ("JobId", job_id(job)),
                 ("Queue", spec.get("jobQueue")),
                 ("Definition", definition),
                 ("Status", status.get("status") or "SUBMITTED"),

@@ -21,6 +21,7 @@ from kubatch.cli.client import (
 from kubatch.cli.filters import JobFilter, parse_statuses, parse_time_spec
 from kubatch.cli.render import age, dump, table, terminal_width
 from kubatch.cluster.client import ApiError, Kube
+from kubatch.core.job_ids import job_id
 
 BASE_COLUMNS = ("NAME", "QUEUE", "STATUS", "REASON", "ATTEMPTS", "AGE")
 WIDE_COLUMNS = ("DEFINITION", "CE", "JOBID", "ARRAY")
@@ -59,7 +60,7 @@ def job_row(
         row += [
             status.get("jobDefinition") or spec.get("jobDefinition"),
             status.get("computeEnvironment") or "",
-            status.get("jobId") or meta.get("uid"),
+            job_id(job),
             array_summary(job),
         ]
     return row

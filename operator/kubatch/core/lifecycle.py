@@ -21,6 +21,7 @@ from typing import Any
 
 from kubatch.core.arrays import ArrayChildren, IndexSet
 from kubatch.core.deps import DependencyStatus, GateState, array_child_gates, dependency_gate
+from kubatch.core.job_ids import job_id
 from kubatch.core.jobnames import job_name
 from kubatch.core.podspec import (
     DEFAULT_GRACE_PERIOD_SECONDS,
@@ -782,7 +783,7 @@ def reconcile(job: Mapping[str, Any], pods: Mapping[str, Mapping[str, Any]], ctx
             {
                 "status": S.SUBMITTED.value,
                 "statusReason": "",
-                "jobId": str(meta.get("uid", "")),
+                "jobId": job_id(job),
                 "createdAt": str(meta.get("creationTimestamp") or step.now_iso),
             }
         )

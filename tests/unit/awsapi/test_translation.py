@@ -15,6 +15,7 @@ from kubatch.awsapi import definitions, jobs, listing
 from kubatch.awsapi.arns import Arns, job_id_of, name_of
 from kubatch.awsapi.errors import ClientException
 from kubatch.awsapi.protocol import prune
+from kubatch.core.job_ids import api_job_id
 from tests.unit.awsapi.conftest import batch_model
 
 MODEL = ServiceModel(batch_model(), "batch")
@@ -118,10 +119,11 @@ def test_submit_manifest() -> None:
             ]
         },
     }
-    manifest = jobs.submit_manifest(body, "team-a", {"dep-1": "dep-object"}, 1714979289123)
+    manifest = jobs.submit_manifest(body, "team-a", {"dep-1": "dep-object"}, 1714979289123, "x2b4z")
     meta, spec = manifest["metadata"], manifest["spec"]
-    assert meta["generateName"].startswith("first-job-") and meta["generateName"].endswith("-")
-    assert meta["namespace"] == "team-a"
+    assert meta["name"].startswith("first-job-") and meta["name"].endswith("-x2b4z") and meta["namespace"] == "team-a"
+    assert meta["labels"] == {jobs.LABEL_JOB_ID: api_job_id("team-a", meta["name"])}
+    assert jobs.job_id(manifest) == meta["labels"][jobs.LABEL_JOB_ID]  # its jobId before it has a uid
     assert meta["annotations"] == {
         jobs.ANNOTATION_SUBMITTED_AT: "1714979289123",
         jobs.ANNOTATION_DEPENDS_ON: '[{"jobId":"dep-1","type":"N_TO_N"},{"type":"SEQUENTIAL"}]',
@@ -139,7 +141,7 @@ def test_submit_manifest() -> None:
          "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": {"command": ["x"]}},
                                    {"targetNodes": "1", "eksPropertiesOverride": {"podProperties": {
                                        "containers": [{"name": "main", "args": ["a"]}]}}}]}},
-        "ns", {}, 0,
+        "ns", {}, 0, "bbbbb",
     )["spec"]  # fmt: skip
     assert nodes["nodeOverrides"] == {
         "numNodes": 3,
@@ -150,11 +152,14 @@ def test_submit_manifest() -> None:
     }
     pods = jobs.submit_manifest(
         {"jobName": "p", "jobQueue": "q", "jobDefinition": "d",
-         "eksPropertiesOverride": {"podProperties": {"metadata": {"labels": {"a": "b"}}}}}, "ns", {}, 0,
+         "eksPropertiesOverride": {"podProperties": {"metadata": {"labels": {"a": "b"}}}}}, "ns", {}, 0, "bbbbb",
     )["spec"]  # fmt: skip
     assert pods["podOverrides"] == {"metadata": {"labels": {"a": "b"}}}
-    long_name = jobs.submit_manifest({"jobName": "A" * 128, "jobQueue": "q", "jobDefinition": "d"}, "ns", {}, 0)
-    assert len(long_name["metadata"]["generateName"]) <= 57
+    long_body = {"jobName": "A" * 128, "jobQueue": "q", "jobDefinition": "d"}
+    long_name = jobs.submit_manifest(long_body, "ns", {}, 0, "bbbbb")
+    assert len(long_name["metadata"]["name"]) <= 63
+    suffixes = {jobs.name_suffix() for _ in range(50)}
+    assert len(suffixes) > 45 and all(len(x) == 5 and set(x) <= set(jobs.SUFFIX_ALPHABET) for x in suffixes)
 
 
 @pytest.mark.parametrize(
@@ -173,7 +178,7 @@ def test_submit_manifest() -> None:
 )  # fmt: skip
 def test_submit_refusals(body: dict[str, Any], message: str) -> None:
     with pytest.raises(ClientException) as e:
-        jobs.submit_manifest(body, "ns", {}, 0)
+        jobs.submit_manifest(body, "ns", {}, 0, "bbbbb")
     assert message in e.value.message
 
 
@@ -459,19 +464,3 @@ def test_consumable_resources() -> None:
     resource["metadata"]["annotations"] = {resources.ANNOTATION_UPDATE_TOKENS: tokens}
     assert resources.seen_tokens(resource, 2000) == {"new": "h 3000"}
     assert resources.name_matches(["LIC*"], "license") and not resources.name_matches(["lic"], "license")
-
-
-def test_recently_submitted_jobs_are_remembered_briefly() -> None:
-    import time
-
-    from kubatch.awsapi.job_ops import Recent
-
-    recent = Recent(ttl=0.2, size=2)
-    recent.add("a", "ns", "job-a")
-    assert recent.name("a", "ns") == "job-a"
-    assert recent.name("a", "other") is None  # another namespace's key never sees it
-    recent.add("b", "ns", "job-b")
-    recent.add("c", "ns", "job-c")
-    assert recent.name("a", "ns") is None and recent.name("c", "ns") == "job-c"  # bounded
-    time.sleep(0.25)
-    assert recent.name("c", "ns") is None  # expired
