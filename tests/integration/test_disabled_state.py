@@ -83,7 +83,9 @@ def test_disabled_environment_finishes_its_jobs_and_takes_no_new_ones(batch: Bat
     ce = batch.environment(cpu=2)
     q = batch.queue([ce])
     batch.container_definition("one-cpu")
-    batch.job("running", q, "one-cpu", duration="5s")
+    # Long enough to be seen RUNNING even across a restart of the shared operator by another test
+    # (a restarted operator writes a job that ended meanwhile straight to SUCCEEDED).
+    batch.job("running", q, "one-cpu", duration="25s")
     batch.wait_status("running", "RUNNING")
 
     set_state(batch, "computeenvironment", ce, "DISABLED")

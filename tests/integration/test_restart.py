@@ -121,6 +121,14 @@ def share_usage(batch: Batch, queue: str) -> dict[str, float]:
     return {r["shareIdentifier"]: float(r.get("usage") or 0) for r in rows}
 
 
+def diagnosis(batch: Batch, operator: Any, queue: str) -> str:
+    """The queue's status and the operator log's errors, for a failure report."""
+    status = json.dumps(batch.kget("jobqueue", queue).get("status") or {}, indent=1)
+    log = Path(operator.log).read_text(errors="replace").splitlines() if operator.log else []
+    errors = [line for line in log if "Traceback" in line or "ERROR" in line or "failed" in line][-30:]
+    return f"queue status: {status}\noperator log errors (last 30 of {len(log)} lines):\n" + "\n".join(errors)
+
+
 def test_fair_share_usage_survives_a_restart(batch: Batch, cluster: Any, operator: Any) -> None:
     """teamA used the queue before the operator restarts; after it, a wave of one teamA job (the
     older) and one teamB job on a single vCPU gives teamB the vCPU first. (Had the usage been lost,
@@ -143,11 +151,14 @@ def test_fair_share_usage_survives_a_restart(batch: Batch, cluster: Any, operato
     batch.container_definition("work")
     batch.job("history", q, "work", duration="6s", shareIdentifier="teamA")
     assert batch.wait_done("history")["status"] == "SUCCEEDED"
-    recorded = batch.wait_for(
-        # Usage that only drifts is written at most every 30 s (core.queue_snapshot): up to one period
-        # plus a status cycle, and time for a loaded machine.
-        lambda: (u := share_usage(batch, q)).get("teamA", 0) >= 3 and u, "teamA's usage recorded", timeout=90
-    )
+    try:
+        recorded = batch.wait_for(
+            # Usage that only drifts is written at most every 30 s (core.queue_snapshot): up to one period
+            # plus a status cycle, and time for a loaded machine.
+            lambda: (u := share_usage(batch, q)).get("teamA", 0) >= 3 and u, "teamA's usage recorded", timeout=90
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{diagnosis(batch, operator, q)}") from None
     batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", json.dumps({"spec": {"state": "DISABLED"}}))
 
     restart_operator(cluster)
