@@ -34,6 +34,7 @@ SCENARIOS = (
     "restart",
     "scaleout",
     "scheduler_micro",
+    "aws_api",
 )
 
 

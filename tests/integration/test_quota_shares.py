@@ -256,3 +256,48 @@ def test_lowering_a_share_limit_preempts(batch: Batch, svc: Service) -> None:
     now = q.until(lambda now: all(now[n].get("status") in TERMINAL for n in js), "both end", 120)
     assert all(now[n]["status"] == "SUCCEEDED" for n in js)
     assert q.attempt_overlap == []
+
+
+def test_admission_of_quota_managed_queues_and_their_jobs(batch: Batch, svc: Service, admission_namespace: str) -> None:
+    """The webhook: a job of a quota-managed queue names one of its shares; quota shares need a
+    quota share policy."""
+    q = Quota(batch, svc, 2, [share("a", 1)])
+
+    def job(name: str, **spec: Any) -> Any:
+        body = {
+            "jobQueue": q.queue,
+            "serviceJobType": "KUBERNETES_JOB",
+            "serviceRequestPayload": svc.payload(),
+            **spec,
+        }
+        meta = {"name": name, "namespace": admission_namespace}
+        return batch.create({"apiVersion": GROUP, "kind": "BatchJob", "metadata": meta, "spec": body}, check=False)
+
+    refused = job("no-share")
+    assert refused.returncode != 0 and "spec.quotaShareName: required" in refused.stderr, refused.stderr
+    refused = job("unknown-share", quotaShareName="b")
+    assert refused.returncode != 0 and 'quota share "b" does not exist' in refused.stderr, refused.stderr
+    refused = job("with-identifier", quotaShareName="a", shareIdentifier="x")
+    assert refused.returncode != 0 and "spec.shareIdentifier" in refused.stderr, refused.stderr
+    accepted = job("ok", quotaShareName="a", schedulingPriority=3)
+    assert accepted.returncode == 0, accepted.stderr
+    from kubatch.devcluster.operatorproc import WEBHOOK_LABEL
+
+    fair = batch.cluster_object("SchedulingPolicy", batch.name("fp"), {"fairsharePolicy": {}})
+    bad = batch.name("bad")
+    batch.cluster_objects.append(("jobqueue", bad))  # deleted after the test, should it be created
+    body = {
+        "apiVersion": GROUP,
+        "kind": "JobQueue",
+        # Cluster-scoped objects are checked by the local webhook when they carry its label.
+        "metadata": {"name": bad, "labels": {WEBHOOK_LABEL: "enabled"}},
+        "spec": {
+            "jobQueueType": "KUBERNETES_JOB",
+            "priority": 1,
+            "serviceEnvironmentOrder": [{"order": 1, "serviceEnvironment": q.env}],
+            "schedulingPolicy": fair,
+            "quotaShares": [share("a", 1)],
+        },
+    }
+    refused = batch.create(body, check=False)
+    assert refused.returncode != 0 and "quota shares need a scheduling policy with a quotaSharePolicy" in refused.stderr
