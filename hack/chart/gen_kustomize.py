@@ -11,6 +11,8 @@ The charts are the single source: the manifests are `helm template` output with 
     deploy/crds/                       the CRDs (kubatch-crds chart)
     deploy/base/                       namespace + the kubatch chart, default values but webhook.enabled=false
     deploy/webhook-cert-manager/       crds + base + the validating webhook with cert-manager certificates
+    deploy/aws-api/                    webhook-cert-manager + the AWS Batch API server (api.enabled=true), its
+                                       certificate from cert-manager; it may impersonate no one until patched
 
 The base leaves the webhook out: plain manifests cannot carry a private key honestly, and the
 webhook is an extra layer (the CRDs' CEL rules and the controller's reconcile-time checks enforce
@@ -40,6 +42,7 @@ WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "Certificate", "Issuer")
 
 BASE_VALUES = ["--set", "webhook.enabled=false"]
 CERT_MANAGER_VALUES = ["--set", "webhook.enabled=true", "--set", "webhook.certManager.enabled=true"]
+API_VALUES = [*CERT_MANAGER_VALUES, "--set", "api.enabled=true"]
 
 
 def helm_binary() -> str:
@@ -138,13 +141,21 @@ def rendered(helm: str | None = None) -> dict[Path, str]:
         },
         sort_keys=False,
     )
+
+    # The AWS Batch API server: what api.enabled adds to the cert-manager render. No `namespace:`, so
+    # that the Roles a user adds in the namespaces of the ServiceAccounts keys map to keep theirs.
+    with_api = [strip_helm(o) for o in helm_template("kubatch", *API_VALUES, helm=helm)]
+    full_keys = {(o["kind"], o["metadata"]["name"]) for o in full}
+    api = DEPLOY / "aws-api"
+    files[api / "api.yaml"] = dump([o for o in with_api if (o["kind"], o["metadata"]["name"]) not in full_keys])
+    files[api / "kustomization.yaml"] = kustomization(["../webhook-cert-manager", "api.yaml"], namespace=False)
     return files
 
 
 def drift(helm: str | None = None) -> list[str]:
     want = rendered(helm)
     problems = [f"{p.relative_to(REPO)}: out of date" for p, t in want.items() if not p.exists() or p.read_text() != t]
-    for sub in (DEPLOY / "crds", DEPLOY / "base", DEPLOY / "webhook-cert-manager"):
+    for sub in (DEPLOY / "crds", DEPLOY / "base", DEPLOY / "webhook-cert-manager", DEPLOY / "aws-api"):
         problems += [f"{p.relative_to(REPO)}: not generated" for p in sorted(sub.glob("*")) if p not in want]
     return problems
 
@@ -160,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:
             print("run `python hack/chart/gen_kustomize.py`", file=sys.stderr)
         return 1 if problems else 0
-    for sub in (DEPLOY / "crds", DEPLOY / "base", DEPLOY / "webhook-cert-manager"):
+    for sub in (DEPLOY / "crds", DEPLOY / "base", DEPLOY / "webhook-cert-manager", DEPLOY / "aws-api"):
         for stale in sub.glob("*"):
             stale.unlink()
     for path, text in rendered().items():

@@ -87,6 +87,16 @@ def test_kustomize_cert_manager_overlay_renders_the_chart_with_cert_manager() ->
     )
 
 
+def test_kustomize_aws_api_overlay_renders_the_chart_with_the_api() -> None:
+    rendered = normalized(kustomize(DEPLOY / "aws-api"))
+    assert rendered == expected("webhook.enabled=true", "webhook.certManager.enabled=true", "api.enabled=true")
+    # The API server's certificate comes from cert-manager (no private key in the repository), and
+    # with no identity listed it may impersonate no one.
+    assert ("Certificate", "kubatch-api") in rendered
+    assert not [k for k in rendered if k[0] == "Secret"]
+    assert "impersonate" not in (DEPLOY / "aws-api" / "api.yaml").read_text()
+
+
 def test_kustomize_base_has_no_helm_bookkeeping() -> None:
     text = (DEPLOY / "base" / "operator.yaml").read_text() + "".join(
         p.read_text() for p in (DEPLOY / "crds").glob("*.yaml")
