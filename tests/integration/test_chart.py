@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import tempfile
 import time
 import urllib.error
@@ -198,9 +199,11 @@ def test_webhook_certificate_survives_upgrades(
 # ---- the ServiceAccount's permissions ------------------------------------------------------------------
 
 
-def token_kubeconfig(kubectl: Kubectl, release: Release, directory: Path) -> Path:
-    """A kubeconfig with a TokenRequest token of the chart's ServiceAccount (server and CA from ours)."""
-    token = kubectl("create", "token", release.fullname, "-n", release.namespace, "--duration=30m").stdout.strip()
+def token_kubeconfig(kubectl: Kubectl, release: Release, directory: Path, service_account: str = "") -> Path:
+    """A kubeconfig with a TokenRequest token of the chart's ServiceAccount (the operator's, or
+    ``service_account``), server and CA from ours."""
+    sa = service_account or release.fullname
+    token = kubectl("create", "token", sa, "-n", release.namespace, "--duration=30m").stdout.strip()
     current = json.loads(kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout)
     cluster = current["clusters"][0]
     config = {
@@ -211,7 +214,7 @@ def token_kubeconfig(kubectl: Kubectl, release: Release, directory: Path) -> Pat
         "contexts": [{"name": "chart-sa", "context": {"cluster": cluster["name"], "user": "chart-sa"}}],
         "current-context": "chart-sa",
     }
-    path = directory / "chart-sa.kubeconfig"
+    path = directory / f"{sa}.kubeconfig"
     path.write_text(json.dumps(config))
     path.chmod(0o600)
     return path
@@ -403,3 +406,192 @@ def test_token_is_the_service_accounts(kubectl: Kubectl, release: Release, tmp_p
     kubeconfig = token_kubeconfig(kubectl, release, tmp_path)
     review = json.loads(kubectl("--kubeconfig", str(kubeconfig), "auth", "whoami", "-o", "json").stdout)
     assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{release.namespace}:{release.fullname}"
+
+
+# ---- the AWS Batch API server (api.enabled) ---------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ApiRelease:
+    release: Release
+    team: str  # the namespace of the ServiceAccounts keys map to
+    user: str
+    group: str
+
+    @property
+    def service_account(self) -> str:
+        return f"{self.release.fullname}-api"
+
+    @property
+    def subject(self) -> str:
+        return f"system:serviceaccount:{self.release.namespace}:{self.service_account}"
+
+
+@pytest.fixture(scope="module")
+def api_release(kubectl: Kubectl, helm: Helm, crds: None) -> Iterator[ApiRelease]:
+    """A second release with only the API server's objects in use: the API lists one ServiceAccount
+    of `team` (`listed`; `other` is not listed), one user and one group. Its pods stay Pending (no node
+    matches the nodeSelector); the operator has no replica and no webhook."""
+    tag = f"a{uuid.uuid4().hex[:7]}"
+    ns, team = f"t-chart-{tag}", f"t-chart-{tag}-team"
+    for n in (ns, team):
+        kubectl("create", "namespace", n)
+    for sa in ("listed", "other"):
+        kubectl("create", "serviceaccount", sa, "-n", team)
+    rel = Release(
+        name=f"kt-{tag}",
+        namespace=ns,
+        lease=f"chart-test-{tag}",
+        sets=[
+            "replicaCount=0",
+            "webhook.enabled=false",
+            "image.repository=kubatch-chart-test",
+            "nodeSelector.kubatch\\.dev/chart-test=unschedulable",
+            f"leaderElection.leaseName=chart-test-{tag}",
+            "api.enabled=true",
+            "api.replicas=1",
+            f"api.impersonate.serviceAccounts={{{team}/listed}}",
+            f"api.impersonate.users={{alice-{tag}}}",
+            f"api.impersonate.groups={{devs-{tag}}}",
+        ],
+    )
+    try:
+        helm("install", *rel.helm_args())
+        yield ApiRelease(rel, team, f"alice-{tag}", f"devs-{tag}")
+    finally:
+        helm("uninstall", rel.name, "--namespace", ns, "--wait", "--timeout", "60s", check=False)
+        for n in (ns, team):
+            kubectl("delete", "namespace", n, "--wait=false", check=False)
+
+
+def can_i_as(kubectl: Kubectl, subject: str, verb: str, resource: str, *scope: str) -> bool:
+    proc = kubectl("auth", "can-i", verb, resource, *scope, f"--as={subject}", check=False)
+    answer = proc.stdout.strip()
+    assert answer in ("yes", "no"), proc.stderr
+    return answer == "yes"
+
+
+def test_api_objects_exist(kget: Callable[..., Any], api_release: ApiRelease) -> None:
+    rel, name = api_release.release, api_release.service_account
+    dep = kget("deployment", name, "-n", rel.namespace)
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == name
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["kubatch"] and container["args"][:2] == ["api", "serve"]
+    assert kget("service", name, "-n", rel.namespace)["spec"]["ports"][0]["targetPort"] == "https"
+    secret = kget("secret", f"{name}-tls", "-n", rel.namespace)
+    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    kget("role", f"{name}-impersonate", "-n", api_release.team)
+
+
+def test_api_service_account_may_impersonate_exactly_the_listed_identities(
+    kubectl: Kubectl, api_release: ApiRelease
+) -> None:
+    """`kubectl auth can-i --as=<the API's ServiceAccount>` against the real API server's RBAC."""
+    team, ns = api_release.team, api_release.release.namespace
+    yes: list[tuple[str, str, tuple[str, ...]]] = [
+        ("impersonate", "serviceaccounts/listed", ("-n", team)),
+        ("impersonate", "groups/system:serviceaccounts", ()),
+        ("impersonate", f"groups/system:serviceaccounts:{team}", ()),
+        ("impersonate", f"users/{api_release.user}", ()),
+        ("impersonate", f"groups/{api_release.group}", ()),
+        ("get", "secrets", ("-n", ns)),  # the access keys
+        ("get", "jobqueues.kubatch.dev", ()),
+    ]
+    no: list[tuple[str, str, tuple[str, ...]]] = [
+        ("impersonate", "serviceaccounts/other", ("-n", team)),
+        ("impersonate", "serviceaccounts", ("-n", team)),
+        ("impersonate", "serviceaccounts/listed", ("-n", ns)),  # the same name in another namespace
+        ("impersonate", "serviceaccounts/listed", ("-n", "kube-system")),
+        ("impersonate", "serviceaccounts/default", ("-n", "kube-system")),
+        ("impersonate", "users/admin", ()),
+        ("impersonate", "users", ()),
+        ("impersonate", "users/system:admin", ()),
+        ("impersonate", "groups/system:masters", ()),
+        ("impersonate", "groups/system:serviceaccounts:kube-system", ()),
+        ("impersonate", "userextras/scopes", ()),
+        ("list", "secrets", ("-n", ns)),
+        ("watch", "secrets", ("-n", ns)),
+        ("get", "secrets", ("-n", team)),
+        ("get", "secrets", ("-n", "kube-system")),
+        ("list", "jobqueues.kubatch.dev", ()),
+        ("create", "batchjobs.kubatch.dev", ("-n", team)),
+        ("list", "batchjobs.kubatch.dev", ("-n", team)),
+        ("create", "serviceaccounts/token", ("-n", team)),
+    ]
+    expected = [(True, *e) for e in yes] + [(False, *e) for e in no]
+    wrong = [
+        f"{'expected' if allowed else 'unexpected'}: {verb} {resource} {' '.join(scope)}"
+        for allowed, verb, resource, scope in expected
+        if can_i_as(kubectl, api_release.subject, verb, resource, *scope) != allowed
+    ]
+    assert wrong == []
+
+
+def test_api_token_impersonates_the_listed_service_account_only(
+    kubectl: Kubectl, api_release: ApiRelease, tmp_path: Path
+) -> None:
+    """The API's own token, with the headers `kubatch api serve` sends (Impersonate-User and the
+    ServiceAccount's groups): the API server accepts the listed identity and refuses another."""
+    kubeconfig = token_kubeconfig(kubectl, api_release.release, tmp_path, api_release.service_account)
+    team = api_release.team
+
+    def flags(user: str, *groups: str) -> list[str]:
+        return ["--kubeconfig", str(kubeconfig), f"--as={user}", *(f"--as-group={g}" for g in groups)]
+
+    def whoami(user: str, *groups: str) -> subprocess.CompletedProcess[str]:
+        return kubectl(*flags(user, *groups), "auth", "whoami", "-o", "json", check=False)
+
+    def discovery(user: str, *groups: str) -> subprocess.CompletedProcess[str]:
+        """A request any authenticated identity may make (kubectl's whoami hides the refusal)."""
+        return kubectl(*flags(user, *groups), "get", "--raw", "/api", check=False)
+
+    sa_groups = ("system:serviceaccounts", f"system:serviceaccounts:{team}")
+    listed = whoami(f"system:serviceaccount:{team}:listed", *sa_groups)
+    assert listed.returncode == 0, listed.stderr
+    info = json.loads(listed.stdout)["status"]["userInfo"]
+    assert info["username"] == f"system:serviceaccount:{team}:listed"
+    assert set(sa_groups) <= set(info["groups"])
+    user = whoami(api_release.user, api_release.group)
+    assert user.returncode == 0, user.stderr
+    assert json.loads(user.stdout)["status"]["userInfo"]["username"] == api_release.user
+    assert discovery(f"system:serviceaccount:{team}:listed", *sa_groups).returncode == 0
+    for refused in (
+        discovery(f"system:serviceaccount:{team}:other", *sa_groups),
+        discovery(
+            f"system:serviceaccount:{team}:listed", "system:serviceaccounts", "system:serviceaccounts:kube-system"
+        ),
+        discovery(api_release.user, "system:masters"),
+        discovery("bob"),
+    ):
+        assert refused.returncode != 0
+        assert "cannot impersonate" in refused.stderr, refused.stderr
+
+
+def test_api_server_with_the_chart_service_account_refuses_keys_of_unlisted_identities(
+    cluster: ClusterInfo, kubectl: Kubectl, api_release: ApiRelease, tmp_path: Path
+) -> None:
+    """`kubatch api serve`'s application, acting with the chart's API ServiceAccount: a key of the
+    listed ServiceAccount works; `kubatch api keys create` makes a key for an unlisted one just the
+    same, and every request with it fails with AccessDeniedException."""
+    from botocore.exceptions import ClientError
+
+    from tests.integration.awsapi import client, create_key, in_process
+
+    rel, team = api_release.release, api_release.team
+    # Both ServiceAccounts may look at jobs in their namespace: only the impersonation differs.
+    for sa in ("listed", "other"):
+        kubectl(
+            "create", "rolebinding", f"submit-{sa}", f"--clusterrole={rel.fullname}-submit",
+            f"--serviceaccount={team}:{sa}", "-n", team,
+        )  # fmt: skip
+    kubeconfig = token_kubeconfig(kubectl, rel, tmp_path, api_release.service_account)
+    listed = create_key(cluster.kubeconfig, rel.namespace, team, "--service-account", "listed")
+    other = create_key(cluster.kubeconfig, rel.namespace, team, "--service-account", "other")
+    unknown_id = "00000000-0000-0000-0000-000000000000"
+    with in_process(str(kubeconfig), rel.namespace) as url:
+        assert client(url, listed).describe_jobs(jobs=[unknown_id])["jobs"] == []
+        with pytest.raises(ClientError) as refused:
+            client(url, other).describe_jobs(jobs=[unknown_id])
+    error = refused.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException", error
+    assert "impersonate" in error["Message"], error

@@ -8,8 +8,14 @@ cancel/terminate, fair share) run unchanged against it.
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
+import subprocess
 import time
+import urllib.request
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +24,9 @@ from kubatch.core.podspec import CE_NODE_KEY
 from kubatch.devcluster import deploy
 from kubatch.devcluster.cluster import ClusterInfo
 from kubatch.devcluster.realnodes import BUSYBOX_TEST_IMAGE, REALNODE_SELECTOR, REALNODE_TOLERATION
+from tests.integration.awsapi import client, create_key
 from tests.integration.batch import Batch
-from tests.integration.conftest import IN_CLUSTER
+from tests.integration.conftest import IN_CLUSTER, REPO
 from tests.integration.helpers import Kubectl
 from tests.integration.test_restart import PodRecorder
 
@@ -125,3 +132,78 @@ def test_deleting_the_leader_pod_hands_over_without_duplicates(
     print(f"takeover after deleting the leader pod: {takeover:.1f}s")
     # The Deployment replaces the deleted replica; the next tests get two again.
     deploy.wait_rolled_out(cluster, operator)
+
+
+def test_aws_api_server_in_cluster(
+    operator: deploy.Deployment, cluster: ClusterInfo, batch: Batch, kubectl: Kubectl, kget: Any, tmp_path: Path
+) -> None:
+    """The chart with api.enabled, on the real nodes: a release with the API server only (no operator
+    replica, no webhook) beside the in-cluster operator, reached through its Service (kubectl
+    port-forward) with boto3 over TLS, trusting the chart's CA; a job submitted with a key of a listed
+    ServiceAccount runs to SUCCEEDED."""
+    tag = uuid.uuid4().hex[:6]
+    release, ns = f"kt-api-{tag}", f"kubatch-api-{tag}"
+    name = f"{release}-kubatch-api"
+    kubectl("create", "serviceaccount", "submitter", "-n", batch.ns)
+    kubectl("create", "namespace", ns)
+    values = deploy.values(operator.image, replicas=0)
+    values.update(
+        webhook={"enabled": False},
+        leaderElection={"enabled": False},
+        api={
+            "enabled": True,
+            "replicas": 1,
+            "impersonate": {"serviceAccounts": [f"{batch.ns}/submitter"]},
+            # The client below reaches the Service through a port-forward on this machine.
+            "tls": {"extraDnsNames": ["localhost"]},
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        },
+    )
+    values_file = tmp_path / "api-values.json"
+    values_file.write_text(json.dumps(values))
+    helm = [cluster.helm, f"--kubeconfig={cluster.kubeconfig}"]
+    forward: subprocess.Popen[str] | None = None
+    try:
+        subprocess.run(
+            [*helm, "install", release, "charts/kubatch", "-n", ns, "-f", str(values_file), "--wait", "--timeout=300s"],
+            check=True, capture_output=True, text=True, env=cluster.env(), cwd=str(REPO), timeout=330,
+        )  # fmt: skip
+        kubectl(
+            "create", "rolebinding", "submitter", f"--clusterrole={release}-kubatch-submit",
+            f"--serviceaccount={batch.ns}:submitter", "-n", batch.ns,
+        )  # fmt: skip
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(base64.b64decode(kget("secret", f"{name}-tls", "-n", ns)["data"]["ca.crt"]))
+        forward = subprocess.Popen(
+            [cluster.kubectl, f"--kubeconfig={cluster.kubeconfig}", "port-forward", "-n", ns, f"svc/{name}", ":443"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert forward.stdout is not None
+        line = forward.stdout.readline()  # Forwarding from 127.0.0.1:<port> -> 8443
+        assert "Forwarding from 127.0.0.1:" in line, line
+        port = int(line.split("127.0.0.1:", 1)[1].split()[0])
+        url = f"https://localhost:{port}"
+
+        context = ssl.create_default_context(cafile=str(ca))
+        with urllib.request.urlopen(f"{url}/healthz", context=context, timeout=10) as r:
+            assert r.read() == b"ok"
+
+        key = create_key(cluster.kubeconfig, ns, batch.ns, "--service-account", "submitter")
+        q = batch.queue([batch.environment(cpu=4)])
+        batch.container_definition("api-hello")
+        aws = client(url, key, verify=str(ca))
+        job_id = aws.submit_job(jobName="api_hello", jobQueue=q, jobDefinition="api-hello")["jobId"]
+        deadline = time.monotonic() + 180
+        while (status := aws.describe_jobs(jobs=[job_id])["jobs"][0]["status"]) not in ("SUCCEEDED", "FAILED"):
+            assert time.monotonic() < deadline, f"job {job_id} still {status}"
+            time.sleep(1)
+        assert status == "SUCCEEDED"
+    finally:
+        if forward is not None:
+            forward.terminate()
+            forward.wait(10)
+        subprocess.run(
+            [*helm, "uninstall", release, "-n", ns, "--wait", "--timeout=60s"],
+            capture_output=True, text=True, env=cluster.env(), timeout=90,
+        )  # fmt: skip
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
