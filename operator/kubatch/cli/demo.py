@@ -207,5 +207,13 @@ def run_demo(repo: Path, timeout: float = 300.0) -> int:
         f"\nExplore: export KUBECONFIG={info.kubeconfig}; {info.kubectl} get kubatch -A;"
         f" .venv/bin/kubatch -n {NAMESPACE} describe frames:3"
     )
+    click.echo(
+        "With the AWS tools (docs/aws-api.md): .venv/bin/kubatch api serve --listen 127.0.0.1:8080 --insecure-http"
+        f" --keys-namespace {NAMESPACE} &\n"
+        f"  export $(.venv/bin/kubatch api keys create --keys-namespace {NAMESPACE} --namespace {NAMESPACE}"
+        " --user admin --group system:masters) AWS_DEFAULT_REGION=us-east-1   # the local admin: a demo only\n"
+        "  .venv/bin/aws batch list-jobs --endpoint-url http://127.0.0.1:8080 --job-queue demo-pipeline"
+        " --job-status SUCCEEDED"
+    )
     ok = bool(jobs) and all((j.get("status") or {}).get("status") == "SUCCEEDED" for j in jobs)
     return 0 if ok else 1
