@@ -20,6 +20,8 @@ One job per module:
   definition, job queue, scheduling policy and compute environment operations; ``job_ops``,
   ``definition_ops``, ``resource_ops``: those operations against the API server; ``tag_ops``: the
   tag operations.
+- ``environments`` (pure) and ``environment_ops``: Create/Update/DeleteComputeEnvironment, with the
+  server's defaults for what AWS's request does not carry.
 - ``server``: the aiohttp application (authentication, dispatch, errors); ``app``: the API
   assembled; ``tls``: its certificate.
 """

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from kubatch.awsapi.environments import EnvironmentDefaults
 from kubatch.awsapi.errors import AwsError, NotSupported, ServerException, from_kube
 from kubatch.awsapi.protocol import JSON, Call, encode, parse_call
 from kubatch.awsapi.state import ServerState
@@ -34,10 +35,12 @@ DEFAULT_ACCOUNT = "000000000000"
 
 @dataclass(frozen=True)
 class ApiConfig:
-    """What the API answers with: the region and account of its ARNs."""
+    """What the API answers with: the region and account of its ARNs; and what it puts into the
+    compute environments it creates that AWS's request does not carry (``environments``)."""
 
     region: str = DEFAULT_REGION
     account: str = DEFAULT_ACCOUNT
+    environments: EnvironmentDefaults = field(default_factory=EnvironmentDefaults)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@
 at start; ``--insecure-http`` serves plain HTTP, and only on a loopback address (tests, a local
 try-out). The server acts with ``--kubeconfig`` (or its in-cluster ServiceAccount), which needs to
 read the key Secrets, impersonate the keys' identities, read JobQueues and label BatchJobs.
+``--ce-provisioner`` and ``--ce-defaults FILE`` say what CreateComputeEnvironment puts into a
+compute environment beyond AWS's request (``kubatch.awsapi.environments``).
 
 ``kubatch api keys create --namespace NS (--user NAME | --service-account [NS/]NAME)`` prints
 exactly two lines, ``AWS_ACCESS_KEY_ID=...`` and ``AWS_SECRET_ACCESS_KEY=...`` (ready for ``export``
@@ -25,7 +27,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+import yaml
 
+from kubatch.awsapi.environments import PROVISIONERS, EnvironmentDefaults
 from kubatch.awsapi.keys import AccessKey, Identity, service_account
 from kubatch.awsapi.keystore import DEFAULT_KEYS_NAMESPACE, KeyStore
 from kubatch.awsapi.server import DEFAULT_ACCOUNT, DEFAULT_REGION, ApiConfig
@@ -86,6 +90,17 @@ def parse_listen(text: str) -> tuple[str, int]:
     "--account-id", default=lambda: os.environ.get("KUBATCH_API_ACCOUNT_ID") or DEFAULT_ACCOUNT,
     show_default=DEFAULT_ACCOUNT, help="The account id of ARNs.",
 )
+@click.option(
+    "--ce-provisioner", type=click.Choice(PROVISIONERS), default=lambda: os.environ.get("KUBATCH_API_CE_PROVISIONER"),
+    help="The provisioner of the MANAGED compute environments CreateComputeEnvironment makes (unset: the request "
+    "must carry the tag kubatch.dev/provisioner). $KUBATCH_API_CE_PROVISIONER.",
+)
+@click.option(
+    "--ce-defaults", type=click.Path(dir_okay=False, exists=True), default=None,
+    help="YAML or JSON file of what CreateComputeEnvironment puts into a compute environment beyond AWS's request: "
+    "provisioner, nodeClassRef, minScaleDownDelayMinutes, unmanagedNodeSelector, tolerations, allowPrivileged, "
+    "allowHostNetwork, allowHostPath (docs/aws-api.md).",
+)
 @key_options
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging (one line per request).")
 def serve(
@@ -94,6 +109,8 @@ def serve(
     insecure_http: bool,
     region: str,
     account_id: str,
+    ce_provisioner: str | None,
+    ce_defaults: str | None,
     keys_namespace: str,
     kubeconfig: str | None,
     verbose: bool,
@@ -103,6 +120,7 @@ def serve(
     from kubatch.awsapi.app import serve as run
 
     host, port = parse_listen(listen)
+    environments = environment_defaults(ce_defaults, ce_provisioner)
     if insecure_http and not tls.is_loopback(host):
         raise click.UsageError(
             f"--insecure-http serves plain HTTP on loopback addresses only, not {host}: request signatures and "
@@ -123,11 +141,27 @@ def serve(
                 host=host,
                 port=port,
                 kubeconfig=kubeconfig,
-                config=ApiConfig(region=region, account=account_id),
+                config=ApiConfig(region=region, account=account_id, environments=environments),
                 keys_namespace=keys_namespace,
                 cert_dir=Path(directory) if directory else None,
             )
         )
+
+
+def environment_defaults(path: str | None, provisioner: str | None) -> EnvironmentDefaults:
+    """``--ce-defaults`` and ``--ce-provisioner`` read and checked (a usage error when invalid)."""
+    data: object = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise click.BadParameter(str(e), param_hint="--ce-defaults") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("expected an object (YAML or JSON)", param_hint="--ce-defaults")
+    try:
+        return EnvironmentDefaults.parse(data, provisioner)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--ce-defaults") from None
 
 
 @api.group("keys")
