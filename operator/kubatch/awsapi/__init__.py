@@ -22,6 +22,8 @@ One job per module:
   tag operations.
 - ``environments`` (pure) and ``environment_ops``: Create/Update/DeleteComputeEnvironment, with the
   server's defaults for what AWS's request does not carry.
+- ``consumable_jobs`` (pure) and ``consumable_job_ops``: ListJobsByConsumableResource (a job's
+  consumable resources from its definition revision and overrides).
 - ``server``: the aiohttp application (authentication, dispatch, errors); ``app``: the API
   assembled; ``tls``: its certificate.
 """

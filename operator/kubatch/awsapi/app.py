@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kubatch.awsapi import definition_ops, environment_ops, job_ops, resource_ops, tag_ops, tls
+from kubatch.awsapi import consumable_job_ops, definition_ops, environment_ops, job_ops, resource_ops, tag_ops, tls
 from kubatch.awsapi.authn import KeyAuthenticator
 from kubatch.awsapi.impersonation import Impersonators
 from kubatch.awsapi.keystore import KeyStore
@@ -24,6 +24,7 @@ HANDLERS: Mapping[str, Handler] = {
     **definition_ops.HANDLERS,
     **resource_ops.HANDLERS,
     **environment_ops.HANDLERS,
+    **consumable_job_ops.HANDLERS,
     **tag_ops.HANDLERS,
 }
 
