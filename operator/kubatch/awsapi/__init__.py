@@ -24,6 +24,8 @@ One job per module:
   server's defaults for what AWS's request does not carry.
 - ``consumable_jobs`` (pure) and ``consumable_job_ops``: ListJobsByConsumableResource (a job's
   consumable resources from its definition revision and overrides).
+- ``services`` (pure) and ``service_ops``: the service environment and service job operations
+  (ServiceEnvironments, BatchJobs with a serviceJobType).
 - ``server``: the aiohttp application (authentication, dispatch, errors); ``app``: the API
   assembled; ``tls``: its certificate.
 """

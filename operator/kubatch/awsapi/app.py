@@ -12,7 +12,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kubatch.awsapi import consumable_job_ops, definition_ops, environment_ops, job_ops, resource_ops, tag_ops, tls
+from kubatch.awsapi import (
+    consumable_job_ops,
+    definition_ops,
+    environment_ops,
+    job_ops,
+    resource_ops,
+    service_ops,
+    tag_ops,
+    tls,
+)
 from kubatch.awsapi.authn import KeyAuthenticator
 from kubatch.awsapi.impersonation import Impersonators
 from kubatch.awsapi.keystore import KeyStore
@@ -25,6 +34,7 @@ HANDLERS: Mapping[str, Handler] = {
     **resource_ops.HANDLERS,
     **environment_ops.HANDLERS,
     **consumable_job_ops.HANDLERS,
+    **service_ops.HANDLERS,
     **tag_ops.HANDLERS,
 }
 

@@ -59,6 +59,7 @@ import yaml
 
 from kubatch.api.batch_job import MAX_SERVICE_PAYLOAD_BYTES
 from kubatch.api.constants import API_VERSION
+from kubatch.core.job_ids import job_id as batch_job_id
 from kubatch.core.lifecycle import JobEvent
 from kubatch.core.podspec import owner_reference, pod_name
 from kubatch.core.retry import decide_retry
@@ -425,7 +426,7 @@ def build_workload(job: JSON, wtype: WorkloadType, attempt: int, *, service_envi
     if not isinstance(md, dict):
         raise PayloadError("metadata must be an object")
     name = str(meta.get("name", ""))
-    job_id = str(((job.get("status") or {}).get("jobId")) or meta.get("uid") or "")
+    job_id = batch_job_id(job)  # the API's jobId label, else the uid (kubatch.core.job_ids)
     ours = {
         LABEL_SERVICE_JOB: name,
         LABEL_JOB_ID: job_id,
@@ -708,7 +709,7 @@ def reconcile_service(
             {
                 "status": SUBMITTED,
                 "statusReason": "",
-                "jobId": str(meta.get("uid", "")),
+                "jobId": batch_job_id(job),
                 "createdAt": str(meta.get("creationTimestamp") or step.now),
             }
         )

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kubatch.core.job_ids import api_job_id
 from kubatch.core.service_jobs import (
     FAILED,
     KUBERNETES_JOB,
@@ -180,6 +181,18 @@ def test_a_new_job_is_runnable_or_refused() -> None:
     assert st1["status"] == RUNNABLE and st1["jobId"] == "uid-1" and st1["queuedAt"]
     refused = step(service_job(), queue_missing="Job queue q not found")
     assert (refused["status"], refused["statusReason"]) == (FAILED, "Job queue q not found")
+
+
+def test_a_job_submitted_through_the_aws_api_keeps_the_jobid_of_its_label() -> None:
+    """SubmitServiceJob answers with the jobId it put in the label kubatch.dev/job-id (a UUID of the
+    namespace and name): the first status and the workload's label take it, not the uid."""
+    job = service_job()
+    job["metadata"]["labels"] = {"kubatch.dev/job-id": api_job_id("ns", "sj")}
+    assert step(job)["jobId"] == api_job_id("ns", "sj")
+    w = build_workload(job, KUBERNETES_JOB, 1, service_environment="se")
+    assert w["metadata"]["labels"]["kubatch.dev/job-id"] == api_job_id("ns", "sj")
+    job["metadata"]["labels"] = {"kubatch.dev/job-id": api_job_id("ns", "other")}  # a copied label: not its own
+    assert step(job)["jobId"] == "uid-1"
 
 
 def test_a_blocked_head_shows_the_schedulers_reason() -> None:
