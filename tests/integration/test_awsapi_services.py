@@ -3,7 +3,8 @@ client, on the local control plane and the shared operator: a key whose ServiceA
 cluster-wide rights on service environments, queues and policies creates a KUBERNETES_JOB service
 environment and a service queue, submits a batch/v1 Job payload with SubmitServiceJob and follows it
 with DescribeServiceJob to SUCCEEDED (the Job controller runs it on a kwok node), lists, terminates
-and resubmits with a clientToken."""
+and resubmits with a clientToken; a quota-managed queue's shares are created, described, listed,
+updated and deleted (also concurrently), and UpdateServiceJob reorders a job in its share."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -222,3 +224,85 @@ def test_service_environments_and_service_jobs(
     aws.delete_service_environment(serviceEnvironment=se)
     poll(lambda: aws.describe_service_environments(serviceEnvironments=[se])["serviceEnvironments"],
          lambda found: found == [], "environment gone", 60)  # fmt: skip
+
+
+def test_quota_shares_and_update_service_job(
+    api_url: str, cluster: ClusterInfo, keys_namespace: str, service_admin: str, batch: Batch
+) -> None:
+    aws = client(api_url, create_key(cluster.kubeconfig, keys_namespace, batch.ns, "--service-account", service_admin))
+    policy = aws.create_scheduling_policy(name=batch.name("api-qp"),
+                                          quotaSharePolicy={"idleResourceAssignmentStrategy": "FIFO"})  # fmt: skip
+    batch.cluster_objects.append(("schedulingpolicy", policy["name"]))
+    (shown,) = aws.describe_scheduling_policies(arns=[policy["arn"]])["schedulingPolicies"]
+    assert shown["quotaSharePolicy"] == {"idleResourceAssignmentStrategy": "FIFO"} and "fairsharePolicy" not in shown
+    label, _, q = service_setup(aws, batch, 2, schedulingPolicyArn=policy["arn"])
+
+    def share(name: str, limit: int, strategy: str, **extra: Any) -> dict[str, Any]:
+        return aws.create_quota_share(  # type: ignore[no-any-return]
+            quotaShareName=name, jobQueue=q, capacityLimits=[{"maxCapacity": limit, "capacityUnit": "NUM_INSTANCES"}],
+            resourceSharingConfiguration={"strategy": strategy, **extra},
+            preemptionConfiguration={"inSharePreemption": "DISABLED"},
+        )  # fmt: skip
+
+    prod = share("prod", 1, "LEND_AND_BORROW", borrowLimit=100)
+    assert prod == {"quotaShareName": "prod", "quotaShareArn": f"{ARN}:job-queue/{q}/quota-share/prod",
+                    "ResponseMetadata": prod["ResponseMetadata"]}  # fmt: skip
+    research = share("research", 1, "LEND")
+    code, message, _ = code_of(lambda: share("prod", 2, "RESERVE"))
+    assert (code, message) == ("ClientException", f"Quota share prod already exists in job queue {q}.")
+    code, message, _ = code_of(lambda: aws.create_quota_share(
+        quotaShareName="off", jobQueue=q, capacityLimits=[{"maxCapacity": 1, "capacityUnit": "NUM_INSTANCES"}],
+        resourceSharingConfiguration={"strategy": "RESERVE"}, preemptionConfiguration={"inSharePreemption": "DISABLED"},
+        state="DISABLED"))  # fmt: skip
+    assert code == "ClientException" and "state DISABLED is not supported by kubatch" in message
+    described = aws.describe_quota_share(quotaShareArn=prod["quotaShareArn"])
+    assert described["jobQueueArn"] == f"{ARN}:job-queue/{q}" and described["state"] == "ENABLED"
+    assert described["resourceSharingConfiguration"] == {"strategy": "LEND_AND_BORROW", "borrowLimit": 100}
+    assert described["capacityLimits"] == [{"maxCapacity": 1, "capacityUnit": "NUM_INSTANCES"}]
+    first = aws.list_quota_shares(jobQueue=q, maxResults=1)
+    rest = aws.list_quota_shares(jobQueue=q, maxResults=1, nextToken=first["nextToken"])
+    assert [s["quotaShareName"] for s in first["quotaShares"] + rest["quotaShares"]] == ["prod", "research"]
+    assert "nextToken" not in rest
+
+    # UpdateQuotaShare changes what it names; the queue's spec is the source
+    aws.update_quota_share(quotaShareArn=research["quotaShareArn"],
+                           capacityLimits=[{"maxCapacity": 2, "capacityUnit": "NUM_INSTANCES"}],
+                           preemptionConfiguration={"inSharePreemption": "ENABLED"})  # fmt: skip
+    spec_shares = {s["quotaShareName"]: s for s in batch.kget("jobqueue", q)["spec"]["quotaShares"]}
+    assert spec_shares["research"]["capacityLimits"] == [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 2}]
+    assert spec_shares["research"]["preemptionConfiguration"] == {"inSharePreemption": "ENABLED"}
+    assert spec_shares["research"]["resourceSharingConfiguration"] == {"strategy": "LEND"}
+
+    # concurrent creates of one queue's shares: every one kept (a conflict is read again and retried)
+    names = [f"team-{i}" for i in range(6)]
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda n: share(n, 1, "RESERVE"), names))
+    listed = [s["quotaShareName"] for s in aws.list_quota_shares(jobQueue=q)["quotaShares"]]
+    assert listed == ["prod", "research", *names]
+
+    # a service job in a share; UpdateServiceJob changes its priority
+    job = aws.submit_service_job(jobName="ranked", jobQueue=q, serviceJobType="KUBERNETES_JOB",
+                                 serviceRequestPayload=payload(label, "600s"), quotaShareName="prod",
+                                 schedulingPriority=1)  # fmt: skip
+    updated = aws.update_service_job(jobId=job["jobId"], schedulingPriority=50)
+    assert (updated["jobId"], updated["jobName"], updated["jobArn"]) == (job["jobId"], "ranked", job["jobArn"])
+    detail = describe(aws, job["jobId"])
+    assert detail["schedulingPriority"] == 50 and detail["quotaShareName"] == "prod"
+    running = poll(lambda: describe(aws, job["jobId"]), lambda j: j["status"] == "RUNNING", "RUNNING", timeout=90)
+    assert running["schedulingPriority"] == 50
+    by_share = aws.list_service_jobs(jobQueue=q, jobStatus="RUNNING",
+                                     filters=[{"name": "QUOTA_SHARE_NAME", "values": ["prod"]}])  # fmt: skip
+    assert [j["jobId"] for j in by_share["jobSummaryList"]] == [job["jobId"]]
+    assert by_share["jobSummaryList"][0]["quotaShareName"] == "prod"
+    code, _, _ = code_of(lambda: aws.update_service_job(jobId=job["jobId"], schedulingPriority=10000))
+    assert code == "ClientException"
+    aws.terminate_service_job(jobId=job["jobId"], reason="done")
+
+    # DeleteQuotaShare
+    aws.delete_quota_share(quotaShareArn=research["quotaShareArn"])
+    code, message, _ = code_of(lambda: aws.describe_quota_share(quotaShareArn=research["quotaShareArn"]))
+    assert (code, message) == ("ClientException", f"Quota share research not found in job queue {q}.")
+    remaining = [s["quotaShareName"] for s in aws.list_quota_shares(jobQueue=q)["quotaShares"]]
+    assert remaining == ["prod", *names]
+    code, _, _ = code_of(lambda: aws.delete_quota_share(quotaShareArn=research["quotaShareArn"]))
+    assert code == "ClientException"

@@ -25,7 +25,8 @@ One job per module:
 - ``consumable_jobs`` (pure) and ``consumable_job_ops``: ListJobsByConsumableResource (a job's
   consumable resources from its definition revision and overrides).
 - ``services`` (pure) and ``service_ops``: the service environment and service job operations
-  (ServiceEnvironments, BatchJobs with a serviceJobType).
+  (ServiceEnvironments, BatchJobs with a serviceJobType); ``quotas`` (pure) and ``quota_ops``: the
+  quota share operations (entries of a JobQueue's spec.quotaShares).
 - ``server``: the aiohttp application (authentication, dispatch, errors); ``app``: the API
   assembled; ``tls``: its certificate.
 """

@@ -17,6 +17,7 @@ from kubatch.awsapi import (
     definition_ops,
     environment_ops,
     job_ops,
+    quota_ops,
     resource_ops,
     service_ops,
     tag_ops,
@@ -35,6 +36,7 @@ HANDLERS: Mapping[str, Handler] = {
     **environment_ops.HANDLERS,
     **consumable_job_ops.HANDLERS,
     **service_ops.HANDLERS,
+    **quota_ops.HANDLERS,
     **tag_ops.HANDLERS,
 }
 

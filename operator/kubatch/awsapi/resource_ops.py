@@ -191,10 +191,9 @@ async def create_scheduling_policy(ctx: Context, call: Call) -> JSON:
 
 async def update_scheduling_policy(ctx: Context, call: Call) -> JSON:
     action = "batch:UpdateSchedulingPolicy"
-    if call.body.get("quotaSharePolicy") is not None:
-        raise ClientException("quotaSharePolicy is not supported by kubatch's API yet")
     policy = await must_get(ctx.user, SCHEDULING_POLICY, required_str(call.body, "arn"), "arn", action)
-    spec = {**(policy.get("spec") or {}), "fairsharePolicy": call.body.get("fairsharePolicy") or {}}
+    spec = {k: v for k, v in (policy.get("spec") or {}).items() if k not in ("fairsharePolicy", "quotaSharePolicy")}
+    spec.update(resources.policy_kind(call.body))
     replaced = {**policy, "spec": spec}
     replaced.pop("status", None)
     await write(ctx.user, "PUT", path(SCHEDULING_POLICY, str(policy["metadata"]["name"])), replaced, action)

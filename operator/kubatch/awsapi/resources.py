@@ -164,9 +164,7 @@ def policy_manifest(body: Mapping[str, Any]) -> JSON:
     name = body.get("name")
     if not isinstance(name, str):
         raise ClientException("name is required")
-    if body.get("quotaSharePolicy") is not None:
-        raise ClientException("quotaSharePolicy is not supported by kubatch's API yet")
-    spec: JSON = {"fairsharePolicy": body.get("fairsharePolicy") or {}}
+    spec: JSON = policy_kind(body)
     if body.get("tags") is not None:
         spec["tags"] = body["tags"]
     return {
@@ -177,6 +175,19 @@ def policy_manifest(body: Mapping[str, Any]) -> JSON:
     }
 
 
+def policy_kind(body: Mapping[str, Any]) -> JSON:
+    """A policy's fairsharePolicy or quotaSharePolicy (one of them, as kubatch's SchedulingPolicy
+    takes; neither: an empty fairsharePolicy, as AWS makes one)."""
+    fair, quota = body.get("fairsharePolicy"), body.get("quotaSharePolicy")
+    if fair is not None and quota is not None:
+        raise ClientException(
+            "Specify either fairsharePolicy (a fair-share queue) or quotaSharePolicy (a quota-managed queue), not both"
+        )
+    if quota is not None:
+        return {"quotaSharePolicy": quota}
+    return {"fairsharePolicy": fair or {}}
+
+
 def policy_detail(policy: Mapping[str, Any], arns: Arns) -> JSON:
     name = str(policy["metadata"]["name"])
     spec = policy.get("spec") or {}
@@ -184,6 +195,7 @@ def policy_detail(policy: Mapping[str, Any], arns: Arns) -> JSON:
         "name": name,
         "arn": arns.scheduling_policy(name),
         "fairsharePolicy": spec.get("fairsharePolicy"),
+        "quotaSharePolicy": spec.get("quotaSharePolicy"),
         "tags": spec.get("tags"),
     }
 

@@ -1,5 +1,5 @@
-"""Service environments and service jobs as AWS's shapes (botocore's model), and the requests that
-make them (pure translation: ``services``)."""
+"""Service environments, service jobs and quota shares as AWS's shapes (botocore's model), and the
+requests that make them (pure translation: ``services``, ``quotas``, ``resources.policy_kind``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.model import ServiceModel, Shape, StructureShape
 
-from kubatch.awsapi import listing, services
+from kubatch.awsapi import listing, quotas, resources, services
 from kubatch.awsapi.arns import Arns
 from kubatch.awsapi.errors import ClientException
 from kubatch.awsapi.protocol import prune
@@ -200,3 +200,62 @@ def test_list_service_jobs_query() -> None:
             services.parse_list_service_jobs(bad)
     token = listing.encode_token((-1, 0, "a"), query.query)
     assert services.parse_list_service_jobs({"jobQueue": "svc", "nextToken": token}).query.after == (-1, 0, "a")
+
+
+def test_quota_shares() -> None:
+    body = {"quotaShareName": "prod", "jobQueue": "ml",
+            "capacityLimits": [{"maxCapacity": 4, "capacityUnit": "NUM_INSTANCES"}],
+            "resourceSharingConfiguration": {"strategy": "LEND_AND_BORROW", "borrowLimit": 100},
+            "preemptionConfiguration": {"inSharePreemption": "ENABLED"}, "state": "ENABLED"}  # fmt: skip
+    share = quotas.new_share(body)
+    assert share == {k: body[k] for k in ("quotaShareName", "capacityLimits", "resourceSharingConfiguration",
+                                          "preemptionConfiguration")}  # fmt: skip
+    for change, message in (
+        ({"state": "DISABLED"}, "state DISABLED is not supported by kubatch"),
+        ({"tags": {"a": "b"}}, "tags are not supported"),
+        ({"preemptionConfiguration": None}, "preemptionConfiguration is required"),
+        ({"capacityLimits": {"maxCapacity": 1}}, "capacityLimits must be a list"),
+    ):
+        with pytest.raises(ClientException, match=message):
+            quotas.new_share({**body, **change})
+    updated = quotas.updated_share(share, {"capacityLimits": [{"maxCapacity": 8, "capacityUnit": "NUM_INSTANCES"}]})
+    assert updated["capacityLimits"][0]["maxCapacity"] == 8 and updated["preemptionConfiguration"] == {
+        "inSharePreemption": "ENABLED"
+    }
+    queue = {
+        "metadata": {"name": "ml"},
+        "spec": {
+            "quotaShares": [
+                share,
+                {"quotaShareName": "research", "capacityLimits": [{"maxCapacity": 2, "capacityUnit": "m5.large"}]},
+            ]
+        },
+        "status": {"status": "VALID"},
+    }
+    arn = quotas.share_arn(ARNS, "ml", "prod")
+    assert arn == "arn:aws:batch:us-east-1:000000000000:job-queue/ml/quota-share/prod"
+    assert quotas.parse_share_arn(arn) == ("ml", "prod") == quotas.parse_share_arn("ml/quota-share/prod")
+    for bad in ("arn:aws:batch:us-east-1:0:job-queue/ml", "prod", "arn:aws:batch:us-east-1:0:job/x/quota-share/p"):
+        with pytest.raises(ClientException):
+            quotas.parse_share_arn(bad)
+    found = quotas.find(queue, "research")
+    assert found is not None and quotas.find(queue, "nope") is None
+    detail = prune(quotas.detail(queue, found, ARNS))
+    conforms(detail, output("DescribeQuotaShare"))
+    assert detail["resourceSharingConfiguration"] == {"strategy": "RESERVE"}
+    assert detail["preemptionConfiguration"] == {"inSharePreemption": "DISABLED"}
+    assert (detail["state"], detail["status"], detail["jobQueueArn"]) == ("ENABLED", "VALID", ARNS.job_queue("ml"))
+    conforms({"quotaShares": [prune(quotas.detail(queue, share, ARNS))]}, output("ListQuotaShares"))
+
+
+def test_scheduling_policies_take_a_quota_share_policy() -> None:
+    quota = resources.policy_manifest(
+        {"name": "ml-quota", "quotaSharePolicy": {"idleResourceAssignmentStrategy": "FIFO"}}
+    )
+    assert quota["spec"] == {"quotaSharePolicy": {"idleResourceAssignmentStrategy": "FIFO"}}
+    shown = prune(resources.policy_detail(quota, ARNS))
+    conforms(shown, MODEL.shape_for("SchedulingPolicyDetail"))
+    assert shown["quotaSharePolicy"] == {"idleResourceAssignmentStrategy": "FIFO"} and "fairsharePolicy" not in shown
+    assert resources.policy_manifest({"name": "fair"})["spec"] == {"fairsharePolicy": {}}
+    with pytest.raises(ClientException, match="not both"):
+        resources.policy_kind({"fairsharePolicy": {}, "quotaSharePolicy": {"idleResourceAssignmentStrategy": "FIFO"}})
