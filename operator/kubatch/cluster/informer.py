@@ -49,6 +49,7 @@ class Informer:
         self.synced = asyncio.Event()
         self.known: dict[str, dict[str, Any]] = {}  # uid -> tombstone, to report deletions found by a relist
         self.relists = 0
+        self.missing = False  # the last list or watch found no such collection (404)
 
     @staticmethod
     def key(obj: dict[str, Any]) -> str:
@@ -109,7 +110,12 @@ class Informer:
                     log.info("informer %s: watch expired (410), relisting", self.name)
                     rv = ""
                     continue
-                log.warning("informer %s: %s; retrying in %.1fs", self.name, e, backoff)
+                # A collection that does not exist (a CRD not installed yet) is said once, then quietly retried.
+                missing = e.status == 404
+                (log.debug if missing and self.missing else log.warning)(
+                    "informer %s: %s; retrying in %.1fs", self.name, e, backoff
+                )
+                self.missing = missing
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
                 if e.status in (0, 500, 503, 504):

@@ -72,10 +72,12 @@ def slim_pod(pod: JSON) -> JSON:
 
 
 def slim_workload(obj: JSON) -> JSON:
-    """The parts of a service job's workload (a batch/v1 Job) that kubatch reads."""
+    """The parts of a service job's workload (a batch/v1 Job) that kubatch reads; a workload of a
+    type declared by configuration keeps its whole spec and status (its paths are the configuration's)."""
     md = obj.get("metadata", {})
     spec = obj.get("spec") or {}
     st = obj.get("status") or {}
+    whole = obj.get("kind") != "Job" or obj.get("apiVersion") != "batch/v1"
     return {
         "apiVersion": obj.get("apiVersion"),
         "kind": obj.get("kind"),
@@ -88,8 +90,10 @@ def slim_workload(obj: JSON) -> JSON:
             "deletionTimestamp": md.get("deletionTimestamp"),
             "creationTimestamp": md.get("creationTimestamp"),
         },
-        "spec": {k: spec[k] for k in ("parallelism", "completions", "suspend") if k in spec},
-        "status": {
+        "spec": spec if whole else {k: spec[k] for k in ("parallelism", "completions", "suspend") if k in spec},
+        "status": st
+        if whole
+        else {
             k: st[k]
             for k in ("conditions", "active", "ready", "succeeded", "failed", "startTime", "completionTime")
             if k in st

@@ -3,22 +3,48 @@
 BatchJobs and Pods are watched by the runtime's own informers (one list+watch each, no per-object
 kopf workers, annotations or finalizers: see design.md); kopf runs the process, serves admission
 webhooks and health probes. The validating webhook is served when KUBATCH_WEBHOOK_PORT is set (the
-environment variables are described in `kubatch.controllers.admission`).
+environment variables are described in `kubatch.controllers.admission`). Service workload types
+declared by configuration (``KUBATCH_SERVICE_WORKLOAD_TYPES``: a file, `kubatch.core.workload_types`)
+are read and checked when the module loads: an invalid file stops the process with the reason.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from kubatch.cluster.client import Kube
 from kubatch.controllers import admission
+from kubatch.core.workload_types import ENV_VAR, WorkloadTypeConfigError, describe, parse_workload_types, register
 from kubatch.runtime.app import Options, Runtime
 
 log = logging.getLogger(__name__)
 
+
+
+def configure_workload_types(env: os._Environ[str] | dict[str, str]) -> None:
+    """Read the service workload types named by KUBATCH_SERVICE_WORKLOAD_TYPES (a file) and make
+    them known; SystemExit with the reason when the file cannot be read or is invalid."""
+    path = env.get(ENV_VAR, "")
+    if not path:
+        return
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise SystemExit(f"kubatch: {ENV_VAR}: cannot read {path}: {e}") from None
+    try:
+        types = parse_workload_types(text, path)
+    except WorkloadTypeConfigError as e:
+        raise SystemExit(f"kubatch: invalid service workload types ({ENV_VAR}): {e}") from None
+    register(types)
+    log.info("service workload types from %s: %s", path, describe(types))
+
+
+configure_workload_types(os.environ)
 WEBHOOK = admission.WebhookOptions.from_env()
 if WEBHOOK is not None:
     admission.register()

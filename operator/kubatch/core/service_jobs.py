@@ -7,8 +7,9 @@ the workload's own controller runs it. For the built-in type ``KUBERNETES_JOB`` 
 ``batch/v1`` Job run by the cluster's Job controller. This module owns:
 
 * the workload types (:data:`WORKLOAD_TYPES`): what kind of object a service type creates, how many
-  instances it holds, and how its status reads as a job state. ``KUBERNETES_JOB`` is built in; a
-  further type (a custom resource with a ``suspend`` field, say) is one more :class:`WorkloadType`;
+  instances it holds, and how its status reads as a job state. ``KUBERNETES_JOB`` is built in;
+  further types (a custom resource with a ``suspend`` field, say) are declared by the operator's
+  configuration and made into workload types by :mod:`kubatch.core.workload_types`;
 * the workload of an attempt (:func:`build_workload`): the payload (JSON or YAML text, at most
   10 KiB: :func:`payload_problem`) with kubatch's name ``<job>-a<attempt>``, namespace, labels
   (``kubatch.dev/service-job``, job id, queue, service environment, attempt; also on the pod
@@ -124,6 +125,12 @@ class Observation:
     stopped_at: str | None = None
 
 
+def spec_template(workload: JSON) -> list[Any]:
+    """The pod template of a workload that has one at ``spec.template`` (a batch/v1 Job)."""
+    spec = workload.get("spec")
+    return [spec.get("template")] if isinstance(spec, Mapping) else []
+
+
 @dataclass(frozen=True)
 class WorkloadType:
     """How one serviceEnvironmentType is run: the kind kubatch creates from the payload, how many
@@ -143,10 +150,27 @@ class WorkloadType:
     prepare: Callable[[dict[str, Any], int | None], None]
     #: Whether a workload is suspended (created but held back: it holds no capacity).
     suspended: Callable[[JSON], bool]
+    #: The workload's pod templates (kubatch labels them; the first one's instance type is its unit).
+    pod_templates: Callable[[JSON], list[Any]] = field(default=lambda w: spec_template(w))
+    #: Where the workload's suspend field is (a boolean).
+    suspend_path: tuple[str, ...] = ("spec", "suspend")
+
+    def suspend_patch(self, value: bool) -> dict[str, Any]:
+        """A merge patch setting the workload's suspend field to ``value``."""
+        out: Any = value
+        for part in reversed(self.suspend_path):
+            out = {part: out}
+        return out  # type: ignore[no-any-return]
 
     def collection_path(self, namespace: str) -> str:
-        group = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        return f"{group}/namespaces/{namespace}/{self.plural}"
+        return f"{self._group_path()}/namespaces/{namespace}/{self.plural}"
+
+    def cluster_path(self) -> str:
+        """The workloads of every namespace (what an informer lists and watches)."""
+        return f"{self._group_path()}/{self.plural}"
+
+    def _group_path(self) -> str:
+        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
 
     def status_reason(self, reason: str) -> str:
         return f"Received status from {self.service}: {reason}"
@@ -226,7 +250,7 @@ KUBERNETES_JOB = WorkloadType(
     suspended=job_suspended,
 )
 
-#: The known service types; configuration may add more (the extension point of issue 14).
+#: The known service types; configuration adds more (kubatch.core.workload_types.register).
 WORKLOAD_TYPES: dict[str, WorkloadType] = {KUBERNETES_JOB.name: KUBERNETES_JOB}
 
 
@@ -331,11 +355,14 @@ def unit_of(job: JSON) -> str:
 def workload_unit(job: JSON) -> str:
     """The capacity unit of a service job under quota management: the instance type its payload's
     pod template selects (nodeSelector ``node.kubernetes.io/instance-type``), else NUM_INSTANCES."""
+    spec = job.get("spec") or {}
+    wtype = workload_type(spec.get("serviceJobType")) or KUBERNETES_JOB
     try:
-        payload = parse_payload(str((job.get("spec") or {}).get("serviceRequestPayload") or ""))
-    except PayloadError:
+        payload = parse_payload(str(spec.get("serviceRequestPayload") or ""))
+        templates = wtype.pod_templates(payload)
+    except (PayloadError, AttributeError, TypeError):
         return NUM_INSTANCES
-    template = (payload.get("spec") or {}).get("template") if isinstance(payload.get("spec"), dict) else None
+    template = templates[0] if templates else None
     pod = (template or {}).get("spec") if isinstance(template, dict) else None
     selector = (pod or {}).get("nodeSelector") if isinstance(pod, dict) else None
     value = selector.get(INSTANCE_TYPE_LABEL) if isinstance(selector, dict) else None
@@ -395,10 +422,14 @@ def adoption_labels(job: JSON) -> dict[str, str]:
     return {LABEL_SERVICE_JOB: str(md.get("name", "")), LABEL_JOB_ID: str(md.get("uid", ""))}
 
 
-def unsuspend_patch(service_environment: str, attempt: int) -> dict[str, Any]:
+def unsuspend_patch(service_environment: str, attempt: int, wtype: WorkloadType | None = None) -> dict[str, Any]:
     """The merge patch that starts an adopted workload: labelled with where it is placed, unsuspended."""
     labels = {LABEL_SERVICE_ENVIRONMENT: service_environment, LABEL_ATTEMPT: str(attempt)}
-    return {"metadata": {"labels": labels}, "spec": {"suspend": False}}
+    patch: dict[str, Any] = {"metadata": {"labels": labels}}
+    unsuspend = (wtype or KUBERNETES_JOB).suspend_patch(False)
+    for key, value in unsuspend.items():
+        patch[key] = {**patch[key], **value} if key in patch and isinstance(value, dict) else value
+    return patch
 
 
 def payload_instances(job: JSON, wtype: WorkloadType) -> int:
@@ -449,11 +480,11 @@ def build_workload(job: JSON, wtype: WorkloadType, attempt: int, *, service_envi
     workload["metadata"] = metadata
     timeout = (spec.get("timeoutConfig") or {}).get("attemptDurationSeconds")
     wtype.prepare(workload, int(timeout) if timeout else None)
-    template = (workload.get("spec") or {}).get("template")
-    if isinstance(template, dict):
-        tmd = template.setdefault("metadata", {})
-        if isinstance(tmd, dict):
-            tmd["labels"] = {**(tmd.get("labels") or {}), **ours}
+    for template in wtype.pod_templates(workload):
+        if isinstance(template, dict):
+            tmd = template.setdefault("metadata", {})
+            if isinstance(tmd, dict):
+                tmd["labels"] = {**(tmd.get("labels") or {}), **ours}
     return workload
 
 

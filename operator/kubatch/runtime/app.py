@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,8 @@ from kubatch.cluster.leader import ThreadedLeaderElector
 from kubatch.cluster.view import LABEL_JOB_DEFINITION, LABEL_JOB_NAME, LABEL_SERVICE_JOB, View
 from kubatch.core.lifecycle import EVENT_LEVELS
 from kubatch.core.podspec import PodSettings
-from kubatch.core.service_jobs import LABEL_JOB_QUEUE
+from kubatch.core.service_jobs import KUBERNETES_JOB, LABEL_JOB_QUEUE, WorkloadType
+from kubatch.core.workload_types import configured as configured_workload_types
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics, quota_share_metrics
 from kubatch.observability.views import register_view_metrics
@@ -41,6 +42,21 @@ from kubatch.runtime.service_jobs import ServiceJobs
 log = logging.getLogger(__name__)
 
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+
+
+Handler = Callable[[str, dict[str, Any]], None]
+
+
+def typed(handler: Handler, wtype: WorkloadType) -> Handler:
+    """``handler`` given objects that name their apiVersion and kind: the items of a list of a
+    built-in resource (batch/v1 Jobs) name neither, and kubatch tells workload types apart by them."""
+
+    def handle(typ: str, obj: dict[str, Any]) -> None:
+        if not obj.get("kind") or not obj.get("apiVersion"):
+            obj = {**obj, "apiVersion": wtype.api_version, "kind": wtype.kind}
+        handler(typ, obj)
+
+    return handle
 
 
 @dataclass
@@ -234,12 +250,18 @@ class Runtime:
             ),
             # Service jobs' workloads: listed before anything is decided (a SCHEDULED job whose
             # workload the view does not hold would look vanished).
-            Informer(kube, "/apis/batch/v1/jobs", v.on_workload, label_selector=LABEL_SERVICE_JOB, name="workloads"),
+            Informer(
+                kube,
+                "/apis/batch/v1/jobs",
+                typed(v.on_workload, KUBERNETES_JOB),
+                label_selector=LABEL_SERVICE_JOB,
+                name="workloads",
+            ),
             # Jobs to adopt as service jobs: labelled with a queue, not yet a service job's.
             Informer(
                 kube,
                 "/apis/batch/v1/jobs",
-                v.on_adoptable,
+                typed(v.on_adoptable, KUBERNETES_JOB),
                 label_selector=f"{LABEL_JOB_QUEUE},!{LABEL_SERVICE_JOB}",
                 name="adoptable-jobs",
             ),
@@ -251,14 +273,33 @@ class Runtime:
             ),
             Informer(kube, f"{GROUP_PATH}/jobschedules", v.on_schedule, name="jobschedules"),
         ]
+        se_informer, schedule_informer = self.informers[-2], self.informers[-1]
         # Start-up waits for every informer but these: only the schedule loop needs JobSchedules and
         # only the service loops ServiceEnvironments (each waits for their first list itself), so an
         # older CRD set without them runs the rest.
         self.ungated = {"jobschedules", "serviceenvironments"}
-        self.services.synced = self.informers[-2].synced
-        self.service_environments.synced = self.informers[-2].synced
+        # Workloads of the service types declared by configuration (core.workload_types): not waited
+        # for at start (their CRD may come later); their jobs wait until their first list is in.
+        for wtype in configured_workload_types():
+            path = wtype.cluster_path()
+            handler = typed(v.on_workload, wtype)
+            workloads = Informer(kube, path, handler, label_selector=LABEL_SERVICE_JOB, name=f"workloads-{wtype.name}")
+            self.informers.append(workloads)
+            self.informers.append(
+                Informer(
+                    kube,
+                    path,
+                    typed(v.on_adoptable, wtype),
+                    label_selector=f"{LABEL_JOB_QUEUE},!{LABEL_SERVICE_JOB}",
+                    name=f"adoptable-{wtype.name}",
+                )
+            )
+            self.services.type_synced[wtype.name] = workloads.synced
+            self.ungated |= {workloads.name, f"adoptable-{wtype.name}"}
+        self.services.synced = se_informer.synced
+        self.service_environments.synced = se_informer.synced
         self.schedules = ScheduleController(
-            kube, self.view, self.events, is_leader=leading, synced=self.informers[-1].synced
+            kube, self.view, self.events, is_leader=leading, synced=schedule_informer.synced
         )
         register_view_metrics(self.metrics, self.view, self)
         self.metrics.add_collector(lambda: quota_share_metrics(self.services.quota_plans))

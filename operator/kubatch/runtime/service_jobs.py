@@ -11,10 +11,14 @@ than a ResourceQuota) ends the attempt with the API server's words; a ResourceQu
 (capacity of the namespace) is retried without using an attempt, as AWS retries insufficient
 capacity; other errors are tried again in the next cycle.
 
-Before each service cycle, suspended ``batch/v1`` Jobs labelled ``kubatch.dev/job-queue`` (and no
-service job's yet) are adopted (``ServiceJobs.adopt``): their BatchJob is created, owned by the Job,
-then the Job is labelled as its workload; placing such a job unsuspends its Job instead of creating
-one.
+Before each service cycle, suspended workloads (``batch/v1`` Jobs, or objects of a type declared by
+configuration) labelled ``kubatch.dev/job-queue`` (and no service job's yet) are adopted
+(``ServiceJobs.adopt``): their BatchJob is created, owned by the workload, then the workload is
+labelled as its own; placing such a job unsuspends it instead of creating one.
+
+Workloads of a type declared by configuration are listed by informers the runtime adds for it (not
+waited for at start: its CRD may be installed later); until the first list is in
+(``ServiceJobs.type_synced``) its jobs are neither stepped nor placed.
 
 ``ServiceJobs.step`` is the reconciler's step for a service job: ``core.service_jobs.reconcile_service``
 over the job's workloads, applied through the reconciler (status coalescing, events), then the
@@ -163,6 +167,9 @@ class ServiceJobs:
         # the last plan of each quota-managed queue (its shares' usage and fronts, for the status).
         self.preempt: dict[str, Preemption] = {}
         self.quota_plans: dict[str, QuotaPlan] = {}
+        # Types declared by configuration -> their workload informer's first list: until it is in, the
+        # view does not hold their workloads, so their jobs are neither stepped nor placed.
+        self.type_synced: dict[str, asyncio.Event] = {}
         self.cycles = 0
         self.last_plan: Plan | None = None
         # Fair-share service queues: the dispatcher's share usage rows and active shares.
@@ -236,10 +243,18 @@ class ServiceJobs:
             return f"WAIT:Service environment {name} is CREATING: its job queues do not accept service jobs yet"
         return None
 
+    def type_ready(self, wtype: WorkloadType) -> bool:
+        """Whether the view holds the workloads of ``wtype`` (built in: listed before start)."""
+        synced = self.type_synced.get(wtype.name)
+        return synced is None or synced.is_set()
+
     async def step(self, key: str, job: Mapping[str, Any]) -> None:
         reconciler = self.reconciler
         assert reconciler is not None
         wtype = workload_type((job.get("spec") or {}).get("serviceJobType"))
+        if wtype is not None and not self.type_ready(wtype):
+            reconciler.requeue(key, 2.0)  # its workloads are not listed yet (is its CRD installed?)
+            return
         ctx, wait = self.context(key, job)
         if wait:
             reconciler.requeue(key, 0.5)
@@ -281,7 +296,7 @@ class ServiceJobs:
                     raise
             self.view.workload_deleting(key, d.name, d.uid)
         for name in decision.suspend:
-            suspended = await self.kube.merge_patch(f"{wtype.collection_path(ns)}/{name}", {"spec": {"suspend": True}})
+            suspended = await self.kube.merge_patch(f"{wtype.collection_path(ns)}/{name}", wtype.suspend_patch(True))
             self.view.on_workload("MODIFIED", suspended)
 
     def forget(self, key: str) -> None:
@@ -383,7 +398,7 @@ class ServiceJobs:
             attempt = workload_number(st)
             name = job["metadata"]["name"]
             wtype = workload_type(spec.get("serviceJobType"))
-            if wtype is None:
+            if wtype is None or not self.type_ready(wtype):
                 continue
             existing = self.view.workloads.get(key, {}).get(workload_name(name, attempt, job))
             adopted = adopted_workload(job) is not None
@@ -715,17 +730,17 @@ class ServiceJobs:
         (named as the Job, owned by it), then the Job is labelled as that service job's workload
         (which takes it out of ``view.adoptable``). A Job that is not suspended is not adopted: it
         already runs (an Event on it says so, once)."""
-        wtype = workload_type("KUBERNETES_JOB")
-        assert wtype is not None
         for key, workload in list(self.view.adoptable.items()):
             md = workload.get("metadata") or {}
-            if md.get("deletionTimestamp"):
+            wtype = type_of(workload)
+            if md.get("deletionTimestamp") or wtype is None:
                 continue
             if not wtype.suspended(workload):
                 if key not in self.not_adopted:
                     self.not_adopted.add(key)
+                    suspend = ".".join(wtype.suspend_path)
                     message = (
-                        "not queued by kubatch: only a Job created with spec.suspend: true is adopted "
+                        f"not queued by kubatch: only a {wtype.kind} created with {suspend}: true is adopted "
                         f"(label {LABEL_JOB_QUEUE}); this one already runs"
                     )
                     self.events.record(workload, "NotAdopted", message, type_="Warning")
@@ -771,7 +786,7 @@ class ServiceJobs:
                 path = f"{wtype.collection_path(ns)}/{adopted}"
                 async with self.create_slots:
                     try:
-                        started = await self.kube.merge_patch(path, unsuspend_patch(env, attempt))
+                        started = await self.kube.merge_patch(path, unsuspend_patch(env, attempt, wtype))
                     except ApiError as e:
                         log.warning("service job %s: starting %s: %s", key, adopted, e)
                         return
