@@ -104,6 +104,9 @@ def slim_workload(obj: JSON) -> JSON:
 _DONE_PHASES = ("Succeeded", "Failed")
 #: Key of the monotonic time a pod of the view was first seen Running (kept across its updates).
 _SEEN_RUNNING = "_seenRunning"
+#: Key of the monotonic time a pod was first seen not yet running (its create's answer, usually):
+#: from then on it holds its capacity.
+SEEN_CREATED = "_seenCreated"
 
 
 def _run_seconds(pod: JSON) -> float | None:
@@ -162,7 +165,10 @@ class View:
         self.job_dirty = asyncio.Event()
         self.listeners: list[Callable[[str, str, JSON], None]] = []
         # (job key, seconds its main container ran) of pods seen finishing: run times to learn from.
+        # (job key, seconds a finished pod held its capacity: from first seen not running, else from
+        # first seen running, to seen finished) and seconds from first seen to seen Running.
         self.finished_runs: deque[tuple[str, float]] = deque(maxlen=10_000)
+        self.start_latencies: deque[float] = deque(maxlen=10_000)
 
     # ---- helpers ----------------------------------------------------------------------------------
     def mark(self, key: str) -> None:
@@ -354,14 +360,24 @@ class View:
         self.changed.set()
 
     def _note_run(self, key: str, pod: JSON, old: JSON | None) -> None:
-        """Remember when a pod was first seen running; when it is seen finishing, record how long it
-        ran (as seen here: the containers' own timestamps count whole seconds only)."""
+        """Remember when a pod was first seen, and first seen running; when it is seen finishing,
+        record how long it held its capacity (as seen here: the containers' own timestamps count
+        whole seconds only, and leave out the pod's start)."""
         phase = pod["status"]["phase"]
+        now = time.monotonic()
+        created = None if old is None else old.get(SEEN_CREATED)
+        if old is None and phase not in ("Running", *_DONE_PHASES):
+            created = now
+        if created is not None:
+            pod[SEEN_CREATED] = created
         seen = None if old is None else old.get(_SEEN_RUNNING)
         if phase == "Running":
-            pod[_SEEN_RUNNING] = seen if seen is not None else time.monotonic()
+            pod[_SEEN_RUNNING] = seen if seen is not None else now
+            if seen is None and created is not None:
+                self.start_latencies.append(now - created)
         elif phase in _DONE_PHASES and (old is None or old["status"]["phase"] not in _DONE_PHASES):
-            ran = time.monotonic() - seen if seen is not None else _run_seconds(pod)
+            since = created if created is not None else seen
+            ran = now - since if since is not None else _run_seconds(pod)
             if ran is not None:
                 self.finished_runs.append((key, ran))
 

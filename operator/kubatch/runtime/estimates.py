@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubatch.cluster.view import View
+from kubatch.cluster.view import SEEN_CREATED, View
 from kubatch.core.podspec import LABEL_COMPUTE_ENVIRONMENT
 from kubatch.core.timestamps import parse_iso
 from kubatch.scheduler.estimate import Estimates, Running, RunTimes, estimate_starts
@@ -94,16 +94,24 @@ class StartEstimator:
             finished = self.view.jobs.get(key)
             if finished is not None:
                 rt = rt.observe(definition_of(finished), seconds)
+        latencies = self.view.start_latencies
+        while latencies:
+            rt = rt.observe_start(latencies.popleft())
         self.run_times = rt
 
     def expected(self, job: JSON) -> float:
         """Expected run time of ``job``'s attempts."""
         return self.run_times.expected(definition_of(job), timeout_of(job, self.definition_spec(job)))
 
+    def knows(self, job: JSON) -> bool:
+        """Whether ``job``'s run time has a basis (learned, or its timeout), not just the default."""
+        return self.run_times.knows(definition_of(job), timeout_of(job, self.definition_spec(job)))
+
     # ---- what runs now ----------------------------------------------------------------------------
     def running(self) -> list[Running]:
         """Live pods as work holding capacity until their expected end."""
         now = self.now()
+        mono = time.monotonic()
         out: list[Running] = []
         for key, pods in self.view.pods.items():
             job = self.view.jobs.get(key)
@@ -117,7 +125,9 @@ class StartEstimator:
                 if st.get("phase") in ("Succeeded", "Failed"):
                     continue
                 labels = (pod.get("metadata") or {}).get("labels") or {}
-                started = parse_iso(st.get("startTime")) or now
+                # Run times count from when the pod was first seen (see View._note_run).
+                created = pod.get(SEEN_CREATED)
+                started = now - (mono - created) if created is not None else (parse_iso(st.get("startTime")) or now)
                 out.append(
                     Running(
                         key=f"{key}/{name}",
@@ -141,6 +151,11 @@ class StartEstimator:
         self._busy = True
         try:
             self.learn()
+            if not self._has_basis(plan):
+                # Nothing run yet and no timeout to go by: a default would be a guess, not an estimate.
+                self.latest = Estimates({}, {}, 0, True)
+                self.at = snapshot.now
+                return self.latest
             running = self.running()
             # Run times of the waiting jobs, computed here: the simulation thread reads no live state.
             seconds: dict[str, float] = {}
@@ -153,11 +168,29 @@ class StartEstimator:
             def run_seconds(j: Job) -> float:
                 return seconds.get(j.key, self.run_times.default_seconds)
 
-            self.latest = await asyncio.to_thread(estimate_starts, snapshot, running, run_seconds, current=plan)
+            self.latest = await asyncio.to_thread(
+                estimate_starts,
+                snapshot,
+                running,
+                run_seconds,
+                current=plan,
+                start_latency=self.run_times.start_latency or 0.0,
+            )
             self.at = snapshot.now
             return self.latest
         finally:
             self._busy = False
+
+    def _has_basis(self, plan: Plan) -> bool:
+        """Whether every job to simulate, and every job holding capacity, has a known run time."""
+        if self.run_times.overall is not None:
+            return True
+        keys = {job_key_of(k) for k, _ in plan.placements}
+        for front in plan.queue_front.values():
+            keys.update(job_key_of(k) for k in front)
+        keys.update(k for k, pods in self.view.pods.items() if pods)
+        jobs = (self.view.jobs.get(k) for k in keys)
+        return all(self.knows(job) for job in jobs if job is not None)
 
     def _expected_of(self, unit_key: str) -> float:
         job = self.view.jobs.get(job_key_of(unit_key))

@@ -9,9 +9,11 @@ Model:
   advance ``t`` to the next expected end, release what ends then, plan again. Using ``plan`` itself
   keeps every rule — queue priority, FIFO or fair-share order, head-of-line blocking, consumable
   resources, computeReservation — exactly as the real cycles apply it.
-* Expected run times come from the caller (:class:`RunTimes`: a decayed mean of the past attempts
-  of the job's definition, else of every definition, else a default; ``attemptDurationSeconds``
-  bounds it). Work past its expected end is expected to end "now".
+* Expected run times come from the caller (:class:`RunTimes`: a decayed mean of how long the past
+  attempts of the job's definition held their capacity — from the pod's creation to its end, so
+  the pod's start counts — else of every definition, else a default; ``attemptDurationSeconds``
+  bounds it). Work past its expected end is expected to end "now". A job placed at ``t`` is
+  expected running ``start_latency`` later (the learned time from a placement to a running pod).
 * What is not simulated: new submissions (an estimate is what happens if nothing else arrives),
   node provisioning delays (capacity up to ``maxvCpus`` is taken as available), retries (a job
   runs once), ``jobStateTimeLimitActions``, and the decay of fair-share history over the simulated
@@ -79,18 +81,31 @@ class RunTimes:
     means: Mapping[str, float]
     default_seconds: float = DEFAULT_RUN_SECONDS
     overall: float | None = None
+    #: Decayed mean of the seconds from a placement to its pod running (None: none seen yet).
+    start_latency: float | None = None
 
     @staticmethod
     def empty(default_seconds: float = DEFAULT_RUN_SECONDS) -> RunTimes:
         return RunTimes({}, default_seconds)
 
     def observe(self, definition: str, seconds: float) -> RunTimes:
-        """Fold one finished attempt of ``definition`` that ran ``seconds`` into its mean."""
+        """Fold one finished attempt of ``definition`` that held its capacity ``seconds`` into its mean."""
         seconds = max(0.0, seconds)
         old = self.means.get(definition)
         new = seconds if old is None else old + RUN_TIME_WEIGHT * (seconds - old)
         overall = seconds if self.overall is None else self.overall + RUN_TIME_WEIGHT * (seconds - self.overall)
-        return RunTimes({**self.means, definition: new}, self.default_seconds, overall)
+        return replace(self, means={**self.means, definition: new}, overall=overall)
+
+    def observe_start(self, seconds: float) -> RunTimes:
+        """Fold one placement's time to running into the start latency."""
+        seconds = max(0.0, seconds)
+        old = self.start_latency
+        return replace(self, start_latency=seconds if old is None else old + RUN_TIME_WEIGHT * (seconds - old))
+
+    def knows(self, definition: str, timeout_seconds: float | None = None) -> bool:
+        """Whether :meth:`expected` has a basis for ``definition`` (a run of it or of any other
+        definition, or a timeout) rather than the default."""
+        return bool(timeout_seconds) or definition in self.means or self.overall is not None
 
     def expected(self, definition: str, timeout_seconds: float | None = None) -> float:
         """Expected run time of a job of ``definition``: its mean; with none, the mean over every
@@ -108,10 +123,12 @@ def estimate_starts(
     *,
     current: Plan | None = None,
     max_steps: int = MAX_STEPS,
+    start_latency: float = 0.0,
 ) -> Estimates:
     """Expected start of each RUNNABLE job the plan places or lists in a queue front (see module doc).
 
-    ``current`` is this cycle's plan of ``snapshot`` when the caller has it (saves one plan).
+    ``current`` is this cycle's plan of ``snapshot`` when the caller has it (saves one plan); a job
+    placed at simulated time ``t`` is expected to be running ``start_latency`` seconds later.
     """
     now = snapshot.now
     first = current if current is not None else plan(snapshot)
@@ -159,7 +176,8 @@ def estimate_starts(
     while True:
         for key, env in placements:
             job = waiting.pop(key)
-            starts[key] = started[key] = t
+            started[key] = t
+            starts[key] = t + start_latency
             where[key] = env
             share = (job.share or "") if job.queue in fair_queues else None
             r = Running(key, t + max(0.0, run_seconds(job)), env, job.total, job.consumables, job.queue, share)

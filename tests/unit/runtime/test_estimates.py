@@ -119,3 +119,48 @@ def test_refresh_estimates_the_front_and_the_head_wait() -> None:
     assert est.start_of("ns/c") == NOW + 170
     assert head_waits(result, current.queue_front, NOW) == {"q": 70.0}
     assert not est.due()
+
+
+def test_a_run_holds_its_capacity_from_the_pods_creation_and_its_start_latency_is_learned(monkeypatch: Any) -> None:
+    import kubatch.cluster.view as view_module
+
+    clock = [100.0]
+    monkeypatch.setattr(view_module.time, "monotonic", lambda: clock[0])
+    view = View()
+    view.on_job("ADDED", batch_job("a", {"status": "STARTING"}, "fast:1"))
+    view.on_pod("ADDED", pod("a", "Pending", NOW))  # the create's answer: capacity held from here
+    clock[0] = 101.5
+    view.on_pod("MODIFIED", pod("a", "Running", NOW, rv="2"))
+    clock[0] = 102.0
+    view.on_pod("MODIFIED", pod("a", "Succeeded", NOW, NOW + 1, rv="3"))
+    assert list(view.finished_runs) == [("ns/a", 2.0)]  # 0.5 s of running, and the 1.5 s before
+    assert list(view.start_latencies) == [1.5]
+    est = estimator(view)
+    est.learn()
+    assert est.run_times.expected("ns/fast") == 2.0
+    assert est.run_times.start_latency == 1.5
+    assert not view.start_latencies
+
+
+def test_no_estimates_until_a_run_time_has_a_basis_then_starts_include_the_start_latency() -> None:
+    view = View()
+    for name in ("b", "c"):
+        view.on_job("ADDED", batch_job(name, {"status": "RUNNABLE"}))
+    snap = Snapshot(
+        now=NOW,
+        envs=(ComputeEnv("ce", Resources(1.0, 1 << 20, 0), used=Resources(0.0, 0, 0)),),
+        queues=(Queue("q", 1, ("ce",)),),
+        jobs=tuple(Job(f"ns/{n}", "q", Resources(1.0, 0, 0), order=(i,)) for i, n in enumerate("bc")),
+    )
+    current = plan(snap)
+    est = estimator(view)
+    # Nothing ran, no timeout: the 600 s default would be a guess, so nothing is estimated.
+    result = asyncio.run(est.refresh(snap, current))
+    assert result is not None and result.starts == {}
+    # One run of any definition seen (10 s held, 2 s to start): b is placed now, c follows b's end.
+    view.finished_runs.append(("ns/b", 10.0))
+    view.start_latencies.append(2.0)
+    est.at = 0.0
+    result = asyncio.run(est.refresh(snap, current))
+    assert result is not None
+    assert result.starts == {"ns/b": NOW + 2, "ns/c": NOW + 12}
