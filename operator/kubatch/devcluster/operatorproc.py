@@ -29,6 +29,9 @@ from kubatch.devcluster.info import ClusterInfo
 from kubatch.devcluster.procs import free_port, pid_alive, stop_pid
 
 PACKAGE = Path(__file__).resolve().parents[1]
+#: The service workload types of the shared test operator (a repository checkout's test file: a
+#: custom resource the integration tests install and queue as service jobs).
+TEST_WORKLOAD_TYPES = PACKAGE.parents[1] / "tests" / "integration" / "service-workload-types.yaml"
 WEBHOOK_CONFIGURATION = "kubatch-test"
 WEBHOOK_LABEL = "admission.kubatch.dev/test"
 #: The shared test operator's KUBATCH_START_TIMEOUT_SECONDS; with KUBATCH_TIME_LIMIT_SCALE=0.01 a pod
@@ -37,11 +40,19 @@ TEST_START_TIMEOUT_SECONDS = 1000
 
 
 def code_hash() -> str:
+    """A hash of the code, and of the test workload types the shared operator is started with."""
     h = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):
         h.update(str(path.relative_to(PACKAGE)).encode())
         h.update(path.read_bytes())
+    if TEST_WORKLOAD_TYPES.is_file():
+        h.update(TEST_WORKLOAD_TYPES.read_bytes())
     return h.hexdigest()[:16]
+
+
+def shared_workload_types_env() -> dict[str, str]:
+    """KUBATCH_SERVICE_WORKLOAD_TYPES for the shared operator, when the checkout has the test file."""
+    return {"KUBATCH_SERVICE_WORKLOAD_TYPES": str(TEST_WORKLOAD_TYPES)} if TEST_WORKLOAD_TYPES.is_file() else {}
 
 
 @dataclass
@@ -187,6 +198,7 @@ def ensure(info: ClusterInfo, state: Path) -> OperatorProcess:
             "KUBATCH_TIME_LIMIT_SCALE": "0.01",
             "KUBATCH_START_TIMEOUT_SECONDS": str(TEST_START_TIMEOUT_SECONDS),
             "KUBATCH_LEADER_IDENTITY": "kubatch-test",
+            **shared_workload_types_env(),
             **webhook_env(state),
         },
         metrics_port=port,
