@@ -178,7 +178,8 @@ class ServiceJobTimeout(KubatchModel):
     attemptDurationSeconds: Annotated[int, Field(ge=60)]
     """Seconds an attempt's workload may be active (at least 60). For KUBERNETES_JOB it becomes the
     Job's spec.activeDeadlineSeconds (the payload's own, when shorter, stays): the Job controller
-    then stops the Job's pods and fails it (reason DeadlineExceeded)."""
+    then stops the Job's pods and fails it (reason DeadlineExceeded). For a type declared in the
+    operator's configuration it goes to the type's timeoutPath (a type without one ignores it)."""
 
 
 class ServiceJobPreemptionConfiguration(KubatchModel):
@@ -394,10 +395,11 @@ class BatchJobSpec(KubatchModel):
     name and revision count: the definition is looked up in the job's namespace). Required, except
     for a service job (spec.serviceJobType), which has none."""
     serviceJobType: ServiceType | None = None
-    """Makes this a service job (AWS SubmitServiceJob): `KUBERNETES_JOB`, the type of the service job
-    queue's ServiceEnvironment. A service job is not run by kubatch: when its queue's service
-    environment has room, kubatch creates the workload of spec.serviceRequestPayload (SCHEDULED)
-    and follows it (STARTING, RUNNING, SUCCEEDED or FAILED, from the workload's own status)."""
+    """Makes this a service job (AWS SubmitServiceJob): `KUBERNETES_JOB` or a type declared in the
+    operator's configuration, the type of the service job queue's ServiceEnvironment. A service job
+    is not run by kubatch: when its queue's service environment has room, kubatch creates the
+    workload of spec.serviceRequestPayload (SCHEDULED) and follows it (STARTING, RUNNING, SUCCEEDED
+    or FAILED, from the workload's own status)."""
     serviceRequestPayload: ServicePayload | None = None
     """The workload, passed through as AWS passes a service request payload: for KUBERNETES_JOB a
     `batch/v1` Job manifest as JSON (or YAML) text, at most 10 KiB. kubatch names it
@@ -572,7 +574,8 @@ class ServiceResourceId(KubatchModel):
     """The workload of a service job's attempt (AWS ServiceResourceId)."""
 
     name: str
-    """What value is: `JobUid` (KUBERNETES_JOB: the batch/v1 Job's metadata.uid)."""
+    """What value is: `JobUid` (KUBERNETES_JOB: the batch/v1 Job's metadata.uid), `<Kind>Uid` for
+    a type declared in the operator's configuration."""
     value: str
     """The identifier."""
 

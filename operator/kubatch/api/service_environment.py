@@ -58,8 +58,10 @@ class ServiceEnvironmentSpec(KubatchModel):
 
     serviceEnvironmentType: ServiceType
     """What runs the service jobs: `KUBERNETES_JOB` (built in: the job's serviceRequestPayload is a
-    `batch/v1` Job, which the cluster's Job controller runs). Other types are meant to be declared
-    by configuration; an environment of a type the operator does not know is INVALID."""
+    `batch/v1` Job, which the cluster's Job controller runs), or a type declared in the operator's
+    configuration (KUBATCH_SERVICE_WORKLOAD_TYPES, the chart's serviceWorkloadTypes: a custom
+    resource with a suspend field). An environment of a type the operator does not know is
+    INVALID."""
     state: State = "ENABLED"
     """ENABLED: its queues' RUNNABLE service jobs are scheduled. DISABLED: they wait (new ones are
     still accepted); SCHEDULED, STARTING and RUNNING jobs go on. A service environment can be
