@@ -169,8 +169,10 @@ def test_widgets_are_queued_started_followed_and_terminated(widget_crd: None, ba
     assert stopped["statusReason"] == "stop it"
     batch.wait_for(lambda: widget(batch, "w3-a1") is None, "widget w3-a1 deleted", timeout=60)
     batch.wait_for(
-        lambda: (batch.kget("serviceenvironment", se).get("status") or {}).get("capacityUsage")
-        == [{"capacityUnit": "NUM_INSTANCES", "quantity": 0}],
+        lambda: (
+            (batch.kget("serviceenvironment", se).get("status") or {}).get("capacityUsage")
+            == [{"capacityUnit": "NUM_INSTANCES", "quantity": 0}]
+        ),
         "capacity released",
         timeout=60,
     )
@@ -218,3 +220,58 @@ def test_an_invalid_configuration_stops_the_operator_with_the_reason(cluster: Cl
     assert "kubatch: invalid service workload types (KUBATCH_SERVICE_WORKLOAD_TYPES)" in log, log
     assert "serviceWorkloadTypes[0] (WIDGET).plural" in log, log
     assert "runtime started" not in log
+
+
+def test_submitting_needs_the_right_to_create_the_workload(
+    widget_crd: None, batch: Batch, admission_namespace: str, kubectl: Kubectl
+) -> None:
+    """The webhook asks, for the user submitting a WIDGET service job, `create widgets` in the
+    test.kubatch.dev group (as `create jobs.batch` for KUBERNETES_JOB)."""
+    _, q = setup_queue(batch, 1)
+    user = f"widget-submitter-{batch.tag}"
+    ns = admission_namespace
+
+    def role(name: str, group: str, resource: str) -> None:
+        rules = [{"apiGroups": [group], "resources": [resource], "verbs": ["create"]}]
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "Role",
+                    "metadata": {"name": name, "namespace": ns},
+                    "rules": rules,
+                }
+            ),
+        )
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }
+        kubectl("apply", "-f", "-", input=json.dumps(binding))
+
+    job = {
+        "apiVersion": GROUP,
+        "kind": "BatchJob",
+        "metadata": {"name": "wanted", "namespace": ns},
+        "spec": {"jobQueue": q, "serviceJobType": "WIDGET", "serviceRequestPayload": widget_payload()},
+    }
+
+    def submit_as_user() -> Any:
+        args = ("create", "--dry-run=server", f"--as={user}", "-f", "-")
+        return kubectl(*args, input=json.dumps(job), check=False)
+
+    role("submit", "kubatch.dev", "batchjobs")
+    refused = batch.wait_for(
+        lambda: (out := submit_as_user()).returncode != 0 and "denied the request" in out.stderr and out,
+        "the webhook's refusal (RBAC propagates)",
+        timeout=30,
+    )
+    assert "create widgets.test.kubatch.dev" in refused.stderr, refused.stderr
+    role("widgets", "test.kubatch.dev", "widgets")
+    batch.wait_for(lambda: submit_as_user().returncode == 0, "admitted once the user may create widgets", timeout=30)
