@@ -275,3 +275,61 @@ def test_submitting_needs_the_right_to_create_the_workload(
     assert "create widgets.test.kubatch.dev" in refused.stderr, refused.stderr
     role("widgets", "test.kubatch.dev", "widgets")
     batch.wait_for(lambda: submit_as_user().returncode == 0, "admitted once the user may create widgets", timeout=30)
+
+
+def test_a_widget_is_preempted_in_its_share_and_placed_again(widget_crd: None, batch: Batch) -> None:
+    """Quota management over a declared type: in-share preemption deletes the low-priority job's
+    widget (Foreground), the job goes back to RUNNABLE with a preemption summary, and its next
+    widget (<job>-a2) is created once the high-priority one has finished."""
+    policy = batch.cluster_object(
+        "SchedulingPolicy", batch.name("wqp"), {"quotaSharePolicy": {"idleResourceAssignmentStrategy": "FIFO"}}
+    )
+    limits = [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 2}]
+    se = batch.cluster_object(
+        "ServiceEnvironment", batch.name("wqse"), {"serviceEnvironmentType": "WIDGET", "capacityLimits": limits}
+    )
+    batch.wait_for(
+        lambda: (batch.kget("serviceenvironment", se).get("status") or {}).get("status") == "VALID", "VALID", 60
+    )
+    share = {
+        "quotaShareName": "a",
+        "capacityLimits": [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 1}],
+        "resourceSharingConfiguration": {"strategy": "RESERVE"},
+        "preemptionConfiguration": {"inSharePreemption": "ENABLED"},
+    }
+    q = batch.cluster_object(
+        "JobQueue",
+        batch.name("wqq"),
+        {
+            "jobQueueType": "WIDGET",
+            "priority": 1,
+            "serviceEnvironmentOrder": [{"order": 1, "serviceEnvironment": se}],
+            "schedulingPolicy": policy,
+            "quotaShares": [share],
+        },
+    )
+    submit(batch, "low", q, quotaShareName="a", schedulingPriority=1)
+    batch.wait_status("low", "SCHEDULED", timeout=90)
+    first = batch.wait_for(lambda: widget(batch, "low-a1"), "widget low-a1", timeout=30)
+    write_status(batch, "low-a1", {"readyReplicas": 1})
+    batch.wait_status("low", "RUNNING", timeout=60)
+    submit(batch, "high", q, quotaShareName="a", schedulingPriority=9)
+    back = batch.wait_for(
+        lambda: (st := batch.status("low")).get("preemptionSummary") and st.get("status") == "RUNNABLE" and st,
+        "low preempted and RUNNABLE again",
+        timeout=90,
+    )
+    (preempted,) = back["preemptionSummary"]["recentPreemptedAttempts"]
+    assert preempted["statusReason"].startswith("PREEMPTION_IN_PROGRESS: In-share preemption"), preempted
+    assert preempted["serviceResourceId"] == {"name": "WidgetUid", "value": first["metadata"]["uid"]}
+    assert widget(batch, "low-a1") is None  # deleted by the preemption
+    batch.wait_status("high", "SCHEDULED", "RUNNING", timeout=60)
+    assert batch.wait_for(lambda: widget(batch, "high-a1"), "widget high-a1", timeout=30)
+    write_status(batch, "high-a1", {"conditions": [condition("Finished", "Done", "")]})
+    assert batch.wait_done("high", timeout=60)["status"] == "SUCCEEDED"
+    # The capacity is back: low's second widget.
+    batch.wait_status("low", "SCHEDULED", timeout=90)
+    assert batch.wait_for(lambda: widget(batch, "low-a2"), "widget low-a2", timeout=30)["spec"]["suspend"] is False
+    write_status(batch, "low-a2", {"conditions": [condition("Finished", "Done", "")]})
+    done = batch.wait_done("low", timeout=60)
+    assert done["status"] == "SUCCEEDED" and done["preemptionSummary"]["preemptedAttemptCount"] == 1, done
