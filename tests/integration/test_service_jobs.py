@@ -399,3 +399,29 @@ def test_suspended_jobs_labelled_with_a_queue_are_adopted(batch: Batch, svc: Ser
         "the BatchJob of a deleted Job deleted",
         timeout=60,
     )
+
+
+def test_jobs_are_refused_while_the_service_environment_is_invalid(
+    batch: Batch, svc: Service, admission_namespace: str
+) -> None:
+    """A service environment of a type no workload type declares is INVALID (checklist #108): its
+    queue accepts no service job until it is VALID."""
+    kind = "NOT_DECLARED_ANYWHERE"
+    env = batch.name("se-bad")
+    limits = [{"capacityUnit": "NUM_INSTANCES", "maxCapacity": 1}]
+    batch.cluster_object("ServiceEnvironment", env, {"serviceEnvironmentType": kind, "capacityLimits": limits})
+    status = batch.wait_for(
+        lambda: (st := svc.env_status(env)).get("status") == "INVALID" and st, f"{env} INVALID", timeout=30
+    )
+    assert f"serviceEnvironmentType {kind} is not known to kubatch" in status["statusReason"]
+    queue = svc.queue(env, jobQueueType=kind)
+    body = {"jobQueue": queue, "serviceJobType": kind, "serviceRequestPayload": svc.payload()}
+    manifest = {
+        "apiVersion": GROUP,
+        "kind": "BatchJob",
+        "metadata": {"name": "refused", "namespace": admission_namespace},
+        "spec": body,
+    }
+    out = batch.create(manifest, check=False)
+    assert out.returncode != 0
+    assert f'service environment "{env}" of job queue "{queue}" is INVALID' in out.stderr, out.stderr
