@@ -42,17 +42,21 @@ def accuracy(first: dict[str, float], submitted: dict[str, float], running: dict
     """Median and p90 of |estimate - actual start| / actual wait over the jobs that had an estimate
     and waited at least ``MIN_WAIT_S``; how many jobs had one at all."""
     errors: list[float] = []
+    signed: list[float] = []
     for name, predicted in first.items():
         if name not in running or name not in submitted:
             continue
         wait = running[name] - submitted[name]
         if wait >= MIN_WAIT_S:
             errors.append(abs(predicted - running[name]) / wait)
+            signed.append((predicted - running[name]) / wait)
     return {
         "jobs_with_estimate": len(first),
         "jobs_scored": len(errors),
         "median_relative_error": quantile(errors, 0.5),
         "p90_relative_error": quantile(errors, 0.9),
+        # Below zero: the estimate was too early (the job started later than said).
+        "median_signed_error": quantile(signed, 0.5),
     }
 
 

@@ -63,6 +63,7 @@ async def run(h: Harness, quick: bool) -> Result:
     figures["start_estimates"] = est
     rows.append(Row("start estimate median error", percent(est["median_relative_error"]), None, "% of wait"))
     rows.append(Row("start estimate p90 error", percent(est["p90_relative_error"]), None, "% of wait"))
+    rows.append(Row("start estimate median bias", percent(est["median_signed_error"]), None, "% of wait"))
     notes = [
         "time to start = submit -> pod Running (baseline: run start -> Running)",
         "start estimate error = |first estimatedStartAt - pod Running| / (pod Running - submit), "

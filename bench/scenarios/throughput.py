@@ -185,6 +185,7 @@ async def run(h: Harness, quick: bool) -> Result:
     figures["start_estimates"] = est
     rows.append(Row("start estimate median error", percent(est["median_relative_error"]), None, "% of wait"))
     rows.append(Row("start estimate p90 error", percent(est["p90_relative_error"]), None, "% of wait"))
+    rows.append(Row("start estimate median bias", percent(est["median_signed_error"]), None, "% of wait"))
     for key, peer in others.figures.items():
         label = PEER_NAMES[key]
         rows += [

@@ -107,6 +107,8 @@ _SEEN_RUNNING = "_seenRunning"
 #: Key of the monotonic time a pod was first seen not yet running (its create's answer, usually):
 #: from then on it holds its capacity.
 SEEN_CREATED = "_seenCreated"
+#: Pods first seen less than this apart belong to one burst of placements.
+BURST_GAP_SECONDS = 0.5
 
 
 def _run_seconds(pod: JSON) -> float | None:
@@ -169,6 +171,10 @@ class View:
         # first seen running, to seen finished) and seconds from first seen to seen Running.
         self.finished_runs: deque[tuple[str, float]] = deque(maxlen=10_000)
         self.start_latencies: deque[float] = deque(maxlen=10_000)
+        # Seconds between consecutive pods first seen, within bursts (gaps under BURST_GAP_SECONDS):
+        # how fast placements become pods when many are due at once.
+        self.creation_gaps: deque[float] = deque(maxlen=10_000)
+        self._last_created: float | None = None
 
     # ---- helpers ----------------------------------------------------------------------------------
     def mark(self, key: str) -> None:
@@ -368,6 +374,9 @@ class View:
         created = None if old is None else old.get(SEEN_CREATED)
         if old is None and phase not in ("Running", *_DONE_PHASES):
             created = now
+            if self._last_created is not None and now - self._last_created < BURST_GAP_SECONDS:
+                self.creation_gaps.append(now - self._last_created)
+            self._last_created = now
         if created is not None:
             pod[SEEN_CREATED] = created
         seen = None if old is None else old.get(_SEEN_RUNNING)

@@ -97,6 +97,9 @@ class StartEstimator:
         latencies = self.view.start_latencies
         while latencies:
             rt = rt.observe_start(latencies.popleft())
+        gaps = self.view.creation_gaps
+        while gaps:
+            rt = rt.observe_gap(gaps.popleft())
         self.run_times = rt
 
     def expected(self, job: JSON) -> float:
@@ -175,6 +178,7 @@ class StartEstimator:
                 run_seconds,
                 current=plan,
                 start_latency=self.run_times.start_latency or 0.0,
+                placement_interval=self.run_times.placement_interval or 0.0,
             )
             self.at = snapshot.now
             return self.latest

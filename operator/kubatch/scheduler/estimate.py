@@ -13,7 +13,8 @@ Model:
   attempts of the job's definition held their capacity — from the pod's creation to its end, so
   the pod's start counts — else of every definition, else a default; ``attemptDurationSeconds``
   bounds it). Work past its expected end is expected to end "now". A job placed at ``t`` is
-  expected running ``start_latency`` later (the learned time from a placement to a running pod).
+  expected running ``start_latency`` later (the learned time from a placement to a running pod), and
+  many placements at once become pods one every ``placement_interval`` (learned from bursts).
 * What is not simulated: new submissions (an estimate is what happens if nothing else arrives),
   node provisioning delays (capacity up to ``maxvCpus`` is taken as available), retries (a job
   runs once), ``jobStateTimeLimitActions``, and the decay of fair-share history over the simulated
@@ -44,6 +45,8 @@ MAX_STEPS = 2000
 DEFAULT_RUN_SECONDS = 600.0
 #: Weight of the newest attempt in the decayed mean of a definition's run times.
 RUN_TIME_WEIGHT = 0.3
+#: Weight of the newest gap in the decayed mean of the placement interval.
+GAP_WEIGHT = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,9 @@ class RunTimes:
     overall: float | None = None
     #: Decayed mean of the seconds from a placement to its pod running (None: none seen yet).
     start_latency: float | None = None
+    #: Decayed mean of the seconds between two placements becoming pods in a burst: the rate at
+    #: which the dispatcher, the API server and the scheduler turn many placements into pods.
+    placement_interval: float | None = None
 
     @staticmethod
     def empty(default_seconds: float = DEFAULT_RUN_SECONDS) -> RunTimes:
@@ -101,6 +107,13 @@ class RunTimes:
         seconds = max(0.0, seconds)
         old = self.start_latency
         return replace(self, start_latency=seconds if old is None else old + RUN_TIME_WEIGHT * (seconds - old))
+
+    def observe_gap(self, seconds: float) -> RunTimes:
+        """Fold one gap between two pods of a burst into the placement interval (weighted lightly:
+        gaps come in clumps as creates are answered together)."""
+        seconds = max(0.0, seconds)
+        old = self.placement_interval
+        return replace(self, placement_interval=seconds if old is None else old + GAP_WEIGHT * (seconds - old))
 
     def knows(self, definition: str, timeout_seconds: float | None = None) -> bool:
         """Whether :meth:`expected` has a basis for ``definition`` (a run of it or of any other
@@ -124,11 +137,14 @@ def estimate_starts(
     current: Plan | None = None,
     max_steps: int = MAX_STEPS,
     start_latency: float = 0.0,
+    placement_interval: float = 0.0,
 ) -> Estimates:
     """Expected start of each RUNNABLE job the plan places or lists in a queue front (see module doc).
 
     ``current`` is this cycle's plan of ``snapshot`` when the caller has it (saves one plan); a job
-    placed at simulated time ``t`` is expected to be running ``start_latency`` seconds later.
+    placed at simulated time ``t`` is expected to be running ``start_latency`` seconds later; placements
+    become pods one every ``placement_interval`` seconds (a burst of them queues), and hold their
+    capacity from then.
     """
     now = snapshot.now
     first = current if current is not None else plan(snapshot)
@@ -173,14 +189,17 @@ def estimate_starts(
     t = now
     steps = 0
     placements = first.placements
+    pipeline = now  # when the next placement becomes a pod
     while True:
         for key, env in placements:
             job = waiting.pop(key)
-            started[key] = t
-            starts[key] = t + start_latency
+            at = max(t, pipeline)
+            pipeline = at + placement_interval
+            started[key] = at
+            starts[key] = at + start_latency
             where[key] = env
             share = (job.share or "") if job.queue in fair_queues else None
-            r = Running(key, t + max(0.0, run_seconds(job)), env, job.total, job.consumables, job.queue, share)
+            r = Running(key, at + max(0.0, run_seconds(job)), env, job.total, job.consumables, job.queue, share)
             hold(r, +1)
             heapq.heappush(ends, (r.ends_at, seq, r))
             seq += 1

@@ -35,3 +35,4 @@ def test_error_is_a_share_of_the_actual_wait_and_short_waits_are_not_scored() ->
     assert result["jobs_scored"] == 2  # c waited 0.5 s
     assert result["median_relative_error"] == 0.0
     assert result["p90_relative_error"] == 0.5
+    assert result["median_signed_error"] in (0.0, 0.5)  # b was said 10 s late of a 20 s wait

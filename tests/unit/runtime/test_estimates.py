@@ -164,3 +164,27 @@ def test_no_estimates_until_a_run_time_has_a_basis_then_starts_include_the_start
     result = asyncio.run(est.refresh(snap, current))
     assert result is not None
     assert result.starts == {"ns/b": NOW + 2, "ns/c": NOW + 12}
+
+
+def test_pods_of_a_burst_give_the_placement_interval_and_a_burst_queues_in_the_estimate(monkeypatch: Any) -> None:
+    import kubatch.cluster.view as view_module
+
+    clock = [100.0]
+    monkeypatch.setattr(view_module.time, "monotonic", lambda: clock[0])
+    view = View()
+    for i, at in enumerate((100.0, 100.1, 100.3, 105.0)):  # a burst of three, then one alone
+        clock[0] = at
+        view.on_job("ADDED", batch_job(f"p{i}", {"status": "STARTING"}))
+        view.on_pod("ADDED", pod(f"p{i}", "Pending", NOW))
+    assert [round(g, 3) for g in view.creation_gaps] == [0.1, 0.2]
+    snap = Snapshot(
+        now=NOW,
+        envs=(ComputeEnv("ce", Resources(4.0, 1 << 20, 0)),),
+        queues=(Queue("q", 1, ("ce",)),),
+        jobs=tuple(Job(f"ns/{n}", "q", Resources(1.0, 0, 0), order=(i,)) for i, n in enumerate("abc")),
+    )
+    from kubatch.scheduler.estimate import estimate_starts
+
+    result = estimate_starts(snap, (), lambda j: 10.0, start_latency=1.0, placement_interval=0.5)
+    # All three fit at once; they become pods one every 0.5 s, each running a second after.
+    assert result.starts == {"ns/a": NOW + 1.0, "ns/b": NOW + 1.5, "ns/c": NOW + 2.0}
