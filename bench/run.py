@@ -35,6 +35,7 @@ SCENARIOS = (
     "scaleout",
     "scheduler_micro",
     "aws_api",
+    "service_jobs",
 )
 
 
