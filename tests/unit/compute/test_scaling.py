@@ -200,7 +200,9 @@ def test_never_below_min(case: tuple[ScalingSpec, list[NodeInfo], list[Request],
     # Draining nodes of an earlier spec count: the pool's size is what it holds, whatever the type.
     kept = sum(n.vcpus for n in nodes if n.name not in d.remove)
     total = kept + vcpus(d.add)
-    smallest = min(t.vcpus for t in s.instance_types)
+    # The top-up uses CPU types (GPU types only where there are no others).
+    top_up_types = [t for t in s.instance_types if t.gpus == 0] or list(s.instance_types)
+    smallest = min(t.vcpus for t in top_up_types)
     # BEST_FIT may stop short of minvCpus only where one more node would break maxvCpus.
     assert total >= s.min_vcpus or (s.strategy == "BEST_FIT" and total + smallest > s.max_vcpus)
     assert d.desired_vcpus >= s.min_vcpus
