@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -173,16 +173,49 @@ def within_share_rank(job: Job) -> tuple[int, int, tuple[float | int | str, ...]
     return (0 if job.retried else 1, -job.priority, job.order, job.key)
 
 
+class _HeapCursor:
+    """One share's jobs from a heap of (within-share rank, job): O(n) to build, O(log n) per take."""
+
+    __slots__ = ("_heap",)
+
+    def __init__(self, entries: list[tuple[tuple[int, int, tuple[float | int | str, ...], str], Job]]) -> None:
+        heapq.heapify(entries)
+        self._heap = entries
+
+    def head(self) -> Job | None:
+        return self._heap[0][1] if self._heap else None
+
+    def advance(self) -> None:
+        heapq.heappop(self._heap)
+
+
+class _IterCursor:
+    """One share's jobs from an iterator already in within-share order (kept between cycles)."""
+
+    __slots__ = ("_head", "_it")
+
+    def __init__(self, jobs: Iterator[Job]) -> None:
+        self._it = jobs
+        self._head = next(jobs, None)
+
+    def head(self) -> Job | None:
+        return self._head
+
+    def advance(self) -> None:
+        self._head = next(self._it, None)
+
+
 class FairShareOrder:
     """Lazily yields one fair-share queue's jobs in dispatch order.
 
     ``peek`` shows the next job (lowest weighted share usage, then its best job); ``take`` removes
     it and, when ``charge`` is true, adds its vCPUs to its share so that the next pick reflects the
     placement — a wave of jobs thus splits between shares by weight. Cost: O(n) to build for n jobs,
-    O(log n) per job taken.
+    O(log n) per job taken; built with :meth:`of_shares` from per-share orders kept between cycles
+    (:class:`~kubatch.scheduler.orders.DispatchOrders`), O(shares) to build.
     """
 
-    __slots__ = ("_base", "_decay", "_heap", "_jobs", "_placed", "_weights")
+    __slots__ = ("_base", "_cursors", "_decay", "_heap", "_placed", "_weights")
 
     def __init__(
         self,
@@ -200,14 +233,37 @@ class FairShareOrder:
                 per_share[job.share or ""] = [entry]
             else:
                 lst.append(entry)
+        cursors: dict[str, _HeapCursor | _IterCursor] = {share: _HeapCursor(e) for share, e in per_share.items()}
+        self._setup(cursors, weights, usage, decay_seconds)
+
+    @classmethod
+    def of_shares(
+        cls,
+        shares: Mapping[str, Iterator[Job]],
+        weights: ShareWeights,
+        usage: Mapping[str, ShareUsage],
+        decay_seconds: float,
+    ) -> FairShareOrder:
+        """The order over per-share job iterators, each already in within-share order and not empty."""
+        order = cls.__new__(cls)
+        cursors: dict[str, _HeapCursor | _IterCursor] = {share: _IterCursor(jobs) for share, jobs in shares.items()}
+        order._setup({s: c for s, c in cursors.items() if c.head() is not None}, weights, usage, decay_seconds)
+        return order
+
+    def _setup(
+        self,
+        cursors: dict[str, _HeapCursor | _IterCursor],
+        weights: ShareWeights,
+        usage: Mapping[str, ShareUsage],
+        decay_seconds: float,
+    ) -> None:
         self._weights = weights
         self._decay = decay_seconds
-        self._jobs = per_share
+        self._cursors = cursors
         self._base: dict[str, float] = {}
         self._placed: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
-        for share, entries in per_share.items():
-            heapq.heapify(entries)
+        for share in cursors:
             row = usage.get(share)
             base = 0.0
             if row is not None:
@@ -224,16 +280,18 @@ class FairShareOrder:
         """The next job in dispatch order, or None when the queue is exhausted."""
         if not self._heap:
             return None
-        return self._jobs[self._heap[0][1]][0][1]
+        return self._cursors[self._heap[0][1]].head()
 
     def take(self, charge: bool = True) -> None:
         """Remove the job returned by :meth:`peek`; ``charge`` its vCPUs to its share."""
         _, share = self._heap[0]
-        entries = self._jobs[share]
-        _, job = heapq.heappop(entries)
+        cursor = self._cursors[share]
+        job = cursor.head()
+        assert job is not None
+        cursor.advance()
         if charge:
             self._placed[share] += job.total.vcpus
-        if entries:
+        if cursor.head() is not None:
             heapq.heapreplace(self._heap, (self._key(share), share))
         else:
             heapq.heappop(self._heap)

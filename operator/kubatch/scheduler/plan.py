@@ -43,20 +43,25 @@ Semantics (AWS Batch user guide; spec §1.2, §2, §5, §6):
   be added to the queue, but jobs already in the queue can finish"), which admission enforces; the
   jobs already queued are dispatched as usual. ``Queue.state`` does not change the plan.
 
-Per-cycle cost: O(N) to group the N RUNNABLE jobs by queue and build one heap per queue (plus one
-heap per share in fair-share queues), then O((P + B + F) log n) where P is the number of
-placements, B the cancelled heads and F <= 100 the front entries per queue: scanning of a queue
-stops at its head, so the unplaceable tail of a queue is never examined.
+Per-cycle cost: scanning a queue stops at its head plus F <= 100 front entries, so the unplaceable
+tail of a queue is never examined. With the jobs in ``snapshot.jobs``: O(N) to group the N RUNNABLE
+jobs by queue and build one heap per queue (one per share in fair-share queues), then
+O((P + B + F) log n) where P is the number of placements and B the cancelled heads. With
+``orders`` (:class:`~kubatch.scheduler.orders.DispatchOrders`, kept sorted by the caller between
+cycles): O(Q + S + (P + B + F) log S) for Q queues and S shares — independent of N (a queue whose
+orders were kept for the other kind, FIFO or fair share, is sorted afresh: O(n log n) for its n
+jobs). Both give the same plan for the same jobs.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubatch.scheduler.fairshare import FairShareOrder, ShareWeights, reserved_fraction
+from kubatch.scheduler.orders import DispatchOrders
 from kubatch.scheduler.snapshot import EPSILON, ComputeEnv, Job, Queue, ShareUsage, Snapshot
 
 CE_MAX_RESOURCE = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
@@ -137,6 +142,22 @@ class _FifoOrder:
 
     def take(self, charge: bool = True) -> None:
         heapq.heappop(self._heap)
+
+
+class _KeptFifoOrder:
+    """FIFO dispatch order read from a sequence already sorted by rank (kept between cycles)."""
+
+    __slots__ = ("_head", "_it")
+
+    def __init__(self, jobs: Iterator[Job]) -> None:
+        self._it = jobs
+        self._head = next(jobs, None)
+
+    def peek(self) -> Job | None:
+        return self._head
+
+    def take(self, charge: bool = True) -> None:
+        self._head = next(self._it, None)
 
 
 def _fmt_res(vcpus: float, memory_mib: int, gpus: int) -> str:
@@ -305,24 +326,51 @@ class _FairShareInputs:
         for queue_name, share in snapshot.active_shares:
             self.active.setdefault(queue_name, set()).add(share)
 
-    def order(self, queue: Queue, jobs: list[Job], ctx: _QueueContext) -> FairShareOrder:
-        """The fair-share order of ``queue``; also sets the queue's computeReservation limit."""
+    def order(
+        self, queue: Queue, jobs: list[Job], ctx: _QueueContext, kept: Mapping[str, Iterator[Job]] | None = None
+    ) -> FairShareOrder:
+        """The fair-share order of ``queue`` over ``jobs``, or over ``kept`` (its jobs per share, each
+        already in within-share order); also sets the queue's computeReservation limit."""
         policy = self.policies.get(queue.policy or "")
         usage = self.usage.get(queue.name, {})
         active = set(self.active.get(queue.name, ()))
-        active.update(j.share or "" for j in jobs)
+        if kept is None:
+            active.update(j.share or "" for j in jobs)
+        else:
+            active.update(kept)
         active.update(s for s, u in usage.items() if u.running_vcpus > 0)
         decay_seconds = 0.0 if policy is None else float(policy.share_decay_seconds)
         ctx.used_vcpus = sum(u.running_vcpus for u in usage.values())
         if policy is not None and policy.compute_reservation > 0:
             max_vcpus = sum(e.capacity.vcpus for e in ctx.envs)
-            kept = reserved_fraction(policy.compute_reservation, len(active))
-            ctx.reservation_limit = max_vcpus * (1.0 - kept)
-        return FairShareOrder(jobs, ShareWeights(policy, active), usage, decay_seconds)
+            reserved = reserved_fraction(policy.compute_reservation, len(active))
+            ctx.reservation_limit = max_vcpus * (1.0 - reserved)
+        weights = ShareWeights(policy, active)
+        if kept is None:
+            return FairShareOrder(jobs, weights, usage, decay_seconds)
+        return FairShareOrder.of_shares(kept, weights, usage, decay_seconds)
 
 
-def plan(snapshot: Snapshot) -> Plan:
-    """Run one scheduling cycle over ``snapshot`` and return the decisions (see module docstring)."""
+def _kept_order(queue: Queue, orders: DispatchOrders, fair: _FairShareInputs, ctx: _QueueContext) -> _Order:
+    """``queue``'s dispatch order read from ``orders``; sorted afresh when they were kept for the
+    other kind of queue (FIFO / fair share)."""
+    if queue.policy is None:
+        if orders.is_fair(queue.name):
+            return _FifoOrder(orders.jobs_of(queue.name))
+        return _KeptFifoOrder(orders.fifo(queue.name))
+    if not orders.is_fair(queue.name):
+        return fair.order(queue, orders.jobs_of(queue.name), ctx)
+    return fair.order(queue, [], ctx, kept=orders.shares(queue.name))
+
+
+def plan(snapshot: Snapshot, orders: DispatchOrders | None = None) -> Plan:
+    """Run one scheduling cycle over ``snapshot`` and return the decisions (see module docstring).
+
+    The RUNNABLE jobs are ``snapshot.jobs``, or ``orders`` when given (kept in dispatch order by the
+    caller between cycles; only read here), in which case ``snapshot.jobs`` must be empty.
+    """
+    if orders is not None and snapshot.jobs:
+        raise ValueError("plan: the jobs come from the snapshot or from the kept orders, not both")
     cycle = _Cycle(snapshot)
     result = cycle.result
     envs = {e.name: e for e in snapshot.envs}
@@ -336,9 +384,14 @@ def plan(snapshot: Snapshot) -> Plan:
     fair = _FairShareInputs(snapshot)
     blocked_queues: set[str] = set()
     for queue in sorted(snapshot.queues, key=lambda q: (-q.priority, q.name)):
-        jobs = by_queue.get(queue.name, [])
         ctx = _QueueContext(queue, envs)
-        order: _Order = fair.order(queue, jobs, ctx) if queue.policy is not None else _FifoOrder(jobs)
+        order: _Order
+        if orders is not None:
+            order = _kept_order(queue, orders, fair, ctx)
+        elif queue.policy is not None:
+            order = fair.order(queue, by_queue.get(queue.name, []), ctx)
+        else:
+            order = _FifoOrder(by_queue.get(queue.name, []))
         placing = True
         front: list[str] = []
         while len(front) < FRONT_SIZE:

@@ -2,7 +2,8 @@
 
 Every type here is a frozen, slotted dataclass holding only tuples, frozensets and scalars, so a
 ``Snapshot`` can be shared, hashed and replayed. The runtime builds one per scheduling cycle from
-its cluster view; :func:`kubatch.scheduler.plan.plan` turns it into a ``Plan`` without any I/O.
+its cluster view (its RUNNABLE jobs it keeps apart, in dispatch order: ``scheduler.orders``);
+:func:`kubatch.scheduler.plan.plan` turns it into a ``Plan`` without any I/O.
 """
 
 from __future__ import annotations
@@ -200,9 +201,11 @@ class ShareUsage:
 class Snapshot:
     """Everything one scheduling cycle looks at. ``now`` is the injectable clock (epoch seconds).
 
-    ``jobs`` holds RUNNABLE jobs only, in any order. ``active_shares`` holds (queue, share) pairs
-    active for other reasons than RUNNABLE jobs (SUBMITTED/PENDING/STARTING/RUNNING jobs, or used
-    within the decay window); shares of RUNNABLE jobs and running shares are active anyway.
+    ``jobs`` holds RUNNABLE jobs only, in any order; it is empty when ``plan`` gets them as
+    :class:`~kubatch.scheduler.orders.DispatchOrders` kept between cycles. ``active_shares`` holds
+    (queue, share) pairs active for other reasons than RUNNABLE jobs (SUBMITTED/PENDING/STARTING/
+    RUNNING jobs, or used within the decay window); shares of RUNNABLE jobs and running shares are
+    active anyway.
     """
 
     now: float
