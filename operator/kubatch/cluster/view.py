@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -122,6 +122,13 @@ def _run_seconds(pod: JSON) -> float | None:
     return None
 
 
+def _count(n: Any) -> int:
+    try:
+        return int(n)
+    except (TypeError, ValueError):
+        return 0
+
+
 def job_key(ns: str, name: str) -> str:
     return f"{ns}/{name}"
 
@@ -135,7 +142,12 @@ class View:
         self.overlay: dict[str, tuple[str, JSON]] = {}  # job key -> (uid, status decided but not written yet)
         # Indexes kept current on every change, so no loop rescans finished jobs:
         self.active: set[str] = set()  # jobs not SUCCEEDED/FAILED
+        self.finished: set[str] = set()  # jobs SUCCEEDED or FAILED (the others are `active`)
         self.candidates: set[str] = set()  # RUNNABLE jobs and PENDING ones (array parents with RUNNABLE children)
+        # Jobs per queue and state (an array counts its children: status.arrayProperties.statusSummary),
+        # and unfinished jobs per (queue, shareIdentifier): what the queues' status shows.
+        self.job_counts: dict[str, Counter[str]] = {}
+        self.share_jobs: dict[tuple[str, str], int] = {}
         self.pods: dict[str, dict[str, JSON]] = defaultdict(dict)  # job key -> pod name -> pod
         # Uids of pods we deleted ourselves: their later events (deletionTimestamp set, the kubelet's
         # last status) must not bring them back, or the job would act on a pod that is already gone.
@@ -163,6 +175,9 @@ class View:
         self.schedules_changed = asyncio.Event()  # a schedule, or a job of one, changed
         self.dependents: dict[str, set[str]] = defaultdict(set)  # job key -> keys of jobs depending on it
         self.dirty: set[str] = set()
+        # Job keys whose object, candidacy or pods changed since the dispatcher last took them
+        # (take_touched): what it re-derives, so a cycle costs the changes, not the queue's depth.
+        self.touched: set[str] = set()
         self.changed = asyncio.Event()  # something the dispatcher may care about changed
         self.job_dirty = asyncio.Event()
         self.listeners: list[Callable[[str, str, JSON], None]] = []
@@ -180,6 +195,11 @@ class View:
     def mark(self, key: str) -> None:
         self.dirty.add(key)
         self.job_dirty.set()
+
+    def take_touched(self) -> set[str]:
+        """The job keys whose object, candidacy or pods changed since the last call."""
+        keys, self.touched = self.touched, set()
+        return keys
 
     def mark_dependents(self, key: str) -> None:
         for dep in self.dependents.get(key, ()):
@@ -217,16 +237,49 @@ class View:
             self.dirty_schedules.add(owner)
             self.schedules_changed.set()
 
-    def _index(self, key: str, job: JSON | None) -> None:
+    def _index(self, key: str, job: JSON | None, old: JSON | None = None) -> None:
+        """Keep the indexes current as job ``key`` changes from ``old`` to ``job`` (None: absent)."""
+        self.touched.add(key)
+        self._tally(old, -1)
+        self._tally(job, +1)
         state = ((job or {}).get("status") or {}).get("status") if job is not None else None
         if job is None or state in ("SUCCEEDED", "FAILED"):
             self.active.discard(key)
         else:
             self.active.add(key)
+        if job is not None and state in ("SUCCEEDED", "FAILED"):
+            self.finished.add(key)
+        else:
+            self.finished.discard(key)
         if job is not None and state in ("RUNNABLE", "PENDING"):
             self.candidates.add(key)
         else:
             self.candidates.discard(key)
+
+    def _tally(self, job: JSON | None, sign: int) -> None:
+        """Add (sign 1) or take away (-1) what ``job`` counts in ``job_counts`` and ``share_jobs``."""
+        if job is None:
+            return
+        spec = job.get("spec") or {}
+        st = job.get("status") or {}
+        queue = str(spec.get("jobQueue", ""))
+        counts = self.job_counts.get(queue)
+        if counts is None:
+            counts = self.job_counts[queue] = Counter()
+        summary = (st.get("arrayProperties") or {}).get("statusSummary")
+        if summary:
+            for state, n in summary.items():
+                counts[state] += sign * _count(n)
+        else:
+            counts[str(st.get("status") or "SUBMITTED")] += sign
+        share = spec.get("shareIdentifier")
+        if share and st.get("status") not in ("SUCCEEDED", "FAILED"):
+            pair = (queue, str(share))
+            n = self.share_jobs.get(pair, 0) + sign
+            if n:
+                self.share_jobs[pair] = n
+            else:
+                del self.share_jobs[pair]
 
     # ---- event handlers (informers) ---------------------------------------------------------------
     def on_job(self, typ: str, obj: JSON) -> None:
@@ -239,7 +292,7 @@ class View:
                 self.written.pop(key, None)
                 self.overlay.pop(key, None)
                 self._index_deps(key, None, old)
-                self._index(key, None)
+                self._index(key, None, old)
                 self._index_schedule(key, None, old)
         else:
             if old is not None and old["metadata"].get("uid") == md.get("uid") and _not_newer(obj, old):
@@ -253,7 +306,7 @@ class View:
             elif pending is not None:
                 del self.overlay[key]  # a new object of the same name
             self.jobs[key] = obj
-            self._index(key, obj)
+            self._index(key, obj, old)
             self._index_schedule(key, obj, old)
             if old is None or (old.get("spec") or {}).get("dependsOn") != (obj.get("spec") or {}).get("dependsOn"):
                 self._index_deps(key, obj, old)
@@ -272,7 +325,7 @@ class View:
             return
         self.overlay[key] = (str(job["metadata"].get("uid", "")), status)
         self.jobs[key] = {**job, "status": status}
-        self._index(key, self.jobs[key])
+        self._index(key, self.jobs[key], job)
         self.mark_dependents(key)
         self.changed.set()
 
@@ -312,6 +365,7 @@ class View:
                 return  # older, or the echo of the pod our own create returned
             pods[name] = slim = slim_pod(obj)
             self._note_run(key, slim, old)
+        self.touched.add(key)
         self.mark(key)
         self.changed.set()
 

@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from kubatch.cluster.view import View
 from kubatch.core.capacity import env_view
-from kubatch.observability.metrics import Metrics, count_jobs, gauge
+from kubatch.observability.metrics import Metrics, gauge
 from kubatch.scheduler import Resources
 
 JOB_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
@@ -21,7 +21,8 @@ def register_view_metrics(metrics: Metrics, view: View, runtime: Any) -> None:
     backlog, leadership."""
 
     def collect() -> Iterator[Metric]:
-        counts = count_jobs(view.jobs)
+        # Kept by the view as jobs change (a scrape does not go over every job).
+        counts = {(queue, state): n for queue, c in view.job_counts.items() for state, n in c.items() if n}
         for queue in view.queues:
             for state in JOB_STATES:
                 counts.setdefault((queue, state), 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -61,12 +62,22 @@ from kubatch.scheduler import (
     UsageTracker,
 )
 from kubatch.scheduler import plan as make_plan
+from kubatch.scheduler.orders import DispatchOrders
 from kubatch.scheduler.plan import reason_code
 
 log = logging.getLogger(__name__)
 
+#: The job spec fields that ``resource_needs`` reads beside the definition (its cache key).
+_NEEDS_OVERRIDES = ("containerOverrides", "nodeOverrides", "podOverrides", "consumableResourcePropertiesOverride")
 
-@dataclass(frozen=True)
+#: A queue head blocked for less than this (capacity freed meanwhile) gets no statusReason.
+BLOCKED_REPORT_SECONDS = 1.0
+
+#: Candidates re-derived per cycle although nothing reported them changed (a slow safety-net round).
+AUDIT_PER_CYCLE = 64
+
+
+@dataclass(frozen=True, slots=True)
 class Unit:
     """One dispatchable thing: a job, or one child of an array job."""
 
@@ -146,7 +157,8 @@ class Dispatcher:
         self.tick = tick_seconds
         self.settings = settings or PodSettings()
         self.ready = asyncio.Event()
-        self.needs_cache: dict[tuple[str, str], Needs] = {}
+        self.needs_cache: dict[tuple[str, str, str], Needs] = {}
+        self._amounts: dict[tuple[float, int, int], Resources] = {}
         self.consumers: set[str] = set()  # jobs that hold consumable resources
         self.sized: set[str] = set()  # jobs whose needs are known
         self.blocked: dict[str, str] = {}  # job key -> reason for the lifecycle step
@@ -156,17 +168,33 @@ class Dispatcher:
         self.front: dict[str, tuple[str, ...]] = {}
         self.blocked_queues: frozenset[str] = frozenset()
         self.in_flight: set[str] = set()
-        # Per single job: what `units` derived from it last time (job object, first pod's name, unit,
-        # scheduler entry), reused while the job object (the view replaces it on every change) and
-        # every definition (`_cached_definitions`) are the same ones.
-        self._single_cache: dict[str, tuple[dict[str, Any], str, tuple[Unit, Definition], Job]] = {}
-        self._cached_definitions = -1  # the view's definitions_version the cache was built with
+        # What is dispatchable, kept between cycles (`refresh_units`): every unit (unit key -> unit,
+        # definition, scheduler entry as derived), the units of each job, and the queues' dispatch
+        # orders of their effective entries. A cycle re-derives only the jobs that changed.
+        self.orders = DispatchOrders()
+        self.units: dict[str, tuple[Unit, Definition, Job]] = {}
+        # Array job key -> its children's unit keys in `units` (a single job's unit key is its own).
+        self._unit_keys: dict[str, tuple[str, ...]] = {}
+        self._adjusted: set[str] = set()  # unit keys whose entry in `orders` differs from the derived one
+        self._touched: set[str] = set()  # job keys whose pod creation started or ended here
+        self._derived_definitions = -1  # the view's definitions_version `units` were derived with
+        self._rederive_all = True  # first cycle, or after a leadership gap: derive every candidate
+        self._audit: list[str] = []  # candidates still to re-derive in the current safety-net round
+        self.audit_per_cycle = AUDIT_PER_CYCLE
+        # What live pods hold per environment (millicores, MiB, GPUs): per job, and summed.
+        self._job_used: dict[str, dict[str, tuple[int, int, int]]] = {}
+        self._env_used: dict[str, list[int]] = {}
         self.cycles = 0
         self.last_plan: Plan | None = None
         self.now = time.time  # injectable clock (tests of jobStateTimeLimitActions)
         self.tracker = UsageTracker()
         # A testing knob: scales jobStateTimeLimitActions' maxTimeSeconds (1 in production).
         self.time_limit_scale = float(os.environ.get("KUBATCH_TIME_LIMIT_SCALE", "1") or 1)
+        # How long a queue head must stay blocked before its reason is reported (`_record_blocking`).
+        self.blocked_report_seconds = float(
+            os.environ.get("KUBATCH_BLOCKED_REPORT_SECONDS", "") or BLOCKED_REPORT_SECONDS
+        )
+        self._next_report: float | None = None  # when the next unreported head is due to be reported
         self.usage_rows: tuple[ShareUsage, ...] = ()
         self.ledger = Ledger(kube, view)  # NON_REPLENISHABLE units, charged before a unit's pod exists
         self.ledger_swept = False  # the startup sweep charged units started without a charge
@@ -190,6 +218,8 @@ class Dispatcher:
             took = 0.0
             if not self.is_leader():
                 self.ledger_swept = False  # a new leadership sweeps again (another leader may have acted)
+                self.view.take_touched()
+                self._rederive_all = True
             else:
                 started = time.perf_counter()
                 try:
@@ -199,120 +229,225 @@ class Dispatcher:
                 except Exception:
                     log.exception("scheduling cycle failed")
                 took = time.perf_counter() - started
+            wait = self.tick
+            if self._next_report is not None:  # a blocked head is due to be reported then
+                wait = min(wait, max(0.0, self._next_report - self.now()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.view.changed.wait(), timeout=self.tick)
+                await asyncio.wait_for(self.view.changed.wait(), timeout=wait)
             # Coalesce bursts of events into one cycle, and under load leave at least two thirds of
             # the process to the reconciler and the watches (a cycle's cost grows with the queue).
             await asyncio.sleep(min(0.25, max(0.02, 2 * took)))
 
     # ---- snapshot ---------------------------------------------------------------------------------
     def _needs(self, key: str, definition: Definition, job: Mapping[str, Any]) -> Needs:
-        cache_key = (key, definition.resolved)
+        """What job ``key`` needs: a function of its definition revision and the overrides in its
+        spec, so jobs without overrides share one computation per revision."""
+        spec = job.get("spec") or {}
+        overrides = tuple(spec.get(f) for f in _NEEDS_OVERRIDES)
+        ident = json.dumps(overrides, sort_keys=True, default=str) if any(overrides) else ""
+        cache_key = (key.split("/", 1)[0], definition.resolved, ident)
         needs = self.needs_cache.get(cache_key)
         if needs is None:
-            needs = resource_needs(definition.spec, job.get("spec") or {})
+            needs = resource_needs(definition.spec, spec)
             if len(self.needs_cache) > 200_000:
                 self.needs_cache.clear()
             self.needs_cache[cache_key] = needs
-            if needs.consumables:
-                self.consumers.add(key)
+        if needs.consumables:
+            self.consumers.add(key)
         self.sized.add(key)
         return needs
 
-    def units(self) -> tuple[list[Job], dict[str, tuple[Unit, Definition]]]:
-        """RUNNABLE jobs and array children that have no pod for their next attempt yet."""
-        jobs: list[Job] = []
-        units: dict[str, tuple[Unit, Definition]] = {}
-        cache = self._single_cache
-        # A cached entry stays valid while its job object and every definition are the same objects.
-        if self._cached_definitions != self.view.definitions_version:
-            self._cached_definitions = self.view.definitions_version
-            cache.clear()
-        for key in list(cache):
-            if key not in self.view.candidates:
-                del cache[key]
-        all_jobs, all_pods, in_flight, blocked = self.view.jobs, self.view.pods, self.in_flight, self.blocked_since
-        for key in self.view.candidates:
-            job = all_jobs[key]
-            hit = cache.get(key)
-            if hit is not None and hit[0] is job:
-                pods_of = all_pods.get(key)
-                if (pods_of is not None and hit[1] in pods_of) or key in in_flight:
+    def derive(self, key: str) -> list[tuple[Unit, Definition, Job]]:
+        """The dispatchable units of job ``key`` now: the job, or its RUNNABLE array children, that
+        have no pod for their next attempt and none being created; with their scheduler entries
+        (as derived: without the blocked reason or charged consumables of ``_effective``)."""
+        job = self.view.jobs.get(key)
+        if job is None or key not in self.view.candidates:
+            return []
+        st = job.get("status") or {}
+        state = st.get("status")
+        spec = job.get("spec") or {}
+        size = int((spec.get("arrayProperties") or {}).get("size") or 0)
+        if state not in ("RUNNABLE", "PENDING") or spec.get("serviceJobType"):
+            return []  # a service job is scheduled by the service cycle (runtime.service_jobs)
+        if state == "PENDING" and size < 2:
+            return []
+        definition, _ = resolve_definition(self.view, job)
+        if definition is None:
+            return []
+        try:
+            needs = self._needs(key, definition, job)
+        except (PodSpecError, ValueError, KeyError) as e:
+            log.warning("job %s: cannot size it: %s", key, e)
+            return []
+        per_node = needs.per_node[0] if needs.num_nodes == 1 and needs.per_node else None
+        if needs.num_nodes > 1:
+            per_node = Resources(
+                max(p.vcpus for p in needs.per_node),
+                max(p.memory_mib for p in needs.per_node),
+                max(p.gpus for p in needs.per_node),
+            )  # type: ignore[assignment]
+        amount = (
+            (per_node.vcpus, per_node.memory_mib, per_node.gpus)
+            if per_node is not None
+            else (needs.vcpus, needs.memory_mib, needs.gpus)
+        )
+        node_needs = self._amounts.get(amount)
+        if node_needs is None:  # one Resources per distinct amount, shared by the jobs that need it
+            if len(self._amounts) > 10_000:
+                self._amounts.clear()
+            node_needs = self._amounts[amount] = Resources(*amount)
+        created = parse_iso(job["metadata"].get("creationTimestamp")) or 0.0
+        runnable_since = parse_iso(st.get("queuedAt")) or created
+        common: dict[str, Any] = {
+            "queue": str(spec.get("jobQueue", "")),
+            "needs": node_needs,
+            "num_nodes": needs.num_nodes,
+            "multinode": bool(definition.spec.get("nodeProperties")),
+            "consumables": tuple(sorted(needs.consumables.items())),
+            "share": spec.get("shareIdentifier"),
+            "priority": scheduling_priority(definition.spec, spec),
+            "runnable_since": runnable_since,
+        }
+        pods = self.view.pods.get(key) or {}
+        _ns, name = key.split("/", 1)
+        out: list[tuple[Unit, Definition, Job]] = []
+        if size >= 2:
+            runnable = IndexSet.parse(((st.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE"))
+            finished_attempts = child_attempt_counts(st)
+            for i in runnable:
+                attempt = finished_attempts(i) + 1
+                ukey = f"{key}:{i}"
+                if pod_name(name, attempt, array_index=i) in pods or ukey in self.in_flight:
                     continue
-                entry = hit[3]
-                if entry.blocked_reason is not None or key in blocked:
-                    entry = self._with_blocking(entry)
-                    if entry is not hit[3]:
-                        cache[key] = (job, hit[1], hit[2], entry)
-                units[key] = hit[2]
-                jobs.append(entry)
-                continue
-            st = job.get("status") or {}
-            state = st.get("status")
-            size = int(((job.get("spec") or {}).get("arrayProperties") or {}).get("size") or 0)
-            if state not in ("RUNNABLE", "PENDING") or (job.get("spec") or {}).get("serviceJobType"):
-                continue  # a service job is scheduled by the service cycle (runtime.service_jobs)
-            if state == "PENDING" and size < 2:
-                continue
-            definition, _ = resolve_definition(self.view, job)
-            if definition is None:
-                continue
-            spec = job.get("spec") or {}
-            try:
-                needs = self._needs(key, definition, job)
-            except (PodSpecError, ValueError, KeyError) as e:
-                log.warning("job %s: cannot size it: %s", key, e)
-                continue
-            per_node = needs.per_node[0] if needs.num_nodes == 1 and needs.per_node else None
-            if needs.num_nodes > 1:
-                per_node = Resources(
-                    max(p.vcpus for p in needs.per_node),
-                    max(p.memory_mib for p in needs.per_node),
-                    max(p.gpus for p in needs.per_node),
-                )  # type: ignore[assignment]
-            node_needs = (
-                Resources(per_node.vcpus, per_node.memory_mib, per_node.gpus)
-                if per_node is not None
-                else Resources(needs.vcpus, needs.memory_mib, needs.gpus)
-            )
-            created = parse_iso(job["metadata"].get("creationTimestamp")) or 0.0
-            runnable_since = parse_iso(st.get("queuedAt")) or created
-            common = {
-                "queue": str(spec.get("jobQueue", "")),
-                "needs": node_needs,
-                "num_nodes": needs.num_nodes,
-                "multinode": bool(definition.spec.get("nodeProperties")),
-                "consumables": tuple(sorted(needs.consumables.items())),
-                "share": spec.get("shareIdentifier"),
-                "priority": scheduling_priority(definition.spec, spec),
-                "runnable_since": runnable_since,
-            }
-            pods = self.view.pods.get(key, {})
-            _ns, name = key.split("/", 1)
-            if size >= 2:
-                runnable = IndexSet.parse(((st.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE"))
-                finished_attempts = child_attempt_counts(st)
-                for i in runnable:
-                    attempt = finished_attempts(i) + 1
-                    pname = pod_name(name, attempt, array_index=i)
-                    ukey = f"{key}:{i}"
-                    if pname in pods or ukey in self.in_flight:
-                        continue
-                    units[ukey] = (Unit(ukey, key, i, attempt), definition)
-                    jobs.append(self._job(ukey, common, (created, name, i), attempt > 1))
-                continue
-            attempt = len(st.get("attempts") or []) + 1
-            first = pod_name(name, attempt, node_index=main_node_of(definition.spec) if common["multinode"] else None)
-            unit, entry = Unit(key, key, None, attempt), self._job(key, common, (created, name, -1), attempt > 1)
-            cache[key] = (job, first, (unit, definition), entry)
-            if first in pods or key in self.in_flight:
-                continue
-            units[key] = (unit, definition)
-            jobs.append(entry)
-        return jobs, units
+                entry = Job(key=ukey, order=(created, name, i), retried=attempt > 1, **common)
+                out.append((Unit(ukey, key, i, attempt), definition, entry))
+            return out
+        attempt = len(st.get("attempts") or []) + 1
+        first = pod_name(name, attempt, node_index=main_node_of(definition.spec) if common["multinode"] else None)
+        if first in pods or key in self.in_flight:
+            return out
+        entry = Job(key=key, order=(created, name, -1), retried=attempt > 1, **common)
+        out.append((Unit(key, key, None, attempt), definition, entry))
+        return out
 
-    def _job(self, key: str, common: Mapping[str, Any], order: tuple[Any, ...], retried: bool) -> Job:
-        return self._with_blocking(Job(key=key, order=order, retried=retried, **common))
+    def refresh_units(self) -> None:
+        """Bring ``orders`` and ``units`` up to date: re-derive the jobs the view reports touched
+        (their object, candidacy or pods changed) and those whose pod creation started or ended
+        here; every candidate when a definition changed (an entry depends on its definition), after
+        a leadership gap, or on the first call. Then re-apply blocked reasons and charged units."""
+        touched = self.view.take_touched()
+        if self._derived_definitions != self.view.definitions_version or self._rederive_all:
+            # What a job holds depends on its definition too (a gang's nodes not created yet).
+            self._job_used.clear()
+            self._env_used.clear()
+            for key in list(self.view.pods):
+                self._update_usage(key)
+        else:
+            for key in touched:
+                self._update_usage(key)
+        touched |= self._touched
+        self._touched = set()
+        if self._derived_definitions != self.view.definitions_version or self._rederive_all:
+            self._derived_definitions = self.view.definitions_version
+            self._rederive_all = False
+            self._derive_all()
+        else:
+            if self.audit_per_cycle > 0:
+                touched.update(self._audit_slice())
+            for key in touched:
+                self._update(key)
+        # Blocked reasons change with each plan (`_record_blocking`) and charges with the ledger,
+        # not with the jobs: only the entries that carry or may need one are looked at.
+        adjust = self._adjusted | self.blocked_since.keys()
+        if self.consumers and self.ledger.has_any():
+            for job_key in self.consumers:
+                adjust.update(self._units_of(job_key))
+        adjusted = set()
+        for ukey in adjust:
+            held = self.units.get(ukey)
+            if held is None:
+                continue
+            entry = self._effective(held[2], held[0])
+            if entry is not held[2]:
+                adjusted.add(ukey)
+            current = self.orders.get(ukey)
+            if current is not entry and current != entry:
+                self.orders.add(entry)
+        self._adjusted = adjusted
+
+    def _derive_all(self) -> None:
+        """Every candidate derived afresh into new ``units`` and ``orders`` (sorted once)."""
+        self.units.clear()
+        self._unit_keys.clear()
+        self._adjusted.clear()
+        entries = []
+        for key in self.view.candidates:
+            derived = self.derive(key)
+            if not derived:
+                continue
+            if derived[0][0].index is not None:
+                self._unit_keys[key] = tuple(unit.key for unit, _, _ in derived)
+            for unit, definition, entry in derived:
+                self.units[unit.key] = (unit, definition, entry)
+                effective = self._effective(entry, unit)
+                if effective is not entry:
+                    self._adjusted.add(unit.key)
+                entries.append(effective)
+        self.orders = DispatchOrders(entries, fair_queues=self.orders.fair_queues)
+
+    def _update(self, key: str) -> None:
+        """Re-derive job ``key`` into ``orders`` and ``units``."""
+        derived = self.derive(key)
+        before = self._units_of(key)
+        self._unit_keys.pop(key, None)
+        now = {unit.key for unit, _, _ in derived}
+        for ukey in before:
+            if ukey not in now:
+                self.orders.discard(ukey)
+                self.units.pop(ukey, None)
+                self._adjusted.discard(ukey)
+        for unit, definition, entry in derived:
+            self.units[unit.key] = (unit, definition, entry)
+            effective = self._effective(entry, unit)
+            if effective is not entry:
+                self._adjusted.add(unit.key)
+            self.orders.add(effective)
+        if derived and derived[0][0].index is not None:
+            self._unit_keys[key] = tuple(now)
+
+    def _units_of(self, key: str) -> tuple[str, ...]:
+        """The unit keys job ``key`` has in ``units``."""
+        children = self._unit_keys.get(key)
+        if children is not None:
+            return children
+        return (key,) if key in self.units else ()
+
+    def _audit_slice(self) -> list[str]:
+        """The next few candidates of a slow round over all of them: re-derived although nothing
+        reported them touched (a safety net; the view reports every change it makes)."""
+        if not self._audit:
+            self._audit = list(self.view.candidates)
+        n = min(self.audit_per_cycle, len(self._audit))
+        keys = self._audit[-n:]
+        del self._audit[-n:]
+        return keys
+
+    def _effective(self, entry: Job, unit: Unit) -> Job:
+        """``entry`` with the blocked reason of earlier plans and without the NON_REPLENISHABLE units
+        already charged for it (a retry; a dispatch whose pod creation failed needs none again)."""
+        job = self._with_blocking(entry)
+        if job.consumables and self.ledger.has_any():
+            uid = self._uid(unit.job_key)
+            kept = tuple((name, qty) for name, qty in job.consumables if not self.ledger.settled(name, uid, unit.index))
+            if kept != job.consumables:
+                job = replace(job, consumables=kept)
+        return job
+
+    def fresh_orders(self) -> DispatchOrders:
+        """Every candidate derived afresh, ignoring what was kept: what ``orders`` must equal."""
+        entries = (self._effective(e, u) for key in self.view.candidates for u, _, e in self.derive(key))
+        return DispatchOrders(entries, fair_queues=self.orders.fair_queues)
 
     def _with_blocking(self, job: Job) -> Job:
         """``job`` carrying the blocked reason and time recorded from earlier plans (itself when unchanged)."""
@@ -322,26 +457,66 @@ class Dispatcher:
         return replace(job, blocked_reason=reason, blocked_since=since)
 
     def usage(self) -> dict[str, Resources]:
-        """What STARTING/RUNNING work holds per environment: the requests of live pods, plus, for a
-        multi-node job whose main node runs, the nodes not created yet (the gang was admitted whole)."""
-        used: dict[str, Resources] = defaultdict(Resources)
-        for key, pods in self.view.pods.items():
-            live_nodes: set[str] = set()
-            gang_env = None
-            for pod in pods.values():
-                if _pod_finished(pod):
-                    continue
-                labels = (pod.get("metadata") or {}).get("labels") or {}
-                ce = labels.get(LABEL_COMPUTE_ENVIRONMENT)
-                if ce:
-                    used[ce] = used[ce] + pod_requests(pod)
-                node = labels.get("kubatch.dev/node-index")
-                if node is not None:
-                    live_nodes.add(node)
-                    gang_env = ce
-            if gang_env:
-                used[gang_env] = used[gang_env] + self._pending_gang(key, live_nodes)
-        return used
+        """What STARTING/RUNNING work holds per environment (see ``job_usage``), kept current by
+        ``refresh_units`` from the jobs that changed."""
+        return {env: Resources(m / 1000, mib, gpus) for env, (m, mib, gpus) in self._env_used.items()}
+
+    def usage_fresh(self) -> dict[str, Resources]:
+        """``usage`` summed afresh over every job with pods (what the kept sums must equal)."""
+        used: dict[str, list[int]] = {}
+        for key in self.view.pods:
+            for env, amount in self.job_usage(key).items():
+                acc = used.setdefault(env, [0, 0, 0])
+                for i in range(3):
+                    acc[i] += amount[i]
+        return {env: Resources(m / 1000, mib, gpus) for env, (m, mib, gpus) in used.items()}
+
+    def job_usage(self, key: str) -> dict[str, tuple[int, int, int]]:
+        """What job ``key`` holds per environment (millicores, MiB, GPUs): the requests of its live
+        pods, plus, for a multi-node job whose main node runs, the nodes not created yet (the gang
+        was admitted whole)."""
+        out: dict[str, tuple[int, int, int]] = {}
+        pods = self.view.pods.get(key)
+        if not pods:
+            return out
+        live_nodes: set[str] = set()
+        gang_env = None
+        for pod in pods.values():
+            if _pod_finished(pod):
+                continue
+            labels = (pod.get("metadata") or {}).get("labels") or {}
+            ce = labels.get(LABEL_COMPUTE_ENVIRONMENT)
+            if ce:
+                r = pod_requests(pod)
+                m, mib, gpus = out.get(ce, (0, 0, 0))
+                out[ce] = (m + round(r.vcpus * 1000), mib + r.memory_mib, gpus + r.gpus)
+            node = labels.get("kubatch.dev/node-index")
+            if node is not None:
+                live_nodes.add(node)
+                gang_env = ce
+        if gang_env:
+            r = self._pending_gang(key, live_nodes)
+            m, mib, gpus = out.get(gang_env, (0, 0, 0))
+            out[gang_env] = (m + round(r.vcpus * 1000), mib + r.memory_mib, gpus + r.gpus)
+        return out
+
+    def _update_usage(self, key: str) -> None:
+        """Bring the kept per-environment sums up to date for job ``key``."""
+        before = self._job_used.pop(key, None)
+        now = self.job_usage(key)
+        if before == now:
+            if now:
+                self._job_used[key] = now
+            return
+        for amounts, sign in ((before or {}, -1), (now, 1)):
+            for env, amount in amounts.items():
+                acc = self._env_used.setdefault(env, [0, 0, 0])
+                for i in range(3):
+                    acc[i] += sign * amount[i]
+                if acc == [0, 0, 0]:
+                    del self._env_used[env]
+        if now:
+            self._job_used[key] = now
 
     def _pending_gang(self, key: str, live_nodes: set[str]) -> Resources:
         job = self.view.jobs.get(key)
@@ -419,26 +594,10 @@ class Dispatcher:
     def _uid(self, job_key: str) -> str:
         return str(((self.view.jobs.get(job_key) or {}).get("metadata") or {}).get("uid", ""))
 
-    def _without_charged(self, jobs: list[Job], units: Mapping[str, tuple[Unit, Definition]]) -> list[Job]:
-        """A unit already charged on a NON_REPLENISHABLE resource (a retry; a dispatch whose pod
-        creation failed) needs none of its units again."""
-        out = []
-        for job in jobs:
-            if job.consumables:
-                unit = units[job.key][0]
-                uid = self._uid(unit.job_key)
-                kept = tuple(
-                    (name, qty) for name, qty in job.consumables if not self.ledger.settled(name, uid, unit.index)
-                )
-                if kept != job.consumables:
-                    job = replace(job, consumables=kept)
-            out.append(job)
-        return out
-
-    def _charges(self, placements: list[tuple[str, str]], units: Mapping[str, tuple[Unit, Definition]]) -> list[Charge]:
+    def _charges(self, placements: list[tuple[str, str]]) -> list[Charge]:
         charges = []
         for key, _env in placements:
-            unit, definition = units[key]
+            unit, definition, _ = self.units[key]
             job = self.view.jobs.get(unit.job_key)
             if job is None or unit.job_key not in self.consumers:
                 continue
@@ -478,11 +637,11 @@ class Dispatcher:
             self.ledger_pruned_at = self.now()
             await self.ledger.prune()
 
-    def snapshot(self) -> tuple[Snapshot, dict[str, tuple[Unit, Definition]]]:
+    def snapshot(self) -> Snapshot:
+        """This cycle's snapshot; its RUNNABLE jobs are not in it but in ``orders`` (brought up to
+        date here), which ``plan`` reads beside it."""
         now = self.now()
-        jobs, units = self.units()
-        if self.consumers and self.ledger.has_any():
-            jobs = self._without_charged(jobs, units)
+        self.refresh_units()
         used = self.usage()
         envs = tuple(
             env_view(name, ce, self.view.nodes, used.get(name, Resources())) for name, ce in self.view.envs.items()
@@ -541,17 +700,17 @@ class Dispatcher:
         if not fair:
             self.tracker = UsageTracker()
             self.usage_rows = ()
-        snap = Snapshot(
+        self.orders.set_fair_queues(q.name for q in queues if q.policy is not None)
+        return Snapshot(
             now=now,
             envs=envs,
             queues=tuple(queues),
-            jobs=tuple(jobs),
+            jobs=(),
             policies=tuple(policies),
             share_usage=self.share_usage() if fair else (),
             consumables=consumables,
             active_shares=(self.tracker.active_shares(now) | self.active_job_shares()) if fair else frozenset(),
         )
-        return snap, units
 
     def running_by_share(self) -> dict[tuple[str, str], float]:
         """vCPUs held right now by STARTING/RUNNING pods, per (queue, share identifier)."""
@@ -575,13 +734,7 @@ class Dispatcher:
 
     def active_job_shares(self) -> frozenset[tuple[str, str]]:
         """(queue, share) pairs with a job that is not finished (fair share's "active" shares)."""
-        active = set()
-        for key in self.view.active:
-            spec = self.view.jobs[key].get("spec") or {}
-            share = spec.get("shareIdentifier")
-            if share:
-                active.add((str(spec.get("jobQueue", "")), str(share)))
-        return frozenset(active)
+        return frozenset(self.view.share_jobs)
 
     def share_usage(self) -> tuple[ShareUsage, ...]:
         """Advance the decayed usage by the vCPUs held since the last cycle; rows for the snapshot."""
@@ -617,34 +770,44 @@ class Dispatcher:
     async def cycle(self) -> Plan:
         started = time.perf_counter()
         await self.maintain_ledger()
-        snap, units = self.snapshot()
-        plan = make_plan(snap)
+        snap = self.snapshot()
+        plan = make_plan(snap, self.orders)
         self.metrics.cycle_seconds.observe(time.perf_counter() - started)
         self.cycles += 1
         self.last_plan = plan
-        self._record_blocking(plan, units)
+        self._record_blocking(plan)
         if self.estimator.due():
-            # Off the dispatch path: the cycle does not wait for the simulation.
-            self._estimating = asyncio.create_task(self._estimate(snap, plan))
+            # Off the dispatch path: the cycle does not wait for the simulation, which runs in a
+            # thread on an immutable snapshot of the jobs it simulates (placed or in a front).
+            self._estimating = asyncio.create_task(self._estimate(self._estimate_snapshot(snap, plan), plan))
         for key, reason in plan.cancellations.items():
-            unit, _ = units[key]
+            unit = self.units[key][0]
             self.forced_cancel[unit.job_key][unit.index] = reason
             self.view.mark(unit.job_key)
         tasks = []
         # NON_REPLENISHABLE units are charged before any pod exists: a unit not charged is not started.
-        charges = self._charges(plan.placements, units) if self.consumers else []
+        charges = self._charges(plan.placements) if self.consumers else []
         refused = await self.ledger.charge(charges) if charges else set()
         for key, env in plan.placements:
             if key in refused:
                 continue
-            unit, definition = units[key]
+            unit, definition, _ = self.units[key]
             self.in_flight.add(key)
+            self._touched.add(unit.job_key)
             tasks.append(asyncio.create_task(self._start(unit, definition, env)))
         if tasks:
             await asyncio.gather(*tasks)
         if self.services is not None:
             await self.services.cycle()
         return plan
+
+    def _estimate_snapshot(self, snap: Snapshot, plan: Plan) -> Snapshot:
+        """``snap`` with the jobs the estimate simulates: those ``plan`` placed or listed in a front."""
+        wanted = [key for key, _ in plan.placements]
+        for keys in plan.queue_front.values():
+            wanted.extend(keys)
+        jobs = (self.orders.get(key) for key in wanted)
+        return replace(snap, jobs=tuple(j for j in jobs if j is not None))
 
     def _definition_spec(self, job: Mapping[str, Any]) -> Mapping[str, Any] | None:
         definition, _ = resolve_definition(self.view, job)
@@ -667,19 +830,33 @@ class Dispatcher:
             self.metrics.head_estimated_wait.remove(queue)  # no head, or none expected to start
         self._estimated_queues = set(waits)
 
-    def _record_blocking(self, plan: Plan, units: Mapping[str, tuple[Unit, Definition]]) -> None:
+    def _record_blocking(self, plan: Plan) -> None:
+        """Keep since when each head is blocked (with which reason code: time-limit actions count
+        from it), and report the heads blocked for at least ``blocked_report_seconds`` to the
+        lifecycle step (their statusReason), the queues' status and a QueueBlocked Event. A head
+        blocked only until capacity frees within that time is not reported: under a stream of
+        short jobs almost every job is the head for one cycle, and reporting each would cost a
+        status write per job, and more the more often cycles run."""
         now = self.now()
         new_blocked: dict[str, str] = {}
         new_detail: dict[str, str] = {}
+        heads: dict[str, str] = {}  # queue -> its reported head (scheduler key)
+        units = self.units
+        self._next_report = None
         for key, reason in plan.blocked.items():
-            unit, _ = units[key]
-            new_blocked[unit.job_key] = reason
-            if key in plan.blocked_detail:
-                new_detail[unit.job_key] = plan.blocked_detail[key]
             code = reason_code(reason)
             prev = self.blocked_since.get(key)
             if prev is None or prev[0] != code:
-                self.blocked_since[key] = (code, now)
+                self.blocked_since[key] = prev = (code, now)
+            report_at = prev[1] + self.blocked_report_seconds
+            if now < report_at:
+                self._next_report = report_at if self._next_report is None else min(self._next_report, report_at)
+                continue
+            unit, _, entry = units[key]
+            heads[entry.queue] = key
+            new_blocked[unit.job_key] = reason
+            if key in plan.blocked_detail:
+                new_detail[unit.job_key] = plan.blocked_detail[key]
         for key in list(self.blocked_since):
             if key not in plan.blocked:
                 del self.blocked_since[key]
@@ -688,27 +865,19 @@ class Dispatcher:
                 self.view.mark(job)
         self.blocked = new_blocked
         self.blocked_detail = new_detail
-        for queue in plan.blocked_queues - self.blocked_queues:
-            q = self.view.queues.get(queue)
-            head = next(
-                (
-                    k
-                    for k, r in plan.blocked.items()
-                    if units[k][0].job_key.split("/")[0]
-                    and self.view.jobs.get(units[k][0].job_key, {}).get("spec", {}).get("jobQueue") == queue
-                ),
-                None,
-            )
-            reason = plan.blocked.get(head, "") if head else ""
-            detail = plan.blocked_detail.get(head, "") if head else ""
+        for queue in heads.keys() - self.blocked_queues:
+            head = heads[queue]
+            reason = plan.blocked[head]
+            detail = plan.blocked_detail.get(head, "")
             self.metrics.queue_blocked_events.labels(queue, reason_code(reason)).inc()
+            q = self.view.queues.get(queue)
             if q is not None:
-                blocker = self.view.jobs.get(units[head][0].job_key) if head else None
+                blocker = self.view.jobs.get(units[head][0].job_key)
                 aws_name = ((blocker or {}).get("spec") or {}).get("jobName")
                 by = f"{head} ({aws_name})" if aws_name else head  # with the job's AWS name, spec.jobName
                 message = f"job queue {queue} is blocked by {by}: {reason}" + (f" ({detail})" if detail else "")
                 self.events.record(q, "QueueBlocked", message, type_="Warning")
-        self.blocked_queues = plan.blocked_queues
+        self.blocked_queues = frozenset(heads)
         self.front = dict(plan.queue_front)
 
     async def _start(self, unit: Unit, definition: Definition, env: str) -> None:
@@ -768,4 +937,5 @@ class Dispatcher:
             (log.debug if e.namespace_terminating else log.warning)("dispatch %s: %s", unit.key, e)
         finally:
             self.in_flight.discard(unit.key)
+            self._touched.add(unit.job_key)
             self.view.mark(unit.job_key)

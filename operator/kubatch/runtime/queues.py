@@ -121,18 +121,9 @@ def disabled_since(view: View, name: str, now: float) -> float | None:
 
 
 def queue_counts(view: View) -> dict[str, Counter[str]]:
-    counts: dict[str, Counter[str]] = {}
-    for job in view.jobs.values():
-        queue = str((job.get("spec") or {}).get("jobQueue", ""))
-        st = job.get("status") or {}
-        c = counts.setdefault(queue, Counter())
-        summary = (st.get("arrayProperties") or {}).get("statusSummary")
-        if summary:
-            for state, n in summary.items():
-                c[state] += int(n)
-        else:
-            c[str(st.get("status") or "SUBMITTED")] += 1
-    return counts
+    """Jobs per queue and state (array children by their parent's statusSummary): the view keeps
+    these counts as jobs change, so a status round does not go over every job."""
+    return view.job_counts
 
 
 class StatusWriter:
@@ -227,11 +218,7 @@ class StatusWriter:
         ``prefix*`` entry's times its active shares, as the scheduler weighs them) and unfinished
         jobs; the 20 heaviest users."""
         rows: dict[str, list[dict[str, Any]]] = {}
-        jobs: Counter[tuple[str, str]] = Counter()
-        for key in self.view.active:
-            spec = (self.view.jobs.get(key) or {}).get("spec") or {}
-            if spec.get("shareIdentifier"):
-                jobs[(str(spec.get("jobQueue", "")), str(spec["shareIdentifier"]))] += 1
+        jobs = self.view.share_jobs  # unfinished jobs per (queue, share), kept by the view
         listed: set[tuple[str, str]] = set()
         for su in self.shares():
             listed.add((su.queue, su.share))

@@ -1,6 +1,6 @@
 """Deletes finished BatchJobs whose time to live has passed (leader only; ``core.retention``).
 
-Every ``period`` seconds the finished jobs of the view (those not in ``view.active``, with a finished
+Every ``period`` seconds the finished jobs of the view (``view.finished``, kept as jobs change; with a finished
 status written to the API server) are weighed: the job's ``spec.ttlSecondsAfterFinished``, else its
 definition revision's, else the operator's default. At most ``batch`` expired jobs are deleted per
 sweep, ``parallel`` at a time, each with a uid precondition (a job re-created under the same name is
@@ -68,8 +68,9 @@ class RetentionController:
         changes rarely: its expiry is reused while the view holds the same object for it."""
         view = self.view
         cache: dict[str, tuple[Mapping[str, Any], float | None]] = {}
-        for key, job in list(view.jobs.items()):
-            if key in view.active:
+        for key in list(view.finished):
+            job = view.jobs.get(key)
+            if job is None:
                 continue
             hit = self._cache.get(key)
             if hit is not None and hit[0] is job:

@@ -43,3 +43,17 @@ def test_the_status_write_backlog_is_exported_as_it_is_now() -> None:
     assert sample(metrics, "kubatch_status_writes_pending") == 0.0
     assert sample(metrics, "kubatch_leader") == 1.0
     assert sample(metrics, "kubatch_api_requests") == 7.0
+
+
+def test_jobs_per_queue_and_state_come_from_the_views_counts() -> None:
+    metrics, view = Metrics(), View()
+    register_view_metrics(metrics, view, runtime({}))
+    md = {"namespace": "ns", "uid": "u", "resourceVersion": "1"}
+    view.on_job("ADDED", {"metadata": {**md, "name": "a"}, "spec": {"jobQueue": "q"}, "status": {"status": "RUNNABLE"}})
+    array = {"status": "PENDING", "arrayProperties": {"statusSummary": {"RUNNABLE": 3, "SUCCEEDED": 2}}}
+    view.on_job("ADDED", {"metadata": {**md, "name": "b"}, "spec": {"jobQueue": "q"}, "status": array})
+    assert sample(metrics, 'kubatch_jobs{queue="q",state="RUNNABLE"}') == 4.0
+    assert sample(metrics, 'kubatch_jobs{queue="q",state="SUCCEEDED"}') == 2.0
+    view.set_status("ns/a", {"status": "STARTING"})
+    assert sample(metrics, 'kubatch_jobs{queue="q",state="RUNNABLE"}') == 3.0
+    assert sample(metrics, 'kubatch_jobs{queue="q",state="STARTING"}') == 1.0
