@@ -212,7 +212,8 @@ class ComputeController:
     `idle_seconds`: how long an idle node is kept when the environment sets no
     minScaleDownDelayMinutes. `node_ready_timeout`: a new node not Ready by then makes the environment
     INVALID. `env_filter`: only environments whose name it accepts are handled (sharding, tests).
-    `manage_pools`: run the UNMANAGED pool labelling (`PoolController`) as part of each sync.
+    `manage_pools`: run the UNMANAGED pool labelling (`PoolController`) as part of each sync, and for
+each node as soon as it changes.
     `controller_name`: handle only environments whose annotation `kubatch.dev/compute-controller`
     equals it (default "": the environments without that annotation), so that several controllers
     (a test's and an operator's) can share one cluster without fighting over an environment.
@@ -270,9 +271,14 @@ class ComputeController:
         self.drain_grace = drain_grace
 
     async def run(self) -> None:
-        await every(
+        periodic = every(
             self.period, self.sync, ready=self.ready, is_leader=self.is_leader, log=log, what="compute environment sync"
         )
+        if not self.manage_pools:
+            await periodic
+            return
+        # A node that changes gets its pool membership at once, not at the next periodic sync.
+        await asyncio.gather(periodic, self.pools.run_nudged(self.ready, self.is_leader))
 
     async def sync(self) -> None:
         if self.manage_pools:

@@ -6,12 +6,17 @@ carry the matching nodeSelector and toleration) land there. For UNMANAGED enviro
 operator adds both to the nodes selected by `spec.nodeSelector` and removes them from nodes that
 leave the selection; it never creates or deletes nodes. MANAGED environments get their nodes from
 a provisioner (see `kubatch.runtime.compute`).
+
+Membership is applied by the compute controller's periodic sync, and at once for a node that
+changes (`run_nudged`): a node added to a pool is capacity within one API round trip, not within
+the sync period.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
@@ -66,23 +71,59 @@ class PoolController:
     def __init__(self, kube: Kube, view: View) -> None:
         self.kube = kube
         self.view = view
+        self.changed_nodes: set[str] = set()  # nodes seen changing since `run_nudged` last looked
+        self.nudge = asyncio.Event()
+        view.listeners.append(self._on_change)
 
-    async def sync(self) -> None:
-        unmanaged = {
+    def _on_change(self, kind: str, typ: str, obj: Mapping[str, Any]) -> None:
+        if kind == "Node" and typ != "DELETED":
+            self.changed_nodes.add(str((obj.get("metadata") or {}).get("name", "")))
+            self.nudge.set()
+
+    def _unmanaged(self) -> set[str]:
+        return {
             n
             for n, ce in self.view.envs.items()
             if (ce.get("spec") or {}).get("type") == "UNMANAGED"
             and not (ce.get("metadata") or {}).get("deletionTimestamp")
         }
-        for name, node in list(self.view.nodes.items()):
-            pool = desired_pool(self.view.envs, node)
-            patch = pool_patch(node, pool, unmanaged)
-            if patch is None:
+
+    async def sync(self) -> None:
+        unmanaged = self._unmanaged()
+        for name in list(self.view.nodes):
+            await self.sync_node(name, unmanaged)
+
+    async def sync_node(self, name: str, unmanaged: set[str]) -> None:
+        """Put node ``name`` into the pool its labels select (or take it out), if it is not yet."""
+        node = self.view.nodes.get(name)
+        if node is None:
+            return
+        pool = desired_pool(self.view.envs, node)
+        patch = pool_patch(node, pool, unmanaged)
+        if patch is None:
+            return
+        try:
+            updated = await self.kube.merge_patch(f"/api/v1/nodes/{name}", patch)
+            self.view.on_node("MODIFIED", updated)
+            log.info("node %s: pool %s", name, pool or "(none)")
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
+    async def run_nudged(self, ready: asyncio.Event, is_leader: Callable[[], bool]) -> None:
+        """Apply membership to each node as soon as it changes (while leading)."""
+        await ready.wait()
+        while True:
+            await self.nudge.wait()
+            self.nudge.clear()
+            names, self.changed_nodes = self.changed_nodes, set()
+            if not is_leader():
                 continue
-            try:
-                updated = await self.kube.merge_patch(f"/api/v1/nodes/{name}", patch)
-                self.view.on_node("MODIFIED", updated)
-                log.info("node %s: pool %s", name, pool or "(none)")
-            except ApiError as e:
-                if e.status != 404:
+            unmanaged = self._unmanaged()
+            for name in sorted(names):
+                try:
+                    await self.sync_node(name, unmanaged)
+                except asyncio.CancelledError:
                     raise
+                except Exception:
+                    log.exception("node %s: pool membership failed (the periodic sync tries again)", name)
