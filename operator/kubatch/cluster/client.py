@@ -258,15 +258,26 @@ class Kube:
     ) -> tuple[list[JSON], str]:
         """Every item of a collection (paginated) and the list's resourceVersion."""
         items: list[JSON] = []
+        list_rv = ""
+        async for page, page_rv in self.list_pages(path, label_selector=label_selector, limit=limit):
+            items.extend(page)
+            list_rv = page_rv
+        return items, list_rv
+
+    async def list_pages(
+        self, path: str, *, label_selector: str | None = None, limit: int = 500
+    ) -> AsyncIterator[tuple[list[JSON], str]]:
+        """A collection page by page (items, the list's resourceVersion): a caller that handles each
+        page before the next never holds the whole collection decoded at once."""
         cont: str | None = None
         while True:
             page = await self.get(
                 path, labelSelector=label_selector, limit=limit, **({"continue": cont} if cont else {})
             )
-            items.extend(page.get("items", []))
+            yield page.get("items", []), str(page.get("metadata", {}).get("resourceVersion", ""))
             cont = page.get("metadata", {}).get("continue")
             if not cont:
-                return items, str(page.get("metadata", {}).get("resourceVersion", ""))
+                return
 
     async def watch(
         self, path: str, *, resource_version: str, label_selector: str | None = None, timeout_seconds: int = 300

@@ -31,6 +31,41 @@ def tombstone(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+Known = tuple[Any, Any, Any, Any, tuple[tuple[str, Any], ...]]
+"""What the informer remembers of an object for its tombstone, compactly (it keeps one per object):
+name, namespace, resourceVersion, labels (the object's own dict, shared), top-level scalars."""
+
+_SCALARS: dict[tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]] = {}
+
+
+def known(obj: dict[str, Any]) -> Known:
+    """The compact record of ``obj`` (see ``Known``); its top-level scalars (apiVersion, kind, ...)
+    are shared between objects that have the same."""
+    md = obj.get("metadata", {})
+    scalars = tuple((k, v) for k, v in obj.items() if not isinstance(v, dict | list))
+    if len(_SCALARS) < 10_000:
+        scalars = _SCALARS.setdefault(scalars, scalars)
+    return (md.get("name"), md.get("namespace"), md.get("resourceVersion"), md.get("labels"), scalars)
+
+
+def expand(uid: str, rec: Known) -> dict[str, Any]:
+    """The tombstone (``tombstone``'s form) of the object recorded as ``rec``."""
+    name, namespace, rv, labels, scalars = rec
+    out: dict[str, Any] = dict(scalars)
+    fields = (("name", name), ("namespace", namespace), ("uid", uid), ("labels", labels), ("resourceVersion", rv))
+    out["metadata"] = {k: v for k, v in fields if v is not None}
+    return out
+
+
+def strip(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` without ``metadata.managedFields``, which kubatch never reads (a large share of an
+    object's memory: the informers keep every job, pod and node)."""
+    md = obj.get("metadata")
+    if isinstance(md, dict):
+        md.pop("managedFields", None)
+    return obj
+
+
 class Informer:
     """Mirror one collection into `handler` calls: ADDED/MODIFIED/DELETED, plus SYNCED once listed.
 
@@ -47,7 +82,7 @@ class Informer:
         self.label_selector = label_selector
         self.name = name or path
         self.synced = asyncio.Event()
-        self.known: dict[str, dict[str, Any]] = {}  # uid -> tombstone, to report deletions found by a relist
+        self.known: dict[str, Known] = {}  # uid -> compact record, to report deletions found by a relist
         self.relists = 0
         self.missing = False  # the last list or watch found no such collection (404)
 
@@ -57,15 +92,31 @@ class Informer:
         return f"{md.get('namespace', '')}/{md.get('name', '')}"
 
     async def _list(self) -> str:
-        items, rv = await self.kube.list_all(self.path, label_selector=self.label_selector)
-        seen = {obj["metadata"]["uid"]: tombstone(obj) for obj in items}
-        # Deletions first: an object deleted and re-created under the same name while the watch was
-        # down must end up present (handlers keyed by name would otherwise drop the new one).
-        for uid, gone in self.known.items():
-            if uid not in seen:
-                self.handler("DELETED", gone)
-        for obj in items:
-            self.handler("ADDED" if obj["metadata"]["uid"] not in self.known else "MODIFIED", obj)
+        """List page by page, handing each object on as its page arrives (the collection is never
+        held whole); then report what vanished. An object deleted and re-created under the same
+        name while the watch was down is reported deleted before its successor is added (handlers
+        keyed by name would otherwise drop the new one)."""
+        previous = self.known
+        by_name = {(rec[1], rec[0]): uid for uid, rec in previous.items()} if previous else {}
+        seen: dict[str, Known] = {}
+        gone: set[str] = set()
+        rv = ""
+        async for items, page_rv in self.kube.list_pages(self.path, label_selector=self.label_selector):
+            rv = page_rv
+            for obj in items:
+                strip(obj)
+                md = obj["metadata"]
+                uid = md["uid"]
+                seen[uid] = known(obj)
+                if uid not in previous:
+                    replaced = by_name.get((md.get("namespace"), md.get("name")))
+                    if replaced is not None and replaced not in gone:
+                        gone.add(replaced)
+                        self.handler("DELETED", expand(replaced, previous[replaced]))
+                self.handler("ADDED" if uid not in previous else "MODIFIED", obj)
+        for uid, rec in previous.items():
+            if uid not in seen and uid not in gone:
+                self.handler("DELETED", expand(uid, rec))
         self.known = seen
         self.relists += 1
         return rv
@@ -94,12 +145,13 @@ class Informer:
                             rv = ""
                             break
                         raise ApiError(int(code or 0), obj, "WATCH", self.path)
+                    strip(obj)
                     md = obj.get("metadata", {})
                     rv = md.get("resourceVersion", rv)
                     if typ == "DELETED":
                         self.known.pop(md.get("uid", ""), None)
                     else:
-                        self.known[md.get("uid", "")] = tombstone(obj)
+                        self.known[md.get("uid", "")] = known(obj)
                     if typ in ("ADDED", "MODIFIED", "DELETED"):
                         self.handler(typ, obj)
                 backoff = 0.5

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -323,6 +324,11 @@ class Runtime:
             sum(len(p) for p in self.view.pods.values()),
             len(self.view.nodes),
         )
+        # The view now holds every object (up to a million jobs): the garbage collector leaves them
+        # alone from here on (JSON objects hold no reference cycles; reference counting frees them),
+        # so a collection costs what was allocated since, not a pass over the whole view.
+        gc.collect()
+        gc.freeze()
         self.synced.set()
         if self.options.leader_election:
             self.tasks.append(asyncio.create_task(self.leader.run(), name="leader"))

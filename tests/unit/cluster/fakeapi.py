@@ -38,9 +38,10 @@ def pod(name: str, uid: str, rv: int, *, job: str = "j", phase: str = "Running")
 
 
 class FakeApi:
-    """`/api/v1/pods`: lists answer from `objects`; each watch takes the next entry of `watches` (a
-    status code to answer with, or events to stream before closing); `/replies` answers from
-    `replies` in order (then 200 {}). Every request is recorded in `log` as (method, path, query)."""
+    """`/api/v1/pods`: lists answer from `objects` (in pages of `limit`, with `continue`); each watch
+    takes the next entry of `watches` (a status code to answer with, or events to stream before
+    closing); `/replies` answers from `replies` in order (then 200 {}). Every request is recorded in
+    `log` as (method, path, query)."""
 
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
@@ -55,8 +56,13 @@ class FakeApi:
         self.log.append((request.method, request.path, dict(request.query)))
         if request.query.get("watch") != "1":
             self.list_calls += 1
-            body = {"metadata": {"resourceVersion": str(self.list_rv)}, "items": list(self.objects.values())}
-            return web.json_response(body)
+            items = list(self.objects.values())
+            start = int(request.query.get("continue") or 0)
+            limit = int(request.query.get("limit") or 0) or len(items) or 1
+            page: dict[str, Any] = {"resourceVersion": str(self.list_rv)}
+            if start + limit < len(items):
+                page["continue"] = str(start + limit)
+            return web.json_response({"metadata": page, "items": items[start : start + limit]})
         self.watch_calls += 1
         script = self.watches.pop(0) if self.watches else None
         if isinstance(script, int):

@@ -138,3 +138,28 @@ async def test_deletions_found_by_relist_keep_labels_for_routing() -> None:
         "labels": {"kubatch.dev/job-name": "jobx"},
         "resourceVersion": "1",
     }
+
+
+async def test_a_large_list_is_handed_on_page_by_page_without_managed_fields() -> None:
+    """Objects reach the handler as their page arrives (the list is never held whole), without
+    metadata.managedFields, and the informer remembers each compactly (a tombstone on demand)."""
+    api = FakeApi()
+    for i in range(1200):
+        obj = pod(f"p-{i:04d}", f"uid-{i:04d}", i + 1)
+        obj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+        api.objects[obj["metadata"]["uid"]] = obj
+    api.list_rv = 1200
+    handled: list[tuple[int, dict[str, Any]]] = []
+
+    async with api.serve() as kube:
+        informer = Informer(kube, "/api/v1/pods", lambda typ, obj: handled.append((api.list_calls, obj)), name="pods")
+        task = asyncio.create_task(informer.run())
+        try:
+            await _until(lambda: informer.synced.is_set())
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert api.list_calls == 3  # pages of 500
+    assert [calls for calls, _ in handled[::500]] == [1, 2, 3]  # each page handled before the next is asked
+    assert all("managedFields" not in obj["metadata"] for _, obj in handled)
+    assert len(informer.known) == 1200

@@ -1,0 +1,73 @@
+"""What keeps a view of a million jobs small: a job is stored without managedFields and with the
+values many jobs share as one string object each, its values unchanged; the informer remembers each
+object as a compact record whose tombstone is what it used to keep."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from kubatch.cluster.informer import expand, known, tombstone
+from kubatch.cluster.view import View, compact_job
+
+
+def job(i: int) -> dict[str, Any]:
+    ts = f"2026-12-04T10:00:{i:02d}Z"
+    uid = f"uid-{i}"
+    # Decoded from JSON, as the informer and the client hand objects over (fresh strings).
+    return json.loads(
+        json.dumps(
+            {
+                "apiVersion": "kubatch.dev/v1alpha1",
+                "kind": "BatchJob",
+                "metadata": {
+                    "name": f"j{i}",
+                    "namespace": "team-a",
+                    "uid": uid,
+                    "resourceVersion": str(10 + i),
+                    "creationTimestamp": ts,
+                    "labels": {"kubatch.dev/schedule": "nightly"},
+                    "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+                },
+                "spec": {"jobQueue": "q", "jobDefinition": "work", "shareIdentifier": "blue"},
+                "status": {
+                    "status": "RUNNABLE",
+                    "jobId": uid,
+                    "createdAt": ts,
+                    "queuedAt": ts,
+                    "jobDefinition": "work:1",
+                },
+            }
+        )
+    )
+
+
+def test_a_stored_job_keeps_its_values_and_shares_repeated_strings() -> None:
+    a, b = job(1), job(2)
+    want = copy.deepcopy(a)
+    del want["metadata"]["managedFields"]
+    view = View()
+    view.on_job("ADDED", a)
+    view.on_job("ADDED", b)
+    stored_a, stored_b = view.jobs["team-a/j1"], view.jobs["team-a/j2"]
+    assert stored_a == want
+    for section, field in (
+        ("metadata", "namespace"),
+        ("spec", "jobQueue"),
+        ("status", "status"),
+        ("status", "jobDefinition"),
+    ):
+        assert stored_a[section][field] is stored_b[section][field]
+    assert stored_a["status"]["jobId"] is stored_a["metadata"]["uid"]
+    assert stored_a["status"]["queuedAt"] is stored_a["metadata"]["creationTimestamp"]
+    assert compact_job({"kind": "NoMetadata"}) == {"kind": "NoMetadata"}
+
+
+def test_the_informers_compact_record_gives_the_same_tombstone() -> None:
+    for obj in (
+        job(3),
+        {"kind": "ControllerRevision", "revision": 4, "metadata": {"name": "r", "uid": "u"}, "data": {}},
+    ):
+        uid = obj["metadata"]["uid"]
+        assert expand(uid, known(obj)) == tombstone(obj)
