@@ -28,6 +28,7 @@ import orjson
 from kubatch.awsapi.arns import CONSUMABLE_RESOURCE, Arns, name_of
 from kubatch.awsapi.errors import ClientException
 from kubatch.awsapi.jobs import STATES, aws_job_name, created_at, definition_arn, job_id, queue_name, submitted_at
+from kubatch.awsapi.listing import filter_entries, filter_list
 from kubatch.awsapi.protocol import epoch_ms, optional_int, optional_str, required_str
 from kubatch.core.pods.needs import consumables_of
 from kubatch.core.revisions import (
@@ -61,17 +62,10 @@ def _fingerprint(body: Mapping[str, Any], resource: str) -> str:
 
 def parse_query(body: Mapping[str, Any]) -> ConsumableQuery:
     resource = name_of(required_str(body, "consumableResource"), CONSUMABLE_RESOURCE, "consumableResource")
-    filters = body.get("filters") or []
-    if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
-        raise ClientException("filters must be a list of {name, values}")
+    filters = filter_list(body)
     statuses: set[str] = set()
     names: list[str] = []
-    for entry in filters:
-        name, values = entry.get("name"), entry.get("values")
-        if name not in FILTERS:
-            raise ClientException(f"filters: unknown filter {name!r}: use JOB_STATUS or JOB_NAME")
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-            raise ClientException(f"filters: {name} needs a list of values")
+    for name, values in filter_entries(filters, FILTERS, "use JOB_STATUS or JOB_NAME"):
         if name == "JOB_STATUS":
             unknown = sorted(set(values) - set(STATES))
             if unknown:

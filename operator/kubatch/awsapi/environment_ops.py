@@ -19,7 +19,7 @@ from kubatch.awsapi import environments
 from kubatch.awsapi.arns import COMPUTE_ENVIRONMENT, JOB_QUEUE
 from kubatch.awsapi.errors import ClientException, from_kube
 from kubatch.awsapi.protocol import JSON, Call, required_str
-from kubatch.awsapi.resource_ops import _delete, arns, must_get, path, write
+from kubatch.awsapi.resource_ops import arns, delete_object, must_get, path, write
 from kubatch.awsapi.server import Context, Handler
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.core.deletion import attached_queues
@@ -69,7 +69,7 @@ async def delete_compute_environment(ctx: Context, call: Call) -> JSON:
     refusal = environments.deletion_refusal(environment, await _queues_using(ctx.user, name, action))
     if refusal is not None:
         raise ClientException(refusal)
-    await _delete(ctx.user, path(COMPUTE_ENVIRONMENT, name), action)
+    await delete_object(ctx.user, path(COMPUTE_ENVIRONMENT, name), action)
     return {}
 
 

@@ -22,7 +22,8 @@ refusals come back as ClientException. CancelJob and TerminateJob set ``spec.can
 already cancelled (terminated) is left as it is and the call succeeds, as in AWS. CancelJobs and
 TerminateJobs do the same for up to 50 jobs, each reported on its own (``successful``, or ``errors``
 with AWS's codes: ValidationException, ClientException, AccessDenied, ThrottlingException,
-ServerException); a job that does not exist counts as successful, as AWS has it.
+ServerException); a job that does not exist counts as successful, as AWS has it (``stop_many``,
+which TerminateServiceJobs uses too).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from kubatch.awsapi import jobs
@@ -147,21 +149,41 @@ async def submit_job(ctx: Context, call: Call) -> JSON:
         raise ClientException(f"JobQueue {queue_value} not found.")
     if definition is None or definition_status(definition) != "ACTIVE" or not _has_revision(manifest, definition):
         raise ClientException(f"JobDefinition name {definition_value} does not exist or is not in ACTIVE status")
-    for attempt in range(NAME_TRIES):
-        try:
-            created = await ctx.user.request(
-                "POST", batchjobs_path(ctx.namespace), params={"fieldValidation": "Strict"}, body=manifest, retries=0
-            )
-            break
-        except ApiError as e:
-            if e.status == 409 and e.reason == "AlreadyExists" and attempt + 1 < NAME_TRIES:
-                manifest = jobs.submit_manifest(
-                    body, ctx.namespace, names, int(time.time() * 1000), jobs.name_suffix()
-                )  # the name is taken: another suffix
-                continue
-            raise from_kube(e, "batch:SubmitJob") from None
+    created = await create_job(
+        ctx,
+        manifest,
+        lambda: jobs.submit_manifest(body, ctx.namespace, names, int(time.time() * 1000), jobs.name_suffix()),
+        "batch:SubmitJob",
+    )
     job_id = jobs.job_id(created)
     return {"jobArn": arns(ctx).job(job_id), "jobName": body["jobName"], "jobId": job_id}
+
+
+async def create_job(
+    ctx: Context,
+    manifest: JSON,
+    renamed: Callable[[], JSON],
+    action: str,
+    taken: Callable[[str], Awaitable[JSON]] | None = None,
+) -> JSON:
+    """Create the BatchJob ``manifest`` as the caller (SubmitJob, SubmitServiceJob); the BatchJob
+    created. When its name is taken: ``taken(name)``'s answer where given (a clientToken's earlier
+    submission), else ``renamed()`` (another suffix) is tried, ``NAME_TRIES`` in all."""
+    for attempt in range(NAME_TRIES):
+        try:
+            created: JSON = await ctx.user.request(
+                "POST", batchjobs_path(ctx.namespace), params={"fieldValidation": "Strict"}, body=manifest, retries=0
+            )
+            return created
+        except ApiError as e:
+            if e.status == 409 and e.reason == "AlreadyExists":
+                if taken is not None:
+                    return await taken(str(manifest["metadata"]["name"]))
+                if attempt + 1 < NAME_TRIES:
+                    manifest = renamed()  # the name is taken: another suffix
+                    continue
+            raise from_kube(e, action) from None
+    raise AssertionError("the last try returns or raises")
 
 
 async def _definition(ctx: Context, reference: str) -> JSON | None:
@@ -333,20 +355,27 @@ BULK_CODES = {
 }
 
 
-async def _stop_many(ctx: Context, call: Call, field: str, action: str) -> JSON:
-    """CancelJobs / TerminateJobs: up to 50 jobs, each reported on its own; a job that does not
-    exist counts as done, as AWS has it."""
+async def stop_many(
+    call: Call,
+    what: str,
+    stop: Callable[[str, str], Awaitable[None]],
+    not_found: type[ClientException],
+    action: str,
+) -> JSON:
+    """Up to 50 jobs (``call``'s ``jobs``, named ``what`` in refusals) stopped side by side with
+    ``stop(job, reason)``, each reported on its own; a job that does not exist (``not_found``)
+    counts as done, as AWS has it. CancelJobs, TerminateJobs and TerminateServiceJobs."""
     wanted = string_list(call.body, "jobs")
     reason = required_str(call.body, "reason")
     if not wanted:
-        raise ClientException("jobs is required: a list of up to 50 job IDs")
+        raise ClientException(f"jobs is required: a list of up to 50 {what} IDs")
     if len(wanted) > 50:
-        raise ClientException("jobs: at most 50 job IDs")
+        raise ClientException(f"jobs: at most 50 {what} IDs")
 
     async def one(job_text: str) -> JSON | None:
         try:
-            await stop_job(ctx, job_text, reason, field, action)
-        except JobNotFound:
+            await stop(job_text, reason)
+        except not_found:
             return None
         except AwsError as e:
             code = "ValidationException" if "is not a job ID" in e.message else BULK_CODES.get(e.code, e.code)
@@ -360,6 +389,11 @@ async def _stop_many(ctx: Context, call: Call, field: str, action: str) -> JSON:
     errors = [o for o in outcomes if o is not None]
     failed = {e["job"] for e in errors}
     return {"successful": [j for j in wanted if j not in failed], "errors": errors}
+
+
+async def _stop_many(ctx: Context, call: Call, field: str, action: str) -> JSON:
+    """CancelJobs / TerminateJobs: ``stop_job`` for each job."""
+    return await stop_many(call, "job", partial(stop_job, ctx, field=field, action=action), JobNotFound, action)
 
 
 async def cancel_jobs(ctx: Context, call: Call) -> JSON:

@@ -169,17 +169,23 @@ def name_suffix(rng: random.Random | None = None) -> str:
     return "".join(pick.choice(SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
 
 
-def submit_manifest(
-    body: Mapping[str, Any], namespace: str, dependencies: Mapping[str, str], now_ms: int, suffix: str
-) -> JSON:
-    """The BatchJob a SubmitJob request creates at ``now_ms``, named with ``suffix`` and labelled
-    with its jobId. ``dependencies`` maps each jobId of ``dependsOn`` to its BatchJob's name."""
+def aws_job_name_of(body: Mapping[str, Any]) -> str:
+    """The request's ``jobName`` (SubmitJob, SubmitServiceJob), which must be an AWS job name."""
     job_name = body.get("jobName")
     if not isinstance(job_name, str) or not _AWS_JOB_NAME.match(job_name):
         raise ClientException(
             "jobName: up to 128 letters (uppercase and lowercase), numbers, hyphens, and underscores are "
             "allowed, and the first character must be alphanumeric"
         )
+    return job_name
+
+
+def submit_manifest(
+    body: Mapping[str, Any], namespace: str, dependencies: Mapping[str, str], now_ms: int, suffix: str
+) -> JSON:
+    """The BatchJob a SubmitJob request creates at ``now_ms``, named with ``suffix`` and labelled
+    with its jobId. ``dependencies`` maps each jobId of ``dependsOn`` to its BatchJob's name."""
+    job_name = aws_job_name_of(body)
     queue = body.get("jobQueue")
     definition = body.get("jobDefinition")
     if not isinstance(queue, str) or not queue:
@@ -222,6 +228,12 @@ def submit_manifest(
         annotations[ANNOTATION_DEPENDS_ON] = json.dumps(shown, separators=(",", ":"))
     if aws_definition != definition_object:
         annotations[ANNOTATION_DEFINITION_NAME] = aws_definition
+    return batch_job(job_name, namespace, suffix, annotations, spec)
+
+
+def batch_job(job_name: str, namespace: str, suffix: str, annotations: dict[str, str], spec: JSON) -> JSON:
+    """The BatchJob of the AWS job name ``job_name`` (SubmitJob, SubmitServiceJob): named after it
+    with ``suffix``, labelled with its jobId."""
     name = kubernetes_name(job_name)[: _PREFIX_MAX - 1].rstrip("-") + "-" + suffix
     metadata: JSON = {
         "name": name,

@@ -16,13 +16,16 @@ time.
   ``nextToken`` is an opaque cursor (the last job's creation time and id, and a fingerprint of the
   query), so a page never repeats or skips a job that existed when the listing started, whatever
   was submitted since.
+
+The checks of a listing's ``filters`` (``filter_list``, ``filter_entries``, ``filter_ms``) serve
+ListServiceJobs (``services``) and ListJobsByConsumableResource (``consumable_jobs``) too.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,11 +57,34 @@ class ListQuery:
     fingerprint: str
 
 
-def _ms(value: str, name: str) -> int:
+def filter_ms(value: str, name: str) -> int:
+    """A time filter's value: Unix milliseconds."""
     try:
         return int(value)
     except ValueError:
         raise ClientException(f"{name}: {value!r} is not a time in milliseconds since the epoch") from None
+
+
+def filter_list(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A listing request's ``filters`` ([] when absent): a list of ``{name, values}``."""
+    filters = body.get("filters") or []
+    if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
+        raise ClientException("filters must be a list of {name, values}")
+    return filters
+
+
+def filter_entries(
+    filters: Iterable[Mapping[str, Any]], known: Sequence[str], usage: str | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """Each filter's name and values, checked as it comes (one of ``known``, ``usage`` saying which
+    when it is not; a list of strings, not empty)."""
+    for entry in filters:
+        name, values = entry.get("name"), entry.get("values")
+        if name not in known:
+            raise ClientException(f"filters: unknown filter {name!r}: {usage or 'use one of ' + ', '.join(known)}")
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise ClientException(f"filters: {name} needs a list of values")
+        yield str(name), values
 
 
 def _filter(filters: Sequence[Mapping[str, Any]]) -> tuple[JobFilter, int | None, int | None, bool]:
@@ -69,21 +95,15 @@ def _filter(filters: Sequence[Mapping[str, Any]]) -> tuple[JobFilter, int | None
     after: int | None = None
     before: int | None = None
     share: str | None = None
-    for entry in filters:
-        name = entry.get("name")
-        values = entry.get("values")
-        if name not in FILTERS:
-            raise ClientException(f"filters: unknown filter {name!r}: use one of {', '.join(FILTERS)}")
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-            raise ClientException(f"filters: {name} needs a list of values")
+    for name, values in filter_entries(filters, FILTERS):
         if name == "JOB_NAME":
             names.extend(values)
         elif name == "JOB_DEFINITION":
             definition = _definition_filter(values[0])
         elif name == "AFTER_CREATED_AT":
-            after = _ms(values[0], name)
+            after = filter_ms(values[0], name)
         elif name == "BEFORE_CREATED_AT":
-            before = _ms(values[0], name)
+            before = filter_ms(values[0], name)
         else:
             share = values[0]
     overrides = bool(names or definition or after is not None or before is not None)
@@ -128,9 +148,7 @@ def parse_list_jobs(body: Mapping[str, Any]) -> ListQuery:
     scopes = [s for s in (queue, array_job, multi_node_job) if s]
     if len(scopes) != 1:
         raise ClientException("You must specify only one of jobQueue, arrayJobId and multiNodeJobId")
-    filters = body.get("filters") or []
-    if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
-        raise ClientException("filters must be a list of {name, values}")
+    filters = filter_list(body)
     job_filter, after, before, overrides = _filter(filters)
     status = optional_str(body, "jobStatus")
     if status is not None and status not in STATES:
@@ -168,9 +186,7 @@ def sort_key(created_ms: int | None, submitted_ms: int, key: str) -> tuple[int, 
     return (-(created_ms or 0), -submitted_ms, key)
 
 
-def page(
-    entries: Iterable[tuple[tuple[int, int, str], JSON]], query: ListQuery
-) -> tuple[list[JSON], str | None]:
+def page(entries: Iterable[tuple[tuple[int, int, str], JSON]], query: ListQuery) -> tuple[list[JSON], str | None]:
     """One page of ``(sort key, summary)`` entries, and the next page's token (None at the end)."""
     ordered = sorted(entries, key=lambda e: e[0])
     if query.after is not None:

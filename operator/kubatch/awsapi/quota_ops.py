@@ -12,7 +12,6 @@ the key's identity needs ``get`` and ``update`` on ``jobqueues`` (the chart's ``
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ from kubatch.awsapi import quotas
 from kubatch.awsapi.arns import JOB_QUEUE, Arns
 from kubatch.awsapi.errors import ClientException, from_kube
 from kubatch.awsapi.protocol import JSON, Call, optional_int, optional_str, required_str
-from kubatch.awsapi.resource_ops import must_get, path
+from kubatch.awsapi.resource_ops import must_get, name_page, path
 from kubatch.awsapi.server import Context, Handler
 from kubatch.cluster.client import ApiError
 
@@ -115,33 +114,14 @@ async def describe_quota_share(ctx: Context, call: Call) -> JSON:
     return quotas.detail(queue, share, arns(ctx))
 
 
-def _token(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-
-
-def _after(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except ValueError:
-        raise ClientException("nextToken: invalid") from None
-
-
 async def list_quota_shares(ctx: Context, call: Call) -> JSON:
     action = "batch:ListQuotaShares"
     queue = await must_get(ctx.user, JOB_QUEUE, required_str(call.body, "jobQueue"), "jobQueue", action)
     max_results = optional_int(call.body, "maxResults", low=1, high=100) or 100
     token = optional_str(call.body, "nextToken")
     listed: list[Any] = (queue.get("spec") or {}).get("quotaShares") or []
-    shares = sorted(listed, key=lambda s: str(s["quotaShareName"]))
-    if token:
-        after = _after(token)
-        shares = [s for s in shares if str(s["quotaShareName"]) > after]
-    chosen = shares[:max_results]
-    more = len(shares) > len(chosen) and chosen
-    return {
-        "quotaShares": [quotas.detail(queue, s, arns(ctx)) for s in chosen],
-        "nextToken": _token(str(chosen[-1]["quotaShareName"])) if more else None,
-    }
+    chosen, next_token = name_page(listed, lambda s: str(s["quotaShareName"]), max_results, token)
+    return {"quotaShares": [quotas.detail(queue, s, arns(ctx)) for s in chosen], "nextToken": next_token}
 
 
 HANDLERS: dict[str, Handler] = {

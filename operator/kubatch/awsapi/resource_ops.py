@@ -16,7 +16,8 @@ These objects are cluster-scoped: the key's identity needs cluster-wide RBAC on 
 ``kubatch-admin`` to change them, ``kubatch-view`` to read them). Kubatch's own rules apply as
 they do to ``kubectl`` (a queue is deleted only once DISABLED, its environments share one
 architecture, ...): their refusals come back as ClientException. Listings are by name, in pages of
-``maxResults`` (1 to 100, default 100) with ``nextToken`` the last name of the page.
+``maxResults`` (1 to 100, default 100) with ``nextToken`` the last name of the page (``name_page``,
+which ListQuotaShares and DescribeServiceEnvironments use too).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import base64
 import hashlib
 import re
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -49,6 +50,7 @@ OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 KINDS = {JOB_QUEUE: ("jobqueues", "JobQueue"), SCHEDULING_POLICY: ("schedulingpolicies", "SchedulingPolicy"),
          COMPUTE_ENVIRONMENT: ("computeenvironments", "ComputeEnvironment"),
          CONSUMABLE_RESOURCE: ("consumableresources", "ConsumableResource")}  # fmt: skip
+T = TypeVar("T")
 
 
 def path(kind: str, name: str | None = None) -> str:
@@ -111,9 +113,25 @@ def _after(token: str) -> str:
         raise ClientException("nextToken: invalid") from None
 
 
-async def describe(
-    ctx: Context, call: Call, kind: str, names_field: str, action: str
-) -> tuple[list[JSON], str | None]:
+def name_page(
+    items: Iterable[T], name: Callable[[T], str], max_results: int, token: str | None
+) -> tuple[list[T], str | None]:
+    """One page of ``items`` in the order of their names: those after the name in ``token`` (a
+    page's ``nextToken``), ``max_results`` at most, and the next page's token (None at the end)."""
+    ordered = sorted(items, key=name)
+    if token:
+        after = _after(token)
+        ordered = [i for i in ordered if name(i) > after]
+    chosen = ordered[:max_results]
+    more = len(ordered) > len(chosen) and chosen
+    return chosen, _token(name(chosen[-1])) if more else None
+
+
+def metadata_name(obj: JSON) -> str:
+    return str(obj["metadata"]["name"])
+
+
+async def describe(ctx: Context, call: Call, kind: str, names_field: str, action: str) -> tuple[list[JSON], str | None]:
     """The objects named in ``names_field`` (names or ARNs; missing ones left out), or a page of all."""
     wanted = string_list(call.body, names_field)
     max_results = optional_int(call.body, "maxResults", low=1, high=100) or 100
@@ -121,13 +139,7 @@ async def describe(
     if wanted:
         found = [await get(ctx.user, kind, name_of(w, kind, names_field), action) for w in wanted]
         return [f for f in found if f is not None], None
-    objects = await list_all(ctx.user, kind, action)
-    if token:
-        after = _after(token)
-        objects = [o for o in objects if str(o["metadata"]["name"]) > after]
-    chosen = objects[:max_results]
-    more = len(objects) > len(chosen) and chosen
-    return chosen, _token(str(chosen[-1]["metadata"]["name"])) if more else None
+    return name_page(await list_all(ctx.user, kind, action), metadata_name, max_results, token)
 
 
 # ---- job queues ----------------------------------------------------------------------------------
@@ -146,20 +158,19 @@ async def update_job_queue(ctx: Context, call: Call) -> JSON:
     name = str(queue["metadata"]["name"])
     changes = resources.queue_spec_changes(call.body)
     if changes:
-        await write(
-            ctx.user, "PATCH", path(JOB_QUEUE, name), {"spec": changes}, action, "application/merge-patch+json"
-        )
+        await write(ctx.user, "PATCH", path(JOB_QUEUE, name), {"spec": changes}, action, "application/merge-patch+json")
     return {"jobQueueName": name, "jobQueueArn": arns(ctx).job_queue(name)}
 
 
 async def delete_job_queue(ctx: Context, call: Call) -> JSON:
     action = "batch:DeleteJobQueue"
     queue = await must_get(ctx.user, JOB_QUEUE, required_str(call.body, "jobQueue"), "jobQueue", action)
-    await _delete(ctx.user, path(JOB_QUEUE, str(queue["metadata"]["name"])), action)
+    await delete_object(ctx.user, path(JOB_QUEUE, str(queue["metadata"]["name"])), action)
     return {}
 
 
-async def _delete(kube: Kube, target: str, action: str) -> None:
+async def delete_object(kube: Kube, target: str, action: str) -> None:
+    """DELETE ``target`` (an object already gone is not an error)."""
     try:
         await kube.request("DELETE", target, retries=0)
     except ApiError as e:
@@ -203,7 +214,7 @@ async def update_scheduling_policy(ctx: Context, call: Call) -> JSON:
 async def delete_scheduling_policy(ctx: Context, call: Call) -> JSON:
     action = "batch:DeleteSchedulingPolicy"
     policy = await must_get(ctx.user, SCHEDULING_POLICY, required_str(call.body, "arn"), "arn", action)
-    await _delete(ctx.user, path(SCHEDULING_POLICY, str(policy["metadata"]["name"])), action)
+    await delete_object(ctx.user, path(SCHEDULING_POLICY, str(policy["metadata"]["name"])), action)
     return {}
 
 
@@ -292,7 +303,7 @@ async def delete_consumable_resource(ctx: Context, call: Call) -> JSON:
     action = "batch:DeleteConsumableResource"
     value = required_str(call.body, "consumableResource")
     resource = await must_get(ctx.user, CONSUMABLE_RESOURCE, value, "consumableResource", action)
-    await _delete(ctx.user, path(CONSUMABLE_RESOURCE, str(resource["metadata"]["name"])), action)
+    await delete_object(ctx.user, path(CONSUMABLE_RESOURCE, str(resource["metadata"]["name"])), action)
     return {}
 
 
@@ -314,17 +325,12 @@ async def list_consumable_resources(ctx: Context, call: Call) -> JSON:
     objects = await list_all(ctx.user, CONSUMABLE_RESOURCE, "batch:ListConsumableResources")
     if patterns:
         objects = [o for o in objects if resources.name_matches(patterns, str(o["metadata"]["name"]))]
-    if token:
-        after = _after(token)
-        objects = [o for o in objects if str(o["metadata"]["name"]) > after]
-    chosen = objects[:max_results]
+    chosen, next_token = name_page(objects, metadata_name, max_results, token)
     summaries = []
     for resource in chosen:
         detail = resources.consumable_detail(resource, arns(ctx))
         summaries.append({k: detail[k] for k in ("consumableResourceArn", "consumableResourceName", "totalQuantity",
                                                  "inUseQuantity", "resourceType")})  # fmt: skip
-    more = len(objects) > len(chosen) and chosen
-    next_token = _token(str(chosen[-1]["metadata"]["name"])) if more else None
     return {"consumableResources": summaries, "nextToken": next_token}
 
 

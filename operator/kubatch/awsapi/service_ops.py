@@ -22,26 +22,25 @@ job and deletes its workload; a job already terminated is left as it is); Update
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import time
+from functools import partial
 from typing import Any
 
 from kubatch.awsapi import jobs, services
 from kubatch.awsapi.arns import Arns
-from kubatch.awsapi.errors import AwsError, ClientException, from_kube
+from kubatch.awsapi.errors import ClientException, from_kube
 from kubatch.awsapi.job_ops import (
-    BULK_CODES,
-    NAME_TRIES,
     batchjobs_path,
+    create_job,
     find_jobs,
     list_namespace_jobs,
     queue_exists,
+    stop_many,
 )
 from kubatch.awsapi.jobs import JobRef
 from kubatch.awsapi.listing import created_within, page, sort_key
 from kubatch.awsapi.protocol import JSON, Call, optional_int, optional_str, required_str, string_list
-from kubatch.awsapi.resource_ops import OBJECT_NAME, write
+from kubatch.awsapi.resource_ops import OBJECT_NAME, delete_object, metadata_name, name_page, write
 from kubatch.awsapi.resources import SERVICE_ENVIRONMENT
 from kubatch.awsapi.server import Context, Handler
 from kubatch.cluster.client import ApiError, Kube
@@ -109,23 +108,8 @@ async def delete_service_environment(ctx: Context, call: Call) -> JSON:
     refusal = services.deletion_refusal(environment)
     if refusal:
         raise ClientException(refusal)
-    try:
-        await ctx.user.request("DELETE", environment_path(str(environment["metadata"]["name"])), retries=0)
-    except ApiError as e:
-        if e.status != 404:
-            raise from_kube(e, action) from None
+    await delete_object(ctx.user, environment_path(str(environment["metadata"]["name"])), action)
     return {}
-
-
-def _token(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
-
-
-def _after(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except ValueError:
-        raise ClientException("nextToken: invalid") from None
 
 
 async def describe_service_environments(ctx: Context, call: Call) -> JSON:
@@ -141,16 +125,8 @@ async def describe_service_environments(ctx: Context, call: Call) -> JSON:
         listed = await ctx.user.get(environment_path())
     except ApiError as e:
         raise from_kube(e, action) from None
-    objects = sorted(listed.get("items") or [], key=lambda o: str(o["metadata"]["name"]))
-    if token:
-        after = _after(token)
-        objects = [o for o in objects if str(o["metadata"]["name"]) > after]
-    chosen = objects[:max_results]
-    more = len(objects) > len(chosen) and chosen
-    return {
-        "serviceEnvironments": [services.environment_detail(e, a) for e in chosen],
-        "nextToken": _token(str(chosen[-1]["metadata"]["name"])) if more else None,
-    }
+    chosen, next_token = name_page(listed.get("items") or [], metadata_name, max_results, token)
+    return {"serviceEnvironments": [services.environment_detail(e, a) for e in chosen], "nextToken": next_token}
 
 
 # ---- service jobs --------------------------------------------------------------------------------
@@ -166,25 +142,13 @@ async def submit_service_job(ctx: Context, call: Call) -> JSON:
     manifest = services.service_job_manifest(body, ctx.namespace, int(time.time() * 1000), suffix)
     if not await queue_exists(ctx, manifest["spec"]["jobQueue"]):
         raise ClientException(f"JobQueue {queue_value} not found.")
-    created: JSON | None = None
-    for attempt in range(NAME_TRIES):
-        try:
-            created = await ctx.user.request(
-                "POST", batchjobs_path(ctx.namespace), params={"fieldValidation": "Strict"}, body=manifest, retries=0
-            )
-            break
-        except ApiError as e:
-            if e.status == 409 and e.reason == "AlreadyExists":
-                if token:
-                    created = await _same_submission(ctx, str(manifest["metadata"]["name"]), body, token)
-                    break
-                if attempt + 1 < NAME_TRIES:
-                    manifest = services.service_job_manifest(
-                        body, ctx.namespace, int(time.time() * 1000), jobs.name_suffix()
-                    )  # the name is taken: another suffix
-                    continue
-            raise from_kube(e, action) from None
-    assert created is not None
+    created = await create_job(
+        ctx,
+        manifest,
+        lambda: services.service_job_manifest(body, ctx.namespace, int(time.time() * 1000), jobs.name_suffix()),
+        action,
+        partial(_same_submission, ctx, body=body, token=token) if token else None,
+    )
     job_id = jobs.job_id(created)
     return {"jobArn": arns(ctx).job(job_id), "jobName": body["jobName"], "jobId": job_id}
 
@@ -269,31 +233,9 @@ async def terminate_service_job(ctx: Context, call: Call) -> JSON:
 
 async def terminate_service_jobs(ctx: Context, call: Call) -> JSON:
     """Up to 50 service jobs, each reported on its own; one that does not exist counts as done."""
-    action = "batch:TerminateServiceJob"
-    wanted = string_list(call.body, "jobs")
-    reason = required_str(call.body, "reason")
-    if not wanted:
-        raise ClientException("jobs is required: a list of up to 50 service job IDs")
-    if len(wanted) > 50:
-        raise ClientException("jobs: at most 50 service job IDs")
-
-    async def one(job_text: str) -> JSON | None:
-        try:
-            await terminate(ctx, job_text, reason)
-        except ServiceJobNotFound:
-            return None
-        except AwsError as e:
-            code = "ValidationException" if "is not a job ID" in e.message else BULK_CODES.get(e.code, e.code)
-            return {"job": job_text, "code": code, "message": e.message}
-        except ApiError as e:
-            error = from_kube(e, action)
-            return {"job": job_text, "code": BULK_CODES.get(error.code, error.code), "message": error.message}
-        return None
-
-    outcomes = await asyncio.gather(*(one(j) for j in wanted))
-    errors = [o for o in outcomes if o is not None]
-    failed = {e["job"] for e in errors}
-    return {"successful": [j for j in wanted if j not in failed], "errors": errors}
+    return await stop_many(
+        call, "service job", partial(terminate, ctx), ServiceJobNotFound, "batch:TerminateServiceJob"
+    )
 
 
 async def update_service_job(ctx: Context, call: Call) -> JSON:

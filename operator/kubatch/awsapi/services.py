@@ -25,7 +25,6 @@ answer and ``ServiceJobSummary`` (ListServiceJobs).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,20 +35,19 @@ from kubatch.awsapi.arns import Arns, name_of
 from kubatch.awsapi.errors import ClientException
 from kubatch.awsapi.jobs import (
     ANNOTATION_SUBMITTED_AT,
-    LABEL_JOB_ID,
     SUFFIX_ALPHABET,
     SUFFIX_LENGTH,
     aws_job_name,
+    aws_job_name_of,
+    batch_job,
     created_at,
     job_id,
     queue_name,
 )
-from kubatch.awsapi.listing import ListQuery, _decode_token, fingerprint
+from kubatch.awsapi.listing import ListQuery, _decode_token, filter_entries, filter_list, filter_ms, fingerprint
 from kubatch.awsapi.protocol import epoch_ms, optional_int, optional_str
 from kubatch.awsapi.resources import GROUP_VERSION, SERVICE_ENVIRONMENT, object_name
 from kubatch.cli.filters import JobFilter
-from kubatch.core.job_ids import api_job_id
-from kubatch.core.jobnames import AWS_JOB_NAME_PATTERN, kubernetes_name
 
 JSON = dict[str, Any]
 KUBERNETES_JOB = "KUBERNETES_JOB"
@@ -59,8 +57,6 @@ SERVICE_FILTERS = ("JOB_NAME", "BEFORE_CREATED_AT", "AFTER_CREATED_AT", "SHARE_I
 MAX_LIST_RESULTS = 100
 #: SubmitServiceJob's clientToken: "<token hash> <request hash>" on the BatchJob it created.
 ANNOTATION_CLIENT_TOKEN = "kubatch.dev/client-token"
-_PREFIX_MAX = 57
-_AWS_JOB_NAME = re.compile(AWS_JOB_NAME_PATTERN)
 _COPIED = (
     "retryStrategy",
     "timeoutConfig",
@@ -198,12 +194,7 @@ def same_request(job: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
 
 def service_job_manifest(body: Mapping[str, Any], namespace: str, now_ms: int, suffix: str) -> JSON:
     """The BatchJob a SubmitServiceJob request creates at ``now_ms``, named with ``suffix``."""
-    job_name = body.get("jobName")
-    if not isinstance(job_name, str) or not _AWS_JOB_NAME.match(job_name):
-        raise ClientException(
-            "jobName: up to 128 letters (uppercase and lowercase), numbers, hyphens, and underscores are "
-            "allowed, and the first character must be alphanumeric"
-        )
+    job_name = aws_job_name_of(body)
     queue = body.get("jobQueue")
     if not isinstance(queue, str) or not queue:
         raise ClientException("jobQueue is required")
@@ -222,14 +213,7 @@ def service_job_manifest(body: Mapping[str, Any], namespace: str, now_ms: int, s
     annotations = {ANNOTATION_SUBMITTED_AT: str(now_ms)}
     if body.get("clientToken") is not None:
         annotations[ANNOTATION_CLIENT_TOKEN] = request_digest(body)
-    name = kubernetes_name(job_name)[: _PREFIX_MAX - 1].rstrip("-") + "-" + suffix
-    metadata: JSON = {
-        "name": name,
-        "namespace": namespace,
-        "labels": {LABEL_JOB_ID: api_job_id(namespace, name)},
-        "annotations": annotations,
-    }
-    return {"apiVersion": GROUP_VERSION, "kind": "BatchJob", "metadata": metadata, "spec": spec}
+    return batch_job(job_name, namespace, suffix, annotations, spec)
 
 
 def _resource_id(value: Any) -> JSON | None:
@@ -332,37 +316,23 @@ class ServiceListQuery:
         )
 
 
-def _ms(value: str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ClientException(f"{name}: {value!r} is not a time in milliseconds since the epoch") from None
-
-
 def parse_list_service_jobs(body: Mapping[str, Any]) -> ServiceListQuery:
     queue = optional_str(body, "jobQueue")
     if not queue:
         raise ClientException("jobQueue is required")
-    filters = body.get("filters") or []
-    if not isinstance(filters, list) or not all(isinstance(f, dict) for f in filters):
-        raise ClientException("filters must be a list of {name, values}")
+    filters = filter_list(body)
     names: list[str] = []
     after: int | None = None
     before: int | None = None
     share: str | None = None
     quota_share: str | None = None
-    for entry in filters:
-        name, values = entry.get("name"), entry.get("values")
-        if name not in SERVICE_FILTERS:
-            raise ClientException(f"filters: unknown filter {name!r}: use one of {', '.join(SERVICE_FILTERS)}")
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-            raise ClientException(f"filters: {name} needs a list of values")
+    for name, values in filter_entries(filters, SERVICE_FILTERS):
         if name == "JOB_NAME":
             names.extend(values)
         elif name == "AFTER_CREATED_AT":
-            after = _ms(values[0], name)
+            after = filter_ms(values[0], name)
         elif name == "BEFORE_CREATED_AT":
-            before = _ms(values[0], name)
+            before = filter_ms(values[0], name)
         elif name == "SHARE_IDENTIFIER":
             share = values[0]
         else:
