@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.model import ServiceModel, Shape, StructureShape
+from botocore.model import ServiceModel, Shape
 
 from kubatch.awsapi import listing, quotas, resources, services
 from kubatch.awsapi.arns import Arns
@@ -14,6 +14,7 @@ from kubatch.awsapi.errors import ClientException
 from kubatch.awsapi.protocol import prune
 from kubatch.core.job_ids import api_job_id
 from tests.unit.awsapi.conftest import batch_model
+from tests.unit.awsapi.conftest import conforms as model_conforms
 
 MODEL = ServiceModel(batch_model(), "batch")
 ARNS = Arns()
@@ -22,33 +23,10 @@ KUBATCH_VALUES = {"ServiceEnvironmentType": {"KUBERNETES_JOB"}, "ServiceJobType"
                   "ServiceResourceIdName": {"JobUid"}}  # fmt: skip
 
 
-def conforms(value: Any, shape: Shape, path: str = "$") -> None:
+def conforms(value: Any, shape: Shape) -> None:
     """Every member of ``value`` exists in ``shape`` (recursively) with its type; required members
     are present."""
-    if isinstance(shape, StructureShape):
-        assert isinstance(value, dict), f"{path}: expected an object"
-        for key, item in value.items():
-            assert key in shape.members, f"{path}.{key} is not a member of {shape.name}"
-            conforms(item, shape.members[key], f"{path}.{key}")
-        for required in shape.required_members:
-            assert required in value, f"{path}.{required} is required by {shape.name}"
-    elif shape.type_name == "list":
-        assert isinstance(value, list), path
-        for i, item in enumerate(value):
-            conforms(item, shape.member, f"{path}[{i}]")  # type: ignore[attr-defined]
-    elif shape.type_name == "map":
-        assert isinstance(value, dict), path
-    elif shape.type_name in ("integer", "long"):
-        assert isinstance(value, int) and not isinstance(value, bool), f"{path}: {value!r}"
-    elif shape.type_name == "double":
-        assert isinstance(value, float), f"{path}: {value!r}"
-    elif shape.type_name == "boolean":
-        assert isinstance(value, bool), path
-    elif shape.type_name == "string":
-        assert isinstance(value, str), path
-        if shape.enum:
-            allowed = set(shape.enum) | KUBATCH_VALUES.get(shape.name, set())
-            assert value in allowed, f"{path}: {value} not in {allowed}"
+    model_conforms(value, shape, required=True, doubles=True, enum_values=KUBATCH_VALUES)
 
 
 def output(operation: str) -> Shape:
@@ -103,18 +81,7 @@ def test_submit_service_job_manifest() -> None:
     assert meta["name"].startswith("train-1") and meta["name"].endswith("-x7k2p")
     assert meta["labels"] == {"kubatch.dev/job-id": api_job_id("team-a", meta["name"])}
     assert services.ANNOTATION_CLIENT_TOKEN not in meta["annotations"]
-    assert spec == {
-        "jobName": "Train_1",
-        "jobQueue": "svc",
-        "serviceJobType": "KUBERNETES_JOB",
-        "serviceRequestPayload": SUBMIT["serviceRequestPayload"],
-        "schedulingPriority": 5,
-        "quotaShareName": "prod",
-        "retryStrategy": {"attempts": 2},
-        "timeoutConfig": {"attemptDurationSeconds": 600},
-        "preemptionConfiguration": {"preemptionRetriesBeforeTermination": 1},
-        "tags": {"a": "b"},
-    }
+    assert spec == {**SUBMIT, "jobQueue": "svc"}  # every field of the request, the queue by its name
     with pytest.raises(ClientException, match="serviceJobType SAGEMAKER_TRAINING is not applicable"):
         services.service_job_manifest({**SUBMIT, "serviceJobType": "SAGEMAKER_TRAINING"}, "ns", 0, "x7k2p")
     with pytest.raises(ClientException, match="jobName"):

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from botocore.model import ServiceModel, Shape, StructureShape
+from botocore.model import ServiceModel, Shape
 
 from kubatch.awsapi import definitions, jobs, listing
 from kubatch.awsapi.arns import Arns, job_id_of, name_of
@@ -17,35 +17,16 @@ from kubatch.awsapi.errors import ClientException
 from kubatch.awsapi.protocol import prune
 from kubatch.core.job_ids import api_job_id
 from tests.unit.awsapi.conftest import batch_model
+from tests.unit.awsapi.conftest import conforms as model_conforms
 
 MODEL = ServiceModel(batch_model(), "batch")
 ARNS = Arns()
 UID = "6b1d7c4e-0000-4000-8000-000000000001"
 
 
-def conforms(value: Any, shape: Shape, path: str = "$") -> None:
+def conforms(value: Any, shape: Shape) -> None:
     """Every member of ``value`` exists in ``shape`` (recursively) and has its type."""
-    if isinstance(shape, StructureShape):
-        assert isinstance(value, dict), f"{path}: expected an object"
-        for key, item in value.items():
-            assert key in shape.members, f"{path}.{key} is not a member of {shape.name}"
-            conforms(item, shape.members[key], f"{path}.{key}")
-    elif shape.type_name == "list":
-        assert isinstance(value, list), path
-        for i, item in enumerate(value):
-            conforms(item, shape.member, f"{path}[{i}]")  # type: ignore[attr-defined]
-    elif shape.type_name == "map":
-        assert isinstance(value, dict), path
-        for key, item in value.items():
-            conforms(item, shape.value, f"{path}.{key}")  # type: ignore[attr-defined]
-    elif shape.type_name in ("integer", "long"):
-        assert isinstance(value, int) and not isinstance(value, bool), f"{path}: {value!r}"
-    elif shape.type_name == "boolean":
-        assert isinstance(value, bool), path
-    elif shape.type_name == "string":
-        assert isinstance(value, str), path
-        if shape.enum:
-            assert value in shape.enum, f"{path}: {value} not in {shape.enum}"
+    model_conforms(value, shape, map_values=True)
 
 
 def shape(name: str) -> Shape:
@@ -235,7 +216,7 @@ def test_array_and_multinode_views() -> None:
     conforms(child, shape("JobDetail"))
     assert (child["jobId"], child["status"], child["statusReason"], child["isCancelled"]) == (
         f"{UID}:2", "FAILED", "r", True,
-    )
+    )  # fmt: skip
     assert child["arrayProperties"] == {"index": 2}
     children = [prune(c) for c in jobs.child_summaries(array, ARNS)]
     for c in children:
@@ -255,7 +236,7 @@ def test_array_and_multinode_views() -> None:
     conforms(node, shape("JobDetail"))
     assert (node["jobId"], node["status"], node["nodeDetails"]) == (
         f"{UID}#1", "STARTING", {"nodeIndex": 1, "isMainNode": False},
-    )
+    )  # fmt: skip
     for n in jobs.node_summaries(mnp, ARNS):
         conforms(prune(n), shape("JobSummary"))
 
@@ -310,7 +291,7 @@ def test_definitions_round_trip() -> None:
     assert definitions.object_name("plain") == "plain"
     assert definitions.reference("arn:aws:batch:us-east-1:0:job-definition/my_def:3") == (
         "my_def", definitions.object_name("my_def"), 3,
-    )
+    )  # fmt: skip
     eks = definitions.definition_spec(
         {"type": "container", "eksProperties": {"podProperties": {"containers": [{"name": "c", "image": "i"}]}}}
     )
