@@ -49,7 +49,8 @@ def test_jobs_by_consumable_resource(
                                          consumableResourceProperties=needing(licenses, 3))  # fmt: skip
     assert second["revision"] == 2
     newer = aws.submit_job(jobName="Lic_d", jobQueue=queue, jobDefinition="lic")["jobId"]
-    wait_job(aws, big, "RUNNABLE")
+    # Held for want of units: its reason is written once it stayed blocked a moment (1 s).
+    wait_job(aws, big, "RUNNABLE", check=lambda j: bool(j.get("statusReason")))
 
     listed = aws.list_jobs_by_consumable_resource(consumableResource=licenses)
     assert "nextToken" not in listed
