@@ -17,7 +17,6 @@ time and id, and a fingerprint of the query), so pages neither repeat nor skip a
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import orjson
 from kubatch.awsapi.arns import CONSUMABLE_RESOURCE, Arns, name_of
 from kubatch.awsapi.errors import ClientException
 from kubatch.awsapi.jobs import STATES, aws_job_name, created_at, definition_arn, job_id, queue_name, submitted_at
-from kubatch.awsapi.listing import filter_entries, filter_list
+from kubatch.awsapi.listing import decode_token, encode_cursor, filter_entries, filter_list
 from kubatch.awsapi.protocol import epoch_ms, optional_int, optional_str, required_str
 from kubatch.core.pods.needs import consumables_of
 from kubatch.core.revisions import (
@@ -80,24 +79,9 @@ def parse_query(body: Mapping[str, Any]) -> ConsumableQuery:
         statuses=frozenset(statuses),
         names=tuple(names),
         max_results=optional_int(body, "maxResults", low=1, high=MAX_RESULTS) or MAX_RESULTS,
-        after=_decode(token, fingerprint) if token else None,
+        after=decode_token(token, fingerprint) if token else None,
         fingerprint=fingerprint,
     )
-
-
-def _encode(cursor: tuple[int, int, str], fingerprint: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"c": list(cursor), "f": fingerprint})).decode().rstrip("=")
-
-
-def _decode(token: str, fingerprint: str) -> tuple[int, int, str]:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        created, submitted, key = data["c"]
-        if data["f"] != fingerprint:
-            raise ValueError("another query")
-        return int(created), int(submitted), str(key)
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise ClientException("nextToken: invalid or from another listing") from None
 
 
 def _name_matches(patterns: Sequence[str], job: Mapping[str, Any]) -> bool:
@@ -201,5 +185,5 @@ def select(
     if query.after is not None:
         entries = [e for e in entries if e[0] > query.after]
     chosen = entries[: query.max_results]
-    token = _encode(chosen[-1][0], query.fingerprint) if len(entries) > len(chosen) and chosen else None
+    token = encode_cursor(chosen[-1][0], query.fingerprint) if len(entries) > len(chosen) and chosen else None
     return [s for _, s in chosen], token

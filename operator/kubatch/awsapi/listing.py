@@ -125,11 +125,16 @@ def fingerprint(body: Mapping[str, Any]) -> str:
 
 
 def encode_token(cursor: tuple[int, int, str], query: ListQuery) -> str:
-    raw = orjson.dumps({"c": list(cursor), "f": query.fingerprint})
+    return encode_cursor(cursor, query.fingerprint)
+
+
+def encode_cursor(cursor: tuple[int, int, str], fingerprint: str) -> str:
+    """A nextToken: where the next page starts, and the listing it belongs to."""
+    raw = orjson.dumps({"c": list(cursor), "f": fingerprint})
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_token(token: str, expected: str) -> tuple[int, int, str]:
+def decode_token(token: str, expected: str) -> tuple[int, int, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = orjson.loads(raw)
@@ -166,7 +171,7 @@ def parse_list_jobs(body: Mapping[str, Any]) -> ListQuery:
         created_after=after,
         created_before=before,
         max_results=min(max_results, limit),
-        after=_decode_token(token, fp) if token else None,
+        after=decode_token(token, fp) if token else None,
         fingerprint=fp,
     )
 

@@ -44,7 +44,7 @@ from kubatch.awsapi.jobs import (
     job_id,
     queue_name,
 )
-from kubatch.awsapi.listing import ListQuery, _decode_token, filter_entries, filter_list, filter_ms, fingerprint
+from kubatch.awsapi.listing import ListQuery, decode_token, filter_entries, filter_list, filter_ms, fingerprint
 from kubatch.awsapi.protocol import epoch_ms, optional_int, optional_str
 from kubatch.awsapi.resources import GROUP_VERSION, SERVICE_ENVIRONMENT, object_name
 from kubatch.cli.filters import JobFilter
@@ -353,7 +353,7 @@ def parse_list_service_jobs(body: Mapping[str, Any]) -> ServiceListQuery:
         created_after=after,
         created_before=before,
         max_results=max_results,
-        after=_decode_token(token, fp) if token else None,
+        after=decode_token(token, fp) if token else None,
         fingerprint=fp,
     )
     return ServiceListQuery(query, quota_share)
