@@ -42,6 +42,14 @@ def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
     return proc
 
 
+def assert_schema_rejects(value: str, mentions: str) -> None:
+    """`helm template` with ``--set value`` fails on the chart's values schema, naming ``mentions``."""
+    proc = run_helm("template", "x", str(CHART), "--set", value, check=False)
+    assert proc.returncode != 0, f"{value} was accepted"
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+    assert mentions in proc.stderr, proc.stderr
+
+
 def template(
     *sets: str, chart: Path = CHART, release: str = "kubatch", namespace: str = "kubatch", extra: Iterable[str] = ()
 ) -> list[Obj]:
