@@ -28,8 +28,10 @@ def test_hello_world_runs_with_every_aws_batch_variable(batch: Batch) -> None:
     q = batch.queue([ce])
     batch.container_definition("hello", command=["echo", "hello Ref::who"], parameters={"who": "world"})
     batch.job("hello-1", q, "hello", duration="10s", parameters={"who": "kubatch"})
-    st = batch.wait_status("hello-1", "RUNNING")
-    pods = batch.pods("hello-1")
+    # The pod, while the job runs (a loaded operator may coalesce RUNNING into the final write, so
+    # the pod is awaited, not the RUNNING status); it is deleted only after the job's last write.
+    pods = batch.wait_for(lambda: batch.pods("hello-1"), "the job's pod")
+    st = batch.wait_status("hello-1", "RUNNING", "SUCCEEDED")
     assert len(pods) == 1
     pod = pods[0]
     assert pod["metadata"]["name"] == "hello-1-a1"

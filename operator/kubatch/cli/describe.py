@@ -106,7 +106,10 @@ def nodes_table(np: Mapping[str, Any], width: int) -> str:
 async def front_entry(kube: Kube, job: Mapping[str, Any]) -> JSON | None:
     """The entry of a RUNNABLE job in its queue's front (position, start estimate), if it is there."""
     meta, spec = job.get("metadata") or {}, job.get("spec") or {}
-    if (job.get("status") or {}).get("status") != "RUNNABLE" or not spec.get("jobQueue"):
+    # A job whose first status is not written yet (SUBMITTED: kubatch defers it under a burst) is in
+    # its queue's front as soon as the operator has it RUNNABLE.
+    state = (job.get("status") or {}).get("status", "SUBMITTED")
+    if state not in ("RUNNABLE", "SUBMITTED") or not spec.get("jobQueue"):
         return None
     try:
         queue = await get_object(kube, "jobqueues", str(spec["jobQueue"]), None)
