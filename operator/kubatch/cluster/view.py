@@ -14,6 +14,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
+from kubatch.core.pods.names import ENV_MAIN_NODE_IP
 from kubatch.core.schedules import LABEL_SCHEDULE
 from kubatch.core.timestamps import parse_iso
 
@@ -43,7 +44,15 @@ def slim_pod(pod: JSON) -> JSON:
     md = pod.get("metadata", {})
     spec = pod.get("spec", {})
     st = pod.get("status", {})
-    containers = [{"name": c.get("name"), "resources": c.get("resources", {})} for c in spec.get("containers", [])]
+    containers: list[JSON] = []
+    for c in spec.get("containers", []):
+        slim: JSON = {"name": c.get("name"), "resources": c.get("resources", {})}
+        # A multi-node job's other node keeps the main address it was given: its later siblings get
+        # the same one (the lifecycle reads it back, also after a restart).
+        given = [e for e in c.get("env") or [] if e.get("name") == ENV_MAIN_NODE_IP]
+        if given:
+            slim["env"] = given
+        containers.append(slim)
     return {
         "metadata": {
             "name": md.get("name"),

@@ -483,13 +483,13 @@ def _record_outcome(step: _Step, outcome: AttemptOutcome, attempt: int) -> None:
     step.move(transition.status, transition.status_reason)
 
 
-def _main_node_address(
-    pods: Mapping[str, Mapping[str, Any]], names: Mapping[int, str], main: int, main_pod: Mapping[str, Any] | None
-) -> str | None:
-    """The address this attempt's other nodes were given, else the main pod's IP.
+def _given_main_address(pods: Mapping[str, Mapping[str, Any]], names: Mapping[int, str], main: int) -> str | None:
+    """The main node's address this attempt's other nodes were given, if any exists yet.
 
     The nodes created first fix it: every later node of the attempt gets the same address, even if
-    the main pod's reported IP were to change (a simulated node can report a second one).
+    the main pod's reported IP were to change (a simulated node can report a second one). Only this
+    address is recorded on the job: the main pod's IP before any other node exists may not be the one
+    they get.
     """
     for k, nm in names.items():
         pod = pods.get(nm)
@@ -499,8 +499,7 @@ def _main_node_address(
         for e in (containers[0].get("env") or []) if containers else []:
             if e.get("name") == ENV_MAIN_NODE_IP and e.get("value"):
                 return str(e["value"])
-    ip = ((main_pod or {}).get("status") or {}).get("podIP")
-    return str(ip) if ip else None
+    return None
 
 
 def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] | None) -> None:
@@ -549,10 +548,10 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
         else:
             entry["status"] = S.RUNNABLE.value if view.outcome is None else S.FAILED.value
         nodes_status.append(entry)
-    main_ip = _main_node_address(step.pods, names, main, main_pod)
+    given_ip = _given_main_address(step.pods, names, main)
     step.status["nodeProperties"] = {"numNodes": n, "mainNode": main, "nodes": nodes_status}
-    if main_ip:
-        step.status["nodeProperties"]["mainNodeAddress"] = main_ip
+    if given_ip:
+        step.status["nodeProperties"]["mainNodeAddress"] = given_ip
     if view.outcome is not None:
         # The main node exited (or the job stopped): stop every other node; the job takes its result.
         for k, nm in names.items():
@@ -573,6 +572,7 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
     if view.state == S.RUNNING:
         if st != S.RUNNING:
             step.move(S.RUNNING)
+        main_ip = given_ip or ((main_pod or {}).get("status") or {}).get("podIP")
         if main_ip:
             for k, nm in names.items():
                 if k == main or nm in step.pods:
@@ -601,6 +601,7 @@ def _multinode_attempt(step: _Step, attempt: int, terminate: Mapping[str, Any] |
                     step.delete_pod(main_pod or {"metadata": {"name": names[main]}}, 0)
                     step.move(S.FAILED, str(e))
                     return
+                step.status["nodeProperties"]["mainNodeAddress"] = str(main_ip)
     # Other nodes stopping on their own do not fail the job: only the main node decides.
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubatch.cluster.view import slim_pod
 from kubatch.core.lifecycle import Context, Definition, reconcile
 from kubatch.core.timestamps import parse_iso
 
@@ -95,7 +96,8 @@ def test_other_nodes_get_the_main_pods_ip_and_the_job_records_it() -> None:
 def test_a_node_created_later_gets_the_address_its_siblings_got() -> None:
     ctx = Context(now=NOW, definition=MNP, nodes=frozenset({"n1"}))
     first = reconcile(job(), {"mpi-n0-a1": running_main_pod()}, ctx)
-    node1 = next(p for p in first.create if p["metadata"]["name"] == "mpi-n1-a1")
+    # The operator reads its pods from the view, which keeps slimmed copies.
+    node1 = slim_pod(next(p for p in first.create if p["metadata"]["name"] == "mpi-n1-a1"))
     moved = running_main_pod()
     moved["status"]["podIP"] = "10.0.0.9"
     d = reconcile(job(), {"mpi-n0-a1": moved, "mpi-n1-a1": node1}, ctx)
@@ -103,6 +105,18 @@ def test_a_node_created_later_gets_the_address_its_siblings_got() -> None:
     assert env(d.create[0])["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] == "10.0.0.5"
     assert d.status is not None
     assert d.status["nodeProperties"]["mainNodeAddress"] == "10.0.0.5"
+
+
+def test_a_main_pods_ip_is_recorded_only_once_other_nodes_are_given_it() -> None:
+    # A real kubelet reports the IP while the pod is still Pending: before any other node exists the
+    # job records no address (the IP the others get later is the one that counts).
+    ctx = Context(now=NOW, definition=MNP, nodes=frozenset({"n1"}))
+    pending = running_main_pod()
+    pending["status"] = {"phase": "Pending", "podIP": "10.0.0.5"}
+    d = reconcile(job(), {"mpi-n0-a1": pending}, ctx)
+    assert d.create == []
+    assert d.status is not None
+    assert "mainNodeAddress" not in d.status["nodeProperties"]
 
 
 # node UIDs in attempt records ---------------------------------------------------------------------
