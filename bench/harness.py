@@ -62,7 +62,8 @@ class Harness:
         self.kube = await Kube.connect(self.info.kubeconfig, max_connections=CONCURRENCY + 16)
         await self.start_operator()
 
-    async def start_operator(self) -> operatorproc.OperatorProcess:
+    async def start_operator(self, timeout: float = 300) -> operatorproc.OperatorProcess:
+        """Start the operator under test; ``timeout`` bounds its start-up (every informer listed)."""
         assert self.info is not None
         self.op = await asyncio.to_thread(
             operatorproc.start,
@@ -70,7 +71,7 @@ class Harness:
             self.state,
             name="bench-operator",
             extra_env={"KUBATCH_LEADER_IDENTITY": "kubatch-bench", **self.operator_env},
-            timeout=300,
+            timeout=timeout,
         )
         # Recorded where `operatorproc.stop` (and so `LocalCluster.down`) finds it.
         (self.state / "operator.json").write_text(json.dumps(asdict(self.op)))

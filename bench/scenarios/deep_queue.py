@@ -1,18 +1,24 @@
 """deep_queue: thousands of RUNNABLE jobs waiting (full 100,000; quick 2,000) while capacity is
 freed in steps (a node added per step, jobs run for an hour): dispatch rate per step at growing
 depths, operator RSS and CPU, scheduling cycle p50/p99. Baseline: a plain client creating a step's
-pods directly.
+pods directly. At each depth the operator is then restarted with a node of free capacity waiting:
+start → ready (every informer listed) → first and last pod of that step, and its RSS afresh.
 
 A depth counts as queued when the JobQueue's status says so (`jobCounts.RUNNABLE`, from the
 operator's view): under a burst a job's own first status is deferred (it reads as SUBMITTED
 meanwhile), so waiting for every job's RUNNABLE would measure that window, not the queue. At full
 size the capacity step then waits for those writes to drain (`kubatch_status_writes_pending` = 0),
 so that dispatch is measured in the steady state of a deep queue, not during its submission burst;
-the quick run does not wait (the writes may wait up to a minute) and measures dispatch under it."""
+the quick run does not wait (the writes may wait up to a minute) and measures dispatch under it.
+
+Sizes: quick 500 / 1,000 / 2,000; full 10,000 / 50,000 / 100,000; `BENCH_DEEP_QUEUE_SIZE=million`
+(full runs only) 100,000 / 200,000 / 500,000 / 1,000,000, and `BENCH_DEEP_QUEUE_DEPTHS=100000,200000`
+any list (the API server and etcd settings such depths need: docs/operations.md)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 
@@ -24,6 +30,23 @@ from bench.trackers import GROUP_PATH, PodTracker, until, until_probed
 from kubatch.devcluster.nodes import kwok_node
 
 CYCLE = "kubatch_scheduling_cycle_seconds"
+SIZES = {
+    "quick": [500, 1000, 2000],
+    "full": [10_000, 50_000, 100_000],
+    "million": [100_000, 200_000, 500_000, 1_000_000],
+}
+
+
+def depths(quick: bool) -> list[int]:
+    """The depths of this run: the quick or full size, or those BENCH_DEEP_QUEUE_SIZE /
+    BENCH_DEEP_QUEUE_DEPTHS ask for (full runs only)."""
+    listed = os.environ.get("BENCH_DEEP_QUEUE_DEPTHS", "").strip()
+    size = os.environ.get("BENCH_DEEP_QUEUE_SIZE", "").strip()
+    if quick or not (listed or size):
+        return SIZES["quick" if quick else "full"]
+    if listed:
+        return sorted(int(d) for d in listed.split(","))
+    return SIZES[size]
 
 
 async def _baseline_rate(h: Harness, ns: str, step: int) -> float:
@@ -66,7 +89,6 @@ async def _drained(metrics_url: str, timeout: float) -> float:
 
 
 async def run(h: Harness, quick: bool) -> Result:
-    depths = [500, 1000, 2000] if quick else [10000, 50000, 100000]
     step = 50 if quick else 200
     tag = uuid.uuid4().hex[:4]
     ce = await h.environment(f"deep-{tag}", nodes=0, cpu=step)
@@ -80,7 +102,7 @@ async def run(h: Harness, quick: bool) -> Result:
     rows, points = [], []
     submitted = 0
     try:
-        for depth in depths:
+        for depth in depths(quick):
             t_sub = time.time()
             c0 = cpu_seconds(h.op.pid)
             manifests = [job_manifest(ns, f"d{i:06d}", q, jd, "1h") for i in range(submitted, depth)]
@@ -98,6 +120,19 @@ async def run(h: Harness, quick: bool) -> Result:
             cycles = hist_delta(histogram(scrape(metrics_url), CYCLE), h0)
             cpu = 100 * (cpu_seconds(h.op.pid) - c0) / (time.time() - t_sub)
             base = await _baseline_rate(h, ns, step)
+            rss_at_depth = rss_mib(h.op.pid)
+            # Restart with the queue this deep and a node of free capacity waiting for it.
+            await h.stop_operator()
+            have2 = len(pods.created)
+            await h.add_nodes(ce, 1, step, pods=step + 10)
+            t_start = time.time()
+            await h.start_operator(timeout=300 + depth * 0.002)
+            t_ready = time.time()
+            await until(lambda n=have2 + 1: len(pods.created) >= n, 300 + depth * 0.002, "first dispatch after restart")  # type: ignore[misc]
+            t_first = time.time()
+            await until(lambda n=have2 + step: len(pods.created) >= n, 300, f"{step} dispatches after restart")  # type: ignore[misc]
+            t_last = time.time()
+            metrics_url = h.op.metrics_url
             point = {
                 "depth": waiting,
                 "node": node,
@@ -111,8 +146,12 @@ async def run(h: Harness, quick: bool) -> Result:
                 "cycle_p50_s": hist_quantile(cycles, 0.5),
                 "cycle_p99_s": hist_quantile(cycles, 0.99),
                 "cycles": cycles[-1][1] if cycles else 0,
-                "operator_rss_mib": round(rss_mib(h.op.pid), 1),
+                "operator_rss_mib": round(rss_at_depth, 1),
                 "operator_cpu_pct": round(cpu, 1),
+                "restart_to_ready_s": round(t_ready - t_start, 2),
+                "restart_to_first_dispatch_s": round(t_first - t_start, 2),
+                "restart_to_last_dispatch_s": round(t_last - t_start, 2),
+                "operator_rss_after_restart_mib": round(rss_mib(h.op.pid), 1),
             }
             points.append(point)
             print(f"   depth {waiting}: {point}", flush=True)
@@ -122,6 +161,13 @@ async def run(h: Harness, quick: bool) -> Result:
                 Row(f"depth {waiting}: cycle p50 / p99", point["cycle_p50_s"], point["cycle_p99_s"], "s"),
                 Row(f"depth {waiting}: operator RSS", point["operator_rss_mib"], None, "MiB"),
                 Row(f"depth {waiting}: operator CPU", point["operator_cpu_pct"], None, "% core"),
+                Row(
+                    f"depth {waiting}: restart -> ready / first pod",
+                    point["restart_to_ready_s"],
+                    point["restart_to_first_dispatch_s"],
+                    "s",
+                ),
+                Row(f"depth {waiting}: RSS after restart", point["operator_rss_after_restart_mib"], None, "MiB"),
             ]
     finally:
         await pods.stop()
@@ -137,6 +183,6 @@ async def run(h: Harness, quick: bool) -> Result:
     )
     notes = [
         f"largest depth measured: {points[-1]['depth'] if points else 0}",
-        "cycle p99 column shows p99 (baseline col)",
+        "cycle p99 column shows p99 (baseline col); restart row: ready (col 1), first pod (col 2)",
     ]
     return Result("deep_queue", rows, {"step_vcpus": step, "points": points, "plot": plot}, notes)

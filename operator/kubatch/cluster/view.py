@@ -14,6 +14,8 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from kubatch.core.pods.names import ENV_MAIN_NODE_IP
 from kubatch.core.schedules import LABEL_SCHEDULE
 from kubatch.core.timestamps import parse_iso
@@ -142,17 +144,39 @@ _SHARED_VALUES = (
     ("status", "jobDefinition"),
     ("status", "shareIdentifier"),
 )
+#: Distinct job specs kept for sharing (``compact_job``); past this the table starts afresh.
+MAX_SHARED_SPECS = 20_000
+_SPECS: dict[bytes, JSON] = {}
+
+
+def _shared_spec(spec: JSON) -> JSON:
+    """One dict for every job whose spec is equal (a deep queue is mostly copies of a few specs).
+    Safe because nothing edits a job's spec in the view: the core reads it and builds new objects."""
+    try:
+        key = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return spec
+    shared = _SPECS.get(key)
+    if shared is not None:
+        return shared
+    if len(_SPECS) >= MAX_SHARED_SPECS:
+        _SPECS.clear()
+    _SPECS[key] = spec
+    return spec
 
 
 def compact_job(obj: JSON) -> JSON:
     """``obj`` holding less memory, for a view of up to a million jobs: no ``managedFields`` (never
-    read), one string object for each value many jobs share (namespace, queue, definition, state),
-    and status.jobId, createdAt and queuedAt the same string objects as the uid and creation time
-    they equal. Values are unchanged; the object is edited in place (a decoded copy of our own)."""
+    read), one spec object for the jobs whose specs are equal, one string object for each value many
+    jobs share (namespace, queue, definition, state), and status.jobId, createdAt and queuedAt the
+    same string objects as the uid and creation time they equal. Values are unchanged; the object is
+    edited in place (a decoded copy of our own)."""
     md = obj.get("metadata")
     if not isinstance(md, dict):
         return obj
     md.pop("managedFields", None)
+    if isinstance(obj.get("spec"), dict):
+        obj["spec"] = _shared_spec(obj["spec"])
     for section, field in _SHARED_VALUES:
         part = md if section == "metadata" else obj.get(section)
         if isinstance(part, dict):

@@ -71,3 +71,16 @@ def test_the_informers_compact_record_gives_the_same_tombstone() -> None:
     ):
         uid = obj["metadata"]["uid"]
         assert expand(uid, known(obj)) == tombstone(obj)
+
+
+def test_jobs_with_equal_specs_share_one_and_others_keep_their_own() -> None:
+    view = View()
+    a, b, c = job(4), job(5), job(6)
+    c["spec"]["parameters"] = {"size": "3"}
+    for obj in (a, b, c):
+        view.on_job("ADDED", obj)
+    stored = [view.jobs[f"team-a/j{i}"]["spec"] for i in (4, 5, 6)]
+    assert stored[0] is stored[1]
+    assert stored[2] is not stored[0]
+    assert stored[2] == {"jobQueue": "q", "jobDefinition": "work", "shareIdentifier": "blue", "parameters": {"size": "3"}}
+    assert stored[0] == {"jobQueue": "q", "jobDefinition": "work", "shareIdentifier": "blue"}
