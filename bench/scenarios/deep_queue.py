@@ -21,6 +21,7 @@ import asyncio
 import os
 import time
 import uuid
+from pathlib import Path
 
 from bench.baseline import Work, pod_manifest
 from bench.harness import CE_LABEL, CONCURRENCY, Harness, job_manifest, submit
@@ -121,6 +122,10 @@ async def run(h: Harness, quick: bool) -> Result:
             cpu = 100 * (cpu_seconds(h.op.pid) - c0) / (time.time() - t_sub)
             base = await _baseline_rate(h, ns, step)
             rss_at_depth = rss_mib(h.op.pid)
+            # What the control plane holds at this depth (docs/operations.md sizes it from these).
+            assert h.info is not None
+            plane = {f"{name}_rss_mib": round(rss_mib(h.info.pids[name]), 1) for name in ("kube-apiserver", "etcd")}
+            etcd_db = sum(f.stat().st_size for f in (Path(h.info.state_dir) / "etcd").rglob("*.db"))
             # Restart with the queue this deep and a node of free capacity waiting for it.
             await h.stop_operator()
             have2 = len(pods.created)
@@ -152,6 +157,8 @@ async def run(h: Harness, quick: bool) -> Result:
                 "restart_to_first_dispatch_s": round(t_first - t_start, 2),
                 "restart_to_last_dispatch_s": round(t_last - t_start, 2),
                 "operator_rss_after_restart_mib": round(rss_mib(h.op.pid), 1),
+                **plane,
+                "etcd_db_mib": round(etcd_db / 2**20, 1),
             }
             points.append(point)
             print(f"   depth {waiting}: {point}", flush=True)
@@ -168,6 +175,12 @@ async def run(h: Harness, quick: bool) -> Result:
                     "s",
                 ),
                 Row(f"depth {waiting}: RSS after restart", point["operator_rss_after_restart_mib"], None, "MiB"),
+                Row(
+                    f"depth {waiting}: kube-apiserver / etcd RSS",
+                    point["kube-apiserver_rss_mib"],
+                    point["etcd_rss_mib"],
+                    "MiB",
+                ),
             ]
     finally:
         await pods.stop()
