@@ -82,5 +82,6 @@ def test_jobs_with_equal_specs_share_one_and_others_keep_their_own() -> None:
     stored = [view.jobs[f"team-a/j{i}"]["spec"] for i in (4, 5, 6)]
     assert stored[0] is stored[1]
     assert stored[2] is not stored[0]
-    assert stored[2] == {"jobQueue": "q", "jobDefinition": "work", "shareIdentifier": "blue", "parameters": {"size": "3"}}
-    assert stored[0] == {"jobQueue": "q", "jobDefinition": "work", "shareIdentifier": "blue"}
+    common = {"jobQueue": "q", "jobDefinition": "work", "shareIdentifier": "blue"}
+    assert stored[2] == {**common, "parameters": {"size": "3"}}
+    assert stored[0] == common
