@@ -1,10 +1,11 @@
 """The operator's memory per queued job, offline: what a million RUNNABLE jobs cost the view.
 
-Usage: ``python -m bench.view_memory [--jobs N ...] [--breakdown N]``. Feeds N RUNNABLE BatchJobs,
-decoded from JSON in the shape the API server returns once kubatch has written their first status
-(managedFields of the submitting client and of the operator's status writes included), through
-what the operator keeps of each: the informer's compact record, the view (``View.on_job``) and the
-dispatcher's kept units and dispatch orders (``Dispatcher.refresh_units``). Reports the process
+Usage: ``python -m bench.view_memory [--jobs N ...] [--breakdown N]``. Takes N BatchJobs in the way
+the operator does when they are submitted while it runs, decoded from JSON in the shapes the API
+server returns (managedFields included): the submitted job, its first status decided (RUNNABLE),
+the response of that status write and the watch's event of it; and keeps what the operator keeps of each: the informer's
+compact record, the view and the dispatcher's kept units and dispatch orders
+(``Dispatcher.refresh_units``). Reports the process
 RSS growth per job at each N, and with ``--breakdown`` the largest allocation sites of N jobs
 (tracemalloc). No cluster: the live figures come from ``deep_queue``; this one isolates the
 per-job cost and reaches sizes the local control plane cannot hold. It prints numbers; it never
@@ -130,9 +131,22 @@ def fill(view: View, dispatcher: Dispatcher, informer: dict[str, Any], start: in
         page = [api_job(i) for i in range(first, min(stop, first + 10_000))]
         t0 = time.perf_counter()
         for raw in page:
-            obj = orjson.loads(raw)  # as the operator's client decodes it
-            informer[obj["metadata"]["uid"]] = known(obj)
+            # As the operator's client decodes it: the submitted job (no status yet), the status
+            # the lifecycle decided, the response of its status write.
+            obj = orjson.loads(raw)
+            decided = obj.pop("status")
+            md = obj["metadata"]
+            md["resourceVersion"] = str(int(md["resourceVersion"]) - 1)
+            informer[md["uid"]] = known(obj)
             view.on_job("ADDED", obj)
+            key = f"{md['namespace']}/{md['name']}"
+            view.set_status(key, decided)
+            response = orjson.loads(raw)
+            view.put_job(response)
+            view.settle(key, response["status"])
+            echo = orjson.loads(raw)  # the watch's event of that write: news to the informer only
+            informer[md["uid"]] = known(echo, informer[md["uid"]])
+            view.on_job("MODIFIED", echo)
         spent += time.perf_counter() - t0
     t0 = time.perf_counter()
     dispatcher.refresh_units()

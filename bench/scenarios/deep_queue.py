@@ -125,7 +125,7 @@ async def run(h: Harness, quick: bool) -> Result:
             # What the control plane holds at this depth (docs/operations.md sizes it from these).
             assert h.info is not None
             plane = {f"{name}_rss_mib": round(rss_mib(h.info.pids[name]), 1) for name in ("kube-apiserver", "etcd")}
-            etcd_db = sum(f.stat().st_size for f in (Path(h.info.state_dir) / "etcd").rglob("*.db"))
+            etcd_db = sum(f.stat().st_size for f in (Path(h.info.state_dir) / "etcd").rglob("db"))
             # Restart with the queue this deep and a node of free capacity waiting for it.
             await h.stop_operator()
             have2 = len(pods.created)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -38,14 +39,20 @@ name, namespace, resourceVersion, labels (the object's own dict, shared), top-le
 _SCALARS: dict[tuple[tuple[str, Any], ...], tuple[tuple[str, Any], ...]] = {}
 
 
-def known(obj: dict[str, Any]) -> Known:
+def known(obj: dict[str, Any], previous: Known | None = None) -> Known:
     """The compact record of ``obj`` (see ``Known``); its top-level scalars (apiVersion, kind, ...)
-    are shared between objects that have the same."""
+    are shared between objects that have the same, its name and namespace with ``previous`` (the
+    record of an older version) when equal, and a namespace is one string object for all."""
     md = obj.get("metadata", {})
     scalars = tuple((k, v) for k, v in obj.items() if not isinstance(v, dict | list))
     if len(_SCALARS) < 10_000:
         scalars = _SCALARS.setdefault(scalars, scalars)
-    return (md.get("name"), md.get("namespace"), md.get("resourceVersion"), md.get("labels"), scalars)
+    name, namespace = md.get("name"), md.get("namespace")
+    if previous is not None and previous[0] == name:
+        name = previous[0]
+    if type(namespace) is str:
+        namespace = sys.intern(namespace)
+    return (name, namespace, md.get("resourceVersion"), md.get("labels"), scalars)
 
 
 def expand(uid: str, rec: Known) -> dict[str, Any]:
@@ -151,7 +158,7 @@ class Informer:
                     if typ == "DELETED":
                         self.known.pop(md.get("uid", ""), None)
                     else:
-                        self.known[md.get("uid", "")] = known(obj)
+                        self.known[md.get("uid", "")] = known(obj, self.known.get(md.get("uid", "")))
                     if typ in ("ADDED", "MODIFIED", "DELETED"):
                         self.handler(typ, obj)
                 backoff = 0.5

@@ -165,16 +165,27 @@ def _shared_spec(spec: JSON) -> JSON:
     return spec
 
 
-def compact_job(obj: JSON) -> JSON:
+#: metadata fields that never change over an object's life: a new version reuses the old one's strings.
+_IDENTITY = ("name", "uid", "creationTimestamp")
+
+
+def compact_job(obj: JSON, previous: JSON | None = None) -> JSON:
     """``obj`` holding less memory, for a view of up to a million jobs: no ``managedFields`` (never
     read), one spec object for the jobs whose specs are equal, one string object for each value many
-    jobs share (namespace, queue, definition, state), and status.jobId, createdAt and queuedAt the
-    same string objects as the uid and creation time they equal. Values are unchanged; the object is
-    edited in place (a decoded copy of our own)."""
+    jobs share (namespace, queue, definition, state), the identity strings (name, uid, creation
+    time) of ``previous`` (an older version of the same object: the informer's record keeps those),
+    and status.jobId, createdAt and queuedAt the same string objects as the uid and creation time
+    they equal. Values are unchanged; the object is edited in place (a decoded copy of our own)."""
     md = obj.get("metadata")
     if not isinstance(md, dict):
         return obj
     md.pop("managedFields", None)
+    old_md = (previous or {}).get("metadata")
+    if isinstance(old_md, dict):
+        for field in _IDENTITY:
+            value = old_md.get(field)
+            if value is not None and md.get(field) == value:
+                md[field] = value
     if isinstance(obj.get("spec"), dict):
         obj["spec"] = _shared_spec(obj["spec"])
     for section, field in _SHARED_VALUES:
@@ -375,7 +386,7 @@ class View:
                 # An older copy than the one our own write already gave us, or the watch's echo of
                 # that write: nothing new, and nothing to reconcile again.
                 return
-            obj = compact_job(obj)
+            obj = compact_job(obj, old if old is not None and old["metadata"].get("uid") == md.get("uid") else None)
             self.written[key] = obj.get("status") or {}
             pending = self.overlay.get(key)
             if pending is not None and pending[0] == md.get("uid"):
@@ -410,10 +421,17 @@ class View:
         return self.written.get(key) or {}
 
     def settle(self, key: str, written: JSON) -> None:
-        """``written`` is now the API's status: drop the overlay unless a newer decision is pending."""
+        """``written`` is now the API's status: drop the overlay unless a newer decision is pending.
+
+        The job then holds the written status object itself, not the equal decided one: a queue of a
+        million written jobs would otherwise keep two copies of every status."""
         pending = self.overlay.get(key)
         if pending is not None and pending[1] == written:
             del self.overlay[key]
+            job = self.jobs.get(key)
+            stored = self.written.get(key)
+            if job is not None and stored is not None and job.get("status") is pending[1] and stored == pending[1]:
+                self.jobs[key] = {**job, "status": stored}
 
     def on_pod(self, typ: str, obj: JSON) -> None:
         md = obj.get("metadata", {})

@@ -85,3 +85,41 @@ def test_jobs_with_equal_specs_share_one_and_others_keep_their_own() -> None:
     common = {"jobQueue": "q", "jobDefinition": "work", "shareIdentifier": "blue"}
     assert stored[2] == {**common, "parameters": {"size": "3"}}
     assert stored[0] == common
+
+
+def test_a_written_status_is_kept_once() -> None:
+    """After our own write the job holds the API's status object, not a second equal copy."""
+    view = View()
+    submitted = job(7)
+    del submitted["status"]
+    view.on_job("ADDED", submitted)
+    decided = json.loads(json.dumps(job(7)["status"]))
+    view.set_status("team-a/j7", decided)
+    response = job(7)
+    response["metadata"]["resourceVersion"] = "99"
+    view.put_job(response)
+    view.settle("team-a/j7", response["status"])
+    stored = view.jobs["team-a/j7"]
+    assert stored["status"] is view.written["team-a/j7"]
+    assert stored["status"] == decided
+    assert "team-a/j7" not in view.overlay
+    assert stored["metadata"]["resourceVersion"] == "99"
+
+
+def test_a_new_version_keeps_the_identity_strings_the_informer_record_holds() -> None:
+    view = View()
+    first = job(8)
+    record = known(first)
+    view.on_job("ADDED", first)
+    newer = job(8)
+    newer["metadata"]["resourceVersion"] = "100"
+    newer["status"]["status"] = "STARTING"
+    view.on_job("MODIFIED", newer)
+    stored = view.jobs["team-a/j8"]["metadata"]
+    assert stored["resourceVersion"] == "100"
+    assert stored["name"] is record[0]
+    assert stored["uid"] is first["metadata"]["uid"]
+    assert view.jobs["team-a/j8"]["status"]["jobId"] is first["metadata"]["uid"]
+    again = known(job(8), record)
+    assert again[0] is record[0] and again[1] is record[1]
+    assert expand("uid-8", again) == tombstone(job(8))
