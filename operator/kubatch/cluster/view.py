@@ -170,8 +170,8 @@ _IDENTITY = ("name", "uid", "creationTimestamp")
 
 
 def compact_job(obj: JSON, previous: JSON | None = None) -> JSON:
-    """``obj`` holding less memory, for a view of up to a million jobs: no ``managedFields`` (never
-    read), one spec object for the jobs whose specs are equal, one string object for each value many
+    """``obj`` holding less memory, for a view of up to a million jobs: no ``managedFields`` and no
+    ``generation`` (never read), one spec object for the jobs whose specs are equal, one string object for each value many
     jobs share (namespace, queue, definition, state), the identity strings (name, uid, creation
     time) of ``previous`` (an older version of the same object: the informer's record keeps those),
     and status.jobId, createdAt and queuedAt the same string objects as the uid and creation time
@@ -180,6 +180,7 @@ def compact_job(obj: JSON, previous: JSON | None = None) -> JSON:
     if not isinstance(md, dict):
         return obj
     md.pop("managedFields", None)
+    md.pop("generation", None)
     old_md = (previous or {}).get("metadata")
     if isinstance(old_md, dict):
         for field in _IDENTITY:

@@ -160,7 +160,7 @@ class Dispatcher:
         self.needs_cache: dict[tuple[str, str, str], Needs] = {}
         self._amounts: dict[tuple[float, int, int], Resources] = {}
         self.consumers: set[str] = set()  # jobs that hold consumable resources
-        self.sized: set[str] = set()  # jobs whose needs are known
+        self.sized: set[str] = set()  # jobs with pods whose needs are known (consumables_in_use)
         self.blocked: dict[str, str] = {}  # job key -> reason for the lifecycle step
         self.blocked_detail: dict[str, str] = {}  # job key -> kubatch's detail of that reason
         self.blocked_since: dict[str, tuple[str, float]] = {}
@@ -254,7 +254,6 @@ class Dispatcher:
             self.needs_cache[cache_key] = needs
         if needs.consumables:
             self.consumers.add(key)
-        self.sized.add(key)
         return needs
 
     def derive(self, key: str) -> list[tuple[Unit, Definition, Job]]:
@@ -540,14 +539,15 @@ class Dispatcher:
         its status says STARTING/RUNNING or when it has a live pod (dispatched, status not yet
         updated), so a finished pod whose job is not yet marked ended still holds its units."""
         in_use: dict[str, int] = defaultdict(int)
+        if len(self.sized) > 2 * len(self.view.pods) + 1000:  # jobs whose pods are gone
+            self.sized = {key for key in self.sized if key in self.view.pods}
         for key in self.view.pods:
             if key not in self.sized and (job := self.view.jobs.get(key)) is not None:
                 definition, _ = resolve_definition(self.view, job)
                 if definition is not None:
-                    try:
+                    with contextlib.suppress(PodSpecError, ValueError, KeyError):
                         self._needs(key, definition, job)  # after a restart: who holds consumables?
-                    except (PodSpecError, ValueError, KeyError):
-                        self.sized.add(key)
+                    self.sized.add(key)
         for key in list(self.consumers):
             pods = self.view.pods.get(key) or {}
             job = self.view.jobs.get(key)
