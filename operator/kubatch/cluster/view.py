@@ -171,11 +171,12 @@ _IDENTITY = ("name", "uid", "creationTimestamp")
 
 def compact_job(obj: JSON, previous: JSON | None = None) -> JSON:
     """``obj`` holding less memory, for a view of up to a million jobs: no ``managedFields`` and no
-    ``generation`` (never read), one spec object for the jobs whose specs are equal, one string object for each value many
-    jobs share (namespace, queue, definition, state), the identity strings (name, uid, creation
-    time) of ``previous`` (an older version of the same object: the informer's record keeps those),
-    and status.jobId, createdAt and queuedAt the same string objects as the uid and creation time
-    they equal. Values are unchanged; the object is edited in place (a decoded copy of our own)."""
+    ``generation`` (never read), one spec object for the jobs whose specs are equal, one string
+    object for each value many jobs share (namespace, queue, definition, state), the identity
+    strings (name, uid, creation time) of ``previous`` (an older version of the same object: the
+    informer's record keeps those), and status.jobId, createdAt and queuedAt the same string objects
+    as the uid and creation time they equal. Other values are unchanged; the object is edited in
+    place (a decoded copy of our own)."""
     md = obj.get("metadata")
     if not isinstance(md, dict):
         return obj
