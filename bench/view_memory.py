@@ -3,9 +3,9 @@
 Usage: ``python -m bench.view_memory [--jobs N ...] [--breakdown N]``. Takes N BatchJobs in the way
 the operator does when they are submitted while it runs, decoded from JSON in the shapes the API
 server returns (managedFields included): the submitted job, its first status decided (RUNNABLE),
-the response of that status write and the watch's event of it; and keeps what the operator keeps of each: the informer's
-compact record, the view and the dispatcher's kept units and dispatch orders
-(``Dispatcher.refresh_units``). Reports the process
+the response of that status write and the watch's event of it; and keeps what the operator
+keeps of each: the view (the BatchJob informer keeps no records of its own) and the
+dispatcher's kept units and dispatch orders (``Dispatcher.refresh_units``). Reports the process
 RSS growth per job at each N, and with ``--breakdown`` the largest allocation sites of N jobs
 (tracemalloc). No cluster: the live figures come from ``deep_queue``; this one isolates the
 per-job cost and reaches sizes the local control plane cannot hold. It prints numbers; it never
@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 
-from kubatch.cluster.informer import known
 from kubatch.cluster.view import View
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.dispatcher import Dispatcher
@@ -87,7 +86,7 @@ def api_job(i: int) -> bytes:
     return json.dumps(obj).encode()
 
 
-def world() -> tuple[View, Dispatcher, dict[str, Any]]:
+def world() -> tuple[View, Dispatcher]:
     view = View()
     view.on_definition("ADDED", {"metadata": {"namespace": NS, "name": "work", "uid": "jd"}, "spec": DEFINITION_SPEC})
     view.on_revision(
@@ -119,12 +118,12 @@ def world() -> tuple[View, Dispatcher, dict[str, Any]]:
         },
     )
     dispatcher = Dispatcher(None, view, None, Metrics())  # type: ignore[arg-type]
-    return view, dispatcher, {}
+    return view, dispatcher
 
 
-def fill(view: View, dispatcher: Dispatcher, informer: dict[str, Any], start: int, stop: int) -> tuple[float, float]:
+def fill(view: View, dispatcher: Dispatcher, start: int, stop: int) -> tuple[float, float]:
     """Jobs ``start``..``stop`` taken in as a relist hands them over; returns the seconds spent in
-    the operator's code: decoding and storing them (informer, view), and deriving their dispatch
+    the operator's code: decoding and storing them (the view), and deriving their dispatch
     entries (what a restart spends per job before its first cycle)."""
     spent = 0.0
     for first in range(start, stop, 10_000):
@@ -137,16 +136,13 @@ def fill(view: View, dispatcher: Dispatcher, informer: dict[str, Any], start: in
             decided = obj.pop("status")
             md = obj["metadata"]
             md["resourceVersion"] = str(int(md["resourceVersion"]) - 1)
-            informer[md["uid"]] = known(obj)
             view.on_job("ADDED", obj)
             key = f"{md['namespace']}/{md['name']}"
             view.set_status(key, decided)
             response = orjson.loads(raw)
             view.put_job(response)
             view.settle(key, response["status"])
-            echo = orjson.loads(raw)  # the watch's event of that write: news to the informer only
-            informer[md["uid"]] = known(echo, informer[md["uid"]])
-            view.on_job("MODIFIED", echo)
+            view.on_job("MODIFIED", orjson.loads(raw))  # the watch's event of that write: no news
         spent += time.perf_counter() - t0
     t0 = time.perf_counter()
     dispatcher.refresh_units()
@@ -157,12 +153,12 @@ def fill(view: View, dispatcher: Dispatcher, informer: dict[str, Any], start: in
 
 def measure(sizes: list[int]) -> list[dict[str, float]]:
     """RSS growth per job (and the time to take each job in) at each of ``sizes``, in one process."""
-    view, dispatcher, informer = world()
+    view, dispatcher = world()
     gc.collect()
     base = rss_kib()
     rows, have = [], 0
     for n in sorted(sizes):
-        took, derived = fill(view, dispatcher, informer, have, n)
+        took, derived = fill(view, dispatcher, have, n)
         added, have = n - have, n
         gc.collect()
         grown = rss_kib() - base
@@ -181,11 +177,11 @@ def measure(sizes: list[int]) -> list[dict[str, float]]:
 
 def breakdown(n: int, top: int = 15) -> list[dict[str, Any]]:
     """The allocation sites still holding memory after ``n`` jobs, per job (largest first)."""
-    view, dispatcher, informer = world()
+    view, dispatcher = world()
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    fill(view, dispatcher, informer, 0, n)
+    fill(view, dispatcher, 0, n)
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()

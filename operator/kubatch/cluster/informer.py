@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
@@ -64,6 +64,13 @@ def expand(uid: str, rec: Known) -> dict[str, Any]:
     return out
 
 
+def _newer(version: Any, than: str) -> bool:
+    try:
+        return int(version) > int(than)
+    except (TypeError, ValueError):
+        return False
+
+
 def strip(obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` without ``metadata.managedFields``, which kubatch never reads (a large share of an
     object's memory: the informers keep every job, pod and node)."""
@@ -81,7 +88,14 @@ class Informer:
     """
 
     def __init__(
-        self, kube: Kube, path: str, handler: Handler, *, label_selector: str | None = None, name: str = ""
+        self,
+        kube: Kube,
+        path: str,
+        handler: Handler,
+        *,
+        label_selector: str | None = None,
+        name: str = "",
+        remembered: Callable[[], Mapping[str, Known]] | None = None,
     ) -> None:
         self.kube = kube
         self.path = path
@@ -90,6 +104,10 @@ class Informer:
         self.name = name or path
         self.synced = asyncio.Event()
         self.known: dict[str, Known] = {}  # uid -> compact record, to report deletions found by a relist
+        # A handler that keeps every object it was handed can give those records when a relist needs
+        # them: then none are kept here (a million queued jobs would be held twice).
+        self.remembered = remembered
+        self.listed = 0  # objects of the last list
         self.relists = 0
         self.missing = False  # the last list or watch found no such collection (404)
 
@@ -103,9 +121,10 @@ class Informer:
         held whole); then report what vanished. An object deleted and re-created under the same
         name while the watch was down is reported deleted before its successor is added (handlers
         keyed by name would otherwise drop the new one)."""
-        previous = self.known
+        previous = self.remembered() if self.remembered is not None else self.known
         by_name = {(rec[1], rec[0]): uid for uid, rec in previous.items()} if previous else {}
         seen: dict[str, Known] = {}
+        listed: set[str] = set()
         gone: set[str] = set()
         rv = ""
         async for items, page_rv in self.kube.list_pages(self.path, label_selector=self.label_selector):
@@ -114,7 +133,9 @@ class Informer:
                 strip(obj)
                 md = obj["metadata"]
                 uid = md["uid"]
-                seen[uid] = known(obj)
+                listed.add(uid)
+                if self.remembered is None:
+                    seen[uid] = known(obj)
                 if uid not in previous:
                     replaced = by_name.get((md.get("namespace"), md.get("name")))
                     if replaced is not None and replaced not in gone:
@@ -122,9 +143,12 @@ class Informer:
                         self.handler("DELETED", expand(replaced, previous[replaced]))
                 self.handler("ADDED" if uid not in previous else "MODIFIED", obj)
         for uid, rec in previous.items():
-            if uid not in seen and uid not in gone:
+            # A record newer than the list (the handler's copy of our own write made since) is not
+            # missing from it: the watch from the list's version brings it.
+            if uid not in listed and uid not in gone and not _newer(rec[2], rv):
                 self.handler("DELETED", expand(uid, rec))
         self.known = seen
+        self.listed = len(listed)
         self.relists += 1
         return rv
 
@@ -137,7 +161,7 @@ class Informer:
                 if not rv:
                     rv = await self._list()
                     if not self.synced.is_set():
-                        log.info("informer %s synced (%d objects)", self.name, len(self.known))
+                        log.info("informer %s synced (%d objects)", self.name, self.listed)
                         self.synced.set()
                 async for ev in self.kube.watch(self.path, resource_version=rv, label_selector=self.label_selector):
                     typ = ev.get("type")
@@ -155,7 +179,9 @@ class Informer:
                     strip(obj)
                     md = obj.get("metadata", {})
                     rv = md.get("resourceVersion", rv)
-                    if typ == "DELETED":
+                    if self.remembered is not None:
+                        pass  # the handler keeps it
+                    elif typ == "DELETED":
                         self.known.pop(md.get("uid", ""), None)
                     else:
                         self.known[md.get("uid", "")] = known(obj, self.known.get(md.get("uid", "")))

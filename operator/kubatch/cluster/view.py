@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from kubatch.cluster.informer import Known, known
 from kubatch.core.pods.names import ENV_MAIN_NODE_IP
 from kubatch.core.schedules import LABEL_SCHEDULE
 from kubatch.core.timestamps import parse_iso
@@ -407,6 +408,11 @@ class View:
     def put_job(self, obj: JSON) -> None:
         """Our own write's response: newer than anything the informer has shown yet."""
         self.on_job("MODIFIED", obj)
+
+    def job_records(self) -> dict[str, Known]:
+        """The informer's records of the jobs held (its relist reports the vanished ones from these;
+        the BatchJob informer keeps none of its own)."""
+        return {str(job["metadata"].get("uid", "")): known(job) for job in self.jobs.values()}
 
     def set_status(self, key: str, status: JSON) -> None:
         """A status decided but not written yet: every reader of the view sees it at once."""

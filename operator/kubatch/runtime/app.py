@@ -219,7 +219,7 @@ class Runtime:
         )
         v = self.view
         self.informers = [
-            Informer(kube, f"{GROUP_PATH}/batchjobs", v.on_job, name="batchjobs"),
+            Informer(kube, f"{GROUP_PATH}/batchjobs", v.on_job, name="batchjobs", remembered=v.job_records),
             Informer(kube, "/api/v1/pods", v.on_pod, label_selector=LABEL_JOB_NAME, name="pods"),
             Informer(kube, "/api/v1/nodes", v.on_node, name="nodes"),
             Informer(kube, f"{GROUP_PATH}/jobdefinitions", v.on_definition, name="jobdefinitions"),

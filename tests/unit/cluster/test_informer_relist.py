@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kubatch.cluster.informer import Informer
+from kubatch.cluster.informer import Informer, known
 from kubatch.cluster.view import LABEL_JOB_NAME, View
 from tests.unit.cluster.fakeapi import FakeApi, pod
 
@@ -163,3 +163,49 @@ async def test_a_large_list_is_handed_on_page_by_page_without_managed_fields() -
     assert [calls for calls, _ in handled[::500]] == [1, 2, 3]  # each page handled before the next is asked
     assert all("managedFields" not in obj["metadata"] for _, obj in handled)
     assert len(informer.known) == 1200
+
+
+async def test_a_handler_that_remembers_gives_the_records_and_none_are_kept_twice() -> None:
+    """With ``remembered`` (the view of a million jobs) the informer keeps no records; a relist reports
+    as deleted what the handler holds and the list lacks, except a copy newer than the list (our own
+    write since, which the watch will bring)."""
+    api = FakeApi()
+    for name, uid, rv in (("a-1", "uid-a", 1), ("b-1", "uid-b", 2)):
+        api.objects[uid] = pod(name, uid, rv)
+    api.list_rv = 2
+    api.watches = [410]
+    store: dict[str, dict[str, Any]] = {}
+    deleted: list[str] = []
+
+    def handler(typ: str, obj: dict[str, Any]) -> None:
+        uid = obj["metadata"]["uid"]
+        if typ == "DELETED":
+            deleted.append(uid)
+            store.pop(uid, None)
+        else:
+            store[uid] = obj
+
+    async with api.serve() as kube:
+        informer = Informer(
+            kube, "/api/v1/pods", handler, name="pods", remembered=lambda: {u: known(o) for u, o in store.items()}
+        )
+        original_list = informer._list
+
+        async def list_after_gap() -> str:
+            if informer.relists == 1:
+                api.objects.pop("uid-b")  # deleted while the watch was down
+                api.list_rv = 5
+                store["uid-n"] = pod("n-1", "uid-n", 7)  # created by us after the list's version
+            return await original_list()
+
+        informer._list = list_after_gap  # type: ignore[method-assign]
+        task = asyncio.create_task(informer.run())
+        try:
+            await _until(lambda: informer.relists == 2)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert deleted == ["uid-b"]
+    assert set(store) == {"uid-a", "uid-n"}
+    assert informer.known == {}
+    assert informer.listed == 1
