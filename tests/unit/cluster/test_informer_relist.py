@@ -25,6 +25,24 @@ async def _until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _run_through_relist(informer: Informer, gap: Callable[[], None], done: Callable[[], bool]) -> None:
+    """Run ``informer`` until ``done``; ``gap`` changes the server just before its relist."""
+    original_list = informer._list
+
+    async def list_after_gap() -> str:
+        if informer.relists == 1:
+            gap()
+        return await original_list()
+
+    informer._list = list_after_gap  # type: ignore[method-assign]
+    task = asyncio.create_task(informer.run())
+    try:
+        await _until(done)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def _gap(api: FakeApi) -> None:
     """While the watch is expired: a-1 changes, b-1 is deleted, c-1 is deleted and re-created under
     the same name (new uid), d-1 appears."""
@@ -62,20 +80,8 @@ async def test_410_relists_without_losing_events(expiry: str) -> None:
 
     async with api.serve() as kube:
         informer = Informer(kube, "/api/v1/pods", handler, label_selector=LABEL_JOB_NAME, name="pods")
-        original_list = informer._list
-
-        async def list_after_gap() -> str:
-            if informer.relists == 1:
-                _gap(api)  # the changes land while the watch is expired, before the relist
-            return await original_list()
-
-        informer._list = list_after_gap  # type: ignore[method-assign]
-        task = asyncio.create_task(informer.run())
-        try:
-            await _until(lambda: informer.relists == 2)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        # the changes land while the watch is expired, before the relist
+        await _run_through_relist(informer, lambda: _gap(api), lambda: informer.relists == 2)
 
     assert informer.synced.is_set()
     assert api.list_calls == 2
@@ -116,20 +122,7 @@ async def test_deletions_found_by_relist_keep_labels_for_routing() -> None:
 
     async with api.serve() as kube:
         informer = Informer(kube, "/api/v1/pods", handler, name="pods")
-        original_list = informer._list
-
-        async def list_after_gap() -> str:
-            if informer.relists == 1:
-                api.objects.clear()
-            return await original_list()
-
-        informer._list = list_after_gap  # type: ignore[method-assign]
-        task = asyncio.create_task(informer.run())
-        try:
-            await _until(lambda: bool(events))
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await _run_through_relist(informer, api.objects.clear, lambda: bool(events))
     (gone,) = events
     assert gone["metadata"] == {
         "name": "x-1",
@@ -189,22 +182,13 @@ async def test_a_handler_that_remembers_gives_the_records_and_none_are_kept_twic
         informer = Informer(
             kube, "/api/v1/pods", handler, name="pods", remembered=lambda: {u: known(o) for u, o in store.items()}
         )
-        original_list = informer._list
 
-        async def list_after_gap() -> str:
-            if informer.relists == 1:
-                api.objects.pop("uid-b")  # deleted while the watch was down
-                api.list_rv = 5
-                store["uid-n"] = pod("n-1", "uid-n", 7)  # created by us after the list's version
-            return await original_list()
+        def gap() -> None:
+            api.objects.pop("uid-b")  # deleted while the watch was down
+            api.list_rv = 5
+            store["uid-n"] = pod("n-1", "uid-n", 7)  # created by us after the list's version
 
-        informer._list = list_after_gap  # type: ignore[method-assign]
-        task = asyncio.create_task(informer.run())
-        try:
-            await _until(lambda: informer.relists == 2)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await _run_through_relist(informer, gap, lambda: informer.relists == 2)
     assert deleted == ["uid-b"]
     assert set(store) == {"uid-a", "uid-n"}
     assert informer.known == {}
