@@ -123,8 +123,8 @@ class Informer:
         keyed by name would otherwise drop the new one)."""
         previous = self.remembered() if self.remembered is not None else self.known
         by_name = {(rec[1], rec[0]): uid for uid, rec in previous.items()} if previous else {}
-        seen: dict[str, Known] = {}
-        listed: set[str] = set()
+        seen: dict[str, Known] = {}  # uid -> record of what the list holds (none when remembered)
+        listed: set[str] = set()  # uids the list holds, when the handler remembers them
         gone: set[str] = set()
         rv = ""
         async for items, page_rv in self.kube.list_pages(self.path, label_selector=self.label_selector):
@@ -133,22 +133,24 @@ class Informer:
                 strip(obj)
                 md = obj["metadata"]
                 uid = md["uid"]
-                listed.add(uid)
                 if self.remembered is None:
                     seen[uid] = known(obj)
+                else:
+                    listed.add(uid)
                 if uid not in previous:
                     replaced = by_name.get((md.get("namespace"), md.get("name")))
                     if replaced is not None and replaced not in gone:
                         gone.add(replaced)
                         self.handler("DELETED", expand(replaced, previous[replaced]))
                 self.handler("ADDED" if uid not in previous else "MODIFIED", obj)
+        present = seen.keys() if self.remembered is None else listed
         for uid, rec in previous.items():
             # A record newer than the list (the handler's copy of our own write made since) is not
             # missing from it: the watch from the list's version brings it.
-            if uid not in listed and uid not in gone and not _newer(rec[2], rv):
+            if uid not in present and uid not in gone and not _newer(rec[2], rv):
                 self.handler("DELETED", expand(uid, rec))
         self.known = seen
-        self.listed = len(listed)
+        self.listed = len(present)
         self.relists += 1
         return rv
 
@@ -179,12 +181,12 @@ class Informer:
                     strip(obj)
                     md = obj.get("metadata", {})
                     rv = md.get("resourceVersion", rv)
-                    if self.remembered is not None:
-                        pass  # the handler keeps it
-                    elif typ == "DELETED":
-                        self.known.pop(md.get("uid", ""), None)
-                    else:
-                        self.known[md.get("uid", "")] = known(obj, self.known.get(md.get("uid", "")))
+                    uid = md.get("uid", "")
+                    if self.remembered is None:  # else the handler keeps it
+                        if typ == "DELETED":
+                            self.known.pop(uid, None)
+                        else:
+                            self.known[uid] = known(obj, self.known.get(uid))
                     if typ in ("ADDED", "MODIFIED", "DELETED"):
                         self.handler(typ, obj)
                 backoff = 0.5
