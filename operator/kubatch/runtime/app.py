@@ -212,7 +212,7 @@ class Runtime:
             active_shares=lambda: (
                 self.dispatcher.tracker.active_shares(self.dispatcher.now()) | self.dispatcher.active_job_shares()
             ),
-            planned=lambda: self.dispatcher.cycles > 0,
+            planned=lambda: self.dispatcher.cycles > 0 and self.dispatcher.estimator.refreshed,
             estimate=self.dispatcher.estimator.start_of,
             service_use=self.services.in_use_by_queue,
             quota_status=self.services.quota_status,

@@ -73,6 +73,10 @@ class StartEstimator:
         self.at = 0.0  # when ``latest`` was computed (epoch seconds)
         self._seeded = False
         self._busy = False
+        #: A refresh has run (its estimates, or none to make, are known): until then a front's
+        #: missing estimates say nothing, so the queues' status waits for it (after a restart it
+        #: would otherwise be written without the estimates, then again with them).
+        self.refreshed = False
 
     # ---- learning -----------------------------------------------------------------------------------
     def learn(self) -> None:
@@ -184,6 +188,7 @@ class StartEstimator:
             return self.latest
         finally:
             self._busy = False
+            self.refreshed = True
 
     def _has_basis(self, plan: Plan) -> bool:
         """Whether every job to simulate, and every job holding capacity, has a known run time."""

@@ -158,7 +158,7 @@ class StatusWriter:
         self.period = period
         self.is_leader = is_leader or (lambda: True)
         self.active_shares = active_shares  # (queue, share) pairs the scheduler counts as active
-        self.planned = planned  # the dispatcher has made a plan (its front is known)
+        self.planned = planned  # the dispatcher's front (and whether it has start estimates) is known
         self.estimate = estimate  # scheduler key -> expected start (epoch seconds), if estimated
         self.service_use = service_use  # service job queue -> instances its live workloads hold
         # Quota-managed queue -> its quotaShareUtilization and frontOfQuotaShares (None: not one).

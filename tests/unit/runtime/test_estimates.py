@@ -154,9 +154,11 @@ def test_no_estimates_until_a_run_time_has_a_basis_then_starts_include_the_start
     )
     current = plan(snap)
     est = estimator(view)
+    assert not est.refreshed  # the queues' status waits for a first refresh (see StartEstimator)
     # Nothing ran, no timeout: the 600 s default would be a guess, so nothing is estimated.
     result = asyncio.run(est.refresh(snap, current))
     assert result is not None and result.starts == {}
+    assert est.refreshed  # none to make is known too: the status need not wait
     # One run of any definition seen (10 s held, 2 s to start): b is placed now, c follows b's end.
     view.finished_runs.append(("ns/b", 10.0))
     view.start_latencies.append(2.0)
