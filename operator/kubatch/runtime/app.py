@@ -39,6 +39,7 @@ from kubatch.runtime.retention import RetentionController
 from kubatch.runtime.schedules import ScheduleController
 from kubatch.runtime.service_environments import ServiceEnvironmentController
 from kubatch.runtime.service_jobs import ServiceJobs
+from kubatch.runtime.warm_start import warm_start
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class Options:
     # Seconds a finished job is kept before it is deleted, when neither it nor its definition sets
     # ttlSecondsAfterFinished; None: kept until deleted by hand.
     finished_job_ttl_seconds: float | None = None
+    # Dispatch the queues' written fronts before the job list is in (runtime.warm_start).
+    warm_start: bool = True
 
     @classmethod
     def from_env(cls) -> Options:
@@ -103,6 +106,7 @@ class Options:
             job_events=job_events_level(env.get("KUBATCH_JOB_EVENTS", "notable")),
             start_timeout_seconds=seconds_setting(env, "KUBATCH_START_TIMEOUT_SECONDS", 300.0) * time_limit_scale(env),
             finished_job_ttl_seconds=optional_seconds(env, "KUBATCH_FINISHED_JOB_TTL_SECONDS"),
+            warm_start=env.get("KUBATCH_WARM_START", "true").lower() != "false",
         )
 
 
@@ -306,6 +310,7 @@ class Runtime:
         self.metrics.add_collector(lambda: quota_share_metrics(self.services.quota_plans))
         self.tasks: list[asyncio.Task[Any]] = []
         self.synced = asyncio.Event()
+        self._warm: asyncio.Task[None] | None = None
         self._site: web.TCPSite | None = None
 
     @property
@@ -315,9 +320,19 @@ class Runtime:
     async def start(self) -> None:
         await self._serve_metrics()
         self.tasks.append(asyncio.create_task(self.events.run(), name="events"))
+        if self.options.leader_election:
+            # From the start, not once synced: a new leader may dispatch before the jobs are in.
+            self.tasks.append(asyncio.create_task(self.leader.run(), name="leader"))
         for inf in self.informers:
             self.tasks.append(asyncio.create_task(inf.run(), name=f"informer-{inf.name}"))
-        await asyncio.gather(*(inf.synced.wait() for inf in self.informers if inf.name not in self.ungated))
+        jobs = next(inf for inf in self.informers if inf.name == "batchjobs")
+        await asyncio.gather(
+            *(inf.synced.wait() for inf in self.informers if inf.name not in self.ungated and inf is not jobs)
+        )
+        if self.options.warm_start and not jobs.synced.is_set():
+            self._warm = asyncio.create_task(self._warm_start(jobs.synced), name="warm-start")
+            self.tasks.append(self._warm)
+        await jobs.synced.wait()
         log.info(
             "view synced: %d jobs, %d job pods, %d nodes",
             len(self.view.jobs),
@@ -330,12 +345,27 @@ class Runtime:
         gc.collect()
         gc.freeze()
         self.synced.set()
-        if self.options.leader_election:
-            self.tasks.append(asyncio.create_task(self.leader.run(), name="leader"))
         # Start-up returns now (a standby serves the webhook too); the loops start once we lead.
         self.tasks.append(asyncio.create_task(self._lead(), name="lead"))
 
+    async def _warm_start(self, listed: asyncio.Event) -> None:
+        """Once leading, and unless the job list is in first, the warm start (runtime.warm_start)."""
+        if self.options.leader_election:
+            lead = asyncio.create_task(self.leader.became_leader.wait())
+            done = asyncio.create_task(listed.wait())
+            await asyncio.wait({lead, done}, return_when=asyncio.FIRST_COMPLETED)
+            lead.cancel()
+            done.cancel()
+            if not self.leader.is_leader:
+                return
+        try:
+            await warm_start(self.kube, self.view, self.dispatcher, listed)
+        except Exception:
+            log.exception("warm start failed (the full cycles start once the job list is in)")
+
     async def _lead(self) -> None:
+        if self._warm is not None:
+            await self._warm  # its cycle ends before the full ones begin
         if self.options.leader_election:
             await self.leader.became_leader.wait()
             self.tasks.append(asyncio.create_task(self._watch_leadership(), name="leadership"))

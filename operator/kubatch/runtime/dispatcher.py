@@ -7,6 +7,9 @@ first pod of each placed attempt is created (bounded parallelism, never waiting 
 the pod goes straight into the view, and the job is marked dirty so the lifecycle step records
 STARTING. Blocked reasons and time-limit cancellations are handed to the lifecycle step through
 the view, so every status write of a job has one author.
+
+:meth:`Dispatcher.warm_cycle` is the one cycle a restarted leader may run before the view holds
+every job (see :mod:`kubatch.runtime.warm_start`): over the given jobs only, starting what fits.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -179,6 +182,7 @@ class Dispatcher:
         self._touched: set[str] = set()  # job keys whose pod creation started or ended here
         self._derived_definitions = -1  # the view's definitions_version `units` were derived with
         self._rederive_all = True  # first cycle, or after a leadership gap: derive every candidate
+        self.scope: set[str] | None = None  # the only jobs considered (a warm cycle), None: all
         self._audit: list[str] = []  # candidates still to re-derive in the current safety-net round
         self.audit_per_cycle = AUDIT_PER_CYCLE
         # What live pods hold per environment (millicores, MiB, GPUs): per job, and summed.
@@ -261,7 +265,7 @@ class Dispatcher:
         have no pod for their next attempt and none being created; with their scheduler entries
         (as derived: without the blocked reason or charged consumables of ``_effective``)."""
         job = self.view.jobs.get(key)
-        if job is None or key not in self.view.candidates:
+        if job is None or key not in self.view.candidates or (self.scope is not None and key not in self.scope):
             return []
         st = job.get("status") or {}
         state = st.get("status")
@@ -381,7 +385,7 @@ class Dispatcher:
         self._unit_keys.clear()
         self._adjusted.clear()
         entries = []
-        for key in self.view.candidates:
+        for key in self.view.candidates if self.scope is None else self.scope:
             derived = self.derive(key)
             if not derived:
                 continue
@@ -784,22 +788,54 @@ class Dispatcher:
             unit = self.units[key][0]
             self.forced_cancel[unit.job_key][unit.index] = reason
             self.view.mark(unit.job_key)
-        tasks = []
         # NON_REPLENISHABLE units are charged before any pod exists: a unit not charged is not started.
         charges = self._charges(plan.placements) if self.consumers else []
         refused = await self.ledger.charge(charges) if charges else set()
-        for key, env in plan.placements:
-            if key in refused:
-                continue
+        await self._start_all([(key, env) for key, env in plan.placements if key not in refused])
+        if self.services is not None:
+            await self.services.cycle()
+        return plan
+
+    async def warm_cycle(self, keys: Iterable[str]) -> int:
+        """One cycle over the jobs ``keys`` alone (their queues' fronts, in order), before the view
+        holds every job: what fits of them starts, on the capacity the view's (complete) pods and
+        nodes leave. A queue's front is cut at its first job that needs consumable resources (their
+        ledger is read from every job; the jobs behind it must not pass it). No blocked reasons,
+        cancellations or estimates come of it: those speak of the whole queue. Returns the pods
+        started."""
+        ordered = list(keys)
+        self.scope = set(ordered)
+        self._rederive_all = True
+        try:
+            self.refresh_units()  # sizes the jobs: which need consumables
+            cut: set[str] = set()
+            kept = set()
+            for key in ordered:
+                queue = str(((self.view.jobs.get(key) or {}).get("spec") or {}).get("jobQueue", ""))
+                if key in self.consumers:
+                    cut.add(queue)
+                if queue not in cut:
+                    kept.add(key)
+            if kept != self.scope:
+                self.scope = kept
+                self._rederive_all = True
+            plan = make_plan(self.snapshot(), self.orders)
+            await self._start_all(plan.placements)
+            return len(plan.placements)
+        finally:
+            self.scope = None
+            self._rederive_all = True  # the first full cycle derives every job afresh
+
+    async def _start_all(self, placements: Iterable[tuple[str, str]]) -> None:
+        """Start the first pod of each placed unit (bounded by ``create_slots``), all at once."""
+        tasks = []
+        for key, env in placements:
             unit, definition, _ = self.units[key]
             self.in_flight.add(key)
             self._touched.add(unit.job_key)
             tasks.append(asyncio.create_task(self._start(unit, definition, env)))
         if tasks:
             await asyncio.gather(*tasks)
-        if self.services is not None:
-            await self.services.cycle()
-        return plan
 
     def _estimate_snapshot(self, snap: Snapshot, plan: Plan) -> Snapshot:
         """``snap`` with the jobs the estimate simulates: those ``plan`` placed or listed in a front."""

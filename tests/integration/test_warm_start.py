@@ -1,0 +1,137 @@
+"""The warm start on the real control plane: a restarted leader starts the jobs its queue's written
+front names before the BatchJob list is in, in the queue's order and within capacity.
+
+The shared operator is stopped and an operator runtime runs in this process instead (same options,
+Lease and identity), with its BatchJob list held back until the test lets it go: the list of a deep
+queue takes minutes, this one would take milliseconds. The API server is the real one throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubatch.cluster.client import Kube
+from kubatch.devcluster import operatorproc, procs
+from kubatch.runtime.app import Options, Runtime
+from tests.integration.batch import Batch
+
+# Stops the shared operator: runs with the other restart tests (same xdist worker).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
+
+
+class HeldRuntime:
+    """An operator runtime on its own event loop thread whose BatchJob list waits for ``release``."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.gate = asyncio.Event()
+        self.list_asked = threading.Event()
+        self.runtime: Runtime = self._call(self._make(kubeconfig))
+        self.started = asyncio.run_coroutine_threadsafe(self.runtime.start(), self.loop)
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+
+    async def _make(self, kubeconfig: str) -> Runtime:
+        kube = await Kube.connect(kubeconfig)
+        plain = kube.list_pages
+
+        async def held(path: str, **kw: Any) -> Any:
+            if path.endswith("/batchjobs"):
+                self.list_asked.set()
+                await self.gate.wait()
+            async for page in plain(path, **kw):
+                yield page
+
+        kube.list_pages = held  # type: ignore[method-assign]
+        options = Options.from_env()
+        options.kubeconfig = kubeconfig
+        options.metrics_port = 0
+        return Runtime(kube, options)
+
+    def release(self) -> None:
+        self.loop.call_soon_threadsafe(self.gate.set)
+
+    def stop(self) -> None:
+        self.release()
+        try:
+            self.started.result(timeout=60)
+        finally:
+            self._call(self.runtime.stop())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+
+
+def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
+    batch: Batch, cluster: Any, operator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One node of 2 vCPUs in a DISABLED environment: the three 1-vCPU jobs wait, and the queue's
+    # status records them as its front, in order.
+    ce = batch.environment(cpu=2, state="DISABLED")
+    q = batch.queue([ce])
+    batch.container_definition("work", vcpus="1", memory="256")
+    for name in ("w1", "w2", "w3"):
+        batch.job(name, q, "work", duration="900s")
+
+    def fronted() -> list[str] | None:
+        front = (batch.kget("jobqueue", q).get("status") or {}).get("front") or []
+        names = [e["name"] for e in front]
+        return names if names == ["w1", "w2", "w3"] else None
+
+    batch.wait_for(fronted, "the three jobs in the queue's front", timeout=120)
+
+    # The shared operator stops (and gives its Lease up); the environment is enabled meanwhile.
+    state = Path(cluster.state_dir)
+    current = operatorproc.read(state)
+    assert current is not None
+    procs.stop_pid(current.pid)
+    held: HeldRuntime | None = None
+    try:
+        patch = json.dumps({"spec": {"state": "ENABLED"}})
+        batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", patch)
+        # The runtime the shared operator runs, with its options, Lease and identity.
+        for key, value in {
+            "KUBECONFIG": cluster.kubeconfig,
+            "KUBATCH_LEASE_NAMESPACE": "default",
+            "KUBATCH_TIME_LIMIT_SCALE": "0.01",
+            "KUBATCH_START_TIMEOUT_SECONDS": str(operatorproc.TEST_START_TIMEOUT_SECONDS),
+            "KUBATCH_LEADER_IDENTITY": "kubatch-test",
+            **operatorproc.shared_workload_types_env(),
+        }.items():
+            monkeypatch.setenv(key, value)
+        held = HeldRuntime(cluster.kubeconfig)
+        assert held.list_asked.wait(60), "the runtime never listed the jobs"
+
+        def started() -> set[str] | None:
+            pods = batch.kget("pods", "-n", batch.ns)["items"]
+            names = {p["metadata"]["name"] for p in pods}
+            return names if names else None
+
+        # The first two front jobs start on the two free vCPUs while the job list is still held.
+        names = batch.wait_for(started, "pods of the front jobs", timeout=90)
+        assert names == {"w1-a1", "w2-a1"}, names
+        assert not held.gate.is_set() and not held.runtime.synced.is_set()
+        assert set(held.runtime.view.jobs) >= {f"{batch.ns}/w1", f"{batch.ns}/w2", f"{batch.ns}/w3"}
+
+        # The list comes in: the full cycles take over and start nothing twice.
+        held.release()
+        held.started.result(timeout=60)
+        batch.wait_status("w1", "RUNNING", timeout=90)
+        batch.wait_status("w2", "RUNNING", timeout=90)
+        assert batch.status("w3").get("status") == "RUNNABLE"
+        pods = batch.kget("pods", "-n", batch.ns)["items"]
+        assert sorted(p["metadata"]["name"] for p in pods) == ["w1-a1", "w2-a1"]
+    finally:
+        if held is not None:
+            held.stop()
+        with open(state / ".operator.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            operatorproc.ensure(cluster, state)
