@@ -169,14 +169,31 @@ def _shared_spec(spec: JSON) -> JSON:
 #: metadata fields that never change over an object's life: a new version reuses the old one's strings.
 _IDENTITY = ("name", "uid", "creationTimestamp")
 
+#: Timestamp strings, one object per distinct value: jobs submitted in the same second (hundreds in
+#: a burst) share their creation and queueing times. Bounded: when full it starts afresh (the jobs
+#: already held keep sharing what they have).
+_TIMES: dict[str, str] = {}
+_MAX_TIMES = 100_000
+
+
+def _shared_time(value: Any) -> Any:
+    if type(value) is not str:
+        return value
+    shared = _TIMES.get(value)
+    if shared is None:
+        if len(_TIMES) >= _MAX_TIMES:
+            _TIMES.clear()
+        shared = _TIMES[value] = value
+    return shared
+
 
 def compact_job(obj: JSON, previous: JSON | None = None) -> JSON:
     """``obj`` holding less memory, for a view of up to a million jobs: no ``managedFields`` and no
     ``generation`` (never read), one spec object for the jobs whose specs are equal, one string
     object for each value many jobs share (namespace, queue, definition, state), the identity
     strings (name, uid, creation time) of ``previous`` (an older version of the same object: the
-    informer's record keeps those), and status.jobId, createdAt and queuedAt the same string objects
-    as the uid and creation time they equal. Other values are unchanged; the object is edited in
+    informer's record keeps those), status.jobId the uid's string object, and one string object per
+    distinct creation or queueing time (``_shared_time``). Other values are unchanged; the object is edited in
     place (a decoded copy of our own)."""
     md = obj.get("metadata")
     if not isinstance(md, dict):
@@ -201,14 +218,16 @@ def compact_job(obj: JSON, previous: JSON | None = None) -> JSON:
         value = obj.get(name)
         if type(value) is str:
             obj[name] = sys.intern(value)
+    if "creationTimestamp" in md:
+        md["creationTimestamp"] = _shared_time(md["creationTimestamp"])
     st = obj.get("status")
     if isinstance(st, dict):
-        uid, created = md.get("uid"), md.get("creationTimestamp")
+        uid = md.get("uid")
         if st.get("jobId") == uid:
             st["jobId"] = uid
         for field in ("createdAt", "queuedAt"):
-            if st.get(field) == created:
-                st[field] = created
+            if field in st:
+                st[field] = _shared_time(st[field])
     return obj
 
 
