@@ -137,12 +137,13 @@ def test_out_of_memory_is_reported_and_retried_by_reason(rbatch: Batch) -> None:
     # dd allocates a 64 MiB buffer under a 16 MiB limit: the kernel kills it, and the container
     # exits 137 as a process killed by the OOM killer does. Not dd as PID 1: the runtime reports
     # OOMKilled only when its OOM event beats the exit event, which a loaded machine may reverse
-    # (the container then reads as a plain SIGKILL, as on any Kubernetes node).
+    # (the container then reads as a plain SIGKILL, as on any Kubernetes node); the shell gives
+    # the event 5 s (2 s were once too few on this 2-core machine under a full test run).
     spec = {
         "type": "container",
         "containerProperties": {
             "image": BUSYBOX_TEST_IMAGE,
-            "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 2; exit 137"],
+            "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 5; exit 137"],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
         },
         "retryStrategy": {
