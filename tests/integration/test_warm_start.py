@@ -73,22 +73,24 @@ class HeldRuntime:
 def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
     batch: Batch, cluster: Any, operator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # One node of 2 vCPUs in a DISABLED environment: the three 1-vCPU jobs wait, and the queue's
+    # One node of 2 vCPUs in a DISABLED environment: the four 1-vCPU jobs wait, and the queue's
     # status records them as its front, in order.
     ce = batch.environment(cpu=2, state="DISABLED")
     q = batch.queue([ce])
     batch.container_definition("work", vcpus="1", memory="256")
-    for name in ("w1", "w2", "w3"):
+    jobs = ["w1", "w2", "w3", "w4"]
+    for name in jobs:
         batch.job(name, q, "work", duration="900s")
 
     def fronted() -> list[str] | None:
         front = (batch.kget("jobqueue", q).get("status") or {}).get("front") or []
         names = [e["name"] for e in front]
-        return names if names == ["w1", "w2", "w3"] else None
+        return names if names == jobs else None
 
-    batch.wait_for(fronted, "the three jobs in the queue's front", timeout=120)
+    batch.wait_for(fronted, "the four jobs in the queue's front", timeout=120)
 
-    # The shared operator stops (and gives its Lease up); the environment is enabled meanwhile.
+    # The shared operator stops (and gives its Lease up); meanwhile the environment is enabled and a
+    # node of 1 vCPU joins it (its nodeSelector selects it; no operator has put it in the pool yet).
     state = Path(cluster.state_dir)
     current = operatorproc.read(state)
     assert current is not None
@@ -97,6 +99,7 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
     try:
         patch = json.dumps({"spec": {"state": "ENABLED"}})
         batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", patch)
+        batch.make_node(cpu=1, labels={"kubatch.dev/test-pool": ce})
         # The runtime the shared operator runs, with its options, Lease and identity.
         for key, value in {
             "KUBECONFIG": cluster.kubeconfig,
@@ -110,25 +113,22 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
         held = HeldRuntime(cluster.kubeconfig)
         assert held.list_asked.wait(60), "the runtime never listed the jobs"
 
-        def started() -> set[str] | None:
-            pods = batch.kget("pods", "-n", batch.ns)["items"]
-            names = {p["metadata"]["name"] for p in pods}
-            return names if names else None
-
-        # The first two front jobs start on the two free vCPUs while the job list is still held.
-        names = batch.wait_for(started, "pods of the front jobs", timeout=90)
-        assert names == {"w1-a1", "w2-a1"}, names
+        # The first three front jobs start on the three free vCPUs while the job list is held.
+        batch.wait_for(lambda: held.runtime.warm_started is not None, "the warm start", timeout=90)
+        assert held.runtime.warm_started == 3
+        names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
+        assert names == {"w1-a1", "w2-a1", "w3-a1"}, names
         assert not held.gate.is_set() and not held.runtime.synced.is_set()
-        assert set(held.runtime.view.jobs) >= {f"{batch.ns}/w1", f"{batch.ns}/w2", f"{batch.ns}/w3"}
+        assert set(held.runtime.view.jobs) >= {f"{batch.ns}/{name}" for name in jobs}
 
         # The list comes in: the full cycles take over and start nothing twice.
         held.release()
         held.started.result(timeout=60)
-        batch.wait_status("w1", "RUNNING", timeout=90)
-        batch.wait_status("w2", "RUNNING", timeout=90)
-        assert batch.status("w3").get("status") == "RUNNABLE"
+        for name in ("w1", "w2", "w3"):
+            batch.wait_status(name, "RUNNING", timeout=90)
+        assert batch.status("w4").get("status") == "RUNNABLE"
         pods = batch.kget("pods", "-n", batch.ns)["items"]
-        assert sorted(p["metadata"]["name"] for p in pods) == ["w1-a1", "w2-a1"]
+        assert sorted(p["metadata"]["name"] for p in pods) == ["w1-a1", "w2-a1", "w3-a1"]
     finally:
         if held is not None:
             held.stop()

@@ -311,6 +311,7 @@ class Runtime:
         self.tasks: list[asyncio.Task[Any]] = []
         self.synced = asyncio.Event()
         self._warm: asyncio.Task[None] | None = None
+        self.warm_started: int | None = None  # pods the warm start started (None: it did not run)
         self._site: web.TCPSite | None = None
 
     @property
@@ -359,7 +360,10 @@ class Runtime:
             if not self.leader.is_leader:
                 return
         try:
-            await warm_start(self.kube, self.view, self.dispatcher, listed)
+            # Nodes that joined while no operator ran are capacity once in their pools (which
+            # depends on nodes and environments alone, both listed).
+            await self.compute.pools.sync()
+            self.warm_started = await warm_start(self.kube, self.view, self.dispatcher, listed)
         except Exception:
             log.exception("warm start failed (the full cycles start once the job list is in)")
 

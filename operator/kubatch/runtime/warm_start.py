@@ -4,7 +4,8 @@ With a deep queue the BatchJob list dominates a restart (a minute and more at a 
 thousand jobs, see bench/README.md), and the full cycles wait for it: a cycle over part of a queue
 would start jobs out of order. But each queue's written status names its front (up to 100 jobs, in
 the order the last leader would start them), and every other collection (nodes, pods, queues,
-environments, definitions) is in long before the jobs. So once those are in, the front jobs are
+environments, definitions) is in long before the jobs. So once those are in (and the nodes that
+joined meanwhile are in their environments' pools: ``PoolController.sync``), the front jobs are
 fetched one by one, with the jobs of the live pods (what holds capacity is sized from its job: a
 multi-node job's nodes not created yet), and one cycle over the front jobs alone
 (:meth:`Dispatcher.warm_cycle`) starts what fits. Nothing more is dispatched until the list is in.
