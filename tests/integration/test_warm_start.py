@@ -114,9 +114,11 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
         assert held.list_asked.wait(60), "the runtime never listed the jobs"
 
         # The first three front jobs start on the three free vCPUs while the job list is held.
-        batch.wait_for(lambda: held.runtime.warm_started is not None, "the warm start", timeout=90)
-        assert held.runtime.warm_started == 3
-        names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
+        def started() -> set[str] | None:
+            names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
+            return names if len(names) >= 3 else None
+
+        names = batch.wait_for(started, "pods of the front jobs", timeout=90)
         assert names == {"w1-a1", "w2-a1", "w3-a1"}, names
         assert not held.gate.is_set() and not held.runtime.synced.is_set()
         assert set(held.runtime.view.jobs) >= {f"{batch.ns}/{name}" for name in jobs}
@@ -124,6 +126,8 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
         # The list comes in: the full cycles take over and start nothing twice.
         held.release()
         held.started.result(timeout=60)
+        batch.wait_for(lambda: held.runtime.warm_started is not None, "the warm start's end", timeout=30)
+        assert held.runtime.warm_started == 3
         for name in ("w1", "w2", "w3"):
             batch.wait_status(name, "RUNNING", timeout=90)
         assert batch.status("w4").get("status") == "RUNNABLE"

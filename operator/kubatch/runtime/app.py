@@ -362,8 +362,9 @@ class Runtime:
         try:
             # Nodes that joined while no operator ran are capacity once in their pools (which
             # depends on nodes and environments alone, both listed).
-            await self.compute.pools.sync()
-            self.warm_started = await warm_start(self.kube, self.view, self.dispatcher, listed)
+            self.warm_started = await warm_start(
+                self.kube, self.view, self.dispatcher, listed, before_cycle=self.compute.pools.sync
+            )
         except Exception:
             log.exception("warm start failed (the full cycles start once the job list is in)")
 

@@ -4,11 +4,13 @@ With a deep queue the BatchJob list dominates a restart (a minute and more at a 
 thousand jobs, see bench/README.md), and the full cycles wait for it: a cycle over part of a queue
 would start jobs out of order. But each queue's written status names its front (up to 100 jobs, in
 the order the last leader would start them), and every other collection (nodes, pods, queues,
-environments, definitions) is in long before the jobs. So once those are in (and the nodes that
-joined meanwhile are in their environments' pools: ``PoolController.sync``), the front jobs are
+environments, definitions) is in long before the jobs. So once those are in (and, before each
+cycle, the nodes that joined meanwhile are in their environments' pools: ``before_cycle``, the
+caller's ``PoolController.sync``), the front jobs are
 fetched one by one, with the jobs of the live pods (what holds capacity is sized from its job: a
-multi-node job's nodes not created yet), and one cycle over the front jobs alone
-(:meth:`Dispatcher.warm_cycle`) starts what fits. Nothing more is dispatched until the list is in.
+multi-node job's nodes not created yet), and cycles over the front jobs alone
+(:meth:`Dispatcher.warm_cycle`, one at once, then one a second while the list runs: capacity may
+come meanwhile) start what fits. Nothing beyond the fronts is dispatched until the list is in.
 
 Safe because a fetched copy is current (the list's older copy does not replace it: ``View.on_job``),
 pod names are deterministic (the full cycles see the pods started here, and the API refuses a
@@ -22,8 +24,9 @@ live pod, ``CONCURRENCY`` at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
@@ -40,6 +43,8 @@ JSON = Mapping[str, Any]
 MAX_FRONT_JOBS = 2_000
 #: GETs in flight at once.
 CONCURRENCY = 32
+#: Seconds between the warm cycles while the list runs.
+RETRY_SECONDS = 1.0
 
 
 def front_jobs(queues: Iterable[JSON], limit: int = MAX_FRONT_JOBS) -> list[tuple[str, str]]:
@@ -97,9 +102,19 @@ async def fetch(kube: Kube, keys: Iterable[str], concurrency: int = CONCURRENCY)
     return out
 
 
-async def warm_start(kube: Kube, view: View, dispatcher: Dispatcher, listed: asyncio.Event) -> int:
-    """Fetch the fronts' jobs (and the live pods' jobs) into ``view`` and run one dispatcher cycle
-    over the front jobs, unless the BatchJob list (``listed``) is in first. Returns the pods started."""
+async def warm_start(
+    kube: Kube,
+    view: View,
+    dispatcher: Dispatcher,
+    listed: asyncio.Event,
+    *,
+    every: float = RETRY_SECONDS,
+    before_cycle: Callable[[], Awaitable[None]] | None = None,
+) -> int:
+    """Fetch the fronts' jobs (and the live pods' jobs) into ``view`` and run dispatcher cycles over
+    the front jobs (one, then one every ``every`` seconds: capacity may come while the list runs, a
+    node that was not ready, a pod that ended) until the BatchJob list (``listed``) is in. Returns
+    the pods started."""
     front = front_jobs(view.queues.values())
     if not front or listed.is_set():
         return 0
@@ -112,6 +127,18 @@ async def warm_start(kube: Kube, view: View, dispatcher: Dispatcher, listed: asy
         view.on_job("MODIFIED", obj)
         if key in wanted and (not wanted[key] or (obj.get("status") or {}).get("jobId") == wanted[key]):
             keys.append(key)  # the same job the front named (not one re-created under its name)
+    if before_cycle is not None:
+        await before_cycle()
     started = await dispatcher.warm_cycle(keys)
     log.info("warm start: %d pods started for %d front jobs before the job list is in", started, len(keys))
-    return started
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listed.wait(), timeout=every)
+        if listed.is_set():
+            return started
+        if before_cycle is not None:
+            await before_cycle()
+        more = await dispatcher.warm_cycle(keys)
+        if more:
+            log.info("warm start: %d more pods started", more)
+        started += more

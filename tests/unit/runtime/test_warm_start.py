@@ -5,6 +5,7 @@ only part of the jobs (the rest of the list not in yet)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 from kubatch.cluster.client import ApiError
@@ -113,7 +114,15 @@ class FakeKube:
         return {**body, "metadata": {**body["metadata"], "uid": f"p-{name}", "resourceVersion": "9"}}
 
 
-def test_one_cycle_over_the_front_jobs_alone_on_the_capacity_live_pods_leave() -> None:
+async def until_listed(warm: Coroutine[Any, Any, int], listed: asyncio.Event, cycles: int = 5) -> int:
+    """Run the warm start for a few of its cycles, then let the list be in."""
+    task = asyncio.create_task(warm)
+    await asyncio.sleep(0.01 * cycles)
+    listed.set()
+    return await task
+
+
+def test_cycles_over_the_front_jobs_alone_on_the_capacity_live_pods_leave() -> None:
     view = View()
     view.on_named(
         view.envs,
@@ -151,7 +160,7 @@ def test_one_cycle_over_the_front_jobs_alone_on_the_capacity_live_pods_leave() -
     dispatcher = Dispatcher(kube, view, None, Metrics())  # type: ignore[arg-type]
     listed = asyncio.Event()
 
-    started = asyncio.run(warm_start(kube, view, dispatcher, listed))
+    started = asyncio.run(until_listed(warm_start(kube, view, dispatcher, listed, every=0.01), listed))
 
     # Three vCPUs free: the front jobs before the cut, not "early" (not in the front), "renamed" (not
     # the job the front named), "spender", "late" or the gone one.
@@ -178,3 +187,42 @@ def test_nothing_is_fetched_once_the_list_is_in() -> None:
     listed.set()
     assert asyncio.run(warm_start(kube, view, dispatcher, listed)) == 0
     assert kube.gets == [] and kube.created == []
+
+
+def test_capacity_freed_while_the_list_runs_goes_to_the_next_front_job() -> None:
+    view = View()
+    view.on_named(
+        view.envs,
+        "ADDED",
+        {
+            "metadata": {"name": "ce"},
+            "spec": {"type": "MANAGED", "computeResources": {"maxvCpus": 2, "instanceTypes": ["c5.large"]}},
+            "status": {"status": "VALID"},
+        },
+    )
+    definition(view, "work")
+    view.on_queue("ADDED", queue("q", 1, [("first", "id-first"), ("second", "id-second"), ("third", "id-third")]))
+    current = {n: job(n, i) for i, n in enumerate(("first", "second", "third"), start=10)}
+    current["busy"] = job("busy", 0, state="RUNNING")
+    view.on_pod("ADDED", live_pod("busy"))
+    kube = FakeKube(current)
+    dispatcher = Dispatcher(kube, view, None, Metrics())  # type: ignore[arg-type]
+    listed = asyncio.Event()
+
+    async def scenario() -> int:
+        warm = asyncio.create_task(warm_start(kube, view, dispatcher, listed, every=0.01))
+        while not kube.created:
+            await asyncio.sleep(0.005)
+        assert kube.created == ["first-a1"]  # one vCPU free
+        await asyncio.sleep(0.05)
+        assert kube.created == ["first-a1"]  # nothing twice, nothing more
+        done = live_pod("busy")
+        done["metadata"]["resourceVersion"] = "4"
+        view.on_pod("MODIFIED", {**done, "status": {"phase": "Succeeded"}})
+        while len(kube.created) < 2:
+            await asyncio.sleep(0.005)
+        listed.set()
+        return await warm
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) == 2
+    assert kube.created == ["first-a1", "second-a1"]
