@@ -44,6 +44,22 @@ def test_front_jobs_by_queue_priority_in_front_order_array_children_as_their_job
     assert front_jobs([{"metadata": {"name": "new"}, "spec": {"priority": 1}}]) == []  # no status yet
 
 
+def world(vcpus: int) -> View:
+    """A view with a MANAGED environment of ``vcpus`` and the definition "work" (1 vCPU)."""
+    view = View()
+    view.on_named(
+        view.envs,
+        "ADDED",
+        {
+            "metadata": {"name": "ce"},
+            "spec": {"type": "MANAGED", "computeResources": {"maxvCpus": vcpus, "instanceTypes": ["c5.large"]}},
+            "status": {"status": "VALID"},
+        },
+    )
+    definition(view, "work")
+    return view
+
+
 def definition(view: View, name: str, **extra: Any) -> None:
     spec = {
         "type": "container",
@@ -123,17 +139,7 @@ async def until_listed(warm: Coroutine[Any, Any, int], listed: asyncio.Event, cy
 
 
 def test_cycles_over_the_front_jobs_alone_on_the_capacity_live_pods_leave() -> None:
-    view = View()
-    view.on_named(
-        view.envs,
-        "ADDED",
-        {
-            "metadata": {"name": "ce"},
-            "spec": {"type": "MANAGED", "computeResources": {"maxvCpus": 4, "instanceTypes": ["c5.large"]}},
-            "status": {"status": "VALID"},
-        },
-    )
-    definition(view, "work")
+    view = world(vcpus=4)
     definition(view, "spender", consumableResourceProperties={
         "consumableResourceList": [{"consumableResource": "tokens", "quantity": 1}]})
     # The front as the last leader wrote it: "gone" was deleted since, "renamed" re-created under its
@@ -190,17 +196,7 @@ def test_nothing_is_fetched_once_the_list_is_in() -> None:
 
 
 def test_capacity_freed_while_the_list_runs_goes_to_the_next_front_job() -> None:
-    view = View()
-    view.on_named(
-        view.envs,
-        "ADDED",
-        {
-            "metadata": {"name": "ce"},
-            "spec": {"type": "MANAGED", "computeResources": {"maxvCpus": 2, "instanceTypes": ["c5.large"]}},
-            "status": {"status": "VALID"},
-        },
-    )
-    definition(view, "work")
+    view = world(vcpus=2)
     view.on_queue("ADDED", queue("q", 1, [("first", "id-first"), ("second", "id-second"), ("third", "id-third")]))
     current = {n: job(n, i) for i, n in enumerate(("first", "second", "third"), start=10)}
     current["busy"] = job("busy", 0, state="RUNNING")
