@@ -370,7 +370,7 @@ class Runtime:
 
     async def _lead(self) -> None:
         if self._warm is not None:
-            await self._warm  # its cycle ends before the full ones begin
+            await self._warm  # its cycles end before the full ones begin
         if self.options.leader_election:
             await self.leader.became_leader.wait()
             self.tasks.append(asyncio.create_task(self._watch_leadership(), name="leadership"))

@@ -8,8 +8,8 @@ the pod goes straight into the view, and the job is marked dirty so the lifecycl
 STARTING. Blocked reasons and time-limit cancellations are handed to the lifecycle step through
 the view, so every status write of a job has one author.
 
-:meth:`Dispatcher.warm_cycle` is the one cycle a restarted leader may run before the view holds
-every job (see :mod:`kubatch.runtime.warm_start`): over the given jobs only, starting what fits.
+:meth:`Dispatcher.warm_cycle` is the cycle a restarted leader runs before the view holds every
+job (see :mod:`kubatch.runtime.warm_start`): over the given jobs only, starting what fits.
 """
 
 from __future__ import annotations
