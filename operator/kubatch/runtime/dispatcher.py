@@ -22,7 +22,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubatch.cluster.client import ApiError, Kube
@@ -82,12 +82,15 @@ AUDIT_PER_CYCLE = 64
 
 @dataclass(frozen=True, slots=True)
 class Unit:
-    """One dispatchable thing: a job, or one child of an array job."""
+    """One dispatchable thing: a job, or one child of an array job; with the definition revision it
+    runs and its scheduler entry as derived (one object per unit of a deep queue, not three)."""
 
     key: str  # ns/name or ns/name:index
     job_key: str
     index: int | None
     attempt: int  # the attempt this dispatch starts (1-based)
+    definition: Definition = field(compare=False, repr=False)
+    entry: Job = field(compare=False, repr=False)
 
 
 def _pod_finished(pod: Mapping[str, Any]) -> bool:
@@ -171,11 +174,11 @@ class Dispatcher:
         self.front: dict[str, tuple[str, ...]] = {}
         self.blocked_queues: frozenset[str] = frozenset()
         self.in_flight: set[str] = set()
-        # What is dispatchable, kept between cycles (`refresh_units`): every unit (unit key -> unit,
-        # definition, scheduler entry as derived), the units of each job, and the queues' dispatch
-        # orders of their effective entries. A cycle re-derives only the jobs that changed.
+        # What is dispatchable, kept between cycles (`refresh_units`): every unit (unit key -> unit
+        # with its definition and scheduler entry as derived), the units of each job, and the queues'
+        # dispatch orders of their effective entries. A cycle re-derives only the jobs that changed.
         self.orders = DispatchOrders()
-        self.units: dict[str, tuple[Unit, Definition, Job]] = {}
+        self.units: dict[str, Unit] = {}
         # Array job key -> its children's unit keys in `units` (a single job's unit key is its own).
         self._unit_keys: dict[str, tuple[str, ...]] = {}
         self._adjusted: set[str] = set()  # unit keys whose entry in `orders` differs from the derived one
@@ -260,10 +263,12 @@ class Dispatcher:
             self.consumers.add(key)
         return needs
 
-    def derive(self, key: str) -> list[tuple[Unit, Definition, Job]]:
+    def derive(self, key: str, held: tuple[str, ...] = ()) -> list[Unit]:
         """The dispatchable units of job ``key`` now: the job, or its RUNNABLE array children, that
         have no pod for their next attempt and none being created; with their scheduler entries
-        (as derived: without the blocked reason or charged consumables of ``_effective``)."""
+        (as derived: without the blocked reason or charged consumables of ``_effective``).
+        ``held``: the unit keys the job has now; an equal key reuses that string object (a
+        re-derived entry must not keep a second copy of every key in a deep queue)."""
         job = self.view.jobs.get(key)
         if job is None or key not in self.view.candidates or (self.scope is not None and key not in self.scope):
             return []
@@ -313,25 +318,27 @@ class Dispatcher:
             "runnable_since": runnable_since,
         }
         pods = self.view.pods.get(key) or {}
-        _ns, name = key.split("/", 1)
-        out: list[tuple[Unit, Definition, Job]] = []
+        name = str(job["metadata"].get("name") or key.split("/", 1)[1])  # the view's string: shared
+        out: list[Unit] = []
         if size >= 2:
             runnable = IndexSet.parse(((st.get("arrayProperties") or {}).get("indexes") or {}).get("RUNNABLE"))
             finished_attempts = child_attempt_counts(st)
+            same = {k: k for k in held}
             for i in runnable:
                 attempt = finished_attempts(i) + 1
                 ukey = f"{key}:{i}"
+                ukey = same.get(ukey, ukey)
                 if pod_name(name, attempt, array_index=i) in pods or ukey in self.in_flight:
                     continue
                 entry = Job(key=ukey, order=(created, name, i), retried=attempt > 1, **common)
-                out.append((Unit(ukey, key, i, attempt), definition, entry))
+                out.append(Unit(ukey, key, i, attempt, definition, entry))
             return out
         attempt = len(st.get("attempts") or []) + 1
         first = pod_name(name, attempt, node_index=main_node_of(definition.spec) if common["multinode"] else None)
         if first in pods or key in self.in_flight:
             return out
         entry = Job(key=key, order=(created, name, -1), retried=attempt > 1, **common)
-        out.append((Unit(key, key, None, attempt), definition, entry))
+        out.append(Unit(key, key, None, attempt, definition, entry))
         return out
 
     def refresh_units(self) -> None:
@@ -371,8 +378,8 @@ class Dispatcher:
             held = self.units.get(ukey)
             if held is None:
                 continue
-            entry = self._effective(held[2], held[0])
-            if entry is not held[2]:
+            entry = self._effective(held.entry, held)
+            if entry is not held.entry:
                 adjusted.add(ukey)
             current = self.orders.get(ukey)
             if current is not entry and current != entry:
@@ -389,34 +396,36 @@ class Dispatcher:
             derived = self.derive(key)
             if not derived:
                 continue
-            if derived[0][0].index is not None:
-                self._unit_keys[key] = tuple(unit.key for unit, _, _ in derived)
-            for unit, definition, entry in derived:
-                self.units[unit.key] = (unit, definition, entry)
-                effective = self._effective(entry, unit)
-                if effective is not entry:
+            if derived[0].index is not None:
+                self._unit_keys[key] = tuple(unit.key for unit in derived)
+            for unit in derived:
+                self.units[unit.key] = unit
+                effective = self._effective(unit.entry, unit)
+                if effective is not unit.entry:
                     self._adjusted.add(unit.key)
                 entries.append(effective)
         self.orders = DispatchOrders(entries, fair_queues=self.orders.fair_queues)
 
     def _update(self, key: str) -> None:
         """Re-derive job ``key`` into ``orders`` and ``units``."""
-        derived = self.derive(key)
         before = self._units_of(key)
+        if before:
+            key = self.units[before[0]].job_key  # the string object held already
+        derived = self.derive(key, before)
         self._unit_keys.pop(key, None)
-        now = {unit.key for unit, _, _ in derived}
+        now = {unit.key for unit in derived}
         for ukey in before:
             if ukey not in now:
                 self.orders.discard(ukey)
                 self.units.pop(ukey, None)
                 self._adjusted.discard(ukey)
-        for unit, definition, entry in derived:
-            self.units[unit.key] = (unit, definition, entry)
-            effective = self._effective(entry, unit)
-            if effective is not entry:
+        for unit in derived:
+            self.units[unit.key] = unit
+            effective = self._effective(unit.entry, unit)
+            if effective is not unit.entry:
                 self._adjusted.add(unit.key)
             self.orders.add(effective)
-        if derived and derived[0][0].index is not None:
+        if derived and derived[0].index is not None:
             self._unit_keys[key] = tuple(now)
 
     def _units_of(self, key: str) -> tuple[str, ...]:
@@ -449,7 +458,7 @@ class Dispatcher:
 
     def fresh_orders(self) -> DispatchOrders:
         """Every candidate derived afresh, ignoring what was kept: what ``orders`` must equal."""
-        entries = (self._effective(e, u) for key in self.view.candidates for u, _, e in self.derive(key))
+        entries = (self._effective(u.entry, u) for key in self.view.candidates for u in self.derive(key))
         return DispatchOrders(entries, fair_queues=self.orders.fair_queues)
 
     def _with_blocking(self, job: Job) -> Job:
@@ -601,7 +610,8 @@ class Dispatcher:
     def _charges(self, placements: list[tuple[str, str]]) -> list[Charge]:
         charges = []
         for key, _env in placements:
-            unit, definition, _ = self.units[key]
+            unit = self.units[key]
+            definition = unit.definition
             job = self.view.jobs.get(unit.job_key)
             if job is None or unit.job_key not in self.consumers:
                 continue
@@ -785,7 +795,7 @@ class Dispatcher:
             # thread on an immutable snapshot of the jobs it simulates (placed or in a front).
             self._estimating = asyncio.create_task(self._estimate(self._estimate_snapshot(snap, plan), plan))
         for key, reason in plan.cancellations.items():
-            unit = self.units[key][0]
+            unit = self.units[key]
             self.forced_cancel[unit.job_key][unit.index] = reason
             self.view.mark(unit.job_key)
         # NON_REPLENISHABLE units are charged before any pod exists: a unit not charged is not started.
@@ -830,10 +840,10 @@ class Dispatcher:
         """Start the first pod of each placed unit (bounded by ``create_slots``), all at once."""
         tasks = []
         for key, env in placements:
-            unit, definition, _ = self.units[key]
+            unit = self.units[key]
             self.in_flight.add(key)
             self._touched.add(unit.job_key)
-            tasks.append(asyncio.create_task(self._start(unit, definition, env)))
+            tasks.append(asyncio.create_task(self._start(unit, unit.definition, env)))
         if tasks:
             await asyncio.gather(*tasks)
 
@@ -888,8 +898,8 @@ class Dispatcher:
             if now < report_at:
                 self._next_report = report_at if self._next_report is None else min(self._next_report, report_at)
                 continue
-            unit, _, entry = units[key]
-            heads[entry.queue] = key
+            unit = units[key]
+            heads[unit.entry.queue] = key
             new_blocked[unit.job_key] = reason
             if key in plan.blocked_detail:
                 new_detail[unit.job_key] = plan.blocked_detail[key]
@@ -908,7 +918,7 @@ class Dispatcher:
             self.metrics.queue_blocked_events.labels(queue, reason_code(reason)).inc()
             q = self.view.queues.get(queue)
             if q is not None:
-                blocker = self.view.jobs.get(units[head][0].job_key)
+                blocker = self.view.jobs.get(units[head].job_key)
                 aws_name = ((blocker or {}).get("spec") or {}).get("jobName")
                 by = f"{head} ({aws_name})" if aws_name else head  # with the job's AWS name, spec.jobName
                 message = f"job queue {queue} is blocked by {by}: {reason}" + (f" ({detail})" if detail else "")

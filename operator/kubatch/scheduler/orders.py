@@ -5,7 +5,8 @@ reads each queue from its front and stops at the queue's head plus ``FRONT_SIZE`
 given orders that are already sorted, a cycle therefore costs what it places and lists, not the
 depth of the queues. :class:`DispatchOrders` holds every RUNNABLE job (or array child) of every
 queue in those orders and is updated one job at a time: O(log n) per job added, removed or moved,
-O(1) per job replaced by one of the same rank (its blocked reason or charged consumables changed).
+O(log n) per job replaced by one of the same rank (its blocked reason or charged consumables changed;
+the sequence then holds the new entry's rank, so the old entry is freed).
 
 * A FIFO queue keeps one sequence by :attr:`~kubatch.scheduler.snapshot.Job.fifo_rank` (retried
   jobs first, then submission order, then key).
@@ -94,6 +95,21 @@ class SortedSeq:
             maxes[i] = chunk[-1]
         self._len -= 1
 
+    def replace(self, item: Rank) -> None:
+        """Hold ``item`` in place of the equal rank held now (KeyError when none is): a job
+        re-derived with the same rank must not keep its previous entry's tuples alive. O(log n)."""
+        maxes = self._maxes
+        i = bisect_left(maxes, item)
+        if i == len(maxes):
+            raise KeyError(item)
+        chunk = self._lists[i]
+        j = bisect_left(chunk, item)
+        if chunk[j] != item:
+            raise KeyError(item)
+        chunk[j] = item
+        if j == len(chunk) - 1:
+            maxes[i] = item
+
 
 class DispatchOrders:
     """Every RUNNABLE job by key, and each queue's dispatch order (see the module docstring)."""
@@ -171,8 +187,10 @@ class DispatchOrders:
         """Add ``job``, or replace the job of the same key (moved only when its rank changed)."""
         old = self._jobs.get(job.key)
         if old is not None:
-            if old.queue == job.queue and self._place(old) == self._place(job):
+            share, rank = self._place(job)
+            if old.queue == job.queue and self._place(old) == (share, rank):
                 self._jobs[job.key] = job
+                self._seq(job.queue, share).replace(rank)
                 return
             self._unlink(old)
         self._jobs[job.key] = job
@@ -203,6 +221,10 @@ class DispatchOrders:
         if job.queue in self._fair:
             return job.share or "", within_share_rank(job)
         return None, job.fifo_rank
+
+    def _seq(self, queue: str, share: str | None) -> SortedSeq:
+        """The sequence holding ``queue``'s (and, fair share, ``share``'s) ranks (KeyError: none)."""
+        return self._fifo[queue] if share is None else self._shares[queue][share]
 
     def _link(self, job: Job) -> None:
         share, rank = self._place(job)

@@ -265,9 +265,9 @@ def test_a_cycle_re_derives_only_what_changed() -> None:
     derived: list[str] = []
     real = d.derive
 
-    def counting(key: str) -> Any:
+    def counting(key: str, held: tuple[str, ...] = ()) -> Any:
         derived.append(key)
-        return real(key)
+        return real(key, held)
 
     d.derive = counting  # type: ignore[method-assign]
     d.snapshot()
@@ -276,6 +276,32 @@ def test_a_cycle_re_derives_only_what_changed() -> None:
     d.snapshot()
     assert derived == [f"{NS}/j2"]
     assert [j.key for j in d.orders.fifo("q")] == [f"{NS}/j0", f"{NS}/j1", f"{NS}/j3"]
+
+
+def test_re_derived_entries_share_the_strings_already_held() -> None:
+    """Every event of a job brings a new key string; re-deriving its entries must not keep a copy
+    per job of a deep queue: the units, the entries and their ranks keep the key object held
+    already, and the order names the view's name string."""
+    world = World()
+    d = Dispatcher(None, world.view, None, Metrics())  # type: ignore[arg-type]
+    d.audit_per_cycle = 0
+    world.job(0, "RUNNABLE", 0, False, "q", "a", 0)
+    world.job(1, "RUNNABLE", 0, True, "q", "a", 0)
+    d.snapshot()
+    held = {k: k for k in d.units}
+    for i in range(2):
+        world.job(i, "RUNNABLE", 0, i == 1, "q", "a", 0)  # a newer version: new strings
+        world.overlay(i, "RUNNABLE")
+        d.snapshot()
+    assert sorted(d.units) == sorted(held) and len(held) == 4  # j0, and the array's three children
+    for ukey, unit in d.units.items():
+        assert ukey is held[ukey] and unit.key is held[ukey]
+        assert unit.job_key is held.get(unit.job_key, unit.job_key)
+        current = d.orders.get(ukey)
+        assert current is not None and current.key is held[ukey]
+        name = world.view.jobs[unit.job_key]["metadata"]["name"]
+        assert current.order[1] is name
+    assert d.units[f"{NS}/j1:0"].job_key is d.units[f"{NS}/j1:2"].job_key
 
 
 class Events:

@@ -107,6 +107,33 @@ def test_kept_orders_plan_what_a_snapshot_of_the_same_jobs_plans(
     assert plan(replace(s, jobs=()), orders) == plan(fresh)
 
 
+def test_a_job_replaced_at_the_same_rank_leaves_nothing_of_its_old_entry_held() -> None:
+    """In a deep queue every job is re-derived at least once (its status write's response): the
+    sequences must then hold the new entry's rank, or each job keeps two entries' tuples alive."""
+    jobs = [
+        Job(f"{q}/j{i}", q, Resources(1.0, 0, 0), (float(i), f"j{i}", -1), share="a")
+        for q in ("fifo", "fair")
+        for i in range(2000)
+    ]
+    orders = DispatchOrders(jobs, fair_queues=["fair"])
+    for old in jobs[::3]:
+        new = replace(old, key="".join(old.key), order=tuple(old.order), blocked_reason="waiting")
+        assert new.key is not old.key and new.key == old.key
+        orders.add(new)
+        assert orders.get(old.key) is new
+    held = {id(rank[-1]) for rank in orders._fifo["fifo"]}
+    held |= {id(rank[-1]) for seq in orders._shares["fair"].values() for rank in seq}
+    assert held == {id(job.key) for job in orders}  # every rank is its current entry's
+    assert [j.key for j in orders.fifo("fifo")] == [j.key for j in jobs if j.queue == "fifo"]
+    seq = SortedSeq([(1, "a"), (2, "b")])
+    try:
+        seq.replace((3, "c"))
+    except KeyError:
+        pass
+    else:
+        raise AssertionError("replacing a missing item must raise KeyError")
+
+
 def test_plan_refuses_jobs_from_both_places() -> None:
     s = Snapshot(now=0.0, envs=(), queues=(), jobs=(Job("a", "q", Resources(1.0, 0, 0)),))
     try:
