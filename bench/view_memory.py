@@ -139,8 +139,9 @@ def fill(view: View, dispatcher: Dispatcher, start: int, stop: int) -> tuple[flo
             decided = obj.pop("status")
             md = obj["metadata"]
             md["resourceVersion"] = str(int(md["resourceVersion"]) - 1)
+            view.dirty.clear()
             view.on_job("ADDED", obj)
-            view.set_status(f"{md['namespace']}/{md['name']}", decided)
+            view.set_status(next(iter(view.dirty)), decided)  # the key the reconciler steps: the view's
         t1 = time.perf_counter()
         dispatcher.refresh_units()
         t2 = time.perf_counter()

@@ -409,23 +409,24 @@ class JobReconciler:
             return
         pods = self.view.pods.get(key, {})
         decision = reconcile(job, pods, ctx)
-        await self.apply(job, decision)
+        await self.apply(job, decision, key)
 
     def requeue(self, key: str, seconds: float) -> None:
         """Look at ``key`` again in ``seconds`` at the latest."""
         heapq.heappush(self.timers, (time.time() + seconds, key))
 
-    async def apply(self, job: Mapping[str, Any], decision: Decision) -> None:
+    async def apply(self, job: Mapping[str, Any], decision: Decision, key: str | None = None) -> None:
         """Apply one step. Status changes are coalesced: the decided status goes into the view at
         once (so the dispatcher and dependents act on it) and is written within ``coalesce_seconds``
         together with later changes, so a short job costs one or two status writes instead of four.
         A terminal status is written at once. Pods are deleted only after the status that records
         their attempt is written: a crash in between can never make a finished attempt look
         vanished (and run again), and the lifecycle is a function of (written status, pods), so an
-        unwritten decision is simply made again after a restart."""
+        unwritten decision is simply made again after a restart. ``key``: the job's key as the view
+        holds it (the string object then indexes it everywhere: one copy per job of a deep queue)."""
         ns = job["metadata"]["namespace"]
         name = job["metadata"]["name"]
-        key = job_key(ns, name)
+        key = key or job_key(ns, name)
         for manifest in decision.create:
             await self.create(ns, manifest)
         pending = self.pending.get(key)

@@ -304,6 +304,33 @@ def test_re_derived_entries_share_the_strings_already_held() -> None:
     assert d.units[f"{NS}/j1:0"].job_key is d.units[f"{NS}/j1:2"].job_key
 
 
+def test_the_reconciler_indexes_a_job_under_the_key_the_view_holds() -> None:
+    """The key the reconciler steps is the view's string object; the status it decides must index
+    the job under that object (candidates, then the dispatcher's entries), not under a copy."""
+    import asyncio
+
+    from kubatch.runtime.jobs import JobReconciler
+
+    world = World()
+    r = JobReconciler(None, world.view, Events(), Metrics(), coalesce_seconds=60.0)  # type: ignore[arg-type]
+    d = Dispatcher(None, world.view, None, Metrics())  # type: ignore[arg-type]
+    world.view.dirty.clear()
+    world.view.on_job(
+        "ADDED",
+        {
+            "metadata": {"namespace": NS, "name": "new", "uid": "u-new", "resourceVersion": world._rv()},
+            "spec": {"jobQueue": "q", "jobDefinition": "work"},
+            "status": {"status": "SUBMITTED", "jobDefinition": "work:1", "jobId": "u-new"},
+        },
+    )
+    (key,) = world.view.dirty
+    asyncio.run(r.step(key))
+    assert world.view.jobs[key]["status"]["status"] == "RUNNABLE"
+    assert next(k for k in world.view.candidates if k == key) is key
+    d.snapshot()
+    assert next(k for k in d.units if k == key) is key and d.units[key].entry.key is key
+
+
 class Events:
     def __init__(self) -> None:
         self.recorded: list[tuple[str, str]] = []
