@@ -247,8 +247,10 @@ class View:
 
     def __init__(self) -> None:
         self.jobs: dict[str, JSON] = {}  # the effective jobs: as the API has them, with pending status on top
-        self.written: dict[str, JSON] = {}  # job key -> status as the API server has it
         self.overlay: dict[str, tuple[str, JSON]] = {}  # job key -> (uid, status decided but not written yet)
+        # Job key -> status as the API server has it, for the jobs with an overlay only: any other
+        # job's own status is the written one (``written_status``; no table entry per queued job).
+        self.written: dict[str, JSON] = {}
         # Indexes kept current on every change, so no loop rescans finished jobs:
         self.active: set[str] = set()  # jobs not SUCCEEDED/FAILED
         self.finished: set[str] = set()  # jobs SUCCEEDED or FAILED (the others are `active`)
@@ -409,12 +411,13 @@ class View:
                 # that write: nothing new, and nothing to reconcile again.
                 return
             obj = compact_job(obj, old if old is not None and old["metadata"].get("uid") == md.get("uid") else None)
-            self.written[key] = obj.get("status") or {}
             pending = self.overlay.get(key)
             if pending is not None and pending[0] == md.get("uid"):
+                self.written[key] = obj.get("status") or {}
                 obj = {**obj, "status": pending[1]}
             elif pending is not None:
                 del self.overlay[key]  # a new object of the same name
+                self.written.pop(key, None)
             self.jobs[key] = obj
             self._index(key, obj, old)
             self._index_schedule(key, obj, old)
@@ -438,6 +441,8 @@ class View:
         job = self.jobs.get(key)
         if job is None:
             return
+        if key not in self.overlay:
+            self.written[key] = job.get("status") or {}
         self.overlay[key] = (str(job["metadata"].get("uid", "")), status)
         self.jobs[key] = {**job, "status": status}
         self._index(key, self.jobs[key], job)
@@ -445,7 +450,11 @@ class View:
         self.changed.set()
 
     def written_status(self, key: str) -> JSON:
-        return self.written.get(key) or {}
+        """The job's status as the API server has it (the decided one may be ahead: ``overlay``)."""
+        if key in self.overlay:
+            return self.written.get(key) or {}
+        job = self.jobs.get(key)
+        return (job.get("status") or {}) if job is not None else {}
 
     def settle(self, key: str, written: JSON) -> None:
         """``written`` is now the API's status: drop the overlay unless a newer decision is pending.
@@ -456,7 +465,7 @@ class View:
         if pending is not None and pending[1] == written:
             del self.overlay[key]
             job = self.jobs.get(key)
-            stored = self.written.get(key)
+            stored = self.written.pop(key, None)
             if job is not None and stored is not None and job.get("status") is pending[1] and stored == pending[1]:
                 self.jobs[key] = {**job, "status": stored}
 

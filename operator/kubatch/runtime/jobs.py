@@ -239,12 +239,12 @@ class JobReconciler:
                 # makes them dispatchable (after a restart in a burst, thousands have none yet).
                 # Then jobs with pods: their status may have to catch up with what the pods did,
                 # and thousands of queued jobs must not hold those back.
-                pods, written = self.view.pods, self.view.written
+                pods, written = self.view.pods, self.view.written_status
                 unwritten: list[str] = []
                 with_pods: list[str] = []
                 rest: list[str] = []
                 for k in keys:
-                    (unwritten if not written.get(k) else with_pods if k in pods else rest).append(k)
+                    (unwritten if not written(k) else with_pods if k in pods else rest).append(k)
                 keys = unwritten + with_pods + rest
                 for key in keys:
                     if key not in self.queued and key not in self.in_flight:

@@ -95,14 +95,17 @@ def test_a_written_status_is_kept_once() -> None:
     view.on_job("ADDED", submitted)
     decided = json.loads(json.dumps(job(7)["status"]))
     view.set_status("team-a/j7", decided)
+    assert view.written_status("team-a/j7") == {} and view.jobs["team-a/j7"]["status"] is decided
     response = job(7)
     response["metadata"]["resourceVersion"] = "99"
     view.put_job(response)
+    assert view.written_status("team-a/j7") is response["status"]
     view.settle("team-a/j7", response["status"])
     stored = view.jobs["team-a/j7"]
-    assert stored["status"] is view.written["team-a/j7"]
+    assert stored["status"] is response["status"] is view.written_status("team-a/j7")
     assert stored["status"] == decided
     assert "team-a/j7" not in view.overlay
+    assert view.written == {}, "no job without an overlay keeps a second entry"
     assert stored["metadata"]["resourceVersion"] == "99"
 
 

@@ -206,9 +206,10 @@ def test_a_plainly_queued_jobs_first_status_waits_longest_under_load() -> None:
     r.pending = {f"other/j{i}": PendingWrite(due=0) for i in range(400)}
     assert r.coalesce_window(queued=True) == pytest.approx(21.0)
 
-    for name in ("queued", "blocked", "started", "written"):
+    for name in ("queued", "blocked", "started"):
         view.on_job("ADDED", {"metadata": {"name": name, "namespace": "ns", "uid": name}, "spec": {}})
-    view.written["ns/written"] = {"status": "RUNNABLE"}
+    written = {"metadata": {"name": "written", "namespace": "ns", "uid": "w"}, "status": {"status": "RUNNABLE"}}
+    view.on_job("ADDED", written)
     runnable = {"status": "RUNNABLE", "statusReason": ""}
     now = time.time()
 
