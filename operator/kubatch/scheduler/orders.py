@@ -77,16 +77,20 @@ class SortedSeq:
                 maxes[i : i + 1] = [chunk[_LOAD - 1], chunk[-1]]
         self._len += 1
 
+    def _find(self, item: Rank) -> tuple[int, int]:
+        """(chunk, position) of ``item``; KeyError when it is not there."""
+        i = bisect_left(self._maxes, item)
+        if i == len(self._maxes):
+            raise KeyError(item)
+        j = bisect_left(self._lists[i], item)
+        if self._lists[i][j] != item:
+            raise KeyError(item)
+        return i, j
+
     def remove(self, item: Rank) -> None:
         """Delete ``item``; KeyError when it is not there."""
-        maxes = self._maxes
-        i = bisect_left(maxes, item)
-        if i == len(maxes):
-            raise KeyError(item)
-        chunk = self._lists[i]
-        j = bisect_left(chunk, item)
-        if chunk[j] != item:
-            raise KeyError(item)
+        i, j = self._find(item)
+        chunk, maxes = self._lists[i], self._maxes
         del chunk[j]
         if not chunk:
             del self._lists[i]
@@ -98,17 +102,11 @@ class SortedSeq:
     def replace(self, item: Rank) -> None:
         """Hold ``item`` in place of the equal rank held now (KeyError when none is): a job
         re-derived with the same rank must not keep its previous entry's tuples alive. O(log n)."""
-        maxes = self._maxes
-        i = bisect_left(maxes, item)
-        if i == len(maxes):
-            raise KeyError(item)
+        i, j = self._find(item)
         chunk = self._lists[i]
-        j = bisect_left(chunk, item)
-        if chunk[j] != item:
-            raise KeyError(item)
         chunk[j] = item
         if j == len(chunk) - 1:
-            maxes[i] = item
+            self._maxes[i] = item
 
 
 class DispatchOrders:
