@@ -611,11 +611,10 @@ class Dispatcher:
         charges = []
         for key, _env in placements:
             unit = self.units[key]
-            definition = unit.definition
             job = self.view.jobs.get(unit.job_key)
             if job is None or unit.job_key not in self.consumers:
                 continue
-            needs = self._needs(unit.job_key, definition, job)
+            needs = self._needs(unit.job_key, unit.definition, job)
             uid = self._uid(unit.job_key)
             for name, qty in needs.consumables.items():
                 if self.ledger.owed(name, uid, unit.index):
@@ -843,7 +842,7 @@ class Dispatcher:
             unit = self.units[key]
             self.in_flight.add(key)
             self._touched.add(unit.job_key)
-            tasks.append(asyncio.create_task(self._start(unit, unit.definition, env)))
+            tasks.append(asyncio.create_task(self._start(unit, env)))
         if tasks:
             await asyncio.gather(*tasks)
 
@@ -926,7 +925,8 @@ class Dispatcher:
         self.blocked_queues = frozenset(heads)
         self.front = dict(plan.queue_front)
 
-    async def _start(self, unit: Unit, definition: Definition, env: str) -> None:
+    async def _start(self, unit: Unit, env: str) -> None:
+        definition = unit.definition
         job = self.view.jobs.get(unit.job_key)
         try:
             if job is None:
