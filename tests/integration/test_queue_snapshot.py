@@ -66,6 +66,8 @@ def test_fair_share_queue_snapshot_fields_and_cli(batch: Batch, cluster: Cluster
             return None
         if not all(e.get("estimatedStartAt") for e in front):
             return None  # start estimates come with the front (each published at once)
+        if not str(front[0].get("statusReason") or "").startswith("CAPACITY:"):
+            return None  # a head is reported blocked only after 1 s: a change the quiet period must not see
         return st if util.get("totalCapacityUsage") == cap(2, 512) else None
 
     # Two placements, their pods Running and the jobs' RUNNING status written (coalesced up to 15 s).
