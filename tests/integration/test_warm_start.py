@@ -139,3 +139,59 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
         with open(state / ".operator.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             operatorproc.ensure(cluster, state)
+
+
+def test_a_stopping_leader_writes_its_queue_front_for_the_next_one(
+    batch: Batch, cluster: Any, operator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The front a stopping leader leaves is what the next leader's warm start starts. Its status
+    # writer here waits an hour between writes, so only the write at stop can drop the jobs it
+    # started: without it the front would still name them, and the next warm start would have
+    # nothing to start.
+    ce = batch.environment(cpu=2, state="DISABLED")
+    q = batch.queue([ce])
+    batch.container_definition("work", vcpus="1", memory="256")
+    jobs = ["s1", "s2", "s3", "s4"]
+    for name in jobs:
+        batch.job(name, q, "work", duration="900s")
+
+    def front() -> list[str]:
+        return [e["name"] for e in (batch.kget("jobqueue", q).get("status") or {}).get("front") or []]
+
+    batch.wait_for(lambda: front() == jobs or None, "the four jobs in the queue's front", timeout=120)
+    state = Path(cluster.state_dir)
+    current = operatorproc.read(state)
+    assert current is not None
+    procs.stop_pid(current.pid)
+    held: HeldRuntime | None = None
+    try:
+        for key, value in {
+            "KUBECONFIG": cluster.kubeconfig,
+            "KUBATCH_LEASE_NAMESPACE": "default",
+            "KUBATCH_LEADER_IDENTITY": "kubatch-test",
+            **operatorproc.shared_workload_types_env(),
+        }.items():
+            monkeypatch.setenv(key, value)
+        held = HeldRuntime(cluster.kubeconfig)
+        held.runtime.status.period = 3600.0  # read when its loop starts: once the list is in
+        held.release()
+        held.started.result(timeout=60)
+        batch.wait_for(lambda: held.runtime.status.ready.is_set() or None, "the runtime's loops", timeout=60)
+        enable = json.dumps({"spec": {"state": "ENABLED"}})
+        batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", enable)
+
+        def started() -> set[str] | None:
+            names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
+            return names if len(names) >= 2 else None
+
+        assert batch.wait_for(started, "pods of the first two jobs", timeout=90) == {"s1-a1", "s2-a1"}
+        assert front() == jobs  # not rewritten while it ran
+        held.stop()
+        held = None
+        assert front() == ["s3", "s4"]
+    finally:
+        if held is not None:
+            held.stop()
+        with open(state / ".operator.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            operatorproc.ensure(cluster, state)

@@ -44,6 +44,8 @@ from kubatch.runtime.warm_start import warm_start
 log = logging.getLogger(__name__)
 
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
+#: Seconds a stopping leader gives its last write of the queues' status (``Runtime._write_fronts``).
+FINAL_STATUS_SECONDS = 10.0
 
 
 Handler = Callable[[str, dict[str, Any]], None]
@@ -414,11 +416,24 @@ class Runtime:
         for t in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self._write_fronts()
         with contextlib.suppress(Exception):
             await self.leader.release()
         if self._site is not None:
             await self._site.stop()
         await self.kube.close()
+
+    async def _write_fronts(self) -> None:
+        """A leader that stops writes its queues' status once more, still holding the Lease: the
+        next leader's warm start dispatches the fronts written there, and one written up to a status
+        period ago may name only jobs started since (a rolling update right after a burst of starts
+        would leave it nothing to start until the job list is in)."""
+        if not (self.status.ready.is_set() and self.is_leader):
+            return
+        try:
+            await asyncio.wait_for(self.status.sync(), timeout=FINAL_STATUS_SECONDS)
+        except Exception as e:  # the next leader rewrites it; the warm start only starts less
+            log.warning("the queues' status was not written at stop: %r", e)
 
     async def _serve_metrics(self) -> None:
         async def metrics(_: web.Request) -> web.Response:

@@ -3,7 +3,9 @@
 With a deep queue the BatchJob list dominates a restart (a minute and more at a few hundred
 thousand jobs, see bench/README.md), and the full cycles wait for it: a cycle over part of a queue
 would start jobs out of order. But each queue's written status names its front (up to 100 jobs, in
-the order the last leader would start them), and every other collection (nodes, pods, queues,
+the order the last leader would start them; a leader that stops writes it last, so only a crashed
+one leaves a front up to a status period old, whose jobs started since are skipped), and every
+other collection (nodes, pods, queues,
 environments, definitions) is in long before the jobs. So once those are in (and, before each
 cycle, the nodes that joined meanwhile are in their environments' pools: ``before_cycle``, the
 caller's ``PoolController.sync``), the front jobs are
