@@ -8,9 +8,11 @@ queue takes minutes, this one would take milliseconds. The API server is the rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ class HeldRuntime:
         self.thread.start()
         self.gate = asyncio.Event()
         self.list_asked = threading.Event()
+        self.stopped = False
         self.runtime: Runtime = self._call(self._make(kubeconfig))
         self.started = asyncio.run_coroutine_threadsafe(self.runtime.start(), self.loop)
 
@@ -61,6 +64,9 @@ class HeldRuntime:
         self.loop.call_soon_threadsafe(self.gate.set)
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         self.release()
         try:
             self.started.result(timeout=60)
@@ -68,6 +74,41 @@ class HeldRuntime:
             self._call(self.runtime.stop())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def instead_of_the_shared_operator(
+    cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., HeldRuntime]]:
+    """Stops the shared operator (it gives its Lease up) and yields a starter of held runtimes with its
+    options, Lease and identity (extra environment as keyword arguments); at the end they stop and
+    the shared operator runs again."""
+    state = Path(cluster.state_dir)
+    current = operatorproc.read(state)
+    assert current is not None
+    procs.stop_pid(current.pid)
+    runtimes: list[HeldRuntime] = []
+
+    def start(**env: str) -> HeldRuntime:
+        for key, value in {
+            "KUBECONFIG": cluster.kubeconfig,
+            "KUBATCH_LEASE_NAMESPACE": "default",
+            "KUBATCH_LEADER_IDENTITY": "kubatch-test",
+            **operatorproc.shared_workload_types_env(),
+            **env,
+        }.items():
+            monkeypatch.setenv(key, value)
+        runtimes.append(HeldRuntime(cluster.kubeconfig))
+        return runtimes[-1]
+
+    try:
+        yield start
+    finally:
+        for held in runtimes:
+            held.stop()
+        with open(state / ".operator.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            operatorproc.ensure(cluster, state)
 
 
 def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
@@ -91,26 +132,15 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
 
     # The shared operator stops (and gives its Lease up); meanwhile the environment is enabled and a
     # node of 1 vCPU joins it (its nodeSelector selects it; no operator has put it in the pool yet).
-    state = Path(cluster.state_dir)
-    current = operatorproc.read(state)
-    assert current is not None
-    procs.stop_pid(current.pid)
-    held: HeldRuntime | None = None
-    try:
+    with instead_of_the_shared_operator(cluster, monkeypatch) as start_runtime:
         patch = json.dumps({"spec": {"state": "ENABLED"}})
         batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", patch)
         batch.make_node(cpu=1, labels={"kubatch.dev/test-pool": ce})
         # The runtime the shared operator runs, with its options, Lease and identity.
-        for key, value in {
-            "KUBECONFIG": cluster.kubeconfig,
-            "KUBATCH_LEASE_NAMESPACE": "default",
-            "KUBATCH_TIME_LIMIT_SCALE": "0.01",
-            "KUBATCH_START_TIMEOUT_SECONDS": str(operatorproc.TEST_START_TIMEOUT_SECONDS),
-            "KUBATCH_LEADER_IDENTITY": "kubatch-test",
-            **operatorproc.shared_workload_types_env(),
-        }.items():
-            monkeypatch.setenv(key, value)
-        held = HeldRuntime(cluster.kubeconfig)
+        held = start_runtime(
+            KUBATCH_TIME_LIMIT_SCALE="0.01",
+            KUBATCH_START_TIMEOUT_SECONDS=str(operatorproc.TEST_START_TIMEOUT_SECONDS),
+        )
         assert held.list_asked.wait(60), "the runtime never listed the jobs"
 
         # The first three front jobs start on the three free vCPUs while the job list is held.
@@ -133,12 +163,6 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
         assert batch.status("w4").get("status") == "RUNNABLE"
         pods = batch.kget("pods", "-n", batch.ns)["items"]
         assert sorted(p["metadata"]["name"] for p in pods) == ["w1-a1", "w2-a1", "w3-a1"]
-    finally:
-        if held is not None:
-            held.stop()
-        with open(state / ".operator.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            operatorproc.ensure(cluster, state)
 
 
 def test_a_stopping_leader_writes_its_queue_front_for_the_next_one(
@@ -159,20 +183,8 @@ def test_a_stopping_leader_writes_its_queue_front_for_the_next_one(
         return [e["name"] for e in (batch.kget("jobqueue", q).get("status") or {}).get("front") or []]
 
     batch.wait_for(lambda: front() == jobs or None, "the four jobs in the queue's front", timeout=120)
-    state = Path(cluster.state_dir)
-    current = operatorproc.read(state)
-    assert current is not None
-    procs.stop_pid(current.pid)
-    held: HeldRuntime | None = None
-    try:
-        for key, value in {
-            "KUBECONFIG": cluster.kubeconfig,
-            "KUBATCH_LEASE_NAMESPACE": "default",
-            "KUBATCH_LEADER_IDENTITY": "kubatch-test",
-            **operatorproc.shared_workload_types_env(),
-        }.items():
-            monkeypatch.setenv(key, value)
-        held = HeldRuntime(cluster.kubeconfig)
+    with instead_of_the_shared_operator(cluster, monkeypatch) as start_runtime:
+        held = start_runtime()
         held.runtime.status.period = 3600.0  # read when its loop starts: once the list is in
         held.release()
         held.started.result(timeout=60)
@@ -187,11 +199,4 @@ def test_a_stopping_leader_writes_its_queue_front_for_the_next_one(
         assert batch.wait_for(started, "pods of the first two jobs", timeout=90) == {"s1-a1", "s2-a1"}
         assert front() == jobs  # not rewritten while it ran
         held.stop()
-        held = None
         assert front() == ["s3", "s4"]
-    finally:
-        if held is not None:
-            held.stop()
-        with open(state / ".operator.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            operatorproc.ensure(cluster, state)
