@@ -148,7 +148,15 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
             names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
             return names if len(names) >= 3 else None
 
-        names = batch.wait_for(started, "pods of the front jobs", timeout=90)
+        try:
+            names = batch.wait_for(started, "pods of the front jobs", timeout=90)
+        except AssertionError as e:
+            rt = held.runtime
+            raise AssertionError(
+                f"{e}; leader {rt.is_leader}, warm start ended with {rt.warm_started} pods, fronts "
+                f"{[(k, (v.get('status') or {}).get('front')) for k, v in rt.view.queues.items() if k == q]}, "
+                f"environment {batch.kget('computeenvironment', ce).get('status')}"
+            ) from None
         assert names == {"w1-a1", "w2-a1", "w3-a1"}, names
         assert not held.gate.is_set() and not held.runtime.synced.is_set()
         assert set(held.runtime.view.jobs) >= {f"{batch.ns}/{name}" for name in jobs}
