@@ -9,6 +9,7 @@ elsewhere the real-node tests are skipped with that reason.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -22,7 +23,7 @@ import pytest
 
 from kubatch.devcluster import realnodes
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, build_binaries, find_repo
-from tests.integration.helpers import Kubectl, NodeFactory, fresh_namespace, node_factory
+from tests.integration.helpers import Kubectl, NodeFactory, fresh_namespace, node_factory, webhook_answering
 
 REPO = find_repo(Path(__file__).parent)
 #: Three real nodes: a multi-node job of three runs one pod per node.
@@ -150,7 +151,7 @@ def batch(
 
 
 @pytest.fixture(scope="session")
-def opt_in_admission(operator: Any, kubectl: Kubectl) -> Callable[[str], None]:
+def opt_in_admission(cluster: ClusterInfo, operator: Any, kubectl: Kubectl) -> Callable[[str], None]:
     """Label a namespace so that the shared operator's validating webhook (whose configuration only
     applies to labelled namespaces) checks it; returns once the webhook answers for it."""
     from kubatch.devcluster.operatorproc import WEBHOOK_LABEL
@@ -163,16 +164,27 @@ def opt_in_admission(operator: Any, kubectl: Kubectl) -> Callable[[str], None]:
             "metadata": {"name": "webhook-probe", "namespace": namespace},
             "spec": {"jobQueue": "webhook-probe-absent", "jobDefinition": "webhook-probe-absent"},
         }
-        deadline = time.monotonic() + 30
-        while True:
-            out = kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
-            if out.returncode != 0 and "denied the request" in out.stderr:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the validating webhook never answered for namespace {namespace}: {out.stderr}")
-            time.sleep(0.2)
+        with webhook_answering(cluster.state_dir) if cluster.state_dir else contextlib.nullcontext():
+            deadline = time.monotonic() + 30
+            while True:
+                out = kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
+                if out.returncode != 0 and "denied the request" in out.stderr:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"the validating webhook never answered for namespace {namespace}: {out.stderr}"
+                    )
+                time.sleep(0.2)
 
     return opt_in
+
+
+@pytest.fixture
+def webhook_up(cluster: ClusterInfo, operator: Any) -> Iterator[None]:
+    """For a test that relies on the shared operator's webhook refusing: no other test stops or
+    replaces that operator meanwhile (``helpers.operator_down`` waits for it)."""
+    with webhook_answering(cluster.state_dir) if cluster.state_dir else contextlib.nullcontext():
+        yield
 
 
 @pytest.fixture

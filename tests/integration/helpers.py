@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 from kubatch.devcluster.nodes import kwok_node
@@ -44,6 +47,29 @@ def delete_cluster_objects(kubectl: Kubectl, objects: list[tuple[str, str]]) -> 
             patch = json.dumps({"spec": {"state": "DISABLED"}})
             kubectl("patch", kind, name, "--type=merge", "-p", patch, check=False)
         kubectl("delete", kind, name, "--wait=false", "--ignore-not-found", check=False)
+
+
+#: Held shared by what relies on the shared operator's webhook refusing (``webhook_answering``) and
+#: exclusively while that operator is stopped or replaced (``operator_down``): the local webhook
+#: configuration fails open, so a refusal checked during a restart would see its bad object admitted.
+WEBHOOK_LOCK = ".webhook.lock"
+
+
+@contextlib.contextmanager
+def webhook_answering(state: str | Path) -> Iterator[None]:
+    """While held, no test stops or replaces the shared operator (whose webhook answers)."""
+    with open(Path(state) / WEBHOOK_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+
+
+@contextlib.contextmanager
+def operator_down(state: str | Path) -> Iterator[None]:
+    """Hold from stopping the shared operator until ``operatorproc.ensure`` has it back (its webhook
+    listening): waits for the refusal checks running now, and holds new ones off."""
+    with open(Path(state) / WEBHOOK_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def fresh_namespace(kubectl: Kubectl, prefix: str) -> Iterator[str]:

@@ -38,9 +38,8 @@ from tests.integration.conftest import REPO
 from tests.integration.helpers import Kubectl
 
 # Every check here is a server-side dry run through the shared operator's webhook, which the local
-# configuration lets fail open while another test restarts the operator (a refusal would pass):
-# run with those tests (one xdist worker), never beside them.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
+# configuration lets fail open while another test restarts the operator (a refusal would pass).
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("webhook_up")]
 
 GROUP = "kubatch.dev/v1alpha1"
 CONTAINER = {"image": "busybox:1.36", "command": ["true"], "resourceRequirements": [{"type": "VCPU", "value": "1"}]}

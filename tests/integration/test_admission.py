@@ -20,7 +20,8 @@ from kubatch.devcluster.cluster import ClusterInfo, free_port
 from kubatch.devcluster.operatorproc import WEBHOOK_LABEL
 from tests.integration.helpers import Kubectl, delete_cluster_objects
 
-pytestmark = pytest.mark.integration
+# Its refusals come from the shared operator's webhook: never while another test restarts it.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("webhook_up")]
 
 GROUP = "kubatch.dev/v1alpha1"
 OPT_IN = {WEBHOOK_LABEL: "enabled"}

@@ -16,6 +16,7 @@ import pytest
 
 from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import Batch
+from tests.integration.helpers import operator_down
 
 # One test kills the shared operator: the module runs with the other restart tests (same xdist worker).
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
@@ -23,12 +24,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restart
 
 def restart_operator(cluster: Any) -> None:
     state = Path(cluster.state_dir)
-    current = operatorproc.read(state)
-    assert current is not None
-    procs.stop_pid(current.pid, signal.SIGKILL)
-    with open(state / ".operator.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        operatorproc.ensure(cluster, state)
+    with operator_down(state):
+        current = operatorproc.read(state)
+        assert current is not None
+        procs.stop_pid(current.pid, signal.SIGKILL)
+        with open(state / ".operator.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            operatorproc.ensure(cluster, state)
 
 
 def test_non_replenishable_units_never_come_back(batch: Batch, cluster: Any, operator: Any) -> None:

@@ -18,7 +18,8 @@ import pytest
 from kubatch.devcluster.operatorproc import WEBHOOK_LABEL
 from tests.integration.batch import GROUP, Batch
 
-pytestmark = pytest.mark.integration
+# Its refusals come from the shared operator's webhook: never while another test restarts it.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("webhook_up")]
 
 
 def set_state(batch: Batch, kind: str, name: str, state: str) -> None:

@@ -3,6 +3,7 @@ standby takes over after the leader is killed, every job finishes and no pod is 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import signal
@@ -14,6 +15,7 @@ import pytest
 
 from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import Batch
+from tests.integration.helpers import operator_down
 from tests.integration.test_restart import PodRecorder
 
 # Tests that kill the shared operator run one after the other (same xdist worker).
@@ -44,10 +46,12 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
     # Hold the shared operator's lock while its leader is dead, so that no other test session
     # restarts it meanwhile (it would take its Lease straight back).
     lock = open(state / ".operator.lock", "w")  # noqa: SIM115 - held across the test
+    down = contextlib.ExitStack()  # from the leader's death until the shared operator is back
     try:
         assert lease_holder(batch) == "kubatch-test"
         names = [batch.job(f"ha-{i}", q, "work", duration="2s") for i in range(12)]
         batch.wait_for(lambda: len(recorder.uids) >= 4, "the leader started work")
+        down.enter_context(operator_down(state))
         fcntl.flock(lock, fcntl.LOCK_EX)
         leader = operatorproc.read(state)
         assert leader is not None
@@ -73,6 +77,7 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
         fcntl.flock(lock, fcntl.LOCK_EX)
         operatorproc.ensure(cluster, state)
         lock.close()
+        down.close()
     duplicated = {pod: uids for pod, uids in recorder.uids.items() if len(uids) > 1}
     assert not duplicated, f"a pod was created twice: {duplicated}"
     assert set(recorder.uids) == {f"ha-{i}-a1" for i in range(12)}

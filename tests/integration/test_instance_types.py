@@ -19,7 +19,8 @@ from tests.integration.helpers import Kubectl, delete_cluster_objects
 from tests.integration.test_compute import Harness, harness, managed, until
 from tests.integration.test_compute_karpenter import get_pool, karpenter_spec, requirement
 
-pytestmark = pytest.mark.integration
+# Its refusals come from the shared operator's webhook: never while another test restarts it.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("webhook_up")]
 
 __all__ = ["harness"]  # the fixture, shared with test_compute
 

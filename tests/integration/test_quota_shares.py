@@ -18,7 +18,8 @@ import pytest
 from tests.integration.batch import GROUP, TERMINAL, Batch
 from tests.integration.test_service_jobs import HOLDING, Service
 
-pytestmark = pytest.mark.integration
+# Its refusals come from the shared operator's webhook: never while another test restarts it.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("webhook_up")]
 
 CROSS = "PREEMPTION_IN_PROGRESS: Cross-share preemption triggered to reclaim borrowed capacity"
 IN_SHARE = "PREEMPTION_IN_PROGRESS: In-share preemption triggered to run a higher priority job"

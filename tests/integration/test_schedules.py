@@ -23,6 +23,7 @@ import pytest
 
 from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import GROUP, Batch
+from tests.integration.helpers import operator_down
 
 pytestmark = pytest.mark.integration
 
@@ -338,7 +339,7 @@ def test_a_restart_after_a_lost_status_write_does_not_submit_the_run_again(
     (job,) = sched.wait_jobs("rs", [name], "the run's job")
     sched.wait_status("rs", "run recorded", lambda s: s.get("lastScheduleTime") == stamp(due))
     state = Path(cluster.state_dir)
-    with open(state / ".operator.lock", "w") as lock:
+    with operator_down(state), open(state / ".operator.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         current = operatorproc.read(state)
         assert current is not None

@@ -22,6 +22,7 @@ from kubatch.cluster.client import Kube
 from kubatch.devcluster import operatorproc, procs
 from kubatch.runtime.app import Options, Runtime
 from tests.integration.batch import Batch
+from tests.integration.helpers import operator_down
 
 # Stops the shared operator: runs with the other restart tests (same xdist worker).
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("operator-restarts")]
@@ -84,31 +85,34 @@ def instead_of_the_shared_operator(
     options, Lease and identity (extra environment as keyword arguments); at the end they stop and
     the shared operator runs again."""
     state = Path(cluster.state_dir)
-    current = operatorproc.read(state)
-    assert current is not None
-    procs.stop_pid(current.pid)
-    runtimes: list[HeldRuntime] = []
+    with operator_down(state):
+        current = operatorproc.read(state)
+        assert current is not None
+        procs.stop_pid(current.pid)
+        runtimes: list[HeldRuntime] = []
 
-    def start(**env: str) -> HeldRuntime:
-        for key, value in {
-            "KUBECONFIG": cluster.kubeconfig,
-            "KUBATCH_LEASE_NAMESPACE": "default",
-            "KUBATCH_LEADER_IDENTITY": "kubatch-test",
-            **operatorproc.shared_workload_types_env(),
-            **env,
-        }.items():
-            monkeypatch.setenv(key, value)
-        runtimes.append(HeldRuntime(cluster.kubeconfig))
-        return runtimes[-1]
+        def start(**env: str) -> HeldRuntime:
+            for key, value in {
+                "KUBECONFIG": cluster.kubeconfig,
+                "KUBATCH_LEASE_NAMESPACE": "default",
+                "KUBATCH_LEADER_IDENTITY": "kubatch-test",
+                **operatorproc.shared_workload_types_env(),
+                **env,
+            }.items():
+                monkeypatch.setenv(key, value)
+            runtimes.append(HeldRuntime(cluster.kubeconfig))
+            return runtimes[-1]
 
-    try:
-        yield start
-    finally:
-        for held in runtimes:
-            held.stop()
-        with open(state / ".operator.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            operatorproc.ensure(cluster, state)
+        try:
+            yield start
+        finally:
+            try:
+                for held in runtimes:
+                    held.stop()
+            finally:
+                with open(state / ".operator.lock", "w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    operatorproc.ensure(cluster, state)
 
 
 def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
