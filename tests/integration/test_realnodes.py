@@ -250,12 +250,13 @@ def test_multi_node_workers_reach_the_main_node(rbatch: Batch, cluster: ClusterI
     assert nodes >= 3, "the multi-node test needs three real nodes"
     # Worker 1 finds the main node by AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS, worker 2 by its DNS
     # name (pod hostname + the job's headless Service), as an MPI hostfile would. The main node acks
-    # each message and counts distinct workers; a worker resends until acked (a connection queued
+    # each message once it has recorded it (an ack sent on connect could reach a worker whose message
+    # was then lost) and counts distinct workers; a worker resends until acked (a connection queued
     # behind another one's listener can be reset).
     script = (
         'if [ "$AWS_BATCH_JOB_NODE_INDEX" = "$AWS_BATCH_JOB_MAIN_NODE_INDEX" ]; then '
-        "  sleep 15; : > /tmp/got; "
-        "  until [ \"$(sort -u /tmp/got | grep -c '^worker')\" -ge 2 ]; do echo ack | nc -l -p 5000 >> /tmp/got; done; "
+        "  sleep 15; : > /tmp/got; echo 'read m; echo \"$m\" >> /tmp/got; echo ack' > /tmp/ack; "
+        "  until [ \"$(sort -u /tmp/got | grep -c '^worker')\" -ge 2 ]; do nc -l -p 5000 -e sh /tmp/ack; done; "
         "  sort -u /tmp/got | grep '^worker'; echo main done; sleep 2; "
         "else "
         '  if [ "$AWS_BATCH_JOB_NODE_INDEX" = 1 ]; then main="$AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS";'

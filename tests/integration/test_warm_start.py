@@ -8,9 +8,11 @@ queue takes minutes, this one would take milliseconds. The API server is the rea
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +40,12 @@ class HeldRuntime:
         self.gate = asyncio.Event()
         self.list_asked = threading.Event()
         self.stopped = False
+        self.records: collections.deque[str] = collections.deque(maxlen=60)
+        self._handler = _Collect(self.records)
+        self._logger = logging.getLogger("kubatch")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.INFO)
+        self._logger.addHandler(self._handler)
         self.runtime: Runtime = self._call(self._make(kubeconfig))
         self.started = asyncio.run_coroutine_threadsafe(self.runtime.start(), self.loop)
 
@@ -61,6 +69,23 @@ class HeldRuntime:
         options.metrics_port = 0
         return Runtime(kube, options)
 
+    def diagnosis(self) -> str:
+        """Where the warm start is (its task's stack, or how it ended) and the runtime's last log lines."""
+
+        async def tasks() -> str:
+            out = []
+            for task in asyncio.all_tasks():
+                if task.get_name() in ("warm-start", "lead"):
+                    if task.done():
+                        state = f"done: {task.exception()!r}" if not task.cancelled() else "cancelled"
+                    else:
+                        frames = task.get_stack(limit=20)
+                        state = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+                    out.append(f"task {task.get_name()}: {state}")
+            return "; ".join(out)
+
+        return f"{self._call(tasks())}\nlog:\n" + "\n".join(self.records)
+
     def release(self) -> None:
         self.loop.call_soon_threadsafe(self.gate.set)
 
@@ -75,6 +100,19 @@ class HeldRuntime:
             self._call(self.runtime.stop())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
+            self._logger.removeHandler(self._handler)
+            self._logger.setLevel(self._level)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: collections.deque[str]) -> None:
+        super().__init__(logging.INFO)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+        if record.exc_info:
+            self.into.append(logging.Formatter().formatException(record.exc_info))
 
 
 @contextlib.contextmanager
@@ -159,7 +197,7 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
             raise AssertionError(
                 f"{e}; leader {rt.is_leader}, warm start ended with {rt.warm_started} pods, fronts "
                 f"{[(k, (v.get('status') or {}).get('front')) for k, v in rt.view.queues.items() if k == q]}, "
-                f"environment {batch.kget('computeenvironment', ce).get('status')}"
+                f"environment {batch.kget('computeenvironment', ce).get('status')}\n{held.diagnosis()}"
             ) from None
         assert names == {"w1-a1", "w2-a1", "w3-a1"}, names
         assert not held.gate.is_set() and not held.runtime.synced.is_set()
