@@ -89,9 +89,13 @@ class PoolController:
         }
 
     async def sync(self) -> None:
+        """Apply membership to every node; a node that fails (logged) does not hold the others up."""
         unmanaged = self._unmanaged()
         for name in list(self.view.nodes):
-            await self.sync_node(name, unmanaged)
+            try:
+                await self.sync_node(name, unmanaged)
+            except Exception:
+                log.exception("node %s: pool membership failed (the next sync tries again)", name)
 
     async def sync_node(self, name: str, unmanaged: set[str]) -> None:
         """Put node ``name`` into the pool its labels select (or take it out), if it is not yet."""

@@ -129,18 +129,29 @@ async def warm_start(
         view.on_job("MODIFIED", obj)
         if key in wanted and (not wanted[key] or (obj.get("status") or {}).get("jobId") == wanted[key]):
             keys.append(key)  # the same job the front named (not one re-created under its name)
-    if before_cycle is not None:
-        await before_cycle()
-    started = await dispatcher.warm_cycle(keys)
+    started = await _cycle(dispatcher, keys, before_cycle)
     log.info("warm start: %d pods started for %d front jobs before the job list is in", started, len(keys))
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listed.wait(), timeout=every)
         if listed.is_set():
             return started
-        if before_cycle is not None:
-            await before_cycle()
-        more = await dispatcher.warm_cycle(keys)
+        more = await _cycle(dispatcher, keys, before_cycle)
         if more:
             log.info("warm start: %d more pods started", more)
         started += more
+
+
+async def _cycle(dispatcher: Dispatcher, keys: list[str], before_cycle: Callable[[], Awaitable[None]] | None) -> int:
+    """One warm cycle after ``before_cycle``. A failure of either (an API error patching some other
+    node into its pool, say) is logged and the next cycle tries again: the warm start goes on."""
+    if before_cycle is not None:
+        try:
+            await before_cycle()
+        except Exception:
+            log.exception("warm start: preparing a cycle failed (the cycle runs on the pools as they are)")
+    try:
+        return await dispatcher.warm_cycle(keys)
+    except Exception:
+        log.exception("warm start: a cycle failed (the next one tries again)")
+        return 0

@@ -66,3 +66,25 @@ async def test_a_new_node_joins_its_pool_as_soon_as_it_is_seen() -> None:
         assert len(kube.patches) == 1
     finally:
         task.cancel()
+
+
+async def test_a_node_that_fails_does_not_hold_the_others_up() -> None:
+    class Failing(FakeKube):
+        async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+            if path.endswith("/n1"):
+                from kubatch.cluster.client import ApiError
+
+                raise ApiError(500, {"reason": "InternalError"}, "PATCH", path)
+            return await super().merge_patch(path, body)
+
+    kube = Failing()
+    view = View()
+    view.on_named(
+        view.envs, "ADDED", {"metadata": {"name": "pool"}, "spec": {"type": "UNMANAGED", "nodeSelector": {"p": "x"}}}
+    )
+    for name in ("n1", "n2"):
+        kube.nodes[name] = node(name, {"p": "x"})
+        view.on_node("ADDED", copy.deepcopy(kube.nodes[name]))
+    await PoolController(kube, view).sync()  # type: ignore[arg-type]
+    assert [n for n, _ in kube.patches] == ["n2"]
+    assert view.nodes["n2"]["metadata"]["labels"]["kubatch.dev/compute-environment"] == "pool"

@@ -222,3 +222,38 @@ def test_capacity_freed_while_the_list_runs_goes_to_the_next_front_job() -> None
 
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) == 2
     assert kube.created == ["first-a1", "second-a1"]
+
+
+def test_a_failing_preparation_or_cycle_does_not_end_the_warm_start() -> None:
+    view = world(vcpus=2)
+    view.on_queue("ADDED", queue("q", 1, [("first", "id-first"), ("second", "id-second")]))
+    kube = FakeKube({n: job(n, i) for i, n in enumerate(("first", "second"), start=10)})
+    dispatcher = Dispatcher(kube, view, None, Metrics())  # type: ignore[arg-type]
+    listed = asyncio.Event()
+    calls: list[str] = []
+    plain = dispatcher.warm_cycle
+
+    async def prepare() -> None:
+        calls.append("prepare")
+        if len(calls) == 1:
+            raise ApiError(500, {"reason": "InternalError"}, "PATCH", "/api/v1/nodes/other")
+
+    async def flaky(keys: Any) -> int:
+        calls.append("cycle")
+        if calls.count("cycle") == 1:
+            raise RuntimeError("a cycle failed")
+        return await plain(keys)
+
+    dispatcher.warm_cycle = flaky  # type: ignore[method-assign]
+
+    async def scenario() -> int:
+        warm = asyncio.create_task(warm_start(kube, view, dispatcher, listed, every=0.01, before_cycle=prepare))
+        while len(kube.created) < 2:
+            await asyncio.sleep(0.005)
+        listed.set()
+        return await warm
+
+    # The first preparation fails, its cycle runs anyway and fails; the next cycles start both jobs.
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) == 2
+    assert calls[:4] == ["prepare", "cycle", "prepare", "cycle"]
+    assert sorted(kube.created) == ["first-a1", "second-a1"]
