@@ -5,6 +5,11 @@ file lock), installs the CRDs, and hands each test a fresh namespace. A missing 
 cluster that cannot start is a loud error, never a skip. Where the machine can run real containers
 (root, containerd: `realnodes.unsupported_reason()`), the cluster also has `REAL_NODES` real nodes;
 elsewhere the real-node tests are skipped with that reason.
+
+Every test shares one operator (``operator``). The tests that stop or replace it run one after the
+other on one xdist worker (``xdist_group("operator-restarts")``) and hold ``helpers.operator_down``
+until it is back; the tests that rely on its webhook refusing (the local configuration fails open)
+hold ``webhook_up``, so the two never overlap.
 """
 
 from __future__ import annotations
