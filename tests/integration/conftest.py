@@ -8,8 +8,8 @@ elsewhere the real-node tests are skipped with that reason.
 
 Every test shares one operator (``operator``). The tests that stop or replace it run one after the
 other on one xdist worker (``xdist_group("operator-restarts")``) and hold ``helpers.operator_down``
-until it is back; the tests that rely on its webhook refusing (the local configuration fails open)
-hold ``webhook_up``, so the two never overlap.
+until it is back; meanwhile no worker's ``operator`` fixture starts another one, and no test that
+relies on its webhook refusing (``webhook_up``; the local configuration fails open) runs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pytest
 
 from kubatch.devcluster import realnodes
 from kubatch.devcluster.cluster import ClusterInfo, LocalCluster, build_binaries, find_repo
-from tests.integration.helpers import Kubectl, NodeFactory, fresh_namespace, node_factory, webhook_answering
+from tests.integration.helpers import Kubectl, NodeFactory, fresh_namespace, node_factory, operator_up
 
 REPO = find_repo(Path(__file__).parent)
 #: Three real nodes: a multi-node job of three runs one pod per node.
@@ -125,7 +125,8 @@ def operator(cluster: ClusterInfo, crds: None) -> Any:
     from kubatch.devcluster import deploy
 
     state = Path(cluster.state_dir)
-    with open(state / ".operator.lock", "w") as lock:
+    # Not while a test has the shared operator stopped: it would find it gone and start a second one.
+    with operator_up(state), open(state / ".operator.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if IN_CLUSTER:
             # One operator acts on the cluster: the host process gives way to the chart's.
@@ -169,7 +170,7 @@ def opt_in_admission(cluster: ClusterInfo, operator: Any, kubectl: Kubectl) -> C
             "metadata": {"name": "webhook-probe", "namespace": namespace},
             "spec": {"jobQueue": "webhook-probe-absent", "jobDefinition": "webhook-probe-absent"},
         }
-        with webhook_answering(cluster.state_dir) if cluster.state_dir else contextlib.nullcontext():
+        with operator_up(cluster.state_dir) if cluster.state_dir else contextlib.nullcontext():
             deadline = time.monotonic() + 30
             while True:
                 out = kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
@@ -188,13 +189,13 @@ def opt_in_admission(cluster: ClusterInfo, operator: Any, kubectl: Kubectl) -> C
 def webhook_up(cluster: ClusterInfo, operator: Any) -> Iterator[None]:
     """For a test that relies on the shared operator's webhook refusing: no other test stops or
     replaces that operator meanwhile (``helpers.operator_down`` waits for it)."""
-    with webhook_answering(cluster.state_dir) if cluster.state_dir else contextlib.nullcontext():
+    with operator_up(cluster.state_dir) if cluster.state_dir else contextlib.nullcontext():
         yield
 
 
 @pytest.fixture
-def admission_namespace(opt_in_admission: Callable[[str], None], namespace: str) -> str:
-    """A fresh namespace checked by the validating webhook."""
+def admission_namespace(opt_in_admission: Callable[[str], None], namespace: str, webhook_up: None) -> str:
+    """A fresh namespace checked by the validating webhook (which no test restarts meanwhile)."""
     opt_in_admission(namespace)
     return namespace
 

@@ -49,16 +49,17 @@ def delete_cluster_objects(kubectl: Kubectl, objects: list[tuple[str, str]]) -> 
         kubectl("delete", kind, name, "--wait=false", "--ignore-not-found", check=False)
 
 
-#: Held shared by what relies on the shared operator's webhook refusing (``webhook_answering``) and
-#: exclusively while that operator is stopped or replaced (``operator_down``): the local webhook
-#: configuration fails open, so a refusal checked during a restart would see its bad object admitted.
-WEBHOOK_LOCK = ".webhook.lock"
+#: Held exclusively while a test has stopped or replaced the shared operator (``operator_down``), and
+#: shared by what must not overlap that (``operator_up``): a worker's first ``operator`` fixture (it
+#: would start a second shared operator beside the test's stand-in) and the tests that rely on the
+#: webhook refusing (the local configuration fails open: a bad object would be admitted).
+DOWN_LOCK = ".operator-down.lock"
 
 
 @contextlib.contextmanager
-def webhook_answering(state: str | Path) -> Iterator[None]:
-    """While held, no test stops or replaces the shared operator (whose webhook answers)."""
-    with open(Path(state) / WEBHOOK_LOCK, "w") as lock:
+def operator_up(state: str | Path) -> Iterator[None]:
+    """While held, no test stops or replaces the shared operator."""
+    with open(Path(state) / DOWN_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_SH)
         yield
 
@@ -66,8 +67,8 @@ def webhook_answering(state: str | Path) -> Iterator[None]:
 @contextlib.contextmanager
 def operator_down(state: str | Path) -> Iterator[None]:
     """Hold from stopping the shared operator until ``operatorproc.ensure`` has it back (its webhook
-    listening): waits for the refusal checks running now, and holds new ones off."""
-    with open(Path(state) / WEBHOOK_LOCK, "w") as lock:
+    listening): waits for what holds ``operator_up`` now, and holds new holders off."""
+    with open(Path(state) / DOWN_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

@@ -302,10 +302,9 @@ def test_webhook_rejects_invalid_schedules(admission_namespace: str, operator: A
     assert kubectl("create", "-f", "-", input=json.dumps(body), check=False).returncode == 0
 
 
-# Not while another test restarts the shared operator: its loops start a moment before its webhook
-# serves, and the local webhook fails open (the chart's fails closed for BatchJobs: the create is
-# then refused and retried), so a run created in that moment would be admitted.
-@pytest.mark.xdist_group("operator-restarts")
+# Its namespace holds ``webhook_up``: a restart of the shared operator starts its loops a moment
+# before its webhook serves, and the local webhook fails open (the chart's fails closed for BatchJobs:
+# the create is then refused and retried), so a run created in that moment would be admitted.
 def test_a_refused_run_is_reported_and_the_next_one_tried(
     admission_namespace: str, operator: Any, kubectl: Any, kget: Any, make_node: Any
 ) -> None:
