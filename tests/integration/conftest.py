@@ -7,9 +7,10 @@ cluster that cannot start is a loud error, never a skip. Where the machine can r
 elsewhere the real-node tests are skipped with that reason.
 
 Every test shares one operator (``operator``). The tests that stop or replace it run one after the
-other on one xdist worker (``xdist_group("operator-restarts")``) and hold ``helpers.operator_down``
-until it is back; meanwhile no worker's ``operator`` fixture starts another one, and no test that
-relies on its webhook refusing (``webhook_up``; the local configuration fails open) runs.
+other on one xdist worker (``xdist_group("operator-restarts")``), through ``helpers.operator_down``,
+which has it back when their block ends; meanwhile no worker's ``operator`` fixture starts another
+one, and no test that relies on its webhook refusing (``webhook_up``; the local configuration fails
+open) runs.
 """
 
 from __future__ import annotations

@@ -149,7 +149,9 @@ def test_consumable_resources(
                                                           clientToken=token))[0] == "ClientException"  # fmt: skip
     assert aws.update_consumable_resource(consumableResource=name, operation="REMOVE", quantity=1)["totalQuantity"] == 4
     assert aws.update_consumable_resource(consumableResource=name, operation="SET", quantity=10)["totalQuantity"] == 10
-    listed = aws.list_consumable_resources(filters=[{"name": "CONSUMABLE_RESOURCE_NAME", "values": ["LICENSES-*"]}])
+    # Consumable resources are cluster-wide: the pattern (a prefix, in other case) names this test's alone.
+    pattern = f"{name[:-1].upper()}*"
+    listed = aws.list_consumable_resources(filters=[{"name": "CONSUMABLE_RESOURCE_NAME", "values": [pattern]}])
     assert [r["consumableResourceName"] for r in listed["consumableResources"]] == [name]
     aws.delete_consumable_resource(consumableResource=name)
     assert code_of(lambda: aws.describe_consumable_resource(consumableResource=name))[0] == "ClientException"

@@ -4,10 +4,10 @@ standby takes over after the leader is killed, every job finishes and no pod is 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,15 @@ def lease_holder(batch: Batch) -> str:
     return str(lease["spec"].get("holderIdentity") or "")
 
 
+@contextlib.contextmanager
+def stopped_at_the_end(pid: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        time.sleep(1)  # the last pods' events reach the recorder
+        procs.stop_pid(pid, signal.SIGTERM)
+
+
 def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, operator: Any) -> None:
     state = Path(cluster.state_dir)
     q = batch.queue([batch.environment(cpu=4)])
@@ -43,41 +52,30 @@ def test_standby_takes_over_when_the_leader_dies(batch: Batch, cluster: Any, ope
         },
     )
     recorder = PodRecorder(cluster, batch.ns)
-    # Hold the shared operator's lock while its leader is dead, so that no other test session
-    # restarts it meanwhile (it would take its Lease straight back).
-    lock = open(state / ".operator.lock", "w")  # noqa: SIM115 - held across the test
-    down = contextlib.ExitStack()  # from the leader's death until the shared operator is back
     try:
         assert lease_holder(batch) == "kubatch-test"
         names = [batch.job(f"ha-{i}", q, "work", duration="2s") for i in range(12)]
         batch.wait_for(lambda: len(recorder.uids) >= 4, "the leader started work")
-        down.enter_context(operator_down(state))
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        leader = operatorproc.read(state)
-        assert leader is not None
-        procs.stop_pid(leader.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        try:
-            batch.wait_for(lambda: lease_holder(batch) == f"standby-{batch.tag}", "standby holds the lease", timeout=40)
-        except AssertionError as e:
-            lease = batch.kget("lease", "kubatch-dispatcher", "-n", "default")
-            tail = Path(standby.log).read_text(errors="replace")[-3000:]
-            raise AssertionError(f"{e}\nlease: {json.dumps(lease.get('spec'))}\nstandby log:\n{tail}") from e
-        takeover = time.monotonic() - killed_at
-        assert takeover < 25, f"takeover took {takeover:.1f}s"
-        for n in names:
-            st = batch.wait_done(n, timeout=120)
-            assert st["status"] == "SUCCEEDED", json.dumps(st)
-            assert len(st["attempts"]) == 1
+        # The leader dies. No one starts the shared operator again until the block ends (it would take
+        # its Lease straight back); the standby stops first, cleanly, and hands the Lease back at once.
+        with operator_down(cluster, signal.SIGKILL), stopped_at_the_end(standby.pid):
+            killed_at = time.monotonic()
+            identity = f"standby-{batch.tag}"
+            try:
+                batch.wait_for(lambda: lease_holder(batch) == identity, "standby holds the lease", timeout=40)
+            except AssertionError as e:
+                lease = batch.kget("lease", "kubatch-dispatcher", "-n", "default")
+                tail = Path(standby.log).read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{e}\nlease: {json.dumps(lease.get('spec'))}\nstandby log:\n{tail}") from e
+            takeover = time.monotonic() - killed_at
+            assert takeover < 25, f"takeover took {takeover:.1f}s"
+            for n in names:
+                st = batch.wait_done(n, timeout=120)
+                assert st["status"] == "SUCCEEDED", json.dumps(st)
+                assert len(st["attempts"]) == 1
     finally:
-        time.sleep(1)
         recorder.stop()
-        # Hand the Lease back: a clean stop releases it, so the shared operator leads again at once.
         procs.stop_pid(standby.pid, signal.SIGTERM)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        operatorproc.ensure(cluster, state)
-        lock.close()
-        down.close()
     duplicated = {pod: uids for pod, uids in recorder.uids.items() if len(uids) > 1}
     assert not duplicated, f"a pod was created twice: {duplicated}"
     assert set(recorder.uids) == {f"ha-{i}-a1" for i in range(12)}

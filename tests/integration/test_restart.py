@@ -4,7 +4,6 @@ usage recorded before a restart still orders the shares after it."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import signal
 import subprocess
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 
 from kubatch.core.timestamps import parse_iso
-from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import Batch
 from tests.integration.helpers import operator_down
 from tests.integration.test_consumables import restart_operator
@@ -76,7 +74,6 @@ class PodRecorder:
 
 
 def test_sigkill_mid_run_loses_and_duplicates_nothing(batch: Batch, cluster: Any, operator: Any) -> None:
-    state = Path(cluster.state_dir)
     q = batch.queue([batch.environment(cpu=4)])
     batch.container_definition("work", retryStrategy={"attempts": 2})
     recorder = PodRecorder(cluster, batch.ns)
@@ -94,14 +91,8 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(batch: Batch, cluster: Any
         for round_ in range(3):
             want = 4 * (round_ + 1)
             batch.wait_for(lambda want=want: len(recorder.uids) >= want, "some pods created", timeout=60)
-            with operator_down(state):
-                current = operatorproc.read(state)
-                assert current is not None
-                procs.stop_pid(current.pid, signal.SIGKILL)
+            with operator_down(cluster, signal.SIGKILL):
                 time.sleep(1.0)  # the world moves on while the operator is down
-                with open(state / ".operator.lock", "w") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                    operatorproc.ensure(cluster, state)
         done = {n: batch.wait_done(n, timeout=120) for n in names}
     finally:
         time.sleep(1)

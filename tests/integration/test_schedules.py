@@ -11,17 +11,14 @@ past minute, as a user editing a schedule would.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import signal
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kubatch.devcluster import operatorproc, procs
 from tests.integration.batch import GROUP, Batch
 from tests.integration.helpers import operator_down
 
@@ -337,14 +334,8 @@ def test_a_restart_after_a_lost_status_write_does_not_submit_the_run_again(
     name = run_name("rs", due)
     (job,) = sched.wait_jobs("rs", [name], "the run's job")
     sched.wait_status("rs", "run recorded", lambda s: s.get("lastScheduleTime") == stamp(due))
-    state = Path(cluster.state_dir)
-    with operator_down(state), open(state / ".operator.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        current = operatorproc.read(state)
-        assert current is not None
-        procs.stop_pid(current.pid, signal.SIGKILL)
+    with operator_down(cluster, signal.SIGKILL):
         sched.set_last("rs", before)
-        operatorproc.ensure(cluster, state)
     sched.wait_status("rs", "the run found again", lambda s: s.get("lastScheduleTime") == stamp(due))
     (again,) = sched.wait_jobs("rs", [name], "still one job")
     assert again["metadata"]["uid"] == job["metadata"]["uid"]  # the same job, not a new one

@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fcntl
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kubatch.cluster.client import Kube
-from kubatch.devcluster import operatorproc, procs
+from kubatch.devcluster import operatorproc
 from kubatch.runtime.app import Options, Runtime
 from tests.integration.batch import Batch
 from tests.integration.helpers import operator_down
@@ -122,11 +120,7 @@ def instead_of_the_shared_operator(
     """Stops the shared operator (it gives its Lease up) and yields a starter of held runtimes with its
     options, Lease and identity (extra environment as keyword arguments); at the end they stop and
     the shared operator runs again."""
-    state = Path(cluster.state_dir)
-    with operator_down(state):
-        current = operatorproc.read(state)
-        assert current is not None
-        procs.stop_pid(current.pid)
+    with operator_down(cluster):
         runtimes: list[HeldRuntime] = []
 
         def start(**env: str) -> HeldRuntime:
@@ -144,13 +138,8 @@ def instead_of_the_shared_operator(
         try:
             yield start
         finally:
-            try:
-                for held in runtimes:
-                    held.stop()
-            finally:
-                with open(state / ".operator.lock", "w") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
-                    operatorproc.ensure(cluster, state)
+            for held in runtimes:
+                held.stop()
 
 
 def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
