@@ -15,7 +15,6 @@ open) runs.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -171,7 +170,7 @@ def opt_in_admission(cluster: ClusterInfo, operator: Any, kubectl: Kubectl) -> C
             "metadata": {"name": "webhook-probe", "namespace": namespace},
             "spec": {"jobQueue": "webhook-probe-absent", "jobDefinition": "webhook-probe-absent"},
         }
-        with operator_up(cluster.state_dir) if cluster.state_dir else contextlib.nullcontext():
+        with operator_up(cluster.state_dir):
             deadline = time.monotonic() + 30
             while True:
                 out = kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False)
@@ -190,7 +189,7 @@ def opt_in_admission(cluster: ClusterInfo, operator: Any, kubectl: Kubectl) -> C
 def webhook_up(cluster: ClusterInfo, operator: Any) -> Iterator[None]:
     """For a test that relies on the shared operator's webhook refusing: no other test stops or
     replaces that operator meanwhile (``helpers.operator_down`` waits for it)."""
-    with operator_up(cluster.state_dir) if cluster.state_dir else contextlib.nullcontext():
+    with operator_up(cluster.state_dir):
         yield
 
 

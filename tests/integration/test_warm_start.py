@@ -184,8 +184,8 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
         except AssertionError as e:
             rt = held.runtime
             raise AssertionError(
-                f"{e}; leader {rt.is_leader}, warm start ended with {rt.warm_started} pods, fronts "
-                f"{[(k, (v.get('status') or {}).get('front')) for k, v in rt.view.queues.items() if k == q]}, "
+                f"{e}; leader {rt.is_leader}, warm start ended with {rt.warm_started} pods, front "
+                f"{((rt.view.queues.get(q) or {}).get('status') or {}).get('front')}, "
                 f"environment {batch.kget('computeenvironment', ce).get('status')}\n{held.diagnosis()}"
             ) from None
         assert names == {"w1-a1", "w2-a1", "w3-a1"}, names
