@@ -239,3 +239,47 @@ def test_a_stopping_leader_writes_its_queue_front_for_the_next_one(
         assert front() == jobs  # not rewritten while it ran
         held.stop()
         assert front() == ["s3", "s4"]
+
+
+def test_a_stopping_leader_writes_the_statuses_it_held_back_for_the_next_ones_warm_start(
+    batch: Batch, cluster: Any, operator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A leader holds a queued job's first status back (a minute under a burst) while its queue's
+    # front already names the job. Here it holds every status back for an hour: only its stop writes
+    # them, and the next leader's warm start starts a front job only once its written status says
+    # RUNNABLE.
+    ce = batch.environment(cpu=2, state="DISABLED")
+    q = batch.queue([ce])
+    batch.container_definition("work", vcpus="1", memory="256")
+    jobs = ["h1", "h2", "h3"]
+    with instead_of_the_shared_operator(cluster, monkeypatch) as start_runtime:
+        first = start_runtime(KUBATCH_STATUS_COALESCE_SECONDS="3600")
+        first.release()
+        first.started.result(timeout=60)
+        for name in jobs:
+            batch.job(name, q, "work", duration="900s")
+
+        def fronted() -> list[dict[str, Any]] | None:
+            front = (batch.kget("jobqueue", q).get("status") or {}).get("front") or []
+            return front if [e["name"] for e in front] == jobs else None
+
+        front = batch.wait_for(fronted, "the three jobs in the queue's front", timeout=120)
+        assert [batch.status(name).get("status") for name in jobs] == [None, None, None]  # held back
+        first.stop()
+        for entry in front:
+            st = batch.status(entry["name"])
+            assert st.get("status") == "RUNNABLE" and st.get("jobId") == entry["jobId"], st
+
+        # The environment is enabled while no operator runs; the next leader's warm start starts
+        # the first two front jobs on its two vCPUs before its job list is in.
+        enable = json.dumps({"spec": {"state": "ENABLED"}})
+        batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", enable)
+        second = start_runtime(KUBATCH_STATUS_COALESCE_SECONDS="1")
+        assert second.list_asked.wait(60), "the runtime never listed the jobs"
+
+        def started() -> set[str] | None:
+            names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
+            return names if len(names) >= 2 else None
+
+        assert batch.wait_for(started, "pods of the first two front jobs", timeout=90) == {"h1-a1", "h2-a1"}
+        assert not second.runtime.synced.is_set()

@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 GROUP_PATH = "/apis/kubatch.dev/v1alpha1"
 #: Seconds a stopping leader gives its last write of the queues' status (``Runtime._write_fronts``).
 FINAL_STATUS_SECONDS = 10.0
+#: Seconds a stopping leader gives the job status changes it decided but has not written yet
+#: (``Runtime._write_decided``): well inside the Lease's renew deadline, which runs from the last
+#: renewal, before the queues' status.
+FINAL_JOB_WRITES_SECONDS = 4.0
 
 
 Handler = Callable[[str, dict[str, Any]], None]
@@ -416,12 +420,28 @@ class Runtime:
         for t in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self._write_decided()
         await self._write_fronts()
         with contextlib.suppress(Exception):
             await self.leader.release()
         if self._site is not None:
             await self._site.stop()
         await self.kube.close()
+
+    async def _write_decided(self) -> None:
+        """A leader that stops writes the job statuses it decided and holds back (coalescing), the
+        front jobs' first: the fronts it writes next name jobs whose RUNNABLE status may be waiting
+        (up to a minute under a burst), and the next leader's warm start starts a front job only
+        when its written status says RUNNABLE."""
+        if not (self.jobs.ready.is_set() and self.is_leader) or not self.jobs.pending:
+            return
+        front = (key.split(":", 1)[0] for keys in self.dispatcher.front.values() for key in keys)
+        try:
+            written = await self.jobs.flush_pending(front, timeout=FINAL_JOB_WRITES_SECONDS)
+        except Exception as e:  # decided again by the next leader
+            log.warning("job statuses not written at stop: %r", e)
+            return
+        log.info("stopping: %d job statuses written (%d left)", written, len(self.jobs.pending))
 
     async def _write_fronts(self) -> None:
         """A leader that stops writes its queues' status once more, still holding the Lease: the

@@ -14,7 +14,7 @@ import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -500,6 +500,36 @@ class JobReconciler:
             self.view.settle(key, old)
         await self.delete_pods(ns, name, list(pending.deletes.values()))
         self.post(job, pending.events)
+
+    async def flush_pending(self, first: Iterable[str] = (), *, timeout: float, concurrency: int = 32) -> int:
+        """Write the pending status changes, those of the jobs ``first`` names before the others,
+        for at most ``timeout`` seconds; a failed write is left (the next leader decides it again).
+        A leader that stops calls it once its loops have ended: the next leader's warm start can
+        start only the front jobs whose RUNNABLE status is written, and a job's first status may
+        wait up to ``queued_max_seconds`` under a burst. Returns the writes made."""
+        ordered = dict.fromkeys(k for k in first if k in self.pending)
+        ordered.update(dict.fromkeys(self.pending))
+        keys = list(ordered)
+        slots = asyncio.Semaphore(concurrency)
+        written = 0
+
+        async def one(key: str) -> None:
+            nonlocal written
+            async with slots:
+                try:
+                    await self.flush(key)
+                except ApiError as e:
+                    log.warning("job %s: status not written at stop: %s", key, e)
+                    return
+                written += 1
+
+        tasks = [asyncio.create_task(one(k)) for k in keys]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        return written
 
     def coalesce_window(self, *, progress: bool = False, queued: bool = False) -> float:
         """How long a status change may wait for the next ones: the base window when few writes are

@@ -3,12 +3,12 @@
 With a deep queue the BatchJob list dominates a restart (a minute and more at a few hundred
 thousand jobs, see bench/README.md), and the full cycles wait for it: a cycle over part of a queue
 would start jobs out of order. But each queue's written status names its front (up to 100 jobs, in
-the order the last leader would start them; a leader that stops writes it last, so only a crashed
-one leaves a front up to a status period old, whose jobs started since are skipped), and every
-other collection (nodes, pods, queues,
-environments, definitions) is in long before the jobs. So once those are in (and, before each
-cycle, the nodes that joined meanwhile are in their environments' pools: ``before_cycle``, the
-caller's ``PoolController.sync``), the front jobs are
+the order the last leader would start them; a leader that stops writes it last, after the job
+statuses it held back, the front jobs' first, so only a crashed one leaves a front up to a status
+period old, whose jobs started since are skipped and whose jobs not written RUNNABLE yet wait), and
+every other collection (nodes, pods, queues, environments, definitions) is in long before the jobs.
+So once those are in (and, before each cycle, the nodes that joined meanwhile are in their
+environments' pools: ``before_cycle``, the caller's ``PoolController.sync``), the front jobs are
 fetched one by one, with the jobs of the live pods (what holds capacity is sized from its job: a
 multi-node job's nodes not created yet), and cycles over the front jobs alone
 (:meth:`Dispatcher.warm_cycle`, one at once, then one a second while the list runs: capacity may
@@ -34,6 +34,7 @@ from typing import Any
 from kubatch.cluster.client import ApiError, Kube
 from kubatch.cluster.informer import strip
 from kubatch.cluster.view import View
+from kubatch.core.job_ids import job_id
 from kubatch.runtime.dispatcher import Dispatcher
 from kubatch.runtime.jobs import GROUP_PATH
 
@@ -45,6 +46,8 @@ JSON = Mapping[str, Any]
 MAX_FRONT_JOBS = 2_000
 #: GETs in flight at once.
 CONCURRENCY = 32
+#: The written states a front job is dispatched from (an array job is PENDING with RUNNABLE children).
+RUNNABLE = ("RUNNABLE", "PENDING")
 #: Seconds between the warm cycles while the list runs.
 RETRY_SECONDS = 1.0
 
@@ -127,10 +130,18 @@ async def warm_start(
     keys = []
     for key, obj in got.items():
         view.on_job("MODIFIED", obj)
-        if key in wanted and (not wanted[key] or (obj.get("status") or {}).get("jobId") == wanted[key]):
+        if key in wanted and (not wanted[key] or job_id(obj) == wanted[key]):
             keys.append(key)  # the same job the front named (not one re-created under its name)
+    # A front job whose RUNNABLE status was never written (a crashed leader's coalesced write) waits
+    # for the full cycles: only its written status says what it may do.
+    waiting = sum(1 for k in keys if ((view.jobs.get(k) or {}).get("status") or {}).get("status") not in RUNNABLE)
     started = await _cycle(dispatcher, keys, before_cycle)
-    log.info("warm start: %d pods started for %d front jobs before the job list is in", started, len(keys))
+    log.info(
+        "warm start: %d pods started for %d front jobs before the job list is in (%d not written RUNNABLE)",
+        started,
+        len(keys),
+        waiting,
+    )
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listed.wait(), timeout=every)
