@@ -257,3 +257,21 @@ def test_a_failing_preparation_or_cycle_does_not_end_the_warm_start() -> None:
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=10)) == 2
     assert calls[:4] == ["prepare", "cycle", "prepare", "cycle"]
     assert sorted(kube.created) == ["first-a1", "second-a1"]
+
+
+def test_a_front_job_not_written_runnable_waits_for_the_list(caplog: Any) -> None:
+    # "fresh": its first status was never written (the front named it by its uid, as the front's
+    # jobId falls back to); "ready": written RUNNABLE. Only "ready" starts before the list is in.
+    view = world(vcpus=2)
+    view.on_queue("ADDED", queue("q", 1, [("fresh", "u-fresh"), ("ready", "id-ready")]))
+    fresh = job("fresh", 10)
+    del fresh["status"]
+    kube = FakeKube({"fresh": fresh, "ready": job("ready", 11)})
+    dispatcher = Dispatcher(kube, view, None, Metrics())  # type: ignore[arg-type]
+    listed = asyncio.Event()
+
+    with caplog.at_level("INFO", logger="kubatch.runtime.warm_start"):
+        started = asyncio.run(until_listed(warm_start(kube, view, dispatcher, listed, every=0.01), listed))
+
+    assert started == 1 and kube.created == ["ready-a1"]
+    assert "1 pods started for 2 front jobs before the job list is in (1 not written RUNNABLE)" in caplog.text
