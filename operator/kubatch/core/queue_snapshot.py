@@ -5,7 +5,8 @@
   namespace, name and jobId) is at the same position, so it stays put across cycles and across an
   operator restart; a job that moved gets the current time.
 * ``estimatedStartAt`` of each front entry (kubatch's addition): when the job is expected to start
-  (:mod:`kubatch.scheduler.estimate`). A new estimate within ``ESTIMATE_TOLERANCE_SECONDS`` or a
+  (:mod:`kubatch.scheduler.estimate`), to the millisecond (a second's truncation made estimates of
+  waits of a few seconds early by a tenth and more). A new estimate within ``ESTIMATE_TOLERANCE_SECONDS`` or a
   tenth of the remaining wait of the written one keeps the written one, so estimates that wobble
   do not rewrite the queue every cycle.
 * ``queueUtilization``: the capacity (vCPU, MiB of memory, GPU) the queue's STARTING and RUNNING
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubatch.core.timestamps import iso, parse_iso
+from kubatch.core.timestamps import iso_millis, parse_iso
 from kubatch.scheduler.snapshot import Resources
 
 #: Shares listed in ``fairshareUtilization.topCapacityUtilization`` (AWS's console shows 20).
@@ -73,7 +74,7 @@ def with_estimates(
             if abs(float(expected) - written) <= tolerance:
                 entry["estimatedStartAt"] = old["estimatedStartAt"]  # type: ignore[index]
                 continue
-        entry["estimatedStartAt"] = iso(float(expected))
+        entry["estimatedStartAt"] = iso_millis(float(expected))
     return entries
 
 

@@ -1,4 +1,5 @@
-"""Timestamps as the API server writes them: RFC 3339 in UTC, second precision.
+"""Timestamps as the API server writes them: RFC 3339 in UTC, second precision (and, where a
+fraction of a second matters, milliseconds: :func:`iso_millis`).
 
 Every reconcile step formats "now" and parses the times on its job and pods, thousands of times a
 second on a busy queue, so both directions are cached. Pure: no clock is read here.
@@ -21,8 +22,18 @@ def _iso_second(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_millis(ts: float) -> str:
+    """RFC 3339 of epoch seconds to the millisecond, rounded (``2027-01-15T08:00:00.250Z``): for a
+    time whose second alone would be off by up to a second, against waits of a few seconds (a start
+    estimate)."""
+    millis = round(ts * 1000)
+    second, fraction = divmod(millis, 1000)
+    return f"{_iso_second(second)[:-1]}.{fraction:03d}Z"
+
+
 def parse_iso(value: str | None) -> float | None:
-    """Epoch seconds of an RFC 3339 timestamp as Kubernetes writes them (None when absent or bad)."""
+    """Epoch seconds of an RFC 3339 timestamp as Kubernetes writes them, a fraction of a second
+    included (None when absent or bad)."""
     if not value:
         return None
     return _parse_iso(value)
@@ -31,6 +42,11 @@ def parse_iso(value: str | None) -> float | None:
 @functools.lru_cache(maxsize=65536)
 def _parse_iso(value: str) -> float | None:
     try:
-        return datetime.fromisoformat(value[:19]).replace(tzinfo=UTC).timestamp()
+        second = datetime.fromisoformat(value[:19]).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
+    if len(value) > 20 and value[19] == ".":
+        digits = value[20:].rstrip("Z")
+        if digits.isdigit():
+            second += int(digits) / 10 ** len(digits)
+    return second

@@ -140,16 +140,17 @@ def test_start_estimates_are_written_as_timestamps_and_small_wobbles_keep_the_wr
     entries = [
         {"namespace": "ns", "name": "a", "jobId": "1", "estimatedStartAt": now + 104},  # within 5 s: kept
         {"namespace": "ns", "name": "b", "jobId": "2", "estimatedStartAt": now + 1090},  # within 10 % of 1000 s
-        {"namespace": "ns", "name": "c", "jobId": "3", "estimatedStartAt": now + 30},  # moved: new
-        {"namespace": "ns", "name": "d", "jobId": "4", "estimatedStartAt": now + 50},  # new entry
+        {"namespace": "ns", "name": "c", "jobId": "3", "estimatedStartAt": now + 30.25},  # moved: new
+        {"namespace": "ns", "name": "d", "jobId": "4", "estimatedStartAt": now + 50.9996},  # new entry
         {"namespace": "ns", "name": "e", "jobId": "5"},  # no estimate
     ]
     out = with_estimates(written, entries, now)
+    # A new estimate to the millisecond (waits of a few seconds: a truncated second would be early).
     assert [e.get("estimatedStartAt") for e in out] == [
         iso(now + 100),
         iso(now + 1000),
-        iso(now + 30),
-        iso(now + 50),
+        "2027-01-15T08:00:30.250Z",
+        "2027-01-15T08:00:51.000Z",
         None,
     ]
 
