@@ -5,7 +5,6 @@ only part of the jobs (the rest of the list not in yet)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
 from typing import Any
 
 from kubatch.cluster.client import ApiError
@@ -130,12 +129,25 @@ class FakeKube:
         return {**body, "metadata": {**body["metadata"], "uid": f"p-{name}", "resourceVersion": "9"}}
 
 
-async def until_listed(warm: Coroutine[Any, Any, int], listed: asyncio.Event, cycles: int = 5) -> int:
-    """Run the warm start for a few of its cycles, then let the list be in."""
-    task = asyncio.create_task(warm)
-    await asyncio.sleep(0.01 * cycles)
+async def until_listed(kube: Any, view: View, dispatcher: Dispatcher, listed: asyncio.Event, cycles: int = 3) -> int:
+    """Run the warm start until ``cycles`` of its cycles have ended, then let the list be in (counted,
+    not timed: a loaded machine may take longer than a fixed sleep for the first one)."""
+    ended = 0
+    plain = dispatcher.warm_cycle
+
+    async def counted(keys: Any) -> int:
+        nonlocal ended
+        try:
+            return await plain(keys)
+        finally:
+            ended += 1
+
+    dispatcher.warm_cycle = counted  # type: ignore[method-assign]
+    task = asyncio.create_task(warm_start(kube, view, dispatcher, listed, every=0.01))
+    while ended < cycles and not task.done():
+        await asyncio.sleep(0.005)
     listed.set()
-    return await task
+    return await asyncio.wait_for(task, timeout=10)
 
 
 def test_cycles_over_the_front_jobs_alone_on_the_capacity_live_pods_leave() -> None:
@@ -166,7 +178,7 @@ def test_cycles_over_the_front_jobs_alone_on_the_capacity_live_pods_leave() -> N
     dispatcher = Dispatcher(kube, view, None, Metrics())  # type: ignore[arg-type]
     listed = asyncio.Event()
 
-    started = asyncio.run(until_listed(warm_start(kube, view, dispatcher, listed, every=0.01), listed))
+    started = asyncio.run(until_listed(kube, view, dispatcher, listed))
 
     # Three vCPUs free: the front jobs before the cut, not "early" (not in the front), "renamed" (not
     # the job the front named), "spender", "late" or the gone one.
@@ -271,7 +283,7 @@ def test_a_front_job_not_written_runnable_waits_for_the_list(caplog: Any) -> Non
     listed = asyncio.Event()
 
     with caplog.at_level("INFO", logger="kubatch.runtime.warm_start"):
-        started = asyncio.run(until_listed(warm_start(kube, view, dispatcher, listed, every=0.01), listed))
+        started = asyncio.run(until_listed(kube, view, dispatcher, listed))
 
     assert started == 1 and kube.created == ["ready-a1"]
     assert "1 pods started for 2 front jobs before the job list is in (1 not written RUNNABLE)" in caplog.text
