@@ -137,13 +137,19 @@ def test_out_of_memory_is_reported_and_retried_by_reason(rbatch: Batch) -> None:
     # dd allocates a 64 MiB buffer under a 16 MiB limit: the kernel kills it, and the container
     # exits 137 as a process killed by the OOM killer does. Not dd as PID 1: the runtime reports
     # OOMKilled only when its OOM event beats the exit event, which a loaded machine may reverse
-    # (the container then reads as a plain SIGKILL, as on any Kubernetes node); the shell gives
-    # the event 5 s (2 s were once too few on this 2-core machine under a full test run).
+    # (the container then reads as a plain SIGKILL, as on any Kubernetes node). So the shell
+    # exits only once its cgroup counts the kill (cgroup v1 or v2; exit 3 if it never does) and
+    # the runtime has had 10 s for the event (5 s were once too few under a full test run).
+    oom = (
+        "dd if=/dev/zero of=/dev/null bs=64M count=1; "
+        "cat /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events 2>/dev/null "
+        "| grep -q '^oom_kill [1-9]' || exit 3; sleep 10; exit 137"
+    )
     spec = {
         "type": "container",
         "containerProperties": {
             "image": BUSYBOX_TEST_IMAGE,
-            "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 5; exit 137"],
+            "command": ["sh", "-c", oom],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
         },
         "retryStrategy": {
