@@ -142,6 +142,21 @@ def instead_of_the_shared_operator(
                 held.stop()
 
 
+def front_of(batch: Batch, queue: str) -> list[dict[str, Any]]:
+    """The queue's written front."""
+    return list((batch.kget("jobqueue", queue).get("status") or {}).get("front") or [])
+
+
+def pods_once(batch: Batch, count: int) -> Callable[[], set[str] | None]:
+    """A condition for ``wait_for``: the names of the test namespace's pods once there are ``count``."""
+
+    def started() -> set[str] | None:
+        names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
+        return names if len(names) >= count else None
+
+    return started
+
+
 def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
     batch: Batch, cluster: Any, operator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,12 +169,11 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
     for name in jobs:
         batch.job(name, q, "work", duration="900s")
 
-    def fronted() -> list[str] | None:
-        front = (batch.kget("jobqueue", q).get("status") or {}).get("front") or []
-        names = [e["name"] for e in front]
-        return names if names == jobs else None
-
-    batch.wait_for(fronted, "the four jobs in the queue's front", timeout=120)
+    batch.wait_for(
+        lambda: [e["name"] for e in front_of(batch, q)] == jobs or None,
+        "the four jobs in the queue's front",
+        timeout=120,
+    )
 
     # The shared operator stops (and gives its Lease up); meanwhile the environment is enabled and a
     # node of 1 vCPU joins it (its nodeSelector selects it; no operator has put it in the pool yet).
@@ -175,12 +189,8 @@ def test_a_restarted_leader_starts_the_queue_front_before_the_job_list_is_in(
         assert held.list_asked.wait(60), "the runtime never listed the jobs"
 
         # The first three front jobs start on the three free vCPUs while the job list is held.
-        def started() -> set[str] | None:
-            names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
-            return names if len(names) >= 3 else None
-
         try:
-            names = batch.wait_for(started, "pods of the front jobs", timeout=90)
+            names = batch.wait_for(pods_once(batch, 3), "pods of the front jobs", timeout=90)
         except AssertionError as e:
             rt = held.runtime
             raise AssertionError(
@@ -219,7 +229,7 @@ def test_a_stopping_leader_writes_its_queue_front_for_the_next_one(
         batch.job(name, q, "work", duration="900s")
 
     def front() -> list[str]:
-        return [e["name"] for e in (batch.kget("jobqueue", q).get("status") or {}).get("front") or []]
+        return [e["name"] for e in front_of(batch, q)]
 
     batch.wait_for(lambda: front() == jobs or None, "the four jobs in the queue's front", timeout=120)
     with instead_of_the_shared_operator(cluster, monkeypatch) as start_runtime:
@@ -230,12 +240,7 @@ def test_a_stopping_leader_writes_its_queue_front_for_the_next_one(
         batch.wait_for(lambda: held.runtime.status.ready.is_set() or None, "the runtime's loops", timeout=60)
         enable = json.dumps({"spec": {"state": "ENABLED"}})
         batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", enable)
-
-        def started() -> set[str] | None:
-            names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
-            return names if len(names) >= 2 else None
-
-        assert batch.wait_for(started, "pods of the first two jobs", timeout=90) == {"s1-a1", "s2-a1"}
+        assert batch.wait_for(pods_once(batch, 2), "pods of the first two jobs", timeout=90) == {"s1-a1", "s2-a1"}
         assert front() == jobs  # not rewritten while it ran
         held.stop()
         assert front() == ["s3", "s4"]
@@ -260,7 +265,7 @@ def test_a_stopping_leader_writes_the_statuses_it_held_back_for_the_next_ones_wa
             batch.job(name, q, "work", duration="900s")
 
         def fronted() -> list[dict[str, Any]] | None:
-            front = (batch.kget("jobqueue", q).get("status") or {}).get("front") or []
+            front = front_of(batch, q)
             return front if [e["name"] for e in front] == jobs else None
 
         front = batch.wait_for(fronted, "the three jobs in the queue's front", timeout=120)
@@ -276,10 +281,6 @@ def test_a_stopping_leader_writes_the_statuses_it_held_back_for_the_next_ones_wa
         batch.kubectl("patch", "computeenvironment", ce, "--type=merge", "-p", enable)
         second = start_runtime(KUBATCH_STATUS_COALESCE_SECONDS="1")
         assert second.list_asked.wait(60), "the runtime never listed the jobs"
-
-        def started() -> set[str] | None:
-            names = {p["metadata"]["name"] for p in batch.kget("pods", "-n", batch.ns)["items"]}
-            return names if len(names) >= 2 else None
-
-        assert batch.wait_for(started, "pods of the first two front jobs", timeout=90) == {"h1-a1", "h2-a1"}
+        started = batch.wait_for(pods_once(batch, 2), "pods of the first two front jobs", timeout=90)
+        assert started == {"h1-a1", "h2-a1"}
         assert not second.runtime.synced.is_set()

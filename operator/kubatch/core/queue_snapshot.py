@@ -6,9 +6,9 @@
   operator restart; a job that moved gets the current time.
 * ``estimatedStartAt`` of each front entry (kubatch's addition): when the job is expected to start
   (:mod:`kubatch.scheduler.estimate`), to the millisecond (a second's truncation made estimates of
-  waits of a few seconds early by a tenth and more). A new estimate within ``ESTIMATE_TOLERANCE_SECONDS`` or a
-  tenth of the remaining wait of the written one keeps the written one, so estimates that wobble
-  do not rewrite the queue every cycle.
+  waits of a few seconds early by a tenth and more). A new estimate within
+  ``ESTIMATE_TOLERANCE_SECONDS`` or a tenth of the remaining wait of the written one keeps the
+  written one, so estimates that wobble do not rewrite the queue every cycle.
 * ``queueUtilization``: the capacity (vCPU, MiB of memory, GPU) the queue's STARTING and RUNNING
   pods request, in total, per compute environment and, for a fair-share queue, per share (the 20
   largest) with the number of active shares.

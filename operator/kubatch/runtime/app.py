@@ -33,6 +33,7 @@ from kubatch.observability.views import register_view_metrics
 from kubatch.runtime.compute import ComputeController
 from kubatch.runtime.definitions import DefinitionController
 from kubatch.runtime.dispatcher import Dispatcher
+from kubatch.runtime.estimates import job_key_of
 from kubatch.runtime.jobs import JobReconciler
 from kubatch.runtime.queues import StatusWriter
 from kubatch.runtime.retention import RetentionController
@@ -435,7 +436,7 @@ class Runtime:
         when its written status says RUNNABLE."""
         if not (self.jobs.ready.is_set() and self.is_leader) or not self.jobs.pending:
             return
-        front = (key.split(":", 1)[0] for keys in self.dispatcher.front.values() for key in keys)
+        front = (job_key_of(key) for keys in self.dispatcher.front.values() for key in keys)
         try:
             written = await self.jobs.flush_pending(front, timeout=FINAL_JOB_WRITES_SECONDS)
         except Exception as e:  # decided again by the next leader
