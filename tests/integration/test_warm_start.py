@@ -84,6 +84,19 @@ class HeldRuntime:
 
         return f"{self._call(tasks())}\nlog:\n" + "\n".join(self.records)
 
+    def _stacks(self) -> str:
+        """Every task of the runtime's loop and where it waits."""
+
+        async def stacks() -> str:
+            out = []
+            for task in asyncio.all_tasks():
+                frames = task.get_stack(limit=20)
+                where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+                out.append(f"{task.get_name()}: {where}")
+            return "\n".join(out)
+
+        return str(self._call(stacks()))
+
     def release(self) -> None:
         self.loop.call_soon_threadsafe(self.gate.set)
 
@@ -95,8 +108,13 @@ class HeldRuntime:
         try:
             self.started.result(timeout=60)
         finally:
-            self._call(self.runtime.stop())
-            self.loop.call_soon_threadsafe(self.loop.stop)
+            stopping = asyncio.run_coroutine_threadsafe(self.runtime.stop(), self.loop)
+            try:
+                stopping.result(timeout=60)
+            except TimeoutError:
+                raise AssertionError(f"the runtime's stop did not end within 60 s; tasks:\n{self._stacks()}") from None
+            finally:
+                self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
             self._logger.removeHandler(self._handler)
             self._logger.setLevel(self._level)
