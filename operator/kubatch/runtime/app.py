@@ -51,6 +51,9 @@ FINAL_STATUS_SECONDS = 10.0
 #: (``Runtime._write_decided``): well inside the Lease's renew deadline, which runs from the last
 #: renewal, before the queues' status.
 FINAL_JOB_WRITES_SECONDS = 4.0
+#: Seconds a stopping operator waits for its loops to end once cancelled (they end at their next
+#: await; one that does not is logged rather than waited for).
+TASKS_END_SECONDS = 5.0
 
 
 Handler = Callable[[str, dict[str, Any]], None]
@@ -416,11 +419,7 @@ class Runtime:
                 os._exit(3)
 
     async def stop(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await self._end_tasks()
         await self._write_decided()
         await self._write_fronts()
         with contextlib.suppress(Exception):
@@ -428,6 +427,23 @@ class Runtime:
         if self._site is not None:
             await self._site.stop()
         await self.kube.close()
+
+    async def _end_tasks(self) -> None:
+        """Cancel the loops and wait for them to end, up to ``TASKS_END_SECONDS``: a task that does
+        not end on cancellation is logged with where it waits, and the stop goes on (the Lease is
+        given up and the process exits within its grace period)."""
+        tasks = list(self.tasks)
+        for t in tasks:
+            t.cancel()
+        if not tasks:
+            return
+        done, running = await asyncio.wait(tasks, timeout=TASKS_END_SECONDS)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                log.debug("task %s ended with %r", t.get_name(), t.exception())
+        for t in running:
+            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(t.get_stack(limit=10)))
+            log.error("stopping: task %s did not end on cancellation (waits at %s)", t.get_name(), where)
 
     async def _write_decided(self) -> None:
         """A leader that stops writes the job statuses it decided and holds back (coalescing), the
@@ -452,7 +468,8 @@ class Runtime:
         if not (self.status.ready.is_set() and self.is_leader):
             return
         try:
-            await asyncio.wait_for(self.status.sync(), timeout=FINAL_STATUS_SECONDS)
+            async with asyncio.timeout(FINAL_STATUS_SECONDS):
+                await self.status.sync()
         except Exception as e:  # the next leader rewrites it; the warm start only starts less
             log.warning("the queues' status was not written at stop: %r", e)
 

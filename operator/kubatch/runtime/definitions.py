@@ -18,7 +18,6 @@ carry an owner reference to their JobDefinition; the leader replaces it with the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from kubatch.core.revisions import (
     revision_name,
     spec_hash,
 )
+from kubatch.runtime.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,7 @@ class DefinitionController:
                 continue
             if self.retired:
                 # Jobs pinned to retired revisions end without telling us: look again in a while.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), RETIRED_RECHECK_SECONDS)
+                await wait_set(self.wake, RETIRED_RECHECK_SECONDS)
                 self.pending.update(self.retired)
                 continue
             await self.wake.wait()

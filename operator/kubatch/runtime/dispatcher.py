@@ -52,6 +52,7 @@ from kubatch.runtime.consumables import Charge, Ledger, consumed_quantity, non_r
 from kubatch.runtime.estimates import DEFAULT_INTERVAL as ESTIMATE_INTERVAL
 from kubatch.runtime.estimates import StartEstimator, head_waits
 from kubatch.runtime.jobs import resolve_definition
+from kubatch.runtime.waits import wait_set
 from kubatch.scheduler import (
     Consumable,
     Job,
@@ -239,8 +240,7 @@ class Dispatcher:
             wait = self.tick
             if self._next_report is not None:  # a blocked head is due to be reported then
                 wait = min(wait, max(0.0, self._next_report - self.now()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.view.changed.wait(), timeout=wait)
+            await wait_set(self.view.changed, wait)
             # Coalesce bursts of events into one cycle, and under load leave at least two thirds of
             # the process to the reconciler and the watches (a cycle's cost grows with the queue).
             await asyncio.sleep(min(0.25, max(0.02, 2 * took)))

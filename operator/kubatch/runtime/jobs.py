@@ -10,7 +10,6 @@ the view so the next step never acts on stale status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import time
@@ -39,6 +38,7 @@ from kubatch.core.updates import terminate_jobs_at
 from kubatch.observability.events import EventRecorder
 from kubatch.observability.metrics import Metrics
 from kubatch.runtime.queues import disabled_since
+from kubatch.runtime.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +257,7 @@ class JobReconciler:
                     continue
             self.view.job_dirty.clear()
             wait = (self.timers[0][0] - time.time()) if self.timers else 1.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.view.job_dirty.wait(), timeout=max(0.01, min(wait, 1.0)))
+            await wait_set(self.view.job_dirty, max(0.01, min(wait, 1.0)))
 
     async def _worker(self) -> None:
         while True:

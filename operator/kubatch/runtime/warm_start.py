@@ -26,7 +26,6 @@ live pod, ``CONCURRENCY`` at a time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -37,6 +36,7 @@ from kubatch.cluster.view import View
 from kubatch.core.job_ids import job_id
 from kubatch.runtime.dispatcher import Dispatcher
 from kubatch.runtime.jobs import GROUP_PATH
+from kubatch.runtime.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def holders(view: View) -> list[str]:
     return [
         key
         for key, pods in view.pods.items()
-        if key not in view.jobs and any((p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-                                        for p in pods.values())
+        if key not in view.jobs
+        and any((p.get("status") or {}).get("phase") not in ("Succeeded", "Failed") for p in pods.values())
     ]
 
 
@@ -143,8 +143,7 @@ async def warm_start(
         waiting,
     )
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(listed.wait(), timeout=every)
+        await wait_set(listed, every)
         if listed.is_set():
             return started
         more = await _cycle(dispatcher, keys, before_cycle)
