@@ -61,6 +61,11 @@ async def run(h: Harness, quick: bool) -> Result:
             rows.append(Row(f"{cls} {label} time to start", quantile(k, q), quantile(b, q), "s"))
     est = accuracy(kb.estimates, kb.submitted, kb.pods.running)
     figures["start_estimates"] = est
+    # Per class: each class's first estimates rest on its own definition's learned run time.
+    figures["start_estimates_by_class"] = {
+        cls: accuracy({n: t for n, t in kb.estimates.items() if n.startswith(cls)}, kb.submitted, kb.pods.running)
+        for cls, *_ in CLASSES
+    }
     rows.append(Row("start estimate median error", percent(est["median_relative_error"]), None, "% of wait"))
     rows.append(Row("start estimate p90 error", percent(est["p90_relative_error"]), None, "% of wait"))
     rows.append(Row("start estimate median bias", percent(est["median_signed_error"]), None, "% of wait"))
