@@ -21,6 +21,7 @@ import pytest
 from kubatch.cluster.client import Kube
 from kubatch.devcluster import operatorproc
 from kubatch.runtime.app import Options, Runtime
+from kubatch.runtime.waits import where_waits
 from tests.integration.batch import Batch
 from tests.integration.helpers import operator_down
 
@@ -77,8 +78,7 @@ class HeldRuntime:
                     if task.done():
                         state = f"done: {task.exception()!r}" if not task.cancelled() else "cancelled"
                     else:
-                        frames = task.get_stack(limit=20)
-                        state = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+                        state = where_waits(task)
                     out.append(f"task {task.get_name()}: {state}")
             return "; ".join(out)
 
@@ -88,12 +88,7 @@ class HeldRuntime:
         """Every task of the runtime's loop and where it waits."""
 
         async def stacks() -> str:
-            out = []
-            for task in asyncio.all_tasks():
-                frames = task.get_stack(limit=20)
-                where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
-                out.append(f"{task.get_name()}: {where}")
-            return "\n".join(out)
+            return "\n".join(f"{task.get_name()}: {where_waits(task)}" for task in asyncio.all_tasks())
 
         return str(self._call(stacks()))
 

@@ -40,6 +40,7 @@ from kubatch.runtime.retention import RetentionController
 from kubatch.runtime.schedules import ScheduleController
 from kubatch.runtime.service_environments import ServiceEnvironmentController
 from kubatch.runtime.service_jobs import ServiceJobs
+from kubatch.runtime.waits import where_waits
 from kubatch.runtime.warm_start import warm_start
 
 log = logging.getLogger(__name__)
@@ -442,8 +443,7 @@ class Runtime:
             if not t.cancelled() and t.exception() is not None:
                 log.debug("task %s ended with %r", t.get_name(), t.exception())
         for t in running:
-            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(t.get_stack(limit=10)))
-            log.error("stopping: task %s did not end on cancellation (waits at %s)", t.get_name(), where)
+            log.error("stopping: task %s did not end on cancellation (waits at %s)", t.get_name(), where_waits(t))
 
     async def _write_decided(self) -> None:
         """A leader that stops writes the job statuses it decided and holds back (coalescing), the

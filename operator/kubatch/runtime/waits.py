@@ -1,4 +1,4 @@
-"""Waiting for an event with a time limit, without losing the task's cancellation.
+"""Waiting for an event with a time limit, without losing the task's cancellation; where a task waits.
 
 On Python 3.11 ``asyncio.wait_for`` returns the awaited result when the cancellation of the
 waiting task arrives in the same loop iteration as that result, and the cancellation is gone: a
@@ -9,6 +9,7 @@ cancellations (``Task.uncancel``) and has no such race; every loop here waits th
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 async def wait_set(event: asyncio.Event, timeout: float) -> bool:
@@ -23,3 +24,9 @@ async def wait_set(event: asyncio.Event, timeout: float) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
+
+
+def where_waits(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` is suspended, as ``function:line`` of its coroutine (Python gives a suspended
+    task's own frame, not the coroutines it awaits), for a log line."""
+    return " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in task.get_stack())
